@@ -1,0 +1,150 @@
+"""``jupyter mlops SUBCOMMAND``: a thin face over the library.
+
+Heavy libraries are imported inside the subcommands, so ``--help`` answers at once. Every
+error a user can cause ends as one line on stderr and exit 2; a failed step exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import MlopsError
+
+PROG = "jupyter mlops"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Turn a marked Jupyter notebook into a tested, "
+                     "tracked papermill pipeline, and run it.")
+    parser.add_argument("--version", action="version", version=f"jupyter-mlops {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    export = sub.add_parser("export", help="write a pipeline folder from a notebook",
+                            description="Write a pipeline folder (pipeline.yaml, one notebook "
+                            "per step, README.md) from a marked notebook.")
+    export.add_argument("notebook", metavar="NOTEBOOK")
+    export.add_argument("-o", "--output", metavar="DIR",
+                        help="pipeline folder (default: <stem>_pipeline/ beside the notebook)")
+    export.add_argument("--split", choices=["headings"],
+                        help="start a step at each level-2 markdown heading")
+    export.add_argument("--allow-pickle", action="store_true",
+                        help="pass values of other types between steps with pickle (opt-in: "
+                        "only load pickles you trust)")
+
+    run = sub.add_parser("run", help="run a pipeline folder with papermill",
+                         description="Run a pipeline: steps in dependency order, independent "
+                         "steps in parallel, each executed notebook kept in the run's folder.")
+    run.add_argument("pipeline", metavar="PIPELINE_DIR")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a pipeline parameter (repeatable)")
+    run.add_argument("--runs-dir", metavar="DIR", help="where runs go (default: PIPELINE_DIR/runs)")
+    run.add_argument("-j", "--jobs", type=int, metavar="N",
+                     help="steps run at once (default: the number of cores)")
+    run.add_argument("--cell-timeout", type=float, metavar="S",
+                     help="fail a cell that runs longer than S seconds")
+
+    show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
+                          description="Show what a notebook would export to, or what a "
+                          "pipeline folder holds.")
+    show.add_argument("target", metavar="NOTEBOOK|PIPELINE_DIR")
+    show.add_argument("--json", action="store_true", help="print JSON (what the sidebar reads)")
+    show.add_argument("--split", choices=["headings"],
+                      help="start a step at each level-2 markdown heading")
+    return parser
+
+
+def _err(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``jupyter mlops export``."""
+    from .export import export
+
+    result = export(args.notebook, args.output, split=args.split, allow_pickle=args.allow_pickle)
+    for warning in result.warnings:
+        _err(f"warning: {warning.message}")
+    steps = ", ".join(s.name for s in result.spec.steps)
+    print(f"Exported {Path(args.notebook).name} to {result.folder}/ "
+          f"({len(result.spec.steps)} steps: {steps})")
+    print(f"Run it with: jupyter mlops run {result.folder}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``jupyter mlops run``."""
+    from .report import progress_printer, summary
+    from .runner import run_pipeline
+    from .spec import PipelineSpec
+
+    spec = PipelineSpec.read(args.pipeline)
+    values = spec.parse_parameters(args.parameter)
+    result = run_pipeline(args.pipeline, values, runs_dir=args.runs_dir, jobs=args.jobs,
+                          cell_timeout=args.cell_timeout, listener=progress_printer(spec))
+    print(summary(result))
+    if result.status != "succeeded":
+        _err(result.error or "the run did not finish")
+        return 1
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``jupyter mlops show``."""
+    import json
+
+    from .report import describe, describe_json
+    from .spec import PipelineSpec
+
+    target = Path(args.target)
+    if target.is_dir():
+        spec, analysis = PipelineSpec.read(target), None
+    else:
+        from .export import plan
+
+        analysis, spec = plan(target, split=args.split)
+    if args.json:
+        print(json.dumps(describe_json(spec, analysis), indent=1, default=str))
+    else:
+        print(describe(spec, analysis))
+    return 2 if analysis is not None and analysis.errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``jupyter-mlops`` (and so of ``jupyter mlops``)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show}
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return commands[args.command](args)
+    except MlopsError as err:
+        for line in str(err).splitlines():
+            _err(f"error: {line}")
+        return err.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as err:  # a bug of ours: say so in one line, traceback on request
+        if os.environ.get("MLOPS_DEBUG"):
+            raise
+        _err(f"internal error: {type(err).__name__}: {err} (please report it; set "
+             "MLOPS_DEBUG=1 to see the traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

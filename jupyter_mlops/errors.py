@@ -1,0 +1,87 @@
+"""The errors a user of jupyter-mlops can cause, rooted at one base class.
+
+::
+
+    MlopsError                 anything the user can fix; the CLI prints it in one line, exit 2
+    ├── NotebookError          the file is not a readable nbformat 4 notebook
+    ├── RoleError              an unknown cell role or bad ``%%mlops`` arguments
+    ├── AnalysisError          problems found by the analysis (undefined names, cycles, ...)
+    ├── SpecError              a missing or malformed ``pipeline.yaml``
+    ├── ParameterError         a ``-p NAME=VALUE`` that the spec does not accept
+    ├── ArtifactError          a value that cannot be passed between steps, or a bad hash
+    └── StepFailed             a step of a run failed (the CLI exits 1, not 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MlopsError(Exception):
+    """Base of every error a user can cause; ``str(err)`` is the one line to show."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, cell: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cell = cell
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotebookError(MlopsError):
+    """The file cannot be read as an nbformat 4 notebook."""
+
+
+class RoleError(MlopsError):
+    """A cell's role or its arguments are not understood."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found before anything runs.
+
+    ``cell`` is the 1-based cell number in the source notebook (as JupyterLab counts cells),
+    or None when the problem concerns the whole notebook.
+    """
+
+    message: str
+    cell: int | None = None
+    severity: str = "error"
+
+    def to_dict(self) -> dict[str, object]:
+        """The problem as JSON-able data (for ``show --json`` and the server)."""
+        return {"message": self.message, "cell": self.cell, "severity": self.severity}
+
+
+class AnalysisError(MlopsError):
+    """The notebook has problems that stop it from becoming a pipeline."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = problems[0] if problems else Problem("unknown analysis problem")
+        super().__init__("\n".join(p.message for p in problems), cell=first.cell)
+
+
+class SpecError(MlopsError):
+    """A pipeline folder or its ``pipeline.yaml`` is missing or malformed."""
+
+
+class ParameterError(MlopsError):
+    """A parameter value given on the command line does not fit the pipeline."""
+
+
+class ArtifactError(MlopsError):
+    """A value cannot be saved or loaded safely between steps."""
+
+
+class StepFailed(MlopsError):
+    """A step of a pipeline run failed; the run stops and the CLI exits 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, step: str, cell: int | None = None) -> None:
+        super().__init__(message, cell=cell)
+        self.step = step

@@ -1,0 +1,161 @@
+"""Export: a notebook becomes a pipeline folder (pipeline.yaml, steps/, README.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._files import atomic_write
+from .analysis import Analysis, analyze
+from .errors import AnalysisError, Problem, SpecError
+from .notebook import read_notebook
+from .spec import SPEC_FILE, PipelineSpec
+from .stepnb import build_step_notebook
+
+SPLITS = ("headings",)
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote, and the warnings the analysis found."""
+
+    folder: Path
+    spec: PipelineSpec
+    warnings: list[Problem]
+
+
+def default_folder(notebook: str | Path) -> Path:
+    """``<stem>_pipeline/`` beside the notebook."""
+    path = Path(notebook)
+    return path.with_name(f"{path.stem}_pipeline")
+
+
+def plan(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
+         allow_pickle: bool = False) -> tuple[Analysis, PipelineSpec]:
+    """Read and analyse ``notebook``; the spec as an export into ``folder`` would write it.
+
+    Problems are returned in the analysis, not raised, so that ``show`` can list them.
+    """
+    if split is not None and split not in SPLITS:
+        raise SpecError(f"unknown split `{split}`; use one of: {', '.join(SPLITS)}")
+    analysis = analyze(read_notebook(notebook), split=split)
+    target = Path(folder) if folder is not None else default_folder(notebook)
+    return analysis, analysis.to_spec(target, allow_pickle=allow_pickle)
+
+
+def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:
+    """Every file of the pipeline folder, by its path inside the folder."""
+    import nbformat
+
+    files: dict[str, bytes] = {SPEC_FILE: spec.to_yaml().encode("utf-8")}
+    for plan_step, step in zip(analysis.steps, spec.steps, strict=True):
+        nb = build_step_notebook(analysis, plan_step, step, spec)
+        files[step.notebook] = (nbformat.writes(nb) + "\n").encode("utf-8")
+    files["README.md"] = readme(spec).encode("utf-8")
+    return files
+
+
+def readme(spec: PipelineSpec) -> str:
+    """The pipeline folder's README: what it is and how to run it."""
+    lines = [
+        f"# Pipeline `{spec.name}`",
+        "",
+        f"Exported by jupyter-mlops from `{spec.source}`. Do not edit the step notebooks: "
+        "edit the source notebook and export it again.",
+        "",
+        "## Run",
+        "",
+        "```bash",
+        "jupyter mlops run .            # every step, in dependency order",
+    ]
+    if spec.parameters:
+        example = spec.parameters[0]
+        lines.append(f"jupyter mlops run . -p {example.name}={example.default!r}")
+    lines += ["jupyter mlops show .           # steps, inputs, outputs, parameters", "```", "",
+              "## Steps", "", "| step | notebook | source cells | inputs | outputs | after |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for step in spec.steps:
+        inputs = ", ".join(f"`{n}` ({s})" for n, s in step.inputs.items()) or "-"
+        outputs = ", ".join(f"`{o.name}`" for o in step.outputs) or "-"
+        after = ", ".join(step.after) or "-"
+        cells = ", ".join(str(c) for c in step.cells)
+        lines.append(f"| {step.name} | `{step.notebook}` | {cells} | {inputs} | {outputs} | "
+                     f"{after} |")
+    lines += ["", "## Parameters", ""]
+    if spec.parameters:
+        lines += ["| name | type | default | help |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{p.name}` | {p.type} | `{p.default!r}` | {p.help} |"
+                  for p in spec.parameters]
+    else:
+        lines.append("None: mark a cell `%%mlops params` to add some.")
+    lines += ["", "Each step notebook runs on its own with papermill too: pass "
+              "`-p mlops_artifacts DIR` to say where the run's artifacts are.", ""]
+    return "\n".join(lines)
+
+
+def _check_target(folder: Path) -> PipelineSpec | None:
+    """The spec already in ``folder``; refuse a folder that holds something else."""
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise SpecError(f"{folder} exists and is not a folder; choose another -o")
+    if (folder / SPEC_FILE).is_file():
+        try:
+            return PipelineSpec.read(folder)
+        except SpecError:
+            return None  # a broken spec of ours: the new export replaces it
+    if any(folder.iterdir()):
+        raise SpecError(
+            f"{folder} exists and is not a jupyter-mlops pipeline (no {SPEC_FILE}); "
+            "choose another folder with -o, or empty it"
+        )
+    return None
+
+
+def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None) -> None:
+    """Write the rendered files; runs and other files already in the folder are kept.
+
+    The new steps/ is written beside the old one and swapped in by rename, and pipeline.yaml
+    is written last, so an interrupted export leaves the previous pipeline whole.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".steps-", dir=folder))
+    try:
+        for name, data in files.items():
+            if name.startswith("steps/"):
+                (staging / name[len("steps/"):]).write_bytes(data)
+        steps = folder / "steps"
+        ours = {Path(s.notebook).name for s in old.steps} if old else set()
+        if steps.is_dir():
+            for extra in steps.iterdir():  # files the user put there themselves stay
+                if extra.name not in ours and not (staging / extra.name).exists():
+                    shutil.move(str(extra), str(staging / extra.name))
+        retired = folder / f".steps-old-{os.getpid()}"
+        if steps.exists():
+            os.replace(steps, retired)
+        os.replace(staging, steps)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for name in ("README.md", SPEC_FILE):
+        atomic_write(folder / name, files[name])
+
+
+def export(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
+           allow_pickle: bool = False) -> ExportResult:
+    """Export ``notebook`` into ``folder`` (default ``<stem>_pipeline/`` beside it).
+
+    Raises :class:`AnalysisError` with every problem when the notebook cannot become a
+    pipeline; nothing is written then.
+    """
+    target = Path(folder) if folder is not None else default_folder(notebook)
+    analysis, spec = plan(notebook, target, split, allow_pickle)
+    if analysis.errors:
+        raise AnalysisError(analysis.errors)
+    old = _check_target(target)
+    write_folder(target, render(analysis, spec), old)
+    warnings = [p for p in analysis.problems if p.severity != "error"]
+    return ExportResult(folder=target, spec=spec, warnings=warnings)

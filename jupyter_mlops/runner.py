@@ -1,0 +1,247 @@
+"""The runner: executes a pipeline's steps with papermill, in dependency order, in parallel.
+
+Each run gets a folder ``RUNS/RUN_ID/`` with the executed step notebooks (``steps/``), the
+artifacts each step saved (``artifacts/STEP/``) and ``run.json``, which is rewritten
+atomically whenever a step changes state, so anyone can follow a run by reading it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._files import atomic_write
+from .errors import MlopsError, SpecError
+from .failure import describe_failure, mark_timeout
+from .spec import PipelineSpec, Step
+from .stepnb import ARTIFACTS_PARAMETER, HASHES_PARAMETER
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class StepResult:
+    """The state of one step in a run."""
+
+    name: str
+    status: str = "pending"  # pending, running, done, failed, not run
+    started: float | None = None
+    ended: float | None = None
+    notebook: str = ""
+    error: str | None = None
+    cell: int | None = None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the step ran, once it has ended."""
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+
+@dataclass
+class RunResult:
+    """A run of a pipeline: what it was given and what each step did."""
+
+    run_id: str
+    folder: Path
+    pipeline: str
+    parameters: dict[str, Any]
+    steps: list[StepResult]
+    status: str = "running"  # running, succeeded, failed
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-able data (``run.json``)."""
+        data = asdict(self)
+        data["folder"] = str(self.folder)
+        for step, result in zip(data["steps"], self.steps, strict=True):
+            step["duration"] = result.duration
+        data["duration"] = None if self.ended is None else self.ended - self.started
+        return data
+
+
+Listener = Callable[[str, RunResult, StepResult], None]
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _quiet_kernel(name: str) -> list[str]:
+    """Arguments that keep an ipykernel's own log lines (transport warnings) off our stderr;
+    what the code prints still reaches the executed notebook."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(name).argv
+    except Exception:  # an unknown kernel is reported by check_kernel
+        return []
+    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
+
+
+def check_kernel(name: str) -> None:
+    """Refuse to start when the pipeline's kernel is not installed here."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if name not in KernelSpecManager().find_kernel_specs():
+        raise SpecError(
+            f"the pipeline's kernel `{name}` is not installed here; install it (e.g. "
+            f"`python -m ipykernel install --user --name {name}`) or export from a notebook "
+            "that uses an installed kernel"
+        )
+
+
+class _Run:
+    """One run in progress; the scheduler around papermill."""
+
+    def __init__(self, spec: PipelineSpec, pipeline_dir: Path, result: RunResult,
+                 jobs: int, cell_timeout: float | None, listener: Listener | None) -> None:
+        self.spec = spec
+        self.pipeline_dir = pipeline_dir
+        self.result = result
+        self.jobs = jobs
+        self.cell_timeout = cell_timeout
+        self.listener = listener
+        self.lock = threading.Lock()
+        self.by_name = {s.name: r for s, r in zip(spec.steps, result.steps, strict=True)}
+        self.kernel_arguments = _quiet_kernel(spec.kernel["name"])
+
+    def emit(self, event: str, step: StepResult) -> None:
+        with self.lock:
+            atomic_write(self.result.folder / RUN_FILE,
+                         json.dumps(self.result.to_dict(), indent=1, default=str))
+            if self.listener is not None:
+                self.listener(event, self.result, step)
+
+    def hashes(self, step: Step) -> dict[str, str]:
+        return {name: self.by_name[producer].outputs[name]["sha256"]
+                for name, producer in step.inputs.items()
+                if name in self.by_name[producer].outputs}
+
+    def execute(self, step: Step) -> None:
+        """Run one step notebook with papermill; record what happened."""
+        import papermill
+
+        state = self.by_name[step.name]
+        artifacts = self.result.folder / "artifacts"
+        output = self.result.folder / step.notebook
+        state.notebook = str(output)
+        values = {n: self.result.parameters[n] for n in step.parameters}
+        values[ARTIFACTS_PARAMETER] = str(artifacts)
+        values[HASHES_PARAMETER] = self.hashes(step)
+        state.status, state.started = "running", time.time()
+        self.emit("started", state)
+        try:
+            papermill.execute_notebook(
+                str(self.pipeline_dir / step.notebook), str(output), parameters=values,
+                kernel_name=self.spec.kernel["name"], progress_bar=False,
+                execution_timeout=self.cell_timeout, interrupt_on_timeout=True,
+                resources={"metadata": {"path": str(self.workdir())}},
+                extra_arguments=self.kernel_arguments,
+            )
+        except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
+            if self.cell_timeout is not None:
+                mark_timeout(output, self.cell_timeout)
+            state.error, state.cell = describe_failure(err, step, output, self.cell_timeout,
+                                                       self.spec.source)
+            state.status = "failed"
+        else:
+            state.status = "done"
+            state.outputs = _read_outputs(artifacts / step.name, step)
+        state.ended = time.time()
+        self.emit(state.status, state)
+
+    def workdir(self) -> Path:
+        return (self.pipeline_dir / self.spec.workdir).resolve()
+
+    def schedule(self) -> None:
+        """Start every step whose upstream steps are done; stop starting on a failure."""
+        waiting = [s for s in self.spec.steps]
+        running: dict[Future[None], Step] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step") as pool:
+            while waiting or running:
+                failed = any(r.status == "failed" for r in self.result.steps)
+                if not failed:
+                    for step in list(waiting):
+                        if len(running) >= self.jobs:
+                            break
+                        if all(self.by_name[a].status == "done" for a in step.after):
+                            waiting.remove(step)
+                            running[pool.submit(self.execute, step)] = step
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    future.result()
+        for step in waiting:
+            state = self.by_name[step.name]
+            state.status = "not run"
+            self.emit("not run", state)
+
+
+def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for output in step.outputs:
+        manifest = folder / f"{output.name}.json"
+        if manifest.is_file():
+            found[output.name] = json.loads(manifest.read_text(encoding="utf-8"))
+    return found
+
+
+def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = None,
+                 *, runs_dir: str | Path | None = None, jobs: int | None = None,
+                 cell_timeout: float | None = None, listener: Listener | None = None,
+                 run_id: str | None = None) -> RunResult:
+    """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
+
+    ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`); user errors
+    (a bad folder, parameter or kernel) raise :class:`MlopsError` before anything starts.
+    """
+    folder = Path(pipeline_dir)
+    spec = PipelineSpec.read(folder)
+    values = {p.name: p.default for p in spec.parameters}
+    for name, value in (parameters or {}).items():
+        spec.parameter(name)  # unknown names are refused here
+        values[name] = value
+    if jobs is not None and jobs < 1:
+        raise MlopsError(f"-j needs a number of parallel steps of at least 1, got {jobs}")
+    if cell_timeout is not None and cell_timeout <= 0:
+        raise MlopsError(f"--cell-timeout needs a positive number of seconds, got {cell_timeout}")
+    for step in spec.steps:
+        if not (folder / step.notebook).is_file():
+            raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
+    check_kernel(spec.kernel["name"])
+
+    run_id = run_id or new_run_id()
+    base = Path(runs_dir) if runs_dir is not None else folder / "runs"
+    run_folder = base / run_id
+    (run_folder / "steps").mkdir(parents=True, exist_ok=False)
+    result = RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
+                       parameters=values, steps=[StepResult(s.name) for s in spec.steps])
+    runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener)
+    try:
+        runner.schedule()
+    finally:
+        failed = [s for s in result.steps if s.status == "failed"]
+        result.status = "failed" if failed or any(
+            s.status != "done" for s in result.steps) else "succeeded"
+        result.error = failed[0].error if failed else None
+        result.ended = time.time()
+        runner.emit("finished", result.steps[-1])
+    return result

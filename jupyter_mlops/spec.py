@@ -1,0 +1,233 @@
+"""The pipeline spec: one plain data structure, written to and read from ``pipeline.yaml``.
+
+Every part after the analysis (export, runner, engines, server) reads the spec, never the
+source notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._files import atomic_write
+from .errors import ParameterError, SpecError
+
+SPEC_VERSION = 1
+SPEC_FILE = "pipeline.yaml"
+#: Types a pipeline parameter may have; each maps to how ``-p NAME=VALUE`` text is read.
+PARAMETER_TYPES = ("int", "float", "str", "bool", "list", "dict", "None")
+#: What an output is: a declared data frame, a model, metrics, or a value a later step needs.
+OUTPUT_ROLES = ("data", "model", "metrics", "value")
+
+
+@dataclass
+class Parameter:
+    """A pipeline parameter: a literal assignment of a params cell."""
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+    cell: int | None = None
+
+    def parse(self, text: str) -> Any:
+        """Read ``text`` (from ``-p NAME=TEXT``) as this parameter's type.
+
+        Raises :class:`ParameterError` naming the parameter, its type and what was given.
+        """
+        def fail() -> ParameterError:
+            return ParameterError(
+                f"parameter `{self.name}` is {self.type} (default {self.default!r}); "
+                f"`{text}` is not a valid {self.type}"
+            )
+
+        if self.type == "str":
+            return text
+        if self.type == "bool":
+            lowered = text.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise fail()
+        if self.type == "int":
+            try:
+                return int(text.strip())
+            except ValueError:
+                raise fail() from None
+        if self.type == "float":
+            try:
+                return float(text.strip())
+            except ValueError:
+                raise fail() from None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise fail() from None
+        expected = {"list": list, "dict": dict}.get(self.type)
+        if expected is not None and not isinstance(value, expected):
+            raise fail()
+        return value
+
+
+@dataclass
+class Output:
+    """A variable a step saves as an artifact when it ends."""
+
+    name: str
+    role: str = "value"
+    #: A variable named by a mark or needed downstream must exist; one that a mark found by
+    #: itself (``%%mlops data`` with no names) is saved only if it has a supported type.
+    required: bool = True
+
+
+@dataclass
+class Step:
+    """One step of the pipeline: one notebook that papermill runs."""
+
+    name: str
+    notebook: str
+    cells: list[int]
+    code_sha256: str
+    #: Each input variable and the step whose output it is.
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    parameters: list[str] = field(default_factory=list)
+    #: Steps this one waits for: producers of its inputs and any ``--after``.
+    after: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineSpec:
+    """Everything the runner and the engines need, read from and written to YAML."""
+
+    name: str
+    source: str
+    source_sha256: str
+    workdir: str
+    kernel: dict[str, str]
+    parameters: list[Parameter] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    allow_pickle: bool = False
+    version: int = SPEC_VERSION
+
+    # -- queries ----------------------------------------------------------------------
+    def step(self, name: str) -> Step:
+        """The step called ``name``; SpecError listing the steps when there is none."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        known = ", ".join(s.name for s in self.steps)
+        raise SpecError(f"no step `{name}` in pipeline `{self.name}`; its steps are {known}")
+
+    def parameter(self, name: str) -> Parameter:
+        """The parameter called ``name``; ParameterError listing the parameters otherwise."""
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        known = ", ".join(p.name for p in self.parameters) or "none"
+        raise ParameterError(
+            f"pipeline `{self.name}` has no parameter `{name}`; its parameters are: {known}"
+        )
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(upstream, downstream) pairs, in step order."""
+        return [(a, step.name) for step in self.steps for a in step.after]
+
+    def parse_parameters(self, assignments: list[str]) -> dict[str, Any]:
+        """Read ``NAME=VALUE`` texts into typed values, checking every one before any run."""
+        values: dict[str, Any] = {}
+        for text in assignments:
+            name, sep, raw = text.partition("=")
+            if not sep or not name.strip():
+                raise ParameterError(f"`-p {text}` needs the form NAME=VALUE, e.g. -p alpha=0.5")
+            values[name.strip()] = self.parameter(name.strip()).parse(raw)
+        return values
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data, in the layout of ``pipeline.yaml``."""
+        data = asdict(self)
+        data["edges"] = [list(edge) for edge in self.edges]
+        return {key: data[key] for key in (
+            "version", "name", "source", "source_sha256", "workdir", "kernel",
+            "allow_pickle", "parameters", "steps", "edges")}
+
+    def to_yaml(self) -> str:
+        """The text of ``pipeline.yaml``."""
+        import yaml
+
+        header = "# jupyter-mlops pipeline spec, written by `jupyter mlops export`.\n"
+        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True,
+                                       width=100)
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``pipeline.yaml`` into ``folder`` atomically; return its path."""
+        path = Path(folder) / SPEC_FILE
+        atomic_write(path, self.to_yaml())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = SPEC_FILE) -> PipelineSpec:
+        """Build a spec from plain data, with a SpecError naming the field that is wrong."""
+        if not isinstance(data, dict):
+            raise SpecError(f"{where} does not hold a pipeline spec (expected a mapping)")
+        if data.get("version") != SPEC_VERSION:
+            raise SpecError(
+                f"{where} has spec version {data.get('version')!r}; this jupyter-mlops reads "
+                f"version {SPEC_VERSION}: export the notebook again"
+            )
+        try:
+            parameters = [Parameter(**p) for p in data.get("parameters") or []]
+            steps = []
+            for raw in data["steps"]:
+                raw = dict(raw)
+                raw["outputs"] = [Output(**o) for o in raw.get("outputs") or []]
+                steps.append(Step(**raw))
+            spec = cls(
+                name=data["name"], source=data["source"], source_sha256=data["source_sha256"],
+                workdir=data["workdir"], kernel=dict(data["kernel"]), parameters=parameters,
+                steps=steps, allow_pickle=bool(data.get("allow_pickle", False)),
+                version=data["version"],
+            )
+        except (KeyError, TypeError) as err:
+            raise SpecError(f"{where} is malformed ({err}); export the notebook again") from None
+        for parameter in spec.parameters:
+            if parameter.type not in PARAMETER_TYPES:
+                raise SpecError(f"{where}: parameter `{parameter.name}` has unknown type "
+                                f"`{parameter.type}`")
+        names = {s.name for s in spec.steps}
+        for step in spec.steps:
+            for upstream in step.after:
+                if upstream not in names:
+                    raise SpecError(f"{where}: step `{step.name}` waits for unknown step "
+                                    f"`{upstream}`")
+        return spec
+
+    @classmethod
+    def read(cls, folder: str | Path) -> PipelineSpec:
+        """Read ``folder/pipeline.yaml`` (or the YAML file itself)."""
+        import yaml
+
+        path = Path(folder)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        if not path.is_file():
+            raise SpecError(
+                f"{folder} is not a pipeline folder (no {SPEC_FILE}); create one with "
+                "`jupyter mlops export NOTEBOOK`"
+            )
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(err).splitlines()[0]
+            raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \
+                from None
+        return cls.from_dict(data, str(path))

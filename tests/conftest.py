@@ -1,0 +1,62 @@
+"""Shared helpers: notebooks built in memory, and the CLI run as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def build_notebook(*cells: Any) -> nbformat.NotebookNode:
+    """A notebook from cells given as source strings (code), ``("md", text)`` for markdown,
+    or ``(source, [tags])`` for a code cell with tags."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    for cell in cells:
+        if isinstance(cell, tuple) and cell[0] == "md":
+            nb.cells.append(nbformat.v4.new_markdown_cell(cell[1]))
+        elif isinstance(cell, tuple):
+            nb.cells.append(nbformat.v4.new_code_cell(cell[0], metadata={"tags": list(cell[1])}))
+        else:
+            nb.cells.append(nbformat.v4.new_code_cell(cell))
+    return nb
+
+
+def write_notebook(path: Path, *cells: Any) -> Path:
+    """Write ``build_notebook(*cells)`` to ``path`` and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(build_notebook(*cells), str(path))
+    return path
+
+
+@dataclass
+class Completed:
+    """What a CLI process did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> Completed:
+    """Run ``jupyter mlops ARGS`` as its own process, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlops.cli", *args], cwd=cwd, capture_output=True,
+        text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli() -> Any:
+    """The ``run_cli`` helper as a fixture."""
+    return run_cli

@@ -1,0 +1,610 @@
+"""Tests for jupyter_mlops.artifacts: round trips, manifests, hashes, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from jupyter_mlops import artifacts
+from jupyter_mlops._files import sha256_file
+from jupyter_mlops.errors import ArtifactError
+
+
+def roundtrip(value, tmp_path: Path, name: str = "x", **kwargs):
+    manifest = artifacts.save(value, name, tmp_path, **kwargs)
+    kwargs.pop("role", None)
+    return artifacts.load(name, tmp_path, **kwargs), manifest
+
+
+def files(folder: Path) -> set[str]:
+    """Every entry of the folder, hidden temporary files included."""
+    return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+# --- pandas -----------------------------------------------------------------------------
+
+
+def rich_frame() -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "cat": pd.Categorical(["a", "b", "a"], categories=["b", "a", "z"]),
+            "when": pd.to_datetime(["2024-01-01", None, "2024-03-01"]),
+            "utc": pd.to_datetime(["2024-01-01", "2024-02-01", None]).tz_localize("UTC"),
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "flag": pd.array([True, None, False], dtype="boolean"),
+            "s": ["x", None, "z"],
+            "sp": pd.array(["x", None, "z"], dtype="string"),
+            "f": [1.5, np.nan, -2.0],
+            "f32": np.array([1, 2, 3], dtype="float32"),
+            "dt": pd.to_timedelta([1, 2, 3], unit="s"),
+        },
+        index=pd.Index([10, 20, 30], name="id"),
+    )
+    frame.columns.name = "features"
+    return frame
+
+
+FRAMES = {
+    "rich": rich_frame,
+    "default index": lambda: pd.DataFrame({"a": [1, 2, 3]}),
+    "string index": lambda: pd.DataFrame({"a": [1, 2]}, index=pd.Index(["u", "v"], name="k")),
+    "range index offset": lambda: pd.DataFrame({"a": [1, 2]}, index=pd.RangeIndex(5, 7)),
+    "multiindex rows": lambda: pd.DataFrame(
+        {"a": [1, 2]}, index=pd.MultiIndex.from_tuples([(1, "a"), (2, "b")], names=["n", None])
+    ),
+    "datetime index": lambda: pd.DataFrame(
+        {"a": [1.0, 2.0]}, index=pd.date_range("2024-01-01", periods=2, name="day")
+    ),
+    "timedelta index with freq": lambda: pd.DataFrame(
+        {"a": [1, 2]}, index=pd.timedelta_range("1h", periods=2, freq="30min")
+    ),
+    "range column labels": lambda: pd.DataFrame(np.arange(6).reshape(2, 3)),
+    "int column labels": lambda: pd.DataFrame([[1, 2]], columns=[5, 3]),
+    "mixed column labels": lambda: pd.DataFrame([[1, 2, 3]], columns=[0, "a", 2.5]),
+    "bool column labels": lambda: pd.DataFrame([[1, 2]], columns=[True, False]),
+    "duplicate column labels": lambda: pd.DataFrame([[1, 2]], columns=["a", "a"]),
+    "named int columns": lambda: pd.DataFrame(
+        [[1, 2]], columns=pd.Index([3, 4], name="year")
+    ),
+    "multiindex columns": lambda: pd.DataFrame(
+        [[1, 2]], columns=pd.MultiIndex.from_tuples([(1, "a"), (1, "b")], names=["x", "y"])
+    ),
+    "non-str index name": lambda: pd.DataFrame({"a": [1]}, index=pd.Index([7], name=0)),
+    "empty": lambda: pd.DataFrame({"a": pd.Series([], dtype="float64")}),
+}
+
+
+@pytest.mark.parametrize("make", FRAMES.values(), ids=FRAMES.keys())
+def test_dataframe_round_trip(tmp_path, make):
+    frame = make()
+    back, manifest = roundtrip(frame, tmp_path)
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
+    assert list(back.columns) == list(frame.columns)
+    assert manifest["kind"] == "parquet"
+    assert manifest["file"] == "x.parquet"
+    # The class's own module and name: "pandas.DataFrame" on pandas 3, which sets __module__.
+    assert manifest["python_type"] == f"{pd.DataFrame.__module__}.DataFrame"
+    assert manifest["rows"] == len(frame)
+    assert manifest["columns"] == [str(c) for c in frame.columns]
+
+
+def test_dataframe_bool_labels_keep_their_values(tmp_path):
+    # pyarrow alone would turn the labels [True, False] into [True, True].
+    back, _ = roundtrip(pd.DataFrame([[1, 2]], columns=[True, False]), tmp_path)
+    assert list(back.columns) == [True, False]
+
+
+def test_dataframe_with_unrecordable_labels_is_refused_cleanly(tmp_path):
+    frame = pd.DataFrame([[1, 2]], columns=pd.date_range("2024-01-01", periods=2))
+    with pytest.raises(ArtifactError, match=r"`wide`.*Timestamp"):
+        artifacts.save(frame, "wide", tmp_path)
+    assert files(tmp_path) == set()
+
+
+def test_dataframe_with_mixed_object_column_is_refused_cleanly(tmp_path):
+    frame = pd.DataFrame({"o": [1, "a", None]})
+    with pytest.raises(ArtifactError, match=r"variable `df` .*could not be saved as parquet"):
+        artifacts.save(frame, "df", tmp_path)
+    assert files(tmp_path) == set()
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        pd.Series([1.0, 2.0, np.nan], name="price"),
+        pd.Series([1, 2], name=None),
+        pd.Series(["a", None], name=0, index=pd.Index(["p", "q"], name="k")),
+        pd.Series(pd.Categorical(["a", "b"]), name=("t", 1)),
+        pd.Series(pd.array([1, None], dtype="Int64"), name="__series__"),
+    ],
+    ids=["named", "unnamed", "int name", "tuple name", "reserved name"],
+)
+def test_series_round_trip(tmp_path, series):
+    back, manifest = roundtrip(series, tmp_path)
+    pd.testing.assert_series_equal(back, series, check_index_type=True)
+    assert back.name == series.name and type(back.name) is type(series.name)
+    assert manifest["kind"] == "series"
+    assert manifest["python_type"] == f"{pd.Series.__module__}.Series"
+    assert manifest["rows"] == len(series)
+    assert manifest["dtype"] == str(series.dtype)
+
+
+# --- numpy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(5),
+        np.arange(12, dtype="float32").reshape(3, 4),
+        np.array([[True, False]]),
+        np.array(["ab", "c"]),
+        np.array(["2024-01-01", "NaT"], dtype="datetime64[ns]"),
+        np.array([1 + 2j, np.nan]),
+        np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")]),
+        np.asfortranarray(np.arange(6, dtype="uint8").reshape(2, 3)),
+        np.array(3.5),
+        np.empty((0, 3)),
+    ],
+    ids=["int 1-D", "float32 2-D", "bool", "unicode", "datetime", "complex", "structured",
+         "fortran", "0-d", "empty"],
+)
+def test_array_round_trip(tmp_path, array):
+    back, manifest = roundtrip(array, tmp_path)
+    assert type(back) is np.ndarray
+    assert back.dtype == array.dtype and back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
+    assert manifest["kind"] == "npy" and manifest["file"] == "x.npy"
+    assert manifest["shape"] == list(array.shape)
+    assert manifest["dtype"] == str(array.dtype)
+    assert manifest["python_type"] == "numpy.ndarray"
+
+
+def test_object_array_is_unsupported_without_pickle(tmp_path):
+    array = np.array([{"a": 1}, None], dtype=object)
+    assert artifacts.kind_of(array) is None
+    with pytest.raises(ArtifactError, match=r"variable `arr` is a numpy\.ndarray of dtype object"):
+        artifacts.save(array, "arr", tmp_path)
+    assert files(tmp_path) == set()
+    back, manifest = roundtrip(array, tmp_path, allow_pickle=True)
+    assert manifest["kind"] == "pickle"
+    assert list(back) == list(array)
+
+
+# --- scikit-learn -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training_data():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"color": rng.choice(["red", "green", "blue"], 80), "size": rng.normal(size=80)}
+    )
+    target = ((frame["size"] > 0) ^ (frame["color"] == "red")).astype(int)
+    return frame, target
+
+
+def test_fitted_pipeline_round_trip(tmp_path, training_data):
+    frame, target = training_data
+    pre = ColumnTransformer(
+        [("onehot", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+         ("scale", StandardScaler(), ["size"])]
+    )
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression())]).fit(frame, target)
+    back, manifest = roundtrip(model, tmp_path, name="model", role="model")
+    assert type(back) is Pipeline
+    np.testing.assert_array_equal(back.predict(frame), model.predict(frame))
+    np.testing.assert_array_equal(back.predict_proba(frame), model.predict_proba(frame))
+    assert manifest["kind"] == "skops" and manifest["file"] == "model.skops"
+    assert manifest["role"] == "model"
+    assert manifest["python_type"] == "sklearn.pipeline.Pipeline"
+    assert isinstance(manifest["trusted"], list)
+
+
+def fitted_search(training_data) -> GridSearchCV:
+    frame, target = training_data
+    return GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=3).fit(frame[["size"]], target)
+
+
+def test_fitted_grid_search_round_trip(tmp_path, training_data):
+    search = fitted_search(training_data)
+    back, manifest = roundtrip(search, tmp_path, name="search")
+    assert back.best_params_ == search.best_params_
+    frame = training_data[0][["size"]]
+    np.testing.assert_array_equal(back.predict(frame), search.predict(frame))
+    # GridSearchCV needs types beyond skops' defaults; the manifest records exactly those.
+    assert manifest["trusted"]
+    assert all(isinstance(t, str) for t in manifest["trusted"])
+
+
+def test_skops_refuses_types_not_on_the_recorded_list(tmp_path, training_data):
+    artifacts.save(fitted_search(training_data), "search", tmp_path)
+    manifest_path = tmp_path / "search.json"
+    manifest = json.loads(manifest_path.read_text())
+    dropped = manifest["trusted"].pop()
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"`search`.*does not trust") as info:
+        artifacts.load("search", tmp_path)
+    assert dropped in str(info.value)
+
+
+def test_unfitted_estimator_round_trip(tmp_path):
+    back, _ = roundtrip(LogisticRegression(C=0.5), tmp_path)
+    assert back.get_params() == LogisticRegression(C=0.5).get_params()
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+JSON_VALUES = [
+    None, True, False, 0, -7, 10**40, 1.5, -0.0, "héllo ✓", "", [], {},
+    [1, "two", 3.0, None, [True]],
+    {"a": {"b": [1, {"c": None}]}, "d": "e"},
+    (1, "a", (2.5, None)),
+    (),
+    {"pair": (1, 2), "list": [(3,), [4]]},
+    [(1, 2), (3, 4)],
+    {"__jupyter_mlops__": "tuple", "items": [1]},  # a user dict that looks like a tag
+]
+
+
+def same(a, b) -> bool:
+    """Equal with the same types all the way down (1 is not True, a tuple is not a list)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b and (not isinstance(a, float) or math.copysign(1, a) == math.copysign(1, b))
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=[repr(v)[:30] for v in JSON_VALUES])
+def test_json_round_trip(tmp_path, value):
+    assert artifacts.kind_of(value) == "json"
+    back, manifest = roundtrip(value, tmp_path)
+    assert same(back, value)
+    assert manifest["kind"] == "json" and manifest["file"] == "x.data.json"
+    assert manifest["python_type"] == type(value).__name__
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, [1.0, math.nan]])
+def test_json_non_finite_floats_round_trip_as_strict_json(tmp_path, value):
+    back, manifest = roundtrip(value, tmp_path)
+    assert same(back, value)
+    # The file is strict JSON (no NaN/Infinity tokens); other tools can read it.
+    json.loads((tmp_path / "x.data.json").read_text(), parse_constant=pytest.fail)
+    json.loads((tmp_path / "x.json").read_text(), parse_constant=pytest.fail)
+    assert manifest["value"] == (repr(value) if isinstance(value, float) else [1.0, "nan"])
+
+
+def test_numpy_scalars_become_python_values(tmp_path):
+    value = {"acc": np.float64(0.93), "n": np.int64(12), "ok": np.bool_(True), "s": np.str_("a")}
+    assert artifacts.kind_of(value) == "json"
+    back, manifest = roundtrip(value, tmp_path)
+    assert same(back, {"acc": 0.93, "n": 12, "ok": True, "s": "a"})
+    assert manifest["value"] == {"acc": 0.93, "n": 12, "ok": True, "s": "a"}
+    back, manifest = roundtrip(np.int32(5), tmp_path)
+    assert same(back, 5) and manifest["python_type"] == "numpy.int32"
+
+
+def test_json_value_shown_in_manifest_only_when_small(tmp_path):
+    small = artifacts.save({"pair": (1, 2), "acc": 0.5}, "small", tmp_path)
+    assert small["value"] == {"pair": [1, 2], "acc": 0.5}
+    big = artifacts.save(list(range(2000)), "big", tmp_path)
+    assert "value" not in big
+    assert artifacts.load("big", tmp_path) == list(range(2000))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "a"}, {"k": {1, 2}}, [1, b"bytes"], {1.5}, Fraction(1, 3), 1 + 2j, np.datetime64(1, "D")],
+    ids=["int key", "nested set", "bytes in list", "set", "fraction", "complex", "datetime64"],
+)
+def test_values_that_would_not_come_back_equal_are_not_json(tmp_path, value):
+    assert artifacts.kind_of(value) is None
+    with pytest.raises(ArtifactError, match=r"variable `v` is a "):
+        artifacts.save(value, "v", tmp_path)
+    assert artifacts.kind_of(value, allow_pickle=True) == "pickle"
+
+
+def test_self_containing_list_is_not_json(tmp_path):
+    loop: list = [1]
+    loop.append(loop)
+    assert artifacts.kind_of(loop) is None
+    with pytest.raises(ArtifactError, match="contains itself"):
+        artifacts.save(loop, "loop", tmp_path)
+
+
+def test_dict_holding_a_frame_says_what_is_inside(tmp_path):
+    pattern = r"`d` is a dict holding a pandas\.(core\.frame\.)?DataFrame"
+    with pytest.raises(ArtifactError, match=pattern):
+        artifacts.save({"df": pd.DataFrame()}, "d", tmp_path)
+    with pytest.raises(ArtifactError, match=r"`d` is a dict holding a key of type int"):
+        artifacts.save({1: "a"}, "d", tmp_path)
+
+
+# --- manifests and files ----------------------------------------------------------------
+
+
+def test_manifest_fields(tmp_path):
+    manifest = artifacts.save([1, 2], "xs", tmp_path, role="metrics")
+    assert manifest == {
+        "name": "xs",
+        "kind": "json",
+        "file": "xs.data.json",
+        "sha256": sha256_file(tmp_path / "xs.data.json"),
+        "bytes": (tmp_path / "xs.data.json").stat().st_size,
+        "python_type": "list",
+        "role": "metrics",
+        "value": [1, 2],
+    }
+    assert artifacts.read_manifest("xs", tmp_path) == manifest
+    assert json.loads((tmp_path / "xs.json").read_text()) == manifest
+
+
+@pytest.mark.parametrize(
+    "value, data_file",
+    [
+        (pd.DataFrame({"a": [1]}), "v.parquet"),
+        (pd.Series([1]), "v.parquet"),
+        (np.zeros(3), "v.npy"),
+        (StandardScaler(), "v.skops"),
+        ({"a": 1}, "v.data.json"),
+    ],
+    ids=["frame", "series", "array", "estimator", "json"],
+)
+def test_save_leaves_only_data_and_manifest(tmp_path, value, data_file):
+    folder = tmp_path / "new" / "folder"
+    artifacts.save(value, "v", folder)
+    assert files(folder) == {data_file, "v.json"}
+
+
+def test_pickle_leaves_only_data_and_manifest(tmp_path):
+    artifacts.save({1, 2}, "v", tmp_path, allow_pickle=True)
+    assert files(tmp_path) == {"v.pkl", "v.json"}
+
+
+def test_saving_a_new_kind_replaces_the_old_file(tmp_path):
+    artifacts.save(pd.DataFrame({"a": [1]}), "v", tmp_path)
+    artifacts.save(np.arange(3), "v", tmp_path)
+    assert files(tmp_path) == {"v.npy", "v.json"}
+    np.testing.assert_array_equal(artifacts.load("v", tmp_path), np.arange(3))
+
+
+def test_tampered_data_file_is_refused(tmp_path):
+    artifacts.save(np.arange(4), "arr", tmp_path)
+    path = tmp_path / "arr.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"`arr`.*changed after it was written.*re-run"):
+        artifacts.load("arr", tmp_path)
+
+
+def test_expected_sha256_mismatch_is_refused(tmp_path):
+    manifest = artifacts.save({"a": 1}, "cfg", tmp_path)
+    assert artifacts.load("cfg", tmp_path, sha256=manifest["sha256"]) == {"a": 1}
+    with pytest.raises(ArtifactError, match=r"`cfg`.*changed after it was written"):
+        artifacts.load("cfg", tmp_path, sha256="0" * 64)
+
+
+def test_missing_artifact_names_variable_and_folder(tmp_path):
+    with pytest.raises(ArtifactError) as info:
+        artifacts.load("df", tmp_path)
+    message = str(info.value)
+    assert "`df`" in message and str(tmp_path) in message
+    assert "re-run the step that outputs it" in message
+
+
+def test_missing_data_file_is_refused(tmp_path):
+    artifacts.save(np.arange(2), "arr", tmp_path)
+    (tmp_path / "arr.npy").unlink()
+    with pytest.raises(ArtifactError, match=r"`arr`.*re-run"):
+        artifacts.load("arr", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json{",
+        "[1, 2]",
+        '{"kind": "json", "file": "x.data.json"}',
+        '{"kind": "marshal", "file": "x.marshal", "sha256": ""}',
+        '{"kind": "json", "file": "../outside.data.json", "sha256": ""}',
+        '{"kind": "json", "file": "other.data.json", "sha256": ""}',
+    ],
+    ids=["garbage", "not an object", "no hash", "unknown kind", "escapes folder", "other file"],
+)
+def test_corrupt_manifest_is_refused(tmp_path, text):
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(ArtifactError, match=r"manifest of artifact `x`.*corrupt"):
+        artifacts.load("x", tmp_path)
+
+
+def test_undecodable_manifest_is_refused(tmp_path):
+    (tmp_path / "x.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        artifacts.read_manifest("x", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../x", ".hidden", "..", "a\\b", "", "x.y", "a b"])
+def test_names_that_could_escape_the_folder_are_refused(tmp_path, name):
+    folder = tmp_path / "out"
+    refusal = "not a valid artifact name: use a Python variable name"
+    with pytest.raises(ArtifactError, match=refusal):
+        artifacts.save(1, name, folder)
+    with pytest.raises(ArtifactError, match=refusal):
+        artifacts.load(name, folder)
+    assert files(tmp_path) == set()
+
+
+# --- unsupported values and pickle ------------------------------------------------------
+
+
+def generator():
+    yield 1
+
+
+def refused_message(value, folder: Path) -> str:
+    """Check that saving ``value`` as `thing` is refused in one line; return the line."""
+    assert artifacts.kind_of(value) is None
+    with pytest.raises(ArtifactError) as info:
+        artifacts.save(value, "thing", folder)
+    message = str(info.value)
+    assert "supported: pandas DataFrame and Series" in message
+    assert message.endswith("create it in the step that uses it, or export with --allow-pickle")
+    assert "\n" not in message
+    assert not folder.exists()
+    return message
+
+
+@pytest.mark.parametrize(
+    "make, type_name",
+    [
+        (generator, "generator"),
+        (lambda: (lambda: 1), "function"),
+        (lambda: np.array([1, "a"], dtype=object), "numpy.ndarray of dtype object"),
+        (lambda: np.ma.masked_array([1, 2], mask=[0, 1]), "numpy.ma.MaskedArray"),
+        (lambda: pd.DataFrame().style, "pandas.io.formats.style.Styler"),
+    ],
+    ids=["generator", "lambda", "object array", "masked array", "styler"],
+)
+def test_unsupported_value_is_refused_with_one_line(tmp_path, make, type_name):
+    message = refused_message(make(), tmp_path / "out")
+    assert message.startswith(f"variable `thing` is a {type_name}, which jupyter-mlops ")
+
+
+def test_open_file_is_refused(tmp_path):
+    with open(__file__) as handle:
+        message = refused_message(handle, tmp_path / "out")
+    assert message.startswith("variable `thing` is a _io.TextIOWrapper, which jupyter-mlops ")
+
+
+def test_figure_message_matches_the_documented_line(tmp_path):
+    figure_module = pytest.importorskip("matplotlib.figure")
+    outputs = [{"name": "fig", "role": "value", "required": True}]
+    with pytest.raises(ArtifactError) as info:
+        artifacts.save_outputs({"fig": figure_module.Figure()}, outputs, tmp_path, step="train")
+    assert str(info.value) == (
+        "step `train`: variable `fig` is a matplotlib.figure.Figure, which jupyter-mlops cannot "
+        "pass between steps safely (supported: pandas DataFrame and Series, numpy arrays, "
+        "scikit-learn estimators, JSON values: numbers, strings, lists, dicts); create it in the "
+        "step that uses it, or export with --allow-pickle"
+    )
+
+
+def test_allow_pickle_opt_in(tmp_path):
+    value = {"ids": {1, 2, 3}, "ratio": Fraction(1, 3)}
+    manifest = artifacts.save(value, "misc", tmp_path, allow_pickle=True)
+    assert manifest["kind"] == "pickle" and manifest["file"] == "misc.pkl"
+    assert artifacts.load("misc", tmp_path, allow_pickle=True) == value
+    with pytest.raises(ArtifactError, match=r"`misc`.*--allow-pickle.*opt in"):
+        artifacts.load("misc", tmp_path)
+
+
+def test_allow_pickle_does_not_change_supported_kinds(tmp_path):
+    assert artifacts.kind_of([1, 2], allow_pickle=True) == "json"
+    assert artifacts.kind_of(np.zeros(2), allow_pickle=True) == "npy"
+    assert artifacts.kind_of(LogisticRegression(), allow_pickle=True) == "skops"
+
+
+# --- save_outputs / load_inputs ---------------------------------------------------------
+
+
+def test_save_outputs_and_load_inputs(tmp_path):
+    namespace = {"df": pd.DataFrame({"a": [1, 2]}), "acc": np.float64(0.9), "other": 1}
+    outputs = [
+        {"name": "df", "role": "data", "required": True},
+        {"name": "acc", "role": "metrics", "required": True},
+        {"name": "maybe", "role": "value", "required": False},
+    ]
+    saved = artifacts.save_outputs(namespace, outputs, tmp_path, step="train")
+    assert set(saved) == {"df", "acc"}
+    assert saved["df"]["role"] == "data" and saved["acc"]["role"] == "metrics"
+    assert files(tmp_path) == {"df.parquet", "df.json", "acc.data.json", "acc.json"}
+
+    target: dict = {}
+    artifacts.load_inputs(
+        target, {"df": saved["df"]["sha256"], "acc": ""}, tmp_path
+    )
+    assert set(target) == {"df", "acc"}
+    pd.testing.assert_frame_equal(target["df"], namespace["df"])
+    assert target["acc"] == 0.9
+
+
+def test_save_outputs_missing_required_output(tmp_path):
+    outputs = [{"name": "x", "required": True}, {"name": "df", "role": "data", "required": True}]
+    with pytest.raises(ArtifactError) as info:
+        artifacts.save_outputs({"x": 1}, outputs, tmp_path, step="train")
+    assert str(info.value).startswith(
+        "step `train` should output `df`, but the notebook has no variable `df` when the step ends;"
+    )
+    assert files(tmp_path) == set()  # nothing is written when a required output fails
+
+
+def test_save_outputs_unsupported_required_output(tmp_path):
+    outputs = [{"name": "x", "required": True}, {"name": "fig", "required": True}]
+    with pytest.raises(ArtifactError) as info:
+        artifacts.save_outputs({"x": 1, "fig": generator()}, outputs, tmp_path, step="plot")
+    assert str(info.value).startswith("step `plot`: variable `fig` is a generator, which ")
+    assert files(tmp_path) == set()
+
+
+def test_save_outputs_skips_unsupported_optional_output(tmp_path):
+    outputs = [{"name": "fig", "required": False}, {"name": "n", "required": False}]
+    saved = artifacts.save_outputs({"fig": generator(), "n": 3}, outputs, tmp_path)
+    assert set(saved) == {"n"}
+    saved = artifacts.save_outputs({"fig": {1}}, outputs[:1], tmp_path, allow_pickle=True)
+    assert saved["fig"]["kind"] == "pickle"
+
+
+def test_load_inputs_refuses_wrong_hash_and_leaves_namespace_alone(tmp_path):
+    artifacts.save(1, "a", tmp_path)
+    artifacts.save(2, "b", tmp_path)
+    namespace: dict = {}
+    with pytest.raises(ArtifactError, match=r"`b`.*changed after it was written"):
+        artifacts.load_inputs(namespace, {"a": "", "b": "f" * 64}, tmp_path)
+    assert namespace == {}
+    with pytest.raises(ArtifactError, match="no artifact `c`"):
+        artifacts.load_inputs(namespace, {"c": ""}, tmp_path)
+
+
+def test_load_inputs_pickle_needs_opt_in(tmp_path):
+    artifacts.save({1}, "s", tmp_path, allow_pickle=True)
+    namespace: dict = {}
+    with pytest.raises(ArtifactError, match="--allow-pickle"):
+        artifacts.load_inputs(namespace, {"s": ""}, tmp_path)
+    artifacts.load_inputs(namespace, {"s": ""}, tmp_path, allow_pickle=True)
+    assert namespace == {"s": {1}}
+
+
+# --- import cost ------------------------------------------------------------------------
+
+
+def test_import_does_not_pull_heavy_libraries():
+    code = (
+        "import sys, jupyter_mlops.artifacts as a; "
+        "print(sorted(m for m in ('pandas', 'numpy', 'sklearn', 'skops', 'pyarrow') "
+        "if m in sys.modules)); print(a.kind_of(3))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["[]", "json"]
+
