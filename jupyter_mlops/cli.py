@@ -85,10 +85,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``jupyter mlops run``."""
+    import logging
+
     from .report import progress_printer, summary
     from .runner import run_pipeline
     from .spec import PipelineSpec
 
+    # Each failure is reported once, in our own words; papermill's log lines would repeat it.
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
     spec = PipelineSpec.read(args.pipeline)
     values = spec.parse_parameters(args.parameter)
     result = run_pipeline(args.pipeline, values, runs_dir=args.runs_dir, jobs=args.jobs,

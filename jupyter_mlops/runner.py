@@ -163,6 +163,8 @@ class _Run:
         else:
             state.status = "done"
             state.outputs = _read_outputs(artifacts / step.name, step)
+        finally:
+            _close_thread_loop()
         state.ended = time.time()
         self.emit(state.status, state)
 
@@ -193,6 +195,26 @@ class _Run:
             state = self.by_name[step.name]
             state.status = "not run"
             self.emit("not run", state)
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop that papermill's client left in this worker thread.
+
+    nbclient runs its coroutines on a loop it creates per thread and never closes; closed
+    here, a long-lived process (the Jupyter server) does not leak one per step.
+    """
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:

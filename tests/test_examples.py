@@ -1,0 +1,63 @@
+"""Both examples, exported and run for real, score exactly as the notebooks themselves do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import EXAMPLES, run_cli
+
+from jupyter_mlops.spec import PipelineSpec
+
+pytestmark = pytest.mark.kernel
+
+EXAMPLE_NOTEBOOKS = [EXAMPLES / "churn" / "churn.ipynb", EXAMPLES / "diabetes" / "diabetes.ipynb"]
+
+
+def _notebook_metrics(notebook: Path, names: list[str], tmp_path: Path) -> dict[str, float]:
+    """Run the original notebook with papermill, plus one cell that prints the metrics."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    probe = f"import json\nprint(json.dumps({{n: globals()[n] for n in {names!r}}}))"
+    nb.cells.append(nbformat.v4.new_code_cell(probe))
+    source = notebook.parent / f".probe-{notebook.name}"
+    nbformat.write(nb, str(source))
+    try:
+        subprocess.run([sys.executable, "-m", "papermill", str(source),
+                        str(tmp_path / "original.ipynb"), "--cwd", str(notebook.parent),
+                        "--no-progress-bar"], check=True, capture_output=True)
+    finally:
+        source.unlink()
+    executed = nbformat.read(str(tmp_path / "original.ipynb"), as_version=4)
+    return json.loads(executed.cells[-1].outputs[0]["text"])
+
+
+@pytest.mark.parametrize("notebook", EXAMPLE_NOTEBOOKS, ids=lambda p: p.stem)
+def test_example_pipeline_scores_as_the_notebook(notebook: Path, tmp_path: Path) -> None:
+    # a copy, so the test writes nothing into the repository
+    work = tmp_path / notebook.parent.name
+    shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns("*_pipeline"))
+    copy = work / notebook.name
+    exported = run_cli("export", str(copy))
+    assert exported.returncode == 0, exported.stderr
+    folder = work / f"{notebook.stem}_pipeline"
+    spec = PipelineSpec.read(folder)
+    assert len(spec.steps) >= 5
+    metrics = [o.name for s in spec.steps for o in s.outputs if o.role == "metrics"]
+    assert metrics
+
+    ran = run_cli("run", str(folder), "--runs-dir", str(tmp_path / "runs"))
+    assert ran.returncode == 0, ran.stderr
+    (run_folder,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_folder / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    ours = {name: manifest["value"] for step in record["steps"]
+            for name, manifest in step["outputs"].items() if name in metrics}
+
+    theirs = _notebook_metrics(copy, metrics, tmp_path)
+    assert ours == theirs
+    assert all(isinstance(v, float) for v in ours.values())
