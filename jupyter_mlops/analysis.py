@@ -137,6 +137,8 @@ class _Analyzer:
         self.setup: list[Cell] = []
         self.params: list[Cell] = []
         self.skipped: list[Cell] = []
+        #: Per step, the definitions whose needs are already resolved.
+        self.resolved: dict[str, set[str]] = {}
 
     def where(self, cell: Cell) -> str:
         return f"{self.nb.name}, cell {cell.number}"
@@ -155,7 +157,8 @@ class _Analyzer:
                 self.names[cell.index] = cell_names(cell.python)
             except SyntaxError as err:
                 if cell.role not in ("skip", "params"):
-                    self.problem(cell, f" has a syntax error on line {err.lineno}: {err.msg}; "
+                    line = f" on line {err.lineno + cell.line_offset}" if err.lineno else ""
+                    self.problem(cell, f" has a syntax error{line}: {err.msg}; "
                                        "fix it (the notebook fails there too)")
             except (ValueError, RecursionError) as err:
                 self.problem(cell, f" cannot be analysed: {err}")
@@ -274,7 +277,8 @@ class _Analyzer:
                         if name not in target:
                             target.append(name)
                     elif source == SETUP:
-                        continue
+                        if plan is not None and kind in _CODE_KINDS:
+                            self.replay(plan, name, source, latest)
                     elif plan is None:
                         self.problem(cell, f" (setup) uses `{name}`, which step `{source}` "
                                            f"defines in cell {number}; setup cells run before "
@@ -312,28 +316,36 @@ class _Analyzer:
 
     def replay(self, plan: StepPlan, name: str, source: str,
                latest: dict[str, tuple[str, str, int]]) -> None:
-        """Give ``plan`` an import or definition that another step made, and what it reads."""
-        producer = next(p for p in self.steps if p.name == source)
-        number = latest[name][2]
-        cell = next(c for c in producer.cells if c.number == number)
-        code = self.names[cell.index].code.get(name)
-        if code is None or name in plan.replay:
+        """Give ``plan`` an import or definition that another step made, and what it reads.
+
+        A setup cell's definition is in every step already; what its body reads when the
+        step calls it still has to reach the step.
+        """
+        resolved = self.resolved.setdefault(plan.name, set())
+        if name in resolved:
             return
-        plan.replay[name] = code
+        resolved.add(name)
+        number = latest[name][2]
+        cell = next(c for c in self.nb.cells if c.number == number)
+        code = self.names[cell.index].code.get(name)
+        if code is None:
+            return
+        if source != SETUP:
+            plan.replay[name] = code
         try:
             needs = cell_names(code)
         except SyntaxError:
             return
         for used in needs.uses + needs.late_uses:
-            if used in KERNEL_NAMES or used not in latest or used in plan.replay:
+            if used in KERNEL_NAMES or used not in latest:
                 continue
             origin, kind, _ = latest[used]
-            if origin in (SETUP, PARAMS):
-                if origin == PARAMS and used not in plan.parameters:
+            if origin == PARAMS:
+                if used not in plan.parameters:
                     plan.parameters.append(used)
             elif kind in _CODE_KINDS:
                 self.replay(plan, used, origin, latest)
-            elif origin != plan.name:
+            elif origin not in (SETUP, plan.name):
                 plan.inputs.setdefault(used, origin)
                 next(p for p in self.steps if p.name == origin).outputs.setdefault(
                     used, Output(used))
@@ -372,6 +384,10 @@ class _Analyzer:
                         plan.first_cell))
             upstream = list(dict.fromkeys(list(plan.inputs.values()) + plan.explicit_after))
             plan.after = [u for u in upstream if u in names and u != plan.name]
+        if not self.steps and not any(p.severity == "error" for p in self.problems):
+            self.problems.append(Problem(
+                f"{self.nb.name} has no code to export (every code cell is empty, setup, "
+                "params or skip); add the cells that do the work, or unmark them"))
         cycle = find_cycle({p.name: p.after for p in self.steps})
         if cycle:
             first = next(p for p in self.steps if p.name == cycle[0]).first_cell

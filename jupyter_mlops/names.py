@@ -67,6 +67,8 @@ class _Walker(ast.NodeVisitor):
         self.out = CellNames()
         self.bound: set[str] = set()
         self.comprehension_locals: list[set[str]] = []
+        #: ``from __future__ import annotations`` makes annotations strings, never run.
+        self.lazy_annotations = False
 
     # -- recording -------------------------------------------------------------------
     def use(self, name: str) -> None:
@@ -127,7 +129,8 @@ class _Walker(ast.NodeVisitor):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
             self.visit(node.value)
-        self.visit(node.annotation)
+        if not self.lazy_annotations:
+            self.visit(node.annotation)
         if node.value is not None or not isinstance(node.target, ast.Name):
             self._store_target(node.target)
 
@@ -207,6 +210,9 @@ class _Walker(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = "." * node.level + (node.module or "")
+        if module == "__future__":
+            self.lazy_annotations |= any(a.name == "annotations" for a in node.names)
+            return
         for alias in node.names:
             if alias.name == "*":
                 self.out.star_imports.append(module)
@@ -227,10 +233,24 @@ class _Walker(ast.NodeVisitor):
             args = node.args
             for default in args.defaults + [d for d in args.kw_defaults if d is not None]:
                 self.visit(default)
+            if not self.lazy_annotations:  # annotations run when the def runs
+                every = args.posonlyargs + args.args + args.kwonlyargs + [
+                    a for a in (args.vararg, args.kwarg) if a is not None]
+                for annotation in [a.annotation for a in every] + [node.returns]:
+                    if annotation is not None:
+                        self.visit(annotation)
+        nested = bool(self.comprehension_locals)
         self.define(node.name, kind)
-        start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-        lines = self.source.splitlines()[start - 1:node.end_lineno]
-        self.out.code[node.name] = "\n".join(lines)
+        if not nested:
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            lines = self.source.splitlines()[start - 1:node.end_lineno]
+            self.out.code[node.name] = "\n".join(lines)
+        if isinstance(node, ast.ClassDef):
+            # A class body runs when the class is defined, in a scope of its own.
+            self.comprehension_locals.append(set())
+            for stmt in node.body:
+                self.visit(stmt)
+            self.comprehension_locals.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self._definition(node, "def")

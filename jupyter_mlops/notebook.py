@@ -20,6 +20,7 @@ from .roles import Mark, parse_magic_line, parse_tags
 _MLOPS_LINE = re.compile(r"^%%mlops(?:[ \t]+(?P<args>.*))?$")
 #: Cell magics whose body runs in the user's namespace as ordinary Python.
 _PASS_THROUGH_MAGICS = re.compile(r"^%%(time|capture|prun)\b[^\n]*\n?")
+_BLANK_LINES = re.compile(r"^(?:[ \t]*\r?\n)+")
 _HEADING2 = re.compile(r"^##[ \t]+(?P<title>\S.*?)[ \t#]*$", re.MULTILINE)
 
 
@@ -34,6 +35,8 @@ class Cell:
     code: str = ""
     #: Plain Python for the analysis (IPython syntax transformed), "" for non-code cells.
     python: str = ""
+    #: Lines of ``source`` before the first line of ``python`` (a magic line, blank lines).
+    line_offset: int = 0
     mark: Mark | None = None
     cell_id: str | None = None
     execution_count: int | None = None
@@ -135,6 +138,9 @@ def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
     _require(isinstance(cells, list), path, "the `cells` list is missing")
     metadata = content.get("metadata", {})
     _require(isinstance(metadata, dict), path, "`metadata` is not an object")
+    for key in ("kernelspec", "language_info"):
+        _require(isinstance(metadata.get(key) or {}, dict), path,
+                 f"`metadata.{key}` is not an object")
     language = (metadata.get("kernelspec") or {}).get("language") or (
         metadata.get("language_info") or {}
     ).get("name", "python")
@@ -160,7 +166,10 @@ def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
             source = "".join(source)
         _require(isinstance(source, str), path, f"cell {index + 1} has a `source` that is not text")
         cell_meta = raw_cell.get("metadata") or {}
-        tags = cell_meta.get("tags") or [] if isinstance(cell_meta, dict) else []
+        _require(isinstance(cell_meta, dict), path, f"cell {index + 1} has `metadata` that is "
+                 "not an object")
+        tags = cell_meta.get("tags") or []
+        _require(isinstance(tags, list), path, f"cell {index + 1} has `tags` that are not a list")
         cell = Cell(
             index=index,
             cell_type=cell_type,
@@ -177,12 +186,20 @@ def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
 
 def _split_magic_line(source: str) -> tuple[str | None, str]:
     """(the args of a ``%%mlops`` first line or None, the rest of the cell)."""
-    stripped = source.lstrip("\n")
+    # IPython drops leading blank lines before it looks for a cell magic; so do we.
+    stripped = _BLANK_LINES.sub("", source)
     first, _, rest = stripped.partition("\n")
     match = _MLOPS_LINE.match(first.rstrip())
     if match is None:
         return None, source
     return match.group("args") or "", rest
+
+
+def _lines_before(whole: str, part: str) -> int:
+    """How many lines of ``whole`` come before its tail ``part``."""
+    if not part or not whole.endswith(part):
+        return 0
+    return whole[: len(whole) - len(part)].count("\n")
 
 
 def _resolve_code_cell(cell: Cell, path: Path, problems: list[Problem]) -> None:
@@ -214,6 +231,8 @@ def _resolve_code_cell(cell: Cell, path: Path, problems: list[Problem]) -> None:
             cell.number))
 
     cell.python = to_python(cell.code)
+    unwrapped = _unwrap_pass_through(cell.code)
+    cell.line_offset = _lines_before(cell.source, unwrapped)
 
 
 def _merge(marks: list[Mark], after: tuple[str, ...]) -> Mark:
@@ -233,6 +252,16 @@ def _merge(marks: list[Mark], after: tuple[str, ...]) -> Mark:
     )
 
 
+def _unwrap_pass_through(code: str) -> str:
+    """The body of ``%%time`` / ``%%capture`` cells (repeatedly), else ``code``."""
+    while True:
+        stripped = _BLANK_LINES.sub("", code)
+        match = _PASS_THROUGH_MAGICS.match(stripped)
+        if not match:
+            return code
+        code = stripped[match.end():]
+
+
 def to_python(code: str) -> str:
     """Turn IPython syntax (magics, ``!`` lines, ``?`` help) into plain Python.
 
@@ -240,12 +269,7 @@ def to_python(code: str) -> str:
     it runs in the user's namespace. Plain Python skips IPython entirely, which keeps
     analysing a large notebook fast.
     """
-    while True:
-        stripped = code.lstrip("\n")
-        match = _PASS_THROUGH_MAGICS.match(stripped)
-        if not match:
-            break
-        code = stripped[match.end():]
+    code = _unwrap_pass_through(code)
     if not any(ch in code for ch in "%!?"):
         return code
     from IPython.core.inputtransformer2 import TransformerManager

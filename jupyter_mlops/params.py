@@ -8,7 +8,7 @@ import tokenize
 from typing import Any
 
 from .errors import Problem
-from .spec import Parameter
+from .spec import Parameter, json_like
 
 _TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
                type(None): "None"}
@@ -30,17 +30,9 @@ def _comments(source: str) -> dict[int, str]:
 def _type_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, (list, dict)) and not _json_like(value):
+    if isinstance(value, (list, dict)) and not json_like(value):
         return None
     return _TYPE_NAMES.get(type(value))
-
-
-def _json_like(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_like(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_json_like(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Parameter], list[Problem]]:
@@ -53,7 +45,8 @@ def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Paramete
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
-        return [], [Problem(f"{where} has a syntax error on line {err.lineno}: {err.msg}", cell)]
+        line = f" on line {err.lineno}" if err.lineno else ""
+        return [], [Problem(f"{where} has a syntax error{line}: {err.msg}", cell)]
     comments = _comments(source)
 
     def problem(node: ast.AST, what: str) -> None:

@@ -173,16 +173,31 @@ def parse_tags(tags: list[str]) -> list[Mark]:
             marks.append(Mark("after", after=(_check_step_name(name, spelling),), spelling="kale"))
         elif tag in _FOREIGN_TAGS:
             marks.append(Mark(_FOREIGN_TAGS[tag], spelling="tag"))
-    return marks
+    return _fold(marks)
+
+
+def _fold(marks: list[Mark]) -> list[Mark]:
+    """One mark per role: ``mlops:data=X`` and ``mlops:data=y`` are ``data X y``."""
+    folded: dict[tuple[str, str | None], Mark] = {}
+    for mark in marks:
+        key = (mark.role, mark.name)
+        if key in folded:
+            old = folded[key]
+            mark = Mark(old.role, name=old.name,
+                        after=tuple(dict.fromkeys(old.after + mark.after)),
+                        variables=tuple(dict.fromkeys(old.variables + mark.variables)),
+                        spelling=old.spelling, continues=old.continues and mark.continues)
+        folded[key] = mark
+    return list(folded.values())
 
 
 def mark_to_tags(mark: Mark) -> list[str]:
-    """The ``mlops:`` tags that spell ``mark`` (what the sidebar writes)."""
+    """The ``mlops:`` tags that spell ``mark`` (what the sidebar writes).
+
+    One tag per name: nbformat forbids commas in tags, and the reader merges repeated tags.
+    """
     if mark.role == "step":
-        tags = [f"mlops:step={mark.name}"]
-        if mark.after:
-            tags.append("mlops:after=" + ",".join(mark.after))
-        return tags
+        return [f"mlops:step={mark.name}"] + [f"mlops:after={a}" for a in mark.after]
     if mark.variables:
-        return [f"mlops:{mark.role}=" + ",".join(mark.variables)]
+        return [f"mlops:{mark.role}={v}" for v in mark.variables]
     return [f"mlops:{mark.role}"]

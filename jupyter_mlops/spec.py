@@ -23,6 +23,16 @@ PARAMETER_TYPES = ("int", "float", "str", "bool", "list", "dict", "None")
 OUTPUT_ROLES = ("data", "model", "metrics", "value")
 
 
+def json_like(value: Any) -> bool:
+    """True for values a parameter can hold: None, bool, numbers, str, and lists and dicts
+    (with str keys) of those."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and json_like(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(json_like(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 @dataclass
 class Parameter:
     """A pipeline parameter: a literal assignment of a params cell."""
@@ -65,13 +75,15 @@ class Parameter:
                 raise fail() from None
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             try:
                 value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                if self.type == "None":
+                    return text  # a parameter whose default is None takes any text
                 raise fail() from None
         expected = {"list": list, "dict": dict}.get(self.type)
-        if expected is not None and not isinstance(value, expected):
+        if (expected is not None and not isinstance(value, expected)) or not json_like(value):
             raise fail()
         return value
 
@@ -197,12 +209,18 @@ class PipelineSpec:
                 steps=steps, allow_pickle=bool(data.get("allow_pickle", False)),
                 version=data["version"],
             )
-        except (KeyError, TypeError) as err:
-            raise SpecError(f"{where} is malformed ({err}); export the notebook again") from None
+        except KeyError as err:
+            raise SpecError(f"{where} is malformed (missing field `{err.args[0]}`); export the "
+                            "notebook again") from None
+        except (TypeError, ValueError, AttributeError) as err:
+            raise SpecError(f"{where} is malformed ({type(err).__name__}: {err}); export the "
+                            "notebook again") from None
         for parameter in spec.parameters:
             if parameter.type not in PARAMETER_TYPES:
                 raise SpecError(f"{where}: parameter `{parameter.name}` has unknown type "
                                 f"`{parameter.type}`")
+        if not spec.steps:
+            raise SpecError(f"{where} has no steps; export the notebook again")
         names = {s.name for s in spec.steps}
         for step in spec.steps:
             for upstream in step.after:
@@ -219,7 +237,10 @@ class PipelineSpec:
         path = Path(folder)
         if path.is_dir():
             path = path / SPEC_FILE
-        if not path.is_file():
+        elif path.suffix == ".ipynb":
+            raise SpecError(f"{folder} is a notebook, not a pipeline folder; export it first "
+                            f"with `jupyter mlops export {folder}`, then run the folder")
+        if not path.is_file() or path.suffix not in (".yaml", ".yml"):
             raise SpecError(
                 f"{folder} is not a pipeline folder (no {SPEC_FILE}); create one with "
                 "`jupyter mlops export NOTEBOOK`"

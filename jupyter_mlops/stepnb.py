@@ -96,7 +96,7 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
             md["id"] = f"mlops-md-{cell.number}"
             nb.cells.append(md)
             continue
-        tags = [t for t in cell.tags if not t.startswith(_OUR_TAGS)]
+        tags = list(dict.fromkeys(t for t in cell.tags if not t.startswith(_OUR_TAGS)))
         nb.cells.append(_code_cell(nbf, cell.code, f"mlops-cell-{cell.number}", tags,
                                    cell.number))
 

@@ -278,7 +278,8 @@ def test_parameter_reassigned_in_a_step_flows_from_that_step():
 
 
 def test_later_params_cell_overrides_earlier_parameter():
-    a = analyze_cells("%%mlops params\nn = 3\nk = 1", ("n = 5", ["parameters"]), "%%mlops step a\nx = n")
+    a = analyze_cells("%%mlops params\nn = 3\nk = 1", ("n = 5", ["parameters"]),
+                      "%%mlops step a\nx = n")
     assert a.parameters == [Parameter("k", "int", 1, "", 1), Parameter("n", "int", 5, "", 2)]
 
 
@@ -613,7 +614,8 @@ def test_code_hash_ignores_comments_and_changes_with_code():
 
 
 def test_to_spec_steps():
-    a = analyze_cells("%%mlops params\nn = 1", "%%mlops step load\nx = n", "%%mlops step use\ny = x")
+    a = analyze_cells("%%mlops params\nn = 1", "%%mlops step load\nx = n",
+                      "%%mlops step use\ny = x")
     spec = a.to_spec(Path("/tmp/x_pipeline"))
     assert spec.name == "t"
     assert [(s.name, s.notebook, s.cells, s.inputs, s.outputs, s.parameters, s.after)

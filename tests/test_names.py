@@ -145,7 +145,8 @@ def test_del_subscript_mutates_the_base():
 
 
 def test_imports_bind_names_of_kind_import_with_their_code():
-    names = cell_names("import a.b as c\nimport a.b\nfrom m import n as k, j\nimport os, sys as system")
+    names = cell_names(
+        "import a.b as c\nimport a.b\nfrom m import n as k, j\nimport os, sys as system")
     assert names.defines == {
         "c": "import", "a": "import", "k": "import", "j": "import", "os": "import",
         "system": "import",
@@ -183,7 +184,8 @@ def test_import_inside_if_still_binds():
 
 
 def test_def_kind_and_source_with_decorators():
-    src = "@functools.lru_cache(maxsize=None)\n@other\ndef cached(n, k=default):\n    return n\n# after"
+    src = ("@functools.lru_cache(maxsize=None)\n@other\ndef cached(n, k=default):\n"
+           "    return n\n# after")
     names = cell_names(src)
     assert names.defines == {"cached": "def"}
     assert names.code == {

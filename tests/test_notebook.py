@@ -48,12 +48,13 @@ def test_not_json():
     with pytest.raises(NotebookError) as info:
         parse_notebook(b"{not json", "bad.ipynb")
     message = str(info.value)
-    assert message.startswith("bad.ipynb is not a notebook: it is not valid JSON (line 1, column 2)")
+    assert message.startswith(
+        "bad.ipynb is not a notebook: it is not valid JSON (line 1, column 2)")
     assert "restore it from version control" in message
 
 
 def test_not_utf8():
-    with pytest.raises(NotebookError, match="bad.ipynb is not a notebook: it is not valid JSON"):
+    with pytest.raises(NotebookError, match=r"bad\.ipynb is not a notebook: it is not valid JSON"):
         parse_notebook(b"\xff\xfe\x00", "bad.ipynb")
 
 
@@ -132,7 +133,7 @@ def test_non_python_kernel_from_kernelspec():
 
 
 def test_non_python_kernel_from_language_info():
-    with pytest.raises(NotebookError, match="t.ipynb uses a julia kernel"):
+    with pytest.raises(NotebookError, match=r"t\.ipynb uses a julia kernel"):
         parse_notebook(raw([], metadata={"language_info": {"name": "julia"}}), "t.ipynb")
 
 

@@ -111,11 +111,10 @@ def test_unrelated_and_non_string_tags_are_ignored():
     assert parse_tags(["hide-input", "remove-cell", 3, None, "block:"]) == []
 
 
-def test_several_tags_give_several_marks_in_order():
+def test_several_tags_of_one_role_fold_into_one_mark_in_order():
     assert parse_tags(["mlops:step=train", "prev:load", "mlops:after=prep"]) == [
         Mark("step", name="train", spelling="tag"),
-        Mark("after", after=("load",), spelling="kale"),
-        Mark("after", after=("prep",), spelling="tag"),
+        Mark("after", after=("load", "prep"), spelling="kale"),
     ]
 
 

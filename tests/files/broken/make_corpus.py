@@ -253,6 +253,7 @@ PIPELINES: dict[str, str] = {
         {"name": "n", "type": "complex", "default": 3, "help": "", "cell": 1}])),
     "pipeline_step_not_mapping": _yaml(_spec(steps=["load"])),
     "pipeline_missing_step_notebook": _yaml(_spec()),
+    "pipeline_no_steps": _yaml(_spec(steps=[])),
 }
 
 
