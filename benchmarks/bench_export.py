@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-
 from _timing import report, wall
 
 

@@ -143,7 +143,8 @@ def test_missing_field_is_malformed():
     del data["steps"]
     with pytest.raises(SpecError) as info:
         PipelineSpec.from_dict(data)
-    assert str(info.value) == "pipeline.yaml is malformed (missing field `steps`); export the notebook again"
+    assert str(info.value) == (
+        "pipeline.yaml is malformed (missing field `steps`); export the notebook again")
 
 
 def test_step_missing_field_is_malformed():
