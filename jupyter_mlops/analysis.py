@@ -256,11 +256,13 @@ class _Analyzer:
             for name in (self.names.get(cell.index) or CellNames()).defines:
                 defined_later.setdefault(name, cell.number)
         setup_params: list[str] = []
+        star_seen = False
 
         for cell in ordered:
             names = self.names.get(cell.index) or CellNames()
             plan = step_of.get(cell.index)
             producer = plan.name if plan else SETUP
+            star_seen = star_seen or bool(names.star_imports)
             for module in names.star_imports:
                 self.problem(cell, f": `from {module} import *` hides which names the cell "
                                    "uses; import the names you need")
@@ -298,7 +300,7 @@ class _Analyzer:
                     self.problem(cell, f" uses `{name}`, which only skipped cell "
                                        f"{skipped_defs[name]} defines; unmark that cell or "
                                        f"define `{name}` in a step")
-                else:
+                elif not star_seen:  # after `import *`, that import is the problem to fix
                     self.problem(cell, f" uses `{name}`, which no earlier step or setup cell "
                                        "defines; define it in an earlier cell or mark the cell "
                                        "that defines it")
@@ -382,6 +384,10 @@ class _Analyzer:
                         f"{self.nb.name}, cell {plan.first_cell}: step `{plan.name}` runs after "
                         f"`{upstream}`, but there is no such step; steps: {known}",
                         plan.first_cell))
+            if plan.name in plan.explicit_after:
+                self.problems.append(Problem(
+                    f"{self.nb.name}, cell {plan.first_cell}: step `{plan.name}` is told to run "
+                    "after itself; remove it from `--after`", plan.first_cell))
             upstream = list(dict.fromkeys(list(plan.inputs.values()) + plan.explicit_after))
             plan.after = [u for u in upstream if u in names and u != plan.name]
         if not self.steps and not any(p.severity == "error" for p in self.problems):
@@ -445,11 +451,13 @@ def analyze(notebook: SourceNotebook, split: str | None = None) -> Analysis:
     analyzer.flow(parameters)
     analyzer.edges()
     analyzer.out_of_order()
+    # in the order a reader meets them: by cell, notebook-wide ones first
+    problems = sorted(analyzer.problems, key=lambda p: -1 if p.cell is None else p.cell)
     return Analysis(
         notebook=notebook,
         steps=analyzer.steps,
         setup=analyzer.setup,
         parameters=list(parameters.values()),
         skipped=analyzer.skipped,
-        problems=analyzer.problems,
+        problems=problems,
     )

@@ -244,8 +244,8 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
                 detail += " that contains itself"
         raise ArtifactError(
             f"{prefix}variable `{name}` is a {detail}, which jupyter-mlops cannot pass between "
-            f"steps safely (supported: {SUPPORTED}); create it in the step that uses it, "
-            "or export with --allow-pickle"
+            "steps safely; create it in the step that uses it, or export with --allow-pickle "
+            f"(supported: {SUPPORTED})"
         )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.{_EXT[kind]}"

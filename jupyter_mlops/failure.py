@@ -62,7 +62,9 @@ def describe_failure(err: BaseException, step: Step, output: Path,
     elif name == "DeadKernelError":
         reason = "the kernel died (out of memory, or a crash in compiled code)"
     elif ename:
-        reason = f"{ename}: {_first_line(evalue)}" if evalue else ename
+        # our own errors are written to be read whole; a user's may be pages long
+        limit = 1000 if ename in ("ArtifactError", "MlopsError") else 300
+        reason = f"{ename}: {_first_line(evalue, limit)}" if evalue else ename
     else:
         reason = f"{name}: {_first_line(str(err))}"
     return f"step `{step.name}` failed{where}: {reason} (see {output})", origin
