@@ -252,7 +252,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
 
     run_id = run_id or new_run_id()
     base = Path(runs_dir) if runs_dir is not None else folder / "runs"
-    run_folder = base / run_id
+    # absolute: the kernels run in the notebook's folder, not in ours
+    run_folder = (base / run_id).resolve()
     (run_folder / "steps").mkdir(parents=True, exist_ok=False)
     result = RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
                        parameters=values, steps=[StepResult(s.name) for s in spec.steps])

@@ -132,3 +132,19 @@ def test_a_step_notebook_runs_with_plain_papermill(tmp_path: Path) -> None:
     _papermill(tmp_path / "s_pipeline" / "steps" / "02_b.ipynb", tmp_path / "b.ipynb",
                "-p", "mlops_artifacts", str(artifacts), "--cwd", str(tmp_path))
     assert load("s", artifacts / "b") == 15.0
+
+
+def test_relative_paths_as_a_newcomer_types_them(tmp_path: Path, cli) -> None:
+    (tmp_path / "project").mkdir()
+    write_notebook(tmp_path / "project" / "rel.ipynb",
+                   "%%mlops step a\nvalues = [1, 2, 3]", "%%mlops step b\ntotal = sum(values)",
+                   "%%mlops metrics total")
+    assert cli("export", "project/rel.ipynb", cwd=tmp_path).returncode == 0
+    done = cli("run", "project/rel_pipeline", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "total = 6" in done.stdout
+    (run_folder,) = (tmp_path / "project" / "rel_pipeline" / "runs").iterdir()
+    assert load("values", run_folder / "artifacts" / "a") == [1, 2, 3]
+    # nothing was written relative to the kernel's working directory by mistake
+    assert sorted(p.name for p in (tmp_path / "project").iterdir()) == ["rel.ipynb",
+                                                                        "rel_pipeline"]
