@@ -1,13 +1,19 @@
-"""The ``%%mlops`` cell magic: runs the cell as if unmarked, after checking its mark."""
+"""The ``%%mlops`` cell magic: runs the cell as if unmarked, then captures what it made.
+
+Capture problems are one line in the cell's output; they never undo or change what the
+cell did, and the cell's own exceptions propagate unchanged.
+"""
 
 from __future__ import annotations
 
 import ast
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from .errors import RoleError
-from .roles import parse_magic_line
+from .errors import MlopsError, RoleError
+from .roles import Mark, parse_magic_line
 
 
 def run_in_namespace(shell: Any, code: str) -> None:
@@ -27,19 +33,87 @@ def run_in_namespace(shell: Any, code: str) -> None:
             shell.displayhook(value)
 
 
+def current_notebook(shell: Any) -> Path:
+    """The notebook this kernel runs: JupyterLab and VS Code say so; else ``notebook.ipynb``
+    in the working directory (set ``JUPYTER_MLOPS_NOTEBOOK`` to choose)."""
+    ns = shell.user_ns
+    for candidate in (os.environ.get("JUPYTER_MLOPS_NOTEBOOK"), ns.get("__vsc_ipynb_file__"),
+                      ns.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
+        if isinstance(candidate, str) and candidate.endswith(".ipynb"):
+            path = Path(candidate)
+            # JupyterLab gives a path from the server's root; the kernel runs beside it
+            return path if path.is_absolute() and path.parent.is_dir() else Path(path.name)
+    return Path("notebook.ipynb")
+
+
+def _assigned(code: str) -> list[str]:
+    from .names import cell_names
+    from .notebook import to_python
+
+    try:
+        names = cell_names(to_python(code))
+    except SyntaxError:
+        return []
+    return [n for n, kind in names.defines.items() if kind == "data"] + names.mutates
+
+
+def capture(shell: Any, mark: Mark, code: str) -> str | None:
+    """Capture what a cell of role ``mark`` made; a one-line summary, or None."""
+    from .capture import capture_metrics, capture_model, capture_params
+    from .records import model_folder, update_record
+
+    notebook = current_notebook(shell)
+    ns = shell.user_ns
+    if mark.role == "params":
+        entries = capture_params(shell.transform_cell(code), ns)
+        update_record(notebook, "params", entries)
+        return f"recorded {len(entries)} parameter(s)"
+    if mark.role == "metrics":
+        names = list(mark.variables) or _assigned(code)
+        entries = capture_metrics(names, ns, dict(mark.minimums), dict(mark.maximums))
+        update_record(notebook, "metrics", entries)
+        return "recorded " + ", ".join(f"{n} = {e['value']:.4g}" for n, e in entries.items())
+    if mark.role == "model":
+        candidates = list(mark.variables) or [
+            n for n in _assigned(code) if hasattr(ns.get(n), "get_params")]
+        if not candidates:
+            raise MlopsError("no model to record: name it, e.g. `%%mlops model clf`")
+        name = candidates[-1]
+        entry = capture_model(name, ns, model_folder(notebook))
+        update_record(notebook, "models", {name: entry})
+        return f"recorded model `{name}` ({entry['class'].rsplit('.', 1)[-1]})"
+    return None
+
+
 def mlops(line: str, cell: str | None = None) -> None:
-    """``%%mlops ROLE [ARGS]``: mark a cell's role for the pipeline, then run it."""
+    """``%%mlops ROLE [ARGS]``: mark a cell's role for the pipeline, run it, capture.
+
+    As a line magic, ``%mlops ROLE [ARGS]`` marks its cell and captures without running
+    anything (IPython refuses a cell magic with an empty body).
+    """
     from IPython import get_ipython
 
     shell = get_ipython()
     try:
-        parse_magic_line(line)
+        mark = parse_magic_line(line)
     except RoleError as err:
         # One line, no traceback, nothing run: the kernel's state stays as it was.
         print(f"jupyter-mlops: {err}", file=sys.stderr)
         return
-    if cell:
+    if cell is not None:
         run_in_namespace(shell, cell)
+    # `%mlops metrics acc` (one %) captures what earlier cells made, running nothing
+    try:
+        summary = capture(shell, mark, cell or "")
+    except MlopsError as err:
+        print(f"jupyter-mlops: {err}", file=sys.stderr)
+        return
+    except Exception as err:  # a bug of ours must not fail a cell whose own code worked
+        print(f"jupyter-mlops: could not capture this cell ({type(err).__name__}: {err}); "
+              "the cell itself ran. Please report this.", file=sys.stderr)
+        return
+    if summary and os.environ.get("JUPYTER_MLOPS_QUIET") is None:
+        print(f"jupyter-mlops: {summary}")
 
 
 def register(ipython: Any) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 from .errors import NotebookError, Problem, RoleError
 from .roles import Mark, parse_magic_line, parse_tags
 
-_MLOPS_LINE = re.compile(r"^%%mlops(?:[ \t]+(?P<args>.*))?$")
+#: ``%%mlops ROLE`` as a cell's first line, or the line form ``%mlops ROLE``.
+_MLOPS_LINE = re.compile(r"^%%?mlops(?:[ \t]+(?P<args>.*))?$")
 #: Cell magics whose body runs in the user's namespace as ordinary Python.
 _PASS_THROUGH_MAGICS = re.compile(r"^%%(time|capture|prun)\b[^\n]*\n?")
 _BLANK_LINES = re.compile(r"^(?:[ \t]*\r?\n)+")
