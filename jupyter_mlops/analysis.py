@@ -6,7 +6,6 @@ latest binding of each name decides which step a later step takes it from.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import hashlib
 import itertools
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from .errors import Problem
 from .names import CellNames, cell_names
-from .notebook import Cell, SourceNotebook
+from .notebook import Cell, SourceNotebook, normalised_python
 from .params import parse_params_cell
 from .roles import OUTPUT_ROLES
 from .spec import Output, Parameter, PipelineSpec, Step
@@ -102,21 +101,13 @@ def _slug(text: str) -> str:
     return slug
 
 
-def _normalised(python: str) -> str:
-    """The code without comments or formatting, so a comment-only edit keeps the hash."""
-    try:
-        return ast.dump(ast.parse(python))
-    except SyntaxError:
-        return python
-
-
 def step_code_hash(analysis: Analysis, plan: StepPlan) -> str:
     """A hash of all the code a step runs: setup, replayed definitions and its own cells."""
     digest = hashlib.sha256()
     parts = [c.python for c in analysis.setup] + list(plan.replay.values())
     parts += [c.python for c in plan.cells]
     for part in parts:
-        digest.update(_normalised(part).encode("utf-8"))
+        digest.update(normalised_python(part).encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
 
@@ -402,6 +393,14 @@ class _Analyzer:
                 f"({' -> '.join([*cycle, cycle[0]])}); remove an `--after` or move the cells "
                 "so each step only uses what earlier steps made", first))
 
+    def empty_magics(self) -> None:
+        for cell in self.nb.cells:
+            if (cell.mark is not None and cell.mark.spelling == "magic"
+                    and not cell.code.strip()
+                    and cell.source.lstrip().startswith("%%")):
+                self.problem(cell, ": IPython refuses `%%mlops` with nothing under it; write "
+                                   f"`%mlops {cell.mark.role} ...` (one %) instead", "warning")
+
     def out_of_order(self) -> None:
         counts = [(c.execution_count, c) for c in self.nb.cells
                   if c.cell_type == "code" and c.role != "skip"
@@ -451,6 +450,7 @@ def analyze(notebook: SourceNotebook, split: str | None = None) -> Analysis:
     analyzer.flow(parameters)
     analyzer.edges()
     analyzer.out_of_order()
+    analyzer.empty_magics()
     # in the order a reader meets them: by cell, notebook-wide ones first
     problems = sorted(analyzer.problems, key=lambda p: -1 if p.cell is None else p.cell)
     return Analysis(

@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="steps run at once (default: the number of cores)")
     run.add_argument("--cell-timeout", type=float, metavar="S",
                      help="fail a cell that runs longer than S seconds")
+    run.add_argument("--fail-on-drift", action="store_true", default=None,
+                     help="fail a step whose data drifted from what the notebook saw "
+                     "(default: warn, or the pipeline's own setting)")
 
     show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
                           description="Show what a notebook would export to, or what a "
@@ -96,7 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = PipelineSpec.read(args.pipeline)
     values = spec.parse_parameters(args.parameter)
     result = run_pipeline(args.pipeline, values, runs_dir=args.runs_dir, jobs=args.jobs,
-                          cell_timeout=args.cell_timeout, listener=progress_printer(spec))
+                          cell_timeout=args.cell_timeout, listener=progress_printer(spec),
+                          fail_on_drift=args.fail_on_drift)
     print(summary(result))
     if result.status != "succeeded":
         _err(result.error or "the run did not finish")

@@ -9,6 +9,7 @@
     ├── SpecError              a missing or malformed ``pipeline.yaml``
     ├── ParameterError         a ``-p NAME=VALUE`` that the spec does not accept
     ├── ArtifactError          a value that cannot be passed between steps, or a bad hash
+    ├── ContractError          in a pipeline run: data or a metric broke what the notebook saw
     └── StepFailed             a step of a run failed (the CLI exits 1, not 2)
 """
 
@@ -75,6 +76,10 @@ class ParameterError(MlopsError):
 
 class ArtifactError(MlopsError):
     """A value cannot be saved or loaded safely between steps."""
+
+
+class ContractError(MlopsError):
+    """In a pipeline run, data or a metric broke what the notebook recorded; fails the step."""
 
 
 class StepFailed(MlopsError):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ._files import atomic_write
 from .analysis import Analysis, analyze
+from .contract import CONTRACT_DIR, build_contract
 from .errors import AnalysisError, Problem, SpecError
 from .notebook import read_notebook
 from .spec import SPEC_FILE, PipelineSpec
@@ -43,7 +44,10 @@ def plan(notebook: str | Path, folder: str | Path | None = None, split: str | No
         raise SpecError(f"unknown split `{split}`; use one of: {', '.join(SPLITS)}")
     analysis = analyze(read_notebook(notebook), split=split)
     target = Path(folder) if folder is not None else default_folder(notebook)
-    return analysis, analysis.to_spec(target, allow_pickle=allow_pickle)
+    spec = analysis.to_spec(target, allow_pickle=allow_pickle)
+    spec.checks, _, warnings = build_contract(analysis)
+    analysis.problems += warnings
+    return analysis, spec
 
 
 def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:
@@ -54,6 +58,7 @@ def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:
     for plan_step, step in zip(analysis.steps, spec.steps, strict=True):
         nb = build_step_notebook(analysis, plan_step, step, spec)
         files[step.notebook] = (nbformat.writes(nb) + "\n").encode("utf-8")
+    files.update(build_contract(analysis)[1])
     files["README.md"] = readme(spec).encode("utf-8")
     return files
 
@@ -115,31 +120,41 @@ def _check_target(folder: Path) -> PipelineSpec | None:
     return None
 
 
-def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None) -> None:
-    """Write the rendered files; runs and other files already in the folder are kept.
-
-    The new steps/ is written beside the old one and swapped in by rename, and pipeline.yaml
-    is written last, so an interrupted export leaves the previous pipeline whole.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".steps-", dir=folder))
+def _swap_in(folder: Path, sub: str, files: dict[str, bytes], ours: set[str]) -> None:
+    """Replace ``folder/sub`` by the rendered files under ``sub/``, keeping the user's own."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{sub}-", dir=folder))
     try:
         for name, data in files.items():
-            if name.startswith("steps/"):
-                (staging / name[len("steps/"):]).write_bytes(data)
-        steps = folder / "steps"
-        ours = {Path(s.notebook).name for s in old.steps} if old else set()
-        if steps.is_dir():
-            for extra in steps.iterdir():  # files the user put there themselves stay
+            if name.startswith(f"{sub}/"):
+                (staging / name[len(sub) + 1:]).write_bytes(data)
+        target = folder / sub
+        if target.is_dir():
+            for extra in target.iterdir():  # files the user put there themselves stay
                 if extra.name not in ours and not (staging / extra.name).exists():
                     shutil.move(str(extra), str(staging / extra.name))
-        retired = folder / f".steps-old-{os.getpid()}"
-        if steps.exists():
-            os.replace(steps, retired)
-        os.replace(staging, steps)
+        retired = folder / f".{sub}-old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(staging, target)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None) -> None:
+    """Write the rendered files; runs and other files already in the folder are kept.
+
+    The new steps/ and contract/ are written beside the old ones and swapped in by rename,
+    and pipeline.yaml is written last, so an interrupted export leaves the previous
+    pipeline whole.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    ours = {Path(s.notebook).name for s in old.steps} if old else set()
+    _swap_in(folder, "steps", files, ours)
+    old_contract = {Path(e["file"]).name for e in (old.checks.get("data") or {}).values()} \
+        if old else set()
+    if any(n.startswith(f"{CONTRACT_DIR}/") for n in files) or (folder / CONTRACT_DIR).exists():
+        _swap_in(folder, CONTRACT_DIR, files, old_contract)
     for name in ("README.md", SPEC_FILE):
         atomic_write(folder / name, files[name])
 

@@ -32,6 +32,12 @@ def _failed_cell(output: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | 
         for out in cell.get("outputs", []) or []:
             if out.get("output_type") == "error":
                 return cell, out
+        if (cell.get("metadata", {}).get("papermill") or {}).get("exception"):
+            # failed without an error output (an IPython UsageError): its stderr says why
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) or []
+                           if o.get("name") == "stderr")
+            ename, _, evalue = _first_line(text).partition(": ")
+            return cell, {"ename": ename or "error", "evalue": evalue}
     return None, None
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import MlopsError, RoleError
+from .errors import ContractError, MlopsError, RoleError
 from .roles import Mark, parse_magic_line
 
 
@@ -57,13 +57,45 @@ def _assigned(code: str) -> list[str]:
     return [n for n, kind in names.defines.items() if kind == "data"] + names.mutates
 
 
+def _capture_data(ns: dict[str, Any], mark: Mark, code: str, notebook: Path) -> str:
+    from .notebook import code_key
+    from .profile import profile_data
+    from .records import update_record
+
+    names = list(mark.variables) or [
+        n for n in _assigned(code)
+        if type(ns.get(n)).__name__ in ("DataFrame", "Series", "ndarray")]
+    if not names:
+        raise MlopsError("no data to record: name the frames, e.g. `%%mlops data df`")
+    key = code_key(code)
+    entries = {}
+    for name in names:
+        if name not in ns:
+            raise MlopsError(f"`{name}` does not exist after this cell ran; check the spelling")
+        profile = profile_data(ns[name], name)
+        entries[f"{name}-{key}"] = {"variable": name, "cell_key": key, "profile": profile}
+    update_record(notebook, "data", entries)
+    return "recorded " + ", ".join(
+        f"{e['variable']} ({e['profile']['rows']:,} rows x {len(e['profile']['columns'])} "
+        "columns)" for e in entries.values())
+
+
 def capture(shell: Any, mark: Mark, code: str) -> str | None:
     """Capture what a cell of role ``mark`` made; a one-line summary, or None."""
     from .capture import capture_metrics, capture_model, capture_params
     from .records import model_folder, update_record
 
-    notebook = current_notebook(shell)
     ns = shell.user_ns
+    if mark.role in ("data", "metrics") and ns.get("mlops_pipeline"):
+        from .checks import check
+
+        names = list(mark.variables) or _assigned(code)
+        return check(ns, mark, code, names)
+    if ns.get("mlops_pipeline"):
+        return None  # a pipeline step records nothing beside the source notebook
+    notebook = current_notebook(shell)
+    if mark.role == "data":
+        return _capture_data(ns, mark, code, notebook)
     if mark.role == "params":
         entries = capture_params(shell.transform_cell(code), ns)
         update_record(notebook, "params", entries)
@@ -105,6 +137,8 @@ def mlops(line: str, cell: str | None = None) -> None:
     # `%mlops metrics acc` (one %) captures what earlier cells made, running nothing
     try:
         summary = capture(shell, mark, cell or "")
+    except ContractError:
+        raise  # in a pipeline run, a broken contract fails the step
     except MlopsError as err:
         print(f"jupyter-mlops: {err}", file=sys.stderr)
         return

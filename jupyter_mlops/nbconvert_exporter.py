@@ -47,6 +47,7 @@ class MlopsExporter(Exporter):
 
     def _export(self, nb: Any, resources: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         from .analysis import analyze
+        from .contract import build_contract
         from .export import render
         from .notebook import from_dict
 
@@ -65,6 +66,7 @@ class MlopsExporter(Exporter):
         build = self.config.get("FilesWriter", {}).get("build_directory") or str(source_dir)
         folder_name = f"{name}_pipeline"
         spec = analysis.to_spec(Path(build) / folder_name)
+        spec.checks = build_contract(analysis)[0]
         files = render(analysis, spec)
         output = files.pop("pipeline.yaml").decode("utf-8")
         resources["outputs"] = {f"{folder_name}/{path}": data for path, data in files.items()}

@@ -263,6 +263,23 @@ def _unwrap_pass_through(code: str) -> str:
         code = stripped[match.end():]
 
 
+def normalised_python(python: str) -> str:
+    """Plain Python without comments or formatting (its AST), so a comment-only edit keeps
+    every hash made from it."""
+    import ast
+
+    try:
+        return ast.dump(ast.parse(python))
+    except (SyntaxError, ValueError):
+        return python
+
+
+def code_key(code: str) -> str:
+    """A short key for a cell's code, the same in the notebook and in a step notebook: ties
+    a captured data profile to the cell that made it."""
+    return hashlib.sha256(normalised_python(to_python(code)).encode("utf-8")).hexdigest()[:12]
+
+
 def to_python(code: str) -> str:
     """Turn IPython syntax (magics, ``!`` lines, ``?`` help) into plain Python.
 

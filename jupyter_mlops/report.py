@@ -117,4 +117,28 @@ def summary(result: RunResult) -> str:
         duration = f"{step.duration:.1f} s" if step.duration is not None else "-"
         outputs = ", ".join(describe_output(m) for m in step.outputs.values())
         lines.append(f"  {step.name:<{width}}  {step.status:<7}  {duration:>7}  {outputs}")
+    notes = [note for step in result.steps for note in check_notes(step)]
+    if notes:
+        lines.append("Checks:")
+        lines += [f"  {note}" for note in notes]
     return "\n".join(lines)
+
+
+def check_notes(step: StepResult) -> list[str]:
+    """One line per check of a step that did not simply pass, plus a count of those that did."""
+    notes, passed = [], 0
+    for check in step.checks:
+        if check.get("ok"):
+            passed += 1
+            continue
+        if check.get("check") == "drift":
+            drifted = ", ".join(check.get("drifted", []))
+            notes.append(f"{step.name}: `{check['variable']}` drifted ({drifted})")
+        elif check.get("check") == "schema":
+            notes.append(f"{step.name}: `{check['variable']}` " + "; ".join(check["problems"]))
+        elif check.get("check") == "metric":
+            notes.append(f"{step.name}: metric `{check['name']}` = {check['value']:.4g} is "
+                         "beyond its threshold")
+    if passed:
+        notes.append(f"{step.name}: {passed} check(s) passed")
+    return notes

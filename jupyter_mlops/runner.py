@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write
+from .checks import CHECKS_FILE
 from .errors import MlopsError, SpecError
 from .failure import describe_failure, mark_timeout
 from .spec import PipelineSpec, Step
-from .stepnb import ARTIFACTS_PARAMETER, HASHES_PARAMETER
+from .stepnb import (
+    ARTIFACTS_PARAMETER,
+    DRIFT_PARAMETER,
+    HASHES_PARAMETER,
+    PIPELINE_PARAMETER,
+    STEP_PARAMETER,
+)
 
 RUN_FILE = "run.json"
 
@@ -40,6 +47,8 @@ class StepResult:
     error: str | None = None
     cell: int | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the step's data and metric cells checked (schema, drift, thresholds).
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -110,7 +119,9 @@ class _Run:
     """One run in progress; the scheduler around papermill."""
 
     def __init__(self, spec: PipelineSpec, pipeline_dir: Path, result: RunResult,
-                 jobs: int, cell_timeout: float | None, listener: Listener | None) -> None:
+                 jobs: int, cell_timeout: float | None, listener: Listener | None,
+                 fail_on_drift: bool = False) -> None:
+        self.fail_on_drift = fail_on_drift
         self.spec = spec
         self.pipeline_dir = pipeline_dir
         self.result = result
@@ -144,6 +155,9 @@ class _Run:
         values = {n: self.result.parameters[n] for n in step.parameters}
         values[ARTIFACTS_PARAMETER] = str(artifacts)
         values[HASHES_PARAMETER] = self.hashes(step)
+        values[PIPELINE_PARAMETER] = str(self.pipeline_dir.resolve())
+        values[STEP_PARAMETER] = step.name
+        values[DRIFT_PARAMETER] = self.fail_on_drift
         state.status, state.started = "running", time.time()
         self.emit("started", state)
         try:
@@ -165,6 +179,7 @@ class _Run:
             state.outputs = _read_outputs(artifacts / step.name, step)
         finally:
             _close_thread_loop()
+        state.checks = _read_checks(artifacts / step.name)
         state.ended = time.time()
         self.emit(state.status, state)
 
@@ -217,6 +232,14 @@ def _close_thread_loop() -> None:
     asyncio.set_event_loop(None)
 
 
+def _read_checks(folder: Path) -> list[dict[str, Any]]:
+    path = folder / CHECKS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except ValueError:
+        return []
+
+
 def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for output in step.outputs:
@@ -229,10 +252,11 @@ def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:
 def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = None,
                  *, runs_dir: str | Path | None = None, jobs: int | None = None,
                  cell_timeout: float | None = None, listener: Listener | None = None,
-                 run_id: str | None = None) -> RunResult:
+                 run_id: str | None = None, fail_on_drift: bool | None = None) -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
-    ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`); user errors
+    ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
+    ``fail_on_drift`` overrides the spec's setting of the same name. User errors
     (a bad folder, parameter or kernel) raise :class:`MlopsError` before anything starts.
     """
     folder = Path(pipeline_dir)
@@ -257,7 +281,10 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
     (run_folder / "steps").mkdir(parents=True, exist_ok=False)
     result = RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
                        parameters=values, steps=[StepResult(s.name) for s in spec.steps])
-    runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener)
+    if fail_on_drift is None:
+        fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
+    runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
+                  fail_on_drift)
     try:
         runner.schedule()
     finally:

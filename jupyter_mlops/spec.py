@@ -127,6 +127,8 @@ class PipelineSpec:
     parameters: list[Parameter] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     allow_pickle: bool = False
+    #: What every run is held to: metric thresholds, data contracts, ``fail_on_drift``.
+    checks: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
 
     # -- queries ----------------------------------------------------------------------
@@ -170,7 +172,7 @@ class PipelineSpec:
         data["edges"] = [list(edge) for edge in self.edges]
         return {key: data[key] for key in (
             "version", "name", "source", "source_sha256", "workdir", "kernel",
-            "allow_pickle", "parameters", "steps", "edges")}
+            "allow_pickle", "parameters", "steps", "edges", "checks")}
 
     def to_yaml(self) -> str:
         """The text of ``pipeline.yaml``."""
@@ -207,7 +209,7 @@ class PipelineSpec:
                 name=data["name"], source=data["source"], source_sha256=data["source_sha256"],
                 workdir=data["workdir"], kernel=dict(data["kernel"]), parameters=parameters,
                 steps=steps, allow_pickle=bool(data.get("allow_pickle", False)),
-                version=data["version"],
+                checks=dict(data.get("checks") or {}), version=data["version"],
             )
         except KeyError as err:
             raise SpecError(f"{where} is malformed (missing field `{err.args[0]}`); export the "

@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from .analysis import Analysis, StepPlan
+from .notebook import Cell
+from .roles import Mark
 from .spec import Parameter, PipelineSpec, Step
 
 #: Runtime parameters every step notebook has besides the pipeline's own.
 ARTIFACTS_PARAMETER = "mlops_artifacts"
 HASHES_PARAMETER = "mlops_input_hashes"
+PIPELINE_PARAMETER = "mlops_pipeline"
+STEP_PARAMETER = "mlops_step"
+DRIFT_PARAMETER = "mlops_fail_on_drift"
+#: Roles whose magic stays in the step notebook, where it checks instead of capturing.
+CHECKED_ROLES = ("data", "metrics")
 _OUR_TAGS = ("mlops:", "parameters", "injected-parameters", "step:", "block:", "prev:",
              "pipeline-parameters", "pipeline-metrics", "imports", "functions")
 
@@ -22,7 +29,7 @@ def _python_literal(value: Any) -> str:
     return repr(value)
 
 
-def parameters_source(parameters: list[Parameter]) -> str:
+def parameters_source(parameters: list[Parameter], step_name: str = "") -> str:
     """The parameters cell: ``name: type = default  # help`` lines papermill can inspect."""
     lines = ["# Parameters: papermill (and `jupyter mlops run -p NAME=VALUE`) override these."]
     for parameter in parameters:
@@ -32,7 +39,29 @@ def parameters_source(parameters: list[Parameter]) -> str:
                      f"{comment}")
     lines.append(f'{ARTIFACTS_PARAMETER}: str = "artifacts"  # folder of the run\'s artifacts')
     lines.append(f"{HASHES_PARAMETER}: dict = {{}}  # sha256 of each input, checked on load")
+    lines.append(f'{PIPELINE_PARAMETER}: str = ""  # pipeline folder: when set, data and '
+                 "metric cells check the contract")
+    lines.append(f"{STEP_PARAMETER}: str = {step_name!r}  # this step's name")
+    lines.append(f"{DRIFT_PARAMETER}: bool = False  # fail the step when its data drifted")
     return "\n".join(lines)
+
+
+def _magic_line(mark: Mark, line_form: bool) -> str:
+    parts = [mark.role, *mark.variables]
+    parts += [f"--min {n}={v!r}" for n, v in mark.minimums]
+    parts += [f"--max {n}={v!r}" for n, v in mark.maximums]
+    return ("%mlops " if line_form else "%%mlops ") + " ".join(parts)
+
+
+def _step_code(cell: Cell) -> str:
+    """A cell's code in its step: data and metric cells keep (or get) their magic."""
+    if cell.mark is None or cell.role not in CHECKED_ROLES:
+        return cell.code
+    if not cell.code.strip():  # IPython refuses a cell magic with nothing under it
+        return _magic_line(cell.mark, True)
+    if cell.mark.spelling == "magic":
+        return cell.source
+    return _magic_line(cell.mark, False) + "\n" + cell.code
 
 
 def _code_cell(nbf: Any, source: str, cell_id: str, tags: list[str] | None = None,
@@ -69,11 +98,17 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
     nb.cells.append(header)
 
     by_name = {p.name: p for p in spec.parameters}
-    nb.cells.append(_code_cell(nbf, parameters_source([by_name[n] for n in step.parameters]),
+    nb.cells.append(_code_cell(nbf, parameters_source([by_name[n] for n in step.parameters],
+                                                      step.name),
                                "mlops-parameters", ["parameters"]))
     for index, cell in enumerate(analysis.setup):
         nb.cells.append(_code_cell(nbf, cell.code, f"mlops-setup-{index}", ["mlops-setup"],
                                    cell.number))
+    if any(c.role in CHECKED_ROLES for c in plan.cells):
+        nb.cells.append(_code_cell(
+            nbf, "# The %%mlops magics check this step's data and metrics against the "
+            "notebook's.\n_ = get_ipython().extension_manager.load_extension('jupyter_mlops')",
+            "mlops-load-extension", ["mlops-setup"]))
     if plan.replay:
         source = "# Imports and definitions made in earlier steps of the notebook.\n"
         source += "\n".join(plan.replay.values())
@@ -97,7 +132,7 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
             nb.cells.append(md)
             continue
         tags = list(dict.fromkeys(t for t in cell.tags if not t.startswith(_OUR_TAGS)))
-        nb.cells.append(_code_cell(nbf, cell.code, f"mlops-cell-{cell.number}", tags,
+        nb.cells.append(_code_cell(nbf, _step_code(cell), f"mlops-cell-{cell.number}", tags,
                                    cell.number))
 
     if step.outputs:

@@ -24,7 +24,7 @@ CELLS = (
     ("md", "## Make the data"),
     "%%mlops step make\nvalues = [i * scale for i in range(n)]",
     "%%mlops step total\ntotal = math.fsum(values)",
-    "%%mlops metrics total",
+    "%mlops metrics total",
 )
 
 

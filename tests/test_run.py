@@ -123,7 +123,7 @@ def test_helper_module_and_data_file_beside_the_notebook(tmp_path: Path, cli) ->
 def test_a_step_notebook_runs_with_plain_papermill(tmp_path: Path) -> None:
     nb = write_notebook(tmp_path / "s.ipynb", "%%mlops params\nk = 2",
                         "%%mlops step a\nimport numpy as np\narr = np.ones(3) * k",
-                        "%%mlops step b\ns = float(arr.sum())", "%%mlops metrics s")
+                        "%%mlops step b\ns = float(arr.sum())", "%mlops metrics s")
     export(nb)
     result = run_pipeline(tmp_path / "s_pipeline", {"k": 5}, runs_dir=tmp_path / "runs")
     assert result.status == "succeeded"
@@ -138,7 +138,7 @@ def test_relative_paths_as_a_newcomer_types_them(tmp_path: Path, cli) -> None:
     (tmp_path / "project").mkdir()
     write_notebook(tmp_path / "project" / "rel.ipynb",
                    "%%mlops step a\nvalues = [1, 2, 3]", "%%mlops step b\ntotal = sum(values)",
-                   "%%mlops metrics total")
+                   "%mlops metrics total")
     assert cli("export", "project/rel.ipynb", cwd=tmp_path).returncode == 0
     done = cli("run", "project/rel_pipeline", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,110 @@
+"""Check mode of the magics: in a pipeline run, hold data and metrics to the notebook's contract.
+
+A step notebook's parameters say where its pipeline is (``mlops_pipeline``); when set, a
+``%%mlops data`` cell checks schema and drift against the recorded profile, and a
+``%%mlops metrics`` cell checks each metric against its threshold. Every result is appended
+to ``ARTIFACTS/STEP/checks.json``; a broken contract fails the step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._files import atomic_write
+from .errors import ContractError
+from .notebook import code_key
+from .roles import Mark
+
+CHECKS_FILE = "checks.json"
+
+
+def _append(results_dir: Path, entries: list[dict[str, Any]]) -> None:
+    path = results_dir / CHECKS_FILE
+    existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    atomic_write(path, json.dumps(existing + entries, indent=1, allow_nan=False) + "\n")
+
+
+def _checks(pipeline: Path) -> dict[str, Any]:
+    from .spec import PipelineSpec
+
+    return PipelineSpec.read(pipeline).checks
+
+
+def check_data(ns: Mapping[str, Any], variables: list[str], code: str, pipeline: Path,
+               results_dir: Path, fail_on_drift: bool) -> str:
+    """Schema (fails) and drift (warns, or fails with ``fail_on_drift``) of each variable."""
+    from .drift import check_schema, drift_report
+
+    key = code_key(code)
+    contract = _checks(pipeline).get("data", {})
+    lines: list[str] = []
+    for variable in variables:
+        entry = contract.get(f"{variable}-{key}")
+        if entry is None or variable not in ns:
+            continue
+        profile = json.loads((pipeline / entry["file"]).read_text(encoding="utf-8"))
+        problems = check_schema(profile, ns[variable])
+        result: dict[str, Any] = {"check": "schema", "variable": variable,
+                                  "ok": not problems, "problems": problems}
+        if problems:
+            _append(results_dir, [result])
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ContractError(f"`{variable}` does not match the data the notebook saw: "
+                                f"{problems[0]}{more}")
+        report = drift_report(profile, ns[variable])
+        drift = {"check": "drift", "variable": variable, "ok": not report["dataset_drift"],
+                 **report}
+        _append(results_dir, [result, drift])
+        drifted = ", ".join(report["drifted"])
+        if report["dataset_drift"]:
+            message = (f"`{variable}` drifted from the data the notebook saw: "
+                       f"{len(report['drifted'])} of {len(report['columns'])} columns "
+                       f"({drifted})")
+            if fail_on_drift:
+                raise ContractError(message + "; the pipeline fails on drift")
+            lines.append("warning: " + message)
+        else:
+            lines.append(f"`{variable}` matches its contract"
+                         + (f" (drift in {drifted})" if drifted else ""))
+    return "; ".join(lines)
+
+
+def check_metrics(ns: Mapping[str, Any], names: list[str], pipeline: Path,
+                  results_dir: Path) -> str:
+    """Each metric against its threshold; the first one beyond it fails the step."""
+    thresholds = _checks(pipeline).get("metrics", {})
+    results: list[dict[str, Any]] = []
+    failure: str | None = None
+    for name in names:
+        rule = thresholds.get(name)
+        if rule is None or name not in ns:
+            continue
+        value = float(ns[name])
+        low, high = rule.get("min"), rule.get("max")
+        ok = (low is None or value >= low) and (high is None or value <= high)
+        results.append({"check": "metric", "name": name, "value": value, "min": low,
+                        "max": high, "notebook_value": rule.get("value"), "ok": ok})
+        if not ok and failure is None:
+            side, line = ("under", low) if low is not None and value < low else ("over", high)
+            failure = (f"metric `{name}` is {value:.4g}, {side} its threshold {line:.4g} "
+                       f"(the notebook had {rule.get('value', float('nan')):.4g})")
+    _append(results_dir, results)
+    if failure:
+        raise ContractError(failure)
+    return ", ".join(f"{r['name']} = {r['value']:.4g} ok" for r in results)
+
+
+def check(ns: Mapping[str, Any], mark: Mark, code: str, variables: list[str]) -> str | None:
+    """Run the checks of a cell of role ``mark`` in a pipeline step."""
+    pipeline = Path(str(ns["mlops_pipeline"]))
+    results_dir = Path(str(ns.get("mlops_artifacts", "artifacts"))) / str(
+        ns.get("mlops_step", "step"))
+    if mark.role == "data":
+        return check_data(ns, variables, code, pipeline, results_dir,
+                          bool(ns.get("mlops_fail_on_drift", False)))
+    if mark.role == "metrics":
+        return check_metrics(ns, variables, pipeline, results_dir)
+    return None

@@ -1,0 +1,111 @@
+"""The contract end to end, with real kernels: capture in the notebook, check in every run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_notebook
+
+from jupyter_mlops.spec import PipelineSpec
+
+pytestmark = pytest.mark.kernel
+
+CELLS = (
+    "%load_ext jupyter_mlops",
+    "%%mlops setup\nimport pandas as pd\nfrom sklearn.linear_model import LogisticRegression",
+    "%%mlops params\nC = 1.0  # regularisation\ndata_path = 'data.csv'",
+    "%%mlops step load\nraw = pd.read_csv(data_path)",
+    "%%mlops data df\ndf = raw.dropna()",
+    "df['ratio'] = df['a'] / (df['b'].abs() + 1)",
+    "%%mlops step train\nX, y = df[['a', 'b', 'ratio']], df['label']\n"
+    "model = LogisticRegression(C=C).fit(X, y)",
+    "%%mlops metrics accuracy\naccuracy = float(model.score(X, y))",
+)
+
+
+def _data(path: Path, rows: int = 400, shift: float = 0.0, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(shift, 1, rows)
+    b = rng.normal(shift, 1, rows)
+    label = (a + 0.5 * b + rng.normal(0, 0.5, rows) > 1.5 * shift).astype(int)
+    pd.DataFrame({"a": a, "b": b, "label": label}).to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A notebook run once (capturing its contract), then exported."""
+    root = tmp_path_factory.mktemp("contract")
+    _data(root / "data.csv")
+    notebook = write_notebook(root / "model.ipynb", *CELLS)
+    env = dict(os.environ, JUPYTER_MLOPS_NOTEBOOK=str(notebook))
+    subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(root / "ran.ipynb"),
+                    "--cwd", str(root), "--no-progress-bar"], check=True, capture_output=True,
+                   env=env)
+    done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "export", str(notebook)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return root / "model_pipeline"
+
+
+def _run(pipeline: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "run", str(pipeline),
+                           "-j", "1", *args], capture_output=True, text=True)
+
+
+def test_export_carries_the_contract(pipeline: Path) -> None:
+    spec = PipelineSpec.read(pipeline)
+    (entry,) = spec.checks["data"].values()
+    assert entry["step"] == "load" and entry["variable"] == "df" and entry["rows"] == 400
+    profile = json.loads((pipeline / entry["file"]).read_text())
+    assert [c["name"] for c in profile["columns"]] == ["a", "b", "label"]
+    rule = spec.checks["metrics"]["accuracy"]
+    assert rule["direction"] == "higher"
+    assert rule["min"] == pytest.approx(rule["value"] * 0.95)
+
+
+def test_a_run_on_the_same_data_passes_its_checks(pipeline: Path, tmp_path: Path) -> None:
+    done = _run(pipeline, "--runs-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    (run,) = tmp_path.iterdir()
+    record = json.loads((run / "run.json").read_text())
+    checks = [c for s in record["steps"] for c in s["checks"]]
+    assert {c["check"] for c in checks} == {"schema", "drift", "metric"}
+    assert all(c["ok"] for c in checks)
+    assert "check(s) passed" in done.stdout
+
+
+def test_a_dropped_column_fails_the_step_naming_it(pipeline: Path, tmp_path: Path) -> None:
+    pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1]}).to_csv(tmp_path / "thin.csv", index=False)
+    done = _run(pipeline, "-p", f"data_path={tmp_path / 'thin.csv'}",
+                "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "step `load` failed at cell 5 of model.ipynb: ContractError" in last
+    assert "column `b` is missing" in last
+
+
+def test_shifted_data_warns_and_fails_on_request(pipeline: Path, tmp_path: Path) -> None:
+    _data(tmp_path / "shifted.csv", shift=3.0, seed=1)
+    args = ("-p", f"data_path={tmp_path / 'shifted.csv'}")
+    warned = _run(pipeline, *args, "--runs-dir", str(tmp_path / "a"))
+    assert warned.returncode == 0, warned.stderr
+    assert "load: `df` drifted (a, b)" in warned.stdout
+    failed = _run(pipeline, *args, "--fail-on-drift", "--runs-dir", str(tmp_path / "b"))
+    assert failed.returncode == 1
+    assert "`df` drifted from the data the notebook saw" in failed.stderr
+
+
+def test_a_worse_model_fails_with_both_numbers(pipeline: Path, tmp_path: Path) -> None:
+    done = _run(pipeline, "-p", "C=0.00001", "--runs-dir", str(tmp_path))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "step `train` failed at cell 8 of model.ipynb: ContractError: metric `accuracy` is" \
+        in last
+    assert "under its threshold" in last and "the notebook had" in last
