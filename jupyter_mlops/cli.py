@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="fail a step whose data drifted from what the notebook saw "
                      "(default: warn, or the pipeline's own setting)")
 
+    test = sub.add_parser("test", help="run the tests generated for a pipeline",
+                          description="Run the pytest tests that export generated from what "
+                          "the notebook captured; extra arguments go to pytest.")
+    test.add_argument("pipeline", metavar="PIPELINE_DIR")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS")
+
     show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
                           description="Show what a notebook would export to, or what a "
                           "pipeline folder holds.")
@@ -108,6 +114,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    """``jupyter mlops test``: pytest on the pipeline's generated tests; exit 1 if any fail."""
+    import subprocess
+
+    from .gentests import TESTS_DIR
+    from .spec import PipelineSpec
+
+    folder = Path(args.pipeline)
+    PipelineSpec.read(folder)  # a clear error for a folder that is not a pipeline
+    tests = folder / TESTS_DIR
+    if not (tests / "test_pipeline.py").is_file():
+        raise MlopsError(f"{folder} has no generated tests; export the notebook again with "
+                         "this jupyter-mlops")
+    extra = [a for a in args.pytest_args if a != "--"]
+    code = subprocess.call([sys.executable, "-m", "pytest", str(tests), "-p",
+                            "no:cacheprovider", "-q", *extra])
+    return 0 if code == 0 else 1 if code == 1 else 2
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """``jupyter mlops show``."""
     import json
@@ -133,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jupyter-mlops`` (and so of ``jupyter mlops``)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show}
+    commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show,
+                                "test": cmd_test}
     if args.command is None:
         parser.print_help()
         return 2

@@ -12,7 +12,9 @@ from ._files import atomic_write
 from .analysis import Analysis, analyze
 from .contract import CONTRACT_DIR, build_contract
 from .errors import AnalysisError, Problem, SpecError
+from .gentests import TESTS_DIR, render_tests
 from .notebook import read_notebook
+from .records import read_record
 from .spec import SPEC_FILE, PipelineSpec
 from .stepnb import build_step_notebook
 
@@ -59,6 +61,8 @@ def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:
         nb = build_step_notebook(analysis, plan_step, step, spec)
         files[step.notebook] = (nbformat.writes(nb) + "\n").encode("utf-8")
     files.update(build_contract(analysis)[1])
+    record = read_record(analysis.notebook.path)
+    files.update(render_tests(spec, record.get("models", {})))
     files["README.md"] = readme(spec).encode("utf-8")
     return files
 
@@ -79,7 +83,8 @@ def readme(spec: PipelineSpec) -> str:
     if spec.parameters:
         example = spec.parameters[0]
         lines.append(f"jupyter mlops run . -p {example.name}={example.default!r}")
-    lines += ["jupyter mlops show .           # steps, inputs, outputs, parameters", "```", "",
+    lines += ["jupyter mlops show .           # steps, inputs, outputs, parameters",
+              "jupyter mlops test .           # the tests generated from the notebook", "```", "",
               "## Steps", "", "| step | notebook | source cells | inputs | outputs | after |",
               "| --- | --- | --- | --- | --- | --- |"]
     for step in spec.steps:
@@ -155,6 +160,7 @@ def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None
         if old else set()
     if any(n.startswith(f"{CONTRACT_DIR}/") for n in files) or (folder / CONTRACT_DIR).exists():
         _swap_in(folder, CONTRACT_DIR, files, old_contract)
+    _swap_in(folder, TESTS_DIR, files, {"test_pipeline.py", "pytest.ini"})
     for name in ("README.md", SPEC_FILE):
         atomic_write(folder / name, files[name])
 

@@ -126,6 +126,13 @@ def mlops(line: str, cell: str | None = None) -> None:
     from IPython import get_ipython
 
     shell = get_ipython()
+    command = line.split()[0] if line.split() else ""
+    if cell is None and command in _COMMANDS:
+        try:
+            _COMMANDS[command](shell, line[len(command):].strip())
+        except MlopsError as err:
+            print(f"jupyter-mlops: {err}", file=sys.stderr)
+        return
     try:
         mark = parse_magic_line(line)
     except RoleError as err:
@@ -148,6 +155,22 @@ def mlops(line: str, cell: str | None = None) -> None:
         return
     if summary and os.environ.get("JUPYTER_MLOPS_QUIET") is None:
         print(f"jupyter-mlops: {summary}")
+
+
+def _status(shell: Any, args: str) -> None:
+    from .status import show_status
+
+    show_status(shell, args)
+
+
+def _panel(shell: Any, args: str) -> None:
+    from .panel import show_panel
+
+    show_panel(shell, args)
+
+
+#: ``%mlops COMMAND``: line commands besides the roles.
+_COMMANDS = {"status": _status, "panel": _panel}
 
 
 def register(ipython: Any) -> None:

@@ -24,8 +24,8 @@ CELLS = (
     "%%mlops step load\nraw = pd.read_csv(data_path)",
     "%%mlops data df\ndf = raw.dropna()",
     "df['ratio'] = df['a'] / (df['b'].abs() + 1)",
-    "%%mlops step train\nX, y = df[['a', 'b', 'ratio']], df['label']\n"
-    "model = LogisticRegression(C=C).fit(X, y)",
+    "%%mlops step train\nX, y = df[['a', 'b', 'ratio']], df['label']",
+    "%%mlops model model\nmodel = LogisticRegression(C=C).fit(X, y)",
     "%%mlops metrics accuracy\naccuracy = float(model.score(X, y))",
 )
 
@@ -106,6 +106,42 @@ def test_a_worse_model_fails_with_both_numbers(pipeline: Path, tmp_path: Path) -
     done = _run(pipeline, "-p", "C=0.00001", "--runs-dir", str(tmp_path))
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert "step `train` failed at cell 8 of model.ipynb: ContractError: metric `accuracy` is" \
+    assert "step `train` failed at cell 9 of model.ipynb: ContractError: metric `accuracy` is" \
         in last
     assert "under its threshold" in last and "the notebook had" in last
+
+
+def _generated_tests(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "test",
+                           str(root / "model_pipeline")], capture_output=True, text=True)
+
+
+def test_generated_tests_pass_then_catch_changes(pipeline: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(pipeline.parent, root, ignore=shutil.ignore_patterns("runs"))
+    text = (root / "model_pipeline" / "tests" / "test_pipeline.py").read_text()
+    assert "LogisticRegression" in text and "accuracy" in text
+    passed = _generated_tests(root)
+    assert passed.returncode == 0, passed.stdout
+    # runs, the data contract, the model twice (kind and parameters, predictions), the metric
+    assert "5 passed" in passed.stdout and "skipped" not in passed.stdout
+
+    original = (root / "data.csv").read_text()
+    pd.read_csv(root / "data.csv").drop(columns=["b"]).to_csv(root / "data.csv", index=False)
+    dropped = _generated_tests(root)
+    assert dropped.returncode == 1
+    assert "column `b` is missing" in dropped.stdout
+
+    _data(root / "data.csv", shift=3.0, seed=1)
+    shifted = _generated_tests(root)
+    assert shifted.returncode == 1
+    assert "drifted from the data the notebook saw" in shifted.stdout
+
+    (root / "data.csv").write_text(original)
+    spec_file = root / "model_pipeline" / "pipeline.yaml"
+    spec_file.write_text(spec_file.read_text().replace("default: 1.0", "default: 1.0e-05"))
+    worse = _generated_tests(root)
+    assert worse.returncode == 1
+    assert "under its threshold" in worse.stdout
