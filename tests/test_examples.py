@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,10 +27,12 @@ def _notebook_metrics(notebook: Path, names: list[str], tmp_path: Path) -> dict[
     nb.cells.append(nbformat.v4.new_code_cell(probe))
     source = notebook.parent / f".probe-{notebook.name}"
     nbformat.write(nb, str(source))
+    # the magics capture into <stem>.mlops.json beside the notebook they are told of
+    env = dict(os.environ, JUPYTER_MLOPS_NOTEBOOK=str(notebook))
     try:
         subprocess.run([sys.executable, "-m", "papermill", str(source),
                         str(tmp_path / "original.ipynb"), "--cwd", str(notebook.parent),
-                        "--no-progress-bar"], check=True, capture_output=True)
+                        "--no-progress-bar"], check=True, capture_output=True, env=env)
     finally:
         source.unlink()
     executed = nbformat.read(str(tmp_path / "original.ipynb"), as_version=4)
@@ -42,6 +45,8 @@ def test_example_pipeline_scores_as_the_notebook(notebook: Path, tmp_path: Path)
     work = tmp_path / notebook.parent.name
     shutil.copytree(notebook.parent, work, ignore=shutil.ignore_patterns("*_pipeline"))
     copy = work / notebook.name
+    names = [o.name for s in _spec_of(copy).steps for o in s.outputs if o.role == "metrics"]
+    theirs = _notebook_metrics(copy, names, tmp_path)  # also captures the contract
     exported = run_cli("export", str(copy))
     assert exported.returncode == 0, exported.stderr
     folder = work / f"{notebook.stem}_pipeline"
@@ -58,6 +63,19 @@ def test_example_pipeline_scores_as_the_notebook(notebook: Path, tmp_path: Path)
     ours = {name: manifest["value"] for step in record["steps"]
             for name, manifest in step["outputs"].items() if name in metrics}
 
-    theirs = _notebook_metrics(copy, metrics, tmp_path)
     assert ours == theirs
     assert all(isinstance(v, float) for v in ours.values())
+    # the run kept the contract the notebook recorded: every check passed
+    checks = [c for step in record["steps"] for c in step["checks"]]
+    assert {c["check"] for c in checks} == {"schema", "drift", "metric"}
+    assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+
+    tested = run_cli("test", str(folder))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "failed" not in tested.stdout and "skipped" not in tested.stdout
+
+
+def _spec_of(notebook: Path) -> PipelineSpec:
+    from jupyter_mlops.export import plan
+
+    return plan(notebook)[1]
