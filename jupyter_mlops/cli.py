@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="steps run at once (default: the number of cores)")
     run.add_argument("--cell-timeout", type=float, metavar="S",
                      help="fail a cell that runs longer than S seconds")
+    run.add_argument("--store", metavar="PATH",
+                     help="the run store (default: PIPELINE_DIR/.mlops/store.sqlite)")
+    run.add_argument("--force", nargs="?", const="*", action="append", metavar="STEP",
+                     help="run every step (or STEP, repeatable) even if unchanged")
     run.add_argument("--fail-on-drift", action="store_true", default=None,
                      help="fail a step whose data drifted from what the notebook saw "
                      "(default: warn, or the pipeline's own setting)")
@@ -63,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
                           "the notebook captured; extra arguments go to pytest.")
     test.add_argument("pipeline", metavar="PIPELINE_DIR")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS")
+
+    runs = sub.add_parser("runs", help="list recorded runs, show one, or compare two",
+                          description="`runs` lists the runs, `runs show RUN_ID` shows one, "
+                          "`runs diff A B` compares two (parameters, data, outputs, metrics).")
+    runs.add_argument("action", nargs="*", metavar="show RUN_ID | diff A B")
+    runs.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR",
+                      help="the pipeline folder (default: the current folder)")
+    runs.add_argument("--store", metavar="PATH", help="the run store (default: "
+                      "PIPELINE_DIR/.mlops/store.sqlite)")
+    runs.add_argument("--json", action="store_true", help="print JSON")
 
     show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
                           description="Show what a notebook would export to, or what a "
@@ -92,6 +106,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``jupyter mlops run``."""
     import logging
@@ -106,7 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = spec.parse_parameters(args.parameter)
     result = run_pipeline(args.pipeline, values, runs_dir=args.runs_dir, jobs=args.jobs,
                           cell_timeout=args.cell_timeout, listener=progress_printer(spec),
-                          fail_on_drift=args.fail_on_drift)
+                          fail_on_drift=args.fail_on_drift, store=args.store,
+                          force=True if "*" in (args.force or []) else (args.force or []),
+                          started_by=f"cli:{_user()}")
     print(summary(result))
     if result.status != "succeeded":
         _err(result.error or "the run did not finish")
@@ -131,6 +156,38 @@ def cmd_test(args: argparse.Namespace) -> int:
     code = subprocess.call([sys.executable, "-m", "pytest", str(tests), "-p",
                             "no:cacheprovider", "-q", *extra])
     return 0 if code == 0 else 1 if code == 1 else 2
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``jupyter mlops runs [show RUN_ID | diff A B]``."""
+    import json
+
+    from .runsview import run_details, runs_diff, runs_table
+    from .store import RunStore, default_store
+
+    path = Path(args.store) if args.store else default_store(args.pipeline)
+    if not path.is_file():
+        raise MlopsError(f"no run store at {path}; run the pipeline first, or name its folder "
+                         "with -C PIPELINE_DIR")
+    store = RunStore(path)
+    try:
+        action = args.action
+        if not action:
+            data: Any = store.runs()
+            text = runs_table(data)
+        elif action[0] == "show" and len(action) == 2:
+            data = store.run(action[1])
+            text = run_details(data)
+        elif action[0] == "diff" and len(action) == 3:
+            data = [store.run(action[1]), store.run(action[2])]
+            text = runs_diff(*data)
+        else:
+            raise MlopsError(f"`runs {' '.join(action)}` is not a runs command; use `runs`, "
+                             "`runs show RUN_ID` or `runs diff A B`")
+    finally:
+        store.close()
+    print(json.dumps(data, indent=1, default=str) if args.json else text)
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -159,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show,
-                                "test": cmd_test}
+                                "test": cmd_test, "runs": cmd_runs}
     if args.command is None:
         parser.print_help()
         return 2

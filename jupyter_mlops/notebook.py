@@ -208,7 +208,10 @@ def _resolve_code_cell(cell: Cell, path: Path, problems: list[Problem]) -> None:
     args, cell.code = _split_magic_line(cell.source)
     marks: list[Mark] = []
     try:
-        if args is not None:
+        if args is not None and args.split()[:1] in (["status"], ["panel"]):
+            # `%mlops status` / `%mlops panel` look at the notebook; no pipeline runs them
+            marks.append(Mark("skip"))
+        elif args is not None:
             marks.append(parse_magic_line(args))
         marks.extend(parse_tags(cell.tags))
     except RoleError as err:

@@ -98,6 +98,8 @@ def progress_printer(spec: PipelineSpec) -> Listener:
             text = f"{where}: running"
         elif event == "done":
             text = f"{where}: done in {step.duration or 0:.1f} s"
+        elif event == "cached":
+            text = f"{where}: unchanged, outputs reused from run {step.cached_from}"
         elif event == "failed":
             text = f"{where}: FAILED after {step.duration or 0:.1f} s"
         else:
@@ -116,7 +118,8 @@ def summary(result: RunResult) -> str:
     for step in result.steps:
         duration = f"{step.duration:.1f} s" if step.duration is not None else "-"
         outputs = ", ".join(describe_output(m) for m in step.outputs.values())
-        lines.append(f"  {step.name:<{width}}  {step.status:<7}  {duration:>7}  {outputs}")
+        status = "cached" if step.cached_from else step.status
+        lines.append(f"  {step.name:<{width}}  {status:<7}  {duration:>7}  {outputs}")
     notes = [note for step in result.steps for note in check_notes(step)]
     if notes:
         lines.append("Checks:")

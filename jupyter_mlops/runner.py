@@ -19,11 +19,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write
+from ._files import atomic_write, sha256_file
+from .cache import (
+    environment,
+    file_fingerprints,
+    reuse,
+    step_imports,
+    step_key,
+    step_strings,
+)
 from .checks import CHECKS_FILE
 from .errors import MlopsError, SpecError
 from .failure import describe_failure, mark_timeout
-from .spec import PipelineSpec, Step
+from .spec import SPEC_FILE, PipelineSpec, Step
 from .stepnb import (
     ARTIFACTS_PARAMETER,
     DRIFT_PARAMETER,
@@ -31,6 +39,7 @@ from .stepnb import (
     PIPELINE_PARAMETER,
     STEP_PARAMETER,
 )
+from .store import RunStore, default_store
 
 RUN_FILE = "run.json"
 
@@ -49,6 +58,11 @@ class StepResult:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What the step's data and metric cells checked (schema, drift, thresholds).
     checks: list[dict[str, Any]] = field(default_factory=list)
+    cache_key: str | None = None
+    #: sha256 of each data file the step's code or parameters name.
+    files: dict[str, str] = field(default_factory=dict)
+    #: The run whose outputs this step reused instead of running, if any.
+    cached_from: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -120,8 +134,14 @@ class _Run:
 
     def __init__(self, spec: PipelineSpec, pipeline_dir: Path, result: RunResult,
                  jobs: int, cell_timeout: float | None, listener: Listener | None,
-                 fail_on_drift: bool = False) -> None:
+                 fail_on_drift: bool = False, store: RunStore | None = None,
+                 force: set[str] | None = None,
+                 environments: dict[str, dict[str, Any]] | None = None) -> None:
         self.fail_on_drift = fail_on_drift
+        self.store = store
+        self.force = force or set()
+        self.environments = environments or {}
+        self.strings = {s.name: step_strings(pipeline_dir / s.notebook) for s in spec.steps}
         self.spec = spec
         self.pipeline_dir = pipeline_dir
         self.result = result
@@ -158,7 +178,24 @@ class _Run:
         values[PIPELINE_PARAMETER] = str(self.pipeline_dir.resolve())
         values[STEP_PARAMETER] = step.name
         values[DRIFT_PARAMETER] = self.fail_on_drift
-        state.status, state.started = "running", time.time()
+        state.started = time.time()
+        if self.store is not None:
+            candidates = self.strings[step.name] + [
+                v for n, v in self.result.parameters.items()
+                if n in step.parameters and isinstance(v, str)]
+            state.files = file_fingerprints(candidates, self.workdir())
+            state.cache_key = step_key(step, self.result.parameters, self.hashes(step),
+                                       self.environments[step.name], self.spec.allow_pickle,
+                                       self.fail_on_drift, state.files)
+            if step.name not in self.force and "*" not in self.force:
+                hit = reuse(self.store, state.cache_key, step, artifacts / step.name)
+                if hit is not None:
+                    state.cached_from, state.outputs, state.checks = hit
+                    state.status, state.ended = "done", time.time()
+                    self.record(state)
+                    self.emit("cached", state)
+                    return
+        state.status = "running"
         self.emit("started", state)
         try:
             papermill.execute_notebook(
@@ -181,7 +218,19 @@ class _Run:
             _close_thread_loop()
         state.checks = _read_checks(artifacts / step.name)
         state.ended = time.time()
+        self.record(state)
         self.emit(state.status, state)
+
+    def record(self, state: StepResult) -> None:
+        """Write a finished step to the store, in one transaction."""
+        if self.store is None:
+            return
+        with self.lock:
+            self.store.record_step(
+                self.result.run_id, state.name, status=state.status, started=state.started,
+                ended=state.ended, cache_key=state.cache_key, cached_from=state.cached_from,
+                notebook=state.notebook, error=state.error, checks=state.checks,
+                outputs=state.outputs, files=state.files)
 
     def workdir(self) -> Path:
         return (self.pipeline_dir / self.spec.workdir).resolve()
@@ -252,11 +301,15 @@ def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:
 def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = None,
                  *, runs_dir: str | Path | None = None, jobs: int | None = None,
                  cell_timeout: float | None = None, listener: Listener | None = None,
-                 run_id: str | None = None, fail_on_drift: bool | None = None) -> RunResult:
+                 run_id: str | None = None, fail_on_drift: bool | None = None,
+                 store: str | Path | None = None, force: bool | list[str] = False,
+                 started_by: str = "api") -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
     ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
-    ``fail_on_drift`` overrides the spec's setting of the same name. User errors
+    ``fail_on_drift`` overrides the spec's setting of the same name. Every run is recorded
+    in ``store`` (default ``PIPELINE/.mlops/store.sqlite``); a step whose content key is
+    there already reuses its outputs unless ``force`` is True or names it. User errors
     (a bad folder, parameter or kernel) raise :class:`MlopsError` before anything starts.
     """
     folder = Path(pipeline_dir)
@@ -273,6 +326,9 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         if not (folder / step.notebook).is_file():
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
     check_kernel(spec.kernel["name"])
+    forced = {"*"} if force is True else set(force or [])
+    for name in forced - {"*"}:
+        spec.step(name)  # an unknown step name is refused before anything runs
 
     run_id = run_id or new_run_id()
     base = Path(runs_dir) if runs_dir is not None else folder / "runs"
@@ -283,8 +339,17 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
                        parameters=values, steps=[StepResult(s.name) for s in spec.steps])
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
+    environments = {s.name: environment(spec.kernel["name"], step_imports(folder / s.notebook),
+                                        folder.resolve()) for s in spec.steps}
+    run_store = RunStore(store if store is not None else default_store(folder))
+    run_store.start_run(
+        run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, values,
+        {"python": environments[spec.steps[0].name]["python"],
+         "git_commit": environments[spec.steps[0].name]["git_commit"],
+         "steps": {n: e["packages"] for n, e in environments.items()}},
+        started_by, [s.name for s in spec.steps])
     runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
-                  fail_on_drift)
+                  fail_on_drift, run_store, forced, environments)
     try:
         runner.schedule()
     finally:
@@ -293,5 +358,7 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
             s.status != "done" for s in result.steps) else "succeeded"
         result.error = failed[0].error if failed else None
         result.ended = time.time()
+        run_store.finish_run(run_id, result.status, result.error)
+        run_store.close()
         runner.emit("finished", result.steps[-1])
     return result

@@ -187,7 +187,8 @@ def test_failed_export_leaves_the_existing_pipeline_alone(tmp_path: Path) -> Non
     assert_no_traceback(result)
     assert "cell 3" in result.stderr and "`offset`" in result.stderr
     assert _snapshot(pipe) == before
-    assert sorted(p.name for p in pipe.iterdir()) == ["README.md", "pipeline.yaml", "steps"]
+    assert sorted(p.name for p in pipe.iterdir()) == ["README.md", "pipeline.yaml", "steps",
+                                                     "tests"]
 
 
 def test_refused_export_leaves_the_folder_that_is_not_a_pipeline_alone(tmp_path: Path) -> None:
