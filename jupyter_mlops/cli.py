@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="the run store (default: PIPELINE_DIR/.mlops/store.sqlite)")
     run.add_argument("--force", nargs="?", const="*", action="append", metavar="STEP",
                      help="run every step (or STEP, repeatable) even if unchanged")
+    run.add_argument("--only", action="append", metavar="STEP",
+                     help="run just STEP (repeatable); upstream results come from the store")
+    run.add_argument("--from", dest="start", metavar="STEP",
+                     help="run STEP and every step after it; upstream results from the store")
+    run.add_argument("--resume", metavar="RUN_ID",
+                     help="re-run the failed and unfinished steps of an earlier run")
     run.add_argument("--fail-on-drift", action="store_true", default=None,
                      help="fail a step whose data drifted from what the notebook saw "
                      "(default: warn, or the pipeline's own setting)")
@@ -131,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           cell_timeout=args.cell_timeout, listener=progress_printer(spec),
                           fail_on_drift=args.fail_on_drift, store=args.store,
                           force=True if "*" in (args.force or []) else (args.force or []),
+                          only=args.only, start=args.start, resume=args.resume,
                           started_by=f"cli:{_user()}")
     print(summary(result))
     if result.status != "succeeded":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from .spec import PipelineSpec
@@ -90,8 +91,22 @@ def progress_printer(spec: PipelineSpec) -> Listener:
     index = {s.name: i for i, s in enumerate(spec.steps, start=1)}
     lock = threading.Lock()
 
+    shown: dict[str, float] = {}
+
     def listen(event: str, run: RunResult, step: StepResult) -> None:
         if event == "finished":
+            return
+        if event == "cell":
+            # a long step says where it is, every 10 s at most
+            now = time.monotonic()
+            if now - shown.get(step.name, now - 10) < 10 or step.started is None or \
+                    time.time() - step.started < 5:
+                return
+            shown[step.name] = now
+            with lock:
+                print(f"[{index[step.name]}/{total}] {step.name}: cell {step.cell_index} of "
+                      f"{step.cell_total}, {time.time() - step.started:.0f} s", file=sys.stderr,
+                      flush=True)
             return
         where = f"[{index[step.name]}/{total}] {step.name}"
         if event == "started":

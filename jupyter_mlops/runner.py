@@ -31,6 +31,7 @@ from .cache import (
 from .checks import CHECKS_FILE
 from .errors import MlopsError, SpecError
 from .failure import describe_failure, mark_timeout
+from .selection import FORCE, REUSE, RUN, SKIP, select
 from .spec import SPEC_FILE, PipelineSpec, Step
 from .stepnb import (
     ARTIFACTS_PARAMETER,
@@ -49,7 +50,7 @@ class StepResult:
     """The state of one step in a run."""
 
     name: str
-    status: str = "pending"  # pending, running, done, failed, not run
+    status: str = "pending"  # pending, running, done, failed, not run, skipped
     started: float | None = None
     ended: float | None = None
     notebook: str = ""
@@ -58,6 +59,9 @@ class StepResult:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What the step's data and metric cells checked (schema, drift, thresholds).
     checks: list[dict[str, Any]] = field(default_factory=list)
+    #: While it runs: the cell papermill is on, of how many (markdown cells included).
+    cell_index: int | None = None
+    cell_total: int | None = None
     cache_key: str | None = None
     #: sha256 of each data file the step's code or parameters name.
     files: dict[str, str] = field(default_factory=dict)
@@ -135,11 +139,11 @@ class _Run:
     def __init__(self, spec: PipelineSpec, pipeline_dir: Path, result: RunResult,
                  jobs: int, cell_timeout: float | None, listener: Listener | None,
                  fail_on_drift: bool = False, store: RunStore | None = None,
-                 force: set[str] | None = None,
+                 modes: dict[str, str] | None = None,
                  environments: dict[str, dict[str, Any]] | None = None) -> None:
         self.fail_on_drift = fail_on_drift
         self.store = store
-        self.force = force or set()
+        self.modes = modes or {s.name: RUN for s in spec.steps}
         self.environments = environments or {}
         self.strings = {s.name: step_strings(pipeline_dir / s.notebook) for s in spec.steps}
         self.spec = spec
@@ -187,7 +191,7 @@ class _Run:
             state.cache_key = step_key(step, self.result.parameters, self.hashes(step),
                                        self.environments[step.name], self.spec.allow_pickle,
                                        self.fail_on_drift, state.files)
-            if step.name not in self.force and "*" not in self.force:
+            if self.modes[step.name] != FORCE:
                 hit = reuse(self.store, state.cache_key, step, artifacts / step.name)
                 if hit is not None:
                     state.cached_from, state.outputs, state.checks = hit
@@ -195,12 +199,21 @@ class _Run:
                     self.record(state)
                     self.emit("cached", state)
                     return
+        if self.modes[step.name] == REUSE:
+            state.status, state.ended = "failed", time.time()
+            state.error = (f"step `{step.name}` has no recorded result for its current code, "
+                           "parameters and inputs; run the whole pipeline first (--only and "
+                           "--from reuse what earlier runs made)")
+            self.record(state)
+            self.emit("failed", state)
+            return
         state.status = "running"
         self.emit("started", state)
         try:
             papermill.execute_notebook(
                 str(self.pipeline_dir / step.notebook), str(output), parameters=values,
                 kernel_name=self.spec.kernel["name"], progress_bar=False,
+                engine_name="mlops", on_cell=self.cell_listener(state),
                 execution_timeout=self.cell_timeout, interrupt_on_timeout=True,
                 resources={"metadata": {"path": str(self.workdir())}},
                 extra_arguments=self.kernel_arguments,
@@ -221,6 +234,19 @@ class _Run:
         self.record(state)
         self.emit(state.status, state)
 
+    def cell_listener(self, state: StepResult) -> Callable[[int, int, Any], None]:
+        """Keeps ``state`` on the cell that runs; tells listeners at most once a second."""
+        last = [0.0]
+
+        def on_cell(index: int, total: int, cell: Any) -> None:
+            state.cell_index, state.cell_total = index + 1, total
+            now = time.monotonic()
+            if now - last[0] >= 1.0:
+                last[0] = now
+                self.emit("cell", state)
+
+        return on_cell
+
     def record(self, state: StepResult) -> None:
         """Write a finished step to the store, in one transaction."""
         if self.store is None:
@@ -237,7 +263,12 @@ class _Run:
 
     def schedule(self) -> None:
         """Start every step whose upstream steps are done; stop starting on a failure."""
-        waiting = [s for s in self.spec.steps]
+        for step in self.spec.steps:
+            state = self.by_name[step.name]
+            if self.modes[step.name] == SKIP and state.status != "done":
+                state.status = "skipped"
+                self.record(state)
+        waiting = [s for s in self.spec.steps if self.by_name[s.name].status == "pending"]
         running: dict[Future[None], Step] = {}
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step") as pool:
             while waiting or running:
@@ -303,14 +334,18 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
                  cell_timeout: float | None = None, listener: Listener | None = None,
                  run_id: str | None = None, fail_on_drift: bool | None = None,
                  store: str | Path | None = None, force: bool | list[str] = False,
-                 started_by: str = "api") -> RunResult:
+                 only: list[str] | None = None, start: str | None = None,
+                 resume: str | None = None, started_by: str = "api") -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
     ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
     ``fail_on_drift`` overrides the spec's setting of the same name. Every run is recorded
     in ``store`` (default ``PIPELINE/.mlops/store.sqlite``); a step whose content key is
-    there already reuses its outputs unless ``force`` is True or names it. User errors
-    (a bad folder, parameter or kernel) raise :class:`MlopsError` before anything starts.
+    there already reuses its outputs unless ``force`` is True or names it. ``only`` runs
+    just those steps and ``start`` a step and all after it, upstream steps coming from the
+    store; ``resume`` re-runs the failed and unfinished steps of an earlier run in place.
+    User errors (a bad folder, parameter, step or kernel) raise :class:`MlopsError` before
+    anything starts.
     """
     folder = Path(pipeline_dir)
     spec = PipelineSpec.read(folder)
@@ -326,39 +361,73 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         if not (folder / step.notebook).is_file():
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
     check_kernel(spec.kernel["name"])
-    forced = {"*"} if force is True else set(force or [])
-    for name in forced - {"*"}:
-        spec.step(name)  # an unknown step name is refused before anything runs
-
-    run_id = run_id or new_run_id()
-    base = Path(runs_dir) if runs_dir is not None else folder / "runs"
-    # absolute: the kernels run in the notebook's folder, not in ours
-    run_folder = (base / run_id).resolve()
-    (run_folder / "steps").mkdir(parents=True, exist_ok=False)
-    result = RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
-                       parameters=values, steps=[StepResult(s.name) for s in spec.steps])
+    modes = select(spec, only, start, {"*"} if force is True else set(force or []))
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
     environments = {s.name: environment(spec.kernel["name"], step_imports(folder / s.notebook),
                                         folder.resolve()) for s in spec.steps}
     run_store = RunStore(store if store is not None else default_store(folder))
-    run_store.start_run(
-        run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, values,
-        {"python": environments[spec.steps[0].name]["python"],
-         "git_commit": environments[spec.steps[0].name]["git_commit"],
-         "steps": {n: e["packages"] for n, e in environments.items()}},
-        started_by, [s.name for s in spec.steps])
+    try:
+        if resume is not None:
+            if parameters:
+                raise MlopsError("--resume re-runs with the run's own parameters; drop -p")
+            result = _reopen(run_store, resume, spec)
+        else:
+            result = _new_run(run_store, spec, folder, values, runs_dir, run_id, environments,
+                              started_by)
+    except BaseException:
+        run_store.close()
+        raise
     runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
-                  fail_on_drift, run_store, forced, environments)
+                  fail_on_drift, run_store, modes, environments)
     try:
         runner.schedule()
     finally:
         failed = [s for s in result.steps if s.status == "failed"]
         result.status = "failed" if failed or any(
-            s.status != "done" for s in result.steps) else "succeeded"
+            s.status not in ("done", "skipped") for s in result.steps) else "succeeded"
         result.error = failed[0].error if failed else None
         result.ended = time.time()
-        run_store.finish_run(run_id, result.status, result.error)
+        run_store.finish_run(result.run_id, result.status, result.error)
         run_store.close()
         runner.emit("finished", result.steps[-1])
     return result
+
+
+def _new_run(store: RunStore, spec: PipelineSpec, folder: Path, values: dict[str, Any],
+             runs_dir: str | Path | None, run_id: str | None,
+             environments: dict[str, dict[str, Any]], started_by: str) -> RunResult:
+    run_id = run_id or new_run_id()
+    base = Path(runs_dir) if runs_dir is not None else folder / "runs"
+    # absolute: the kernels run in the notebook's folder, not in ours
+    run_folder = (base / run_id).resolve()
+    (run_folder / "steps").mkdir(parents=True, exist_ok=False)
+    first = environments[spec.steps[0].name]
+    store.start_run(
+        run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, values,
+        {"python": first["python"], "git_commit": first["git_commit"],
+         "steps": {n: e["packages"] for n, e in environments.items()}},
+        started_by, [s.name for s in spec.steps])
+    return RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
+                     parameters=values, steps=[StepResult(s.name) for s in spec.steps])
+
+
+def _reopen(store: RunStore, run_id: str, spec: PipelineSpec) -> RunResult:
+    """An earlier run, its finished steps kept, ready to run the rest in its own folder."""
+    earlier = store.run(run_id)
+    if earlier["pipeline"] != spec.name:
+        raise MlopsError(f"run {earlier['run_id']} is of pipeline `{earlier['pipeline']}`, not "
+                         f"`{spec.name}`")
+    recorded = {s["step"]: s for s in earlier["steps"]}
+    steps = []
+    for step in spec.steps:
+        state = StepResult(step.name)
+        row = recorded.get(step.name)
+        if row is not None and row["status"] == "done":
+            state.status, state.started, state.ended = "done", row["started"], row["ended"]
+            state.outputs, state.checks = row["outputs"], row["checks"]
+            state.cached_from, state.notebook = row["cached_from"], row["notebook"] or ""
+        steps.append(state)
+    store.reopen_run(earlier["run_id"])
+    return RunResult(run_id=earlier["run_id"], folder=Path(earlier["folder"]),
+                     pipeline=spec.name, parameters=earlier["parameters"], steps=steps)

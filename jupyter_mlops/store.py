@@ -128,6 +128,14 @@ class RunStore:
             db.execute("UPDATE steps SET status=?, started=? WHERE run_id=? AND step=?",
                        (status, started, run_id, step))
 
+    def reopen_run(self, run_id: str) -> None:
+        """A run being resumed: running again, its unfinished steps pending."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL "
+                       "WHERE run_id=?", (run_id,))
+            db.execute("UPDATE steps SET status='pending', error=NULL WHERE run_id=? AND "
+                       "status != 'done'", (run_id,))
+
     def finish_run(self, run_id: str, status: str, error: str | None) -> None:
         """A run's end."""
         with self._tx() as db:
