@@ -134,10 +134,11 @@ class _Analyzer:
     def where(self, cell: Cell) -> str:
         return f"{self.nb.name}, cell {cell.number}"
 
-    def problem(self, cell: Cell | None, message: str, severity: str = "error") -> None:
+    def problem(self, cell: Cell | None, message: str, severity: str = "error",
+                variable: str | None = None) -> None:
         prefix = self.where(cell) if cell else self.nb.name
         self.problems.append(Problem(f"{prefix}{message}", cell.number if cell else None,
-                                     severity))
+                                     severity, variable))
 
     # -- 1. names of every code cell -----------------------------------------------------
     def read_names(self) -> None:
@@ -294,7 +295,7 @@ class _Analyzer:
                 elif not star_seen:  # after `import *`, that import is the problem to fix
                     self.problem(cell, f" uses `{name}`, which no earlier step or setup cell "
                                        "defines; define it in an earlier cell or mark the cell "
-                                       "that defines it")
+                                       "that defines it", variable=name)
             for name in names.mutates:
                 if name in latest and latest[name][1] not in _CODE_KINDS:
                     latest[name] = (producer, "data", cell.number)

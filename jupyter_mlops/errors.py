@@ -51,6 +51,8 @@ class Problem:
     message: str
     cell: int | None = None
     severity: str = "error"
+    #: The variable the problem is about, where there is one (an undefined name).
+    variable: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The problem as JSON-able data (for ``show --json`` and the server)."""

@@ -48,8 +48,18 @@ def plan(notebook: str | Path, folder: str | Path | None = None, split: str | No
     target = Path(folder) if folder is not None else default_folder(notebook)
     spec = analysis.to_spec(target, allow_pickle=allow_pickle)
     spec.checks, _, warnings = build_contract(analysis)
-    analysis.problems += warnings
+    analysis.problems = hidden_state_hints(analysis.problems, analysis.notebook.path) + warnings
     return analysis, spec
+
+
+def hidden_state_hints(problems: list[Problem], notebook: Path) -> list[Problem]:
+    """An undefined name that the kernel held when the cells were captured is hidden state:
+    say so, since the notebook seemed to work."""
+    held = set(read_record(notebook).get("kernel", {}).get("names", []))
+    return [Problem(p.message + f" (the kernel held `{p.variable}` when the cells were "
+                    "captured: it came from a cell since deleted or edited, or from outside "
+                    "this notebook)", p.cell, p.severity, p.variable)
+            if p.variable in held else p for p in problems]
 
 
 def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:

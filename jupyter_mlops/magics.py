@@ -46,6 +46,16 @@ def current_notebook(shell: Any) -> Path:
     return Path("notebook.ipynb")
 
 
+def kernel_variables(shell: Any) -> list[str]:
+    """The user's variables in the kernel: no modules, functions, or IPython's own names."""
+    import types
+
+    hidden = getattr(shell, "user_ns_hidden", {})
+    return [n for n, v in shell.user_ns.items()
+            if not n.startswith("_") and n not in hidden
+            and not isinstance(v, (types.ModuleType, types.FunctionType, type))]
+
+
 def _assigned(code: str) -> list[str]:
     from .names import cell_names
     from .notebook import to_python
@@ -57,11 +67,12 @@ def _assigned(code: str) -> list[str]:
     return [n for n, kind in names.defines.items() if kind == "data"] + names.mutates
 
 
-def _capture_data(ns: dict[str, Any], mark: Mark, code: str, notebook: Path) -> str:
+def _capture_data(shell: Any, mark: Mark, code: str, notebook: Path) -> str:
     from .notebook import code_key
     from .profile import profile_data
     from .records import update_record
 
+    ns = shell.user_ns
     names = list(mark.variables) or [
         n for n in _assigned(code)
         if type(ns.get(n)).__name__ in ("DataFrame", "Series", "ndarray")]
@@ -74,7 +85,8 @@ def _capture_data(ns: dict[str, Any], mark: Mark, code: str, notebook: Path) -> 
             raise MlopsError(f"`{name}` does not exist after this cell ran; check the spelling")
         profile = profile_data(ns[name], name)
         entries[f"{name}-{key}"] = {"variable": name, "cell_key": key, "profile": profile}
-    update_record(notebook, "data", entries)
+    update_record(notebook, "data", entries,
+                      kernel_names=kernel_variables(shell))
     return "recorded " + ", ".join(
         f"{e['variable']} ({e['profile']['rows']:,} rows x {len(e['profile']['columns'])} "
         "columns)" for e in entries.values())
@@ -95,15 +107,17 @@ def capture(shell: Any, mark: Mark, code: str) -> str | None:
         return None  # a pipeline step records nothing beside the source notebook
     notebook = current_notebook(shell)
     if mark.role == "data":
-        return _capture_data(ns, mark, code, notebook)
+        return _capture_data(shell, mark, code, notebook)
     if mark.role == "params":
         entries = capture_params(shell.transform_cell(code), ns)
-        update_record(notebook, "params", entries)
+        update_record(notebook, "params", entries,
+                      kernel_names=kernel_variables(shell))
         return f"recorded {len(entries)} parameter(s)"
     if mark.role == "metrics":
         names = list(mark.variables) or _assigned(code)
         entries = capture_metrics(names, ns, dict(mark.minimums), dict(mark.maximums))
-        update_record(notebook, "metrics", entries)
+        update_record(notebook, "metrics", entries,
+                      kernel_names=kernel_variables(shell))
         return "recorded " + ", ".join(f"{n} = {e['value']:.4g}" for n, e in entries.items())
     if mark.role == "model":
         candidates = list(mark.variables) or [
@@ -112,7 +126,8 @@ def capture(shell: Any, mark: Mark, code: str) -> str | None:
             raise MlopsError("no model to record: name it, e.g. `%%mlops model clf`")
         name = candidates[-1]
         entry = capture_model(name, ns, model_folder(notebook))
-        update_record(notebook, "models", {name: entry})
+        update_record(notebook, "models", {name: entry},
+                      kernel_names=kernel_variables(shell))
         return f"recorded model `{name}` ({entry['class'].rsplit('.', 1)[-1]})"
     return None
 

@@ -15,7 +15,7 @@ from .errors import MlopsError
 
 RECORD_VERSION = 1
 _EMPTY: dict[str, Any] = {"version": RECORD_VERSION, "params": {}, "data": {}, "models": {},
-                          "metrics": {}}
+                          "metrics": {}, "kernel": {}}
 
 
 def record_path(notebook: str | Path) -> Path:
@@ -48,10 +48,15 @@ def read_record(notebook: str | Path) -> dict[str, Any]:
     return data
 
 
-def update_record(notebook: str | Path, section: str, entries: dict[str, Any]) -> Path:
-    """Merge ``entries`` into one section of the record and write it atomically."""
+def update_record(notebook: str | Path, section: str, entries: dict[str, Any],
+                  kernel_names: list[str] | None = None) -> Path:
+    """Merge ``entries`` into one section of the record and write it atomically; with
+    ``kernel_names``, also remember which variables the kernel held (to tell hidden state
+    at export)."""
     data = read_record(notebook)
     data[section].update(entries)
+    if kernel_names is not None:
+        data["kernel"] = {"names": sorted(kernel_names)}
     path = record_path(notebook)
     # sorted keys and one item a line keep diffs of the record small in version control
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")

@@ -108,3 +108,21 @@ def test_line_form_marks_a_cell_and_captures_without_running(tmp_path: Path) -> 
 
     _, spec = plan(notebook)
     assert [(o.name, o.role) for o in spec.steps[0].outputs] == [("score", "metrics")]
+
+
+def test_export_names_hidden_state_the_record_saw(tmp_path: Path) -> None:
+    ran = write_notebook(tmp_path / "h.ipynb", "%load_ext jupyter_mlops", "helper = 41",
+                         "%%mlops step a\nanswer = helper + 1", "%mlops metrics answer")
+    _execute(ran, tmp_path / "out.ipynb")
+    # the cell that made `helper` is deleted afterwards; the record remembers the kernel had it
+    write_notebook(tmp_path / "h.ipynb", "%load_ext jupyter_mlops",
+                   "%%mlops step a\nanswer = helper + 1", "%mlops metrics answer")
+    from jupyter_mlops.export import plan
+
+    analysis, _ = plan(tmp_path / "h.ipynb")
+    (problem,) = [p for p in analysis.problems if p.severity == "error"]
+    assert problem.message == (
+        "h.ipynb, cell 2 uses `helper`, which no earlier step or setup cell defines; define it "
+        "in an earlier cell or mark the cell that defines it (the kernel held `helper` when "
+        "the cells were captured: it came from a cell since deleted or edited, or from outside "
+        "this notebook)")
