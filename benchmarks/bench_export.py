@@ -13,14 +13,16 @@ import nbformat
 from _timing import report, wall
 
 
-def generated_notebook(path: Path, cells: int = 1000) -> Path:
-    """``x_i = x_{i-1} + i`` cells, with a params cell and a step mark every 100 cells."""
+def generated_notebook(path: Path, cells: int = 1000, marks: bool = True) -> Path:
+    """``x_i = x_{i-1} + i`` cells, with a params cell and (``marks``) a step mark every
+    100 cells."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    nb.cells.append(nbformat.v4.new_code_cell("%%mlops params\nx_0 = 0  # start"))
+    first = "%%mlops params\nx_0 = 0  # start" if marks else "x_0 = 0"
+    nb.cells.append(nbformat.v4.new_code_cell(first))
     for i in range(1, cells):
-        mark = f"%%mlops step part_{i // 100}\n" if i % 100 == 1 else ""
+        mark = f"%%mlops step part_{i // 100}\n" if marks and i % 100 == 1 else ""
         nb.cells.append(nbformat.v4.new_code_cell(f"{mark}x_{i} = x_{i - 1} + {i}"))
     nbformat.write(nb, str(path))
     return path

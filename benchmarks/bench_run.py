@@ -21,8 +21,9 @@ def main(repeat: int = 3) -> None:
         cli = [sys.executable, "-m", "jupyter_mlops.cli"]
         wall([*cli, "export", str(notebook)], repeat=1)
         pipeline = work / "diabetes_pipeline"
-        ours = wall([*cli, "run", str(pipeline), "-j", "1", "--runs-dir", f"{tmp}/runs"],
-                    repeat)
+        # --force: every repeat executes every step (no cache hits)
+        ours = wall([*cli, "run", str(pipeline), "-j", "1", "--force", "--runs-dir",
+                     f"{tmp}/runs"], repeat)
         theirs = wall([sys.executable, "-m", "papermill", str(notebook), f"{tmp}/out.ipynb",
                        "--cwd", str(work), "--no-progress-bar"], repeat)
     report("run of 5 sequential steps", ours, theirs, "papermill of the notebook", 1.10)
