@@ -77,12 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list recorded runs, show one, or compare two",
                           description="`runs` lists the runs, `runs show RUN_ID` shows one, "
                           "`runs diff A B` compares two (parameters, data, outputs, metrics).")
-    runs.add_argument("action", nargs="*", metavar="show RUN_ID | diff A B")
+    runs.add_argument("action", nargs="*", metavar="show RUN_ID | diff A B | report RUN_ID")
+    runs.add_argument("-o", "--output", metavar="FILE",
+                      help="where `runs report` writes its HTML (default: RUN_FOLDER/report.html)")
     runs.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR",
                       help="the pipeline folder (default: the current folder)")
     runs.add_argument("--store", metavar="PATH", help="the run store (default: "
                       "PIPELINE_DIR/.mlops/store.sqlite)")
     runs.add_argument("--json", action="store_true", help="print JSON")
+
+    lineage = sub.add_parser("lineage", help="what produced a variable of a run",
+                             description="Which run, step, code, parameters, data files and "
+                             "inputs produced RUN_ID:VARIABLE, down to the start.")
+    lineage.add_argument("target", metavar="RUN_ID:VARIABLE")
+    lineage.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR")
+    lineage.add_argument("--store", metavar="PATH")
+    lineage.add_argument("--json", action="store_true", help="print JSON")
 
     show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
                           description="Show what a notebook would export to, or what a "
@@ -172,6 +182,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .runsview import run_details, runs_diff, runs_table
     from .store import RunStore, default_store
 
+    if args.command == "lineage":
+        if ":" not in args.target:
+            raise MlopsError(f"`{args.target}` is not RUN_ID:VARIABLE, e.g. "
+                             "`jupyter mlops lineage 20261124-101500-ab12cd:model`")
+        args.action = ["lineage", args.target]
     path = Path(args.store) if args.store else default_store(args.pipeline)
     if not path.is_file():
         raise MlopsError(f"no run store at {path}; run the pipeline first, or name its folder "
@@ -188,9 +203,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
         elif action[0] == "diff" and len(action) == 3:
             data = [store.run(action[1]), store.run(action[2])]
             text = runs_diff(*data)
+        elif action[0] == "report" and len(action) == 2:
+            from ._files import atomic_write
+            from .htmlreport import render_report
+
+            data = store.run(action[1])
+            history = [store.run(r["run_id"]) for r in store.runs(limit=1000)
+                       if r["pipeline"] == data["pipeline"]]
+            target = Path(args.output) if args.output else Path(data["folder"]) / "report.html"
+            atomic_write(target, render_report(data, history))
+            data, text = {"report": str(target)}, f"Wrote {target}"
+        elif action[0] == "lineage" and len(action) == 2 and ":" in action[1]:
+            from .lineage import lineage, lineage_text
+
+            run_id, variable = action[1].split(":", 1)
+            data = lineage(store, run_id, variable)
+            text = lineage_text(data)
         else:
             raise MlopsError(f"`runs {' '.join(action)}` is not a runs command; use `runs`, "
-                             "`runs show RUN_ID` or `runs diff A B`")
+                             "`runs show RUN_ID`, `runs diff A B`, `runs report RUN_ID` or "
+                             "`lineage RUN_ID:VARIABLE`")
     finally:
         store.close()
     print(json.dumps(data, indent=1, default=str) if args.json else text)
@@ -223,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show,
-                                "test": cmd_test, "runs": cmd_runs}
+                                "test": cmd_test, "runs": cmd_runs, "lineage": cmd_runs}
     if args.command is None:
         parser.print_help()
         return 2

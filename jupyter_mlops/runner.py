@@ -251,12 +251,17 @@ class _Run:
         """Write a finished step to the store, in one transaction."""
         if self.store is None:
             return
+        step = self.spec.step(state.name)
+        inputs = {name: {"step": producer, "sha256": self.by_name[producer].outputs.get(
+            name, {}).get("sha256", "")} for name, producer in step.inputs.items()}
+        used = {n: self.result.parameters.get(n) for n in step.parameters}
         with self.lock:
             self.store.record_step(
                 self.result.run_id, state.name, status=state.status, started=state.started,
                 ended=state.ended, cache_key=state.cache_key, cached_from=state.cached_from,
                 notebook=state.notebook, error=state.error, checks=state.checks,
-                outputs=state.outputs, files=state.files)
+                outputs=state.outputs, files=state.files, inputs=inputs,
+                code_sha256=step.code_sha256, parameters=used)
 
     def workdir(self) -> Path:
         return (self.pipeline_dir / self.spec.workdir).resolve()

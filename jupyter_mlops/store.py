@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, started REAL,
     ended REAL, cache_key TEXT, cached_from TEXT, notebook TEXT, error TEXT,
     checks TEXT NOT NULL DEFAULT '[]', files TEXT NOT NULL DEFAULT '{}',
+    inputs TEXT NOT NULL DEFAULT '{}', code_sha256 TEXT, parameters TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (run_id, step)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -44,6 +45,15 @@ CREATE TABLE IF NOT EXISTS cache (
     cache_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, created REAL NOT NULL
 );
 """
+
+
+#: Columns added to ``steps`` after its first version, for stores made before them.
+_ADDED_STEP_COLUMNS = (
+    ("files", "TEXT NOT NULL DEFAULT '{}'"),
+    ("inputs", "TEXT NOT NULL DEFAULT '{}'"),
+    ("code_sha256", "TEXT"),
+    ("parameters", "TEXT NOT NULL DEFAULT '{}'"),
+)
 
 
 def default_store(pipeline_dir: str | Path) -> Path:
@@ -64,9 +74,17 @@ class RunStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as err:
             raise MlopsError(f"cannot open the run store {self.path} ({err}); check the path "
                              "or pass another with --store") from None
+
+    def _migrate(self) -> None:
+        """Add the columns a store made by an earlier jupyter-mlops lacks."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(steps)")}
+        for column, declaration in _ADDED_STEP_COLUMNS:
+            if column not in have:
+                self.db.execute(f"ALTER TABLE steps ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         """Close the connection."""
@@ -99,15 +117,19 @@ class RunStore:
                     ended: float | None, cache_key: str | None, cached_from: str | None,
                     notebook: str, error: str | None, checks: list[dict[str, Any]],
                     outputs: dict[str, dict[str, Any]],
-                    files: dict[str, str] | None = None) -> None:
+                    files: dict[str, str] | None = None,
+                    inputs: dict[str, dict[str, str]] | None = None,
+                    code_sha256: str | None = None,
+                    parameters: dict[str, Any] | None = None) -> None:
         """A step's final state with its artifacts and metrics, in one transaction; a
         successful step's cache key then points at this run."""
         with self._tx() as db:
             db.execute("UPDATE steps SET status=?, started=?, ended=?, cache_key=?, "
-                       "cached_from=?, notebook=?, error=?, checks=?, files=? "
-                       "WHERE run_id=? AND step=?",
+                       "cached_from=?, notebook=?, error=?, checks=?, files=?, inputs=?, "
+                       "code_sha256=?, parameters=? WHERE run_id=? AND step=?",
                        (status, started, ended, cache_key, cached_from, notebook, error,
-                        json.dumps(checks), json.dumps(files or {}), run_id, step))
+                        json.dumps(checks), json.dumps(files or {}), json.dumps(inputs or {}),
+                        code_sha256, json.dumps(parameters or {}, default=str), run_id, step))
             db.execute("DELETE FROM artifacts WHERE run_id=? AND step=?", (run_id, step))
             db.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?)",
                            [(run_id, step, name, m["sha256"], json.dumps(m))
@@ -176,6 +198,8 @@ class RunStore:
             step = dict(zip(step_cols, step_row, strict=True))
             step["checks"] = json.loads(step["checks"])
             step["files"] = json.loads(step["files"])
+            step["inputs"] = json.loads(step["inputs"])
+            step["parameters"] = json.loads(step["parameters"])
             step["outputs"] = self.artifacts(run["run_id"], step["step"])
             run["steps"].append(step)
         run["metrics"] = {name: value for name, value in self.db.execute(
