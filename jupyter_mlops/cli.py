@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run STEP and every step after it; upstream results from the store")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="re-run the failed and unfinished steps of an earlier run")
+    run.add_argument("--mlflow", metavar="URI",
+                     help="mirror the run into MLflow at this tracking URI "
+                     "(needs jupyter-mlops[mlflow])")
     run.add_argument("--fail-on-drift", action="store_true", default=None,
                      help="fail a step whose data drifted from what the notebook saw "
                      "(default: warn, or the pipeline's own setting)")
@@ -148,8 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                           fail_on_drift=args.fail_on_drift, store=args.store,
                           force=True if "*" in (args.force or []) else (args.force or []),
                           only=args.only, start=args.start, resume=args.resume,
+                          mlflow=args.mlflow,
                           started_by=f"cli:{_user()}")
     print(summary(result))
+    if result.mlflow_run_id:
+        print(f"Mirrored to MLflow at {args.mlflow}: run {result.mlflow_run_id}")
     if result.status != "succeeded":
         _err(result.error or "the run did not finish")
         return 1

@@ -31,6 +31,7 @@ from .cache import (
 from .checks import CHECKS_FILE
 from .errors import MlopsError, SpecError
 from .failure import describe_failure, mark_timeout
+from .mlflowsync import mirror_run, require_mlflow
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .spec import SPEC_FILE, PipelineSpec, Step
 from .stepnb import (
@@ -89,6 +90,8 @@ class RunResult:
     started: float = field(default_factory=time.time)
     ended: float | None = None
     error: str | None = None
+    #: The MLflow run this run was mirrored to, with ``--mlflow``.
+    mlflow_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON-able data (``run.json``)."""
@@ -340,7 +343,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
                  run_id: str | None = None, fail_on_drift: bool | None = None,
                  store: str | Path | None = None, force: bool | list[str] = False,
                  only: list[str] | None = None, start: str | None = None,
-                 resume: str | None = None, started_by: str = "api") -> RunResult:
+                 resume: str | None = None, started_by: str = "api",
+                 mlflow: str | None = None) -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
     ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
@@ -348,7 +352,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
     in ``store`` (default ``PIPELINE/.mlops/store.sqlite``); a step whose content key is
     there already reuses its outputs unless ``force`` is True or names it. ``only`` runs
     just those steps and ``start`` a step and all after it, upstream steps coming from the
-    store; ``resume`` re-runs the failed and unfinished steps of an earlier run in place.
+    store; ``resume`` re-runs the failed and unfinished steps of an earlier run in place;
+    ``mlflow`` (a tracking URI) mirrors the finished run into MLflow.
     User errors (a bad folder, parameter, step or kernel) raise :class:`MlopsError` before
     anything starts.
     """
@@ -366,6 +371,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         if not (folder / step.notebook).is_file():
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
     check_kernel(spec.kernel["name"])
+    if mlflow is not None:
+        require_mlflow()  # say which extra is missing before anything runs
     modes = select(spec, only, start, {"*"} if force is True else set(force or []))
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
@@ -396,6 +403,15 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         run_store.finish_run(result.run_id, result.status, result.error)
         run_store.close()
         runner.emit("finished", result.steps[-1])
+    if mlflow is not None:
+        packages = {k: v for e in environments.values() for k, v in e["packages"].items()}
+        try:
+            result.mlflow_run_id = mirror_run(result, mlflow, packages)
+        except MlopsError:
+            raise
+        except Exception as err:  # MLflow's own errors: a bad URI, a store it cannot open
+            raise MlopsError(f"run {result.run_id} {result.status}, but mirroring it to MLflow "
+                             f"at {mlflow} failed: {type(err).__name__}: {err}") from None
     return result
 
 
