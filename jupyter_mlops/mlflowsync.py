@@ -35,8 +35,16 @@ def mirror_run(result: RunResult, uri: str, packages: dict[str, str]) -> str:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(result.pipeline)
-    experiment_id = (experiment.experiment_id if experiment is not None
-                     else client.create_experiment(result.pipeline))
+    if experiment is not None:
+        experiment_id = experiment.experiment_id
+    else:
+        # MLflow would put the artifacts of a local store in ./mlruns of whatever folder the
+        # command runs in; beside the database is where a user will look for them
+        location = None
+        if uri.startswith("sqlite:///"):
+            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts"
+                        / result.pipeline).as_uri()
+        experiment_id = client.create_experiment(result.pipeline, artifact_location=location)
     run = client.create_run(experiment_id, run_name=result.run_id, tags={
         "jupyter_mlops.run_id": result.run_id, "jupyter_mlops.status": result.status,
         "jupyter_mlops.folder": str(result.folder),

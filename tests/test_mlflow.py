@@ -39,7 +39,7 @@ def test_a_run_is_mirrored_into_mlflow(tmp_path: Path, cli) -> None:
         "%%mlops step score\naccuracy = float(clf.score(X, y))", "%mlops metrics accuracy")
     assert cli("export", str(tmp_path / "m.ipynb")).returncode == 0
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = cli("run", str(tmp_path / "m_pipeline"), "--mlflow", uri)
+    done = cli("run", str(tmp_path / "m_pipeline"), "--mlflow", uri, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"Mirrored to MLflow at {uri}: run " in done.stdout
     run_id = json.loads((next((tmp_path / "m_pipeline" / "runs").iterdir()) / "run.json")
@@ -54,6 +54,8 @@ def test_a_run_is_mirrored_into_mlflow(tmp_path: Path, cli) -> None:
     assert "models/train/clf.skops" in mirrored["artifacts"]
     assert "requirements.txt" in mirrored["artifacts"] and "run.json" in mirrored["artifacts"]
     assert "notebooks/01_train.ipynb" in mirrored["artifacts"]
+    # artifacts beside the database, not in ./mlruns of the folder the command ran in
+    assert (tmp_path / "mlartifacts" / "m").is_dir() and not (tmp_path / "mlruns").exists()
 
 
 def test_without_mlflow_the_command_says_which_extra(tmp_path: Path) -> None:
