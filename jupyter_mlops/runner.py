@@ -112,28 +112,21 @@ def new_run_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def _quiet_kernel(name: str) -> list[str]:
-    """Arguments that keep an ipykernel's own log lines (transport warnings) off our stderr;
-    what the code prints still reaches the executed notebook."""
-    from jupyter_client.kernelspec import KernelSpecManager
+def check_kernel(name: str) -> list[str]:
+    """Refuse to start when the pipeline's kernel is not installed here; else the extra
+    arguments that keep an ipykernel's own log lines (transport warnings) off our stderr
+    (what the code prints still reaches the executed notebook). One kernelspec lookup."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         argv = KernelSpecManager().get_kernel_spec(name).argv
-    except Exception:  # an unknown kernel is reported by check_kernel
-        return []
-    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
-
-
-def check_kernel(name: str) -> None:
-    """Refuse to start when the pipeline's kernel is not installed here."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if name not in KernelSpecManager().find_kernel_specs():
+    except NoSuchKernel:
         raise SpecError(
             f"the pipeline's kernel `{name}` is not installed here; install it (e.g. "
             f"`python -m ipykernel install --user --name {name}`) or export from a notebook "
             "that uses an installed kernel"
-        )
+        ) from None
+    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
 
 
 class _Run:
@@ -143,7 +136,8 @@ class _Run:
                  jobs: int, cell_timeout: float | None, listener: Listener | None,
                  fail_on_drift: bool = False, store: RunStore | None = None,
                  modes: dict[str, str] | None = None,
-                 environments: dict[str, dict[str, Any]] | None = None) -> None:
+                 environments: dict[str, dict[str, Any]] | None = None,
+                 kernel_arguments: list[str] | None = None) -> None:
         self.fail_on_drift = fail_on_drift
         self.store = store
         self.modes = modes or {s.name: RUN for s in spec.steps}
@@ -157,7 +151,7 @@ class _Run:
         self.listener = listener
         self.lock = threading.Lock()
         self.by_name = {s.name: r for s, r in zip(spec.steps, result.steps, strict=True)}
-        self.kernel_arguments = _quiet_kernel(spec.kernel["name"])
+        self.kernel_arguments = kernel_arguments or []
 
     def emit(self, event: str, step: StepResult) -> None:
         with self.lock:
@@ -173,8 +167,6 @@ class _Run:
 
     def execute(self, step: Step) -> None:
         """Run one step notebook with papermill; record what happened."""
-        import papermill
-
         state = self.by_name[step.name]
         artifacts = self.result.folder / "artifacts"
         output = self.result.folder / step.notebook
@@ -210,6 +202,8 @@ class _Run:
             self.record(state)
             self.emit("failed", state)
             return
+        import papermill  # only when a step really runs: a cached re-run never needs it
+
         state.status = "running"
         self.emit("started", state)
         try:
@@ -297,6 +291,7 @@ class _Run:
         for step in waiting:
             state = self.by_name[step.name]
             state.status = "not run"
+            self.record(state)
             self.emit("not run", state)
 
 
@@ -370,7 +365,7 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
     for step in spec.steps:
         if not (folder / step.notebook).is_file():
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
-    check_kernel(spec.kernel["name"])
+    kernel_arguments = check_kernel(spec.kernel["name"])
     if mlflow is not None:
         require_mlflow()  # say which extra is missing before anything runs
     modes = select(spec, only, start, {"*"} if force is True else set(force or []))
@@ -391,7 +386,7 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         run_store.close()
         raise
     runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
-                  fail_on_drift, run_store, modes, environments)
+                  fail_on_drift, run_store, modes, environments, kernel_arguments)
     try:
         runner.schedule()
     finally:
