@@ -23,18 +23,33 @@ from .store import RunStore
 KEY_VERSION = 1
 
 
+def _python_cells(notebook: Path) -> list[str]:
+    """The code cells of a step notebook with IPython lines (magics, ``!``) blanked.
+
+    Deliberately lighter than the reader (no IPython import): this runs on every run, cached
+    or not, and only looks for imports and string literals.
+    """
+    content = json.loads(notebook.read_text(encoding="utf-8"))
+    cells = []
+    for cell in content.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        lines = ["" if line.lstrip().startswith(("%", "!")) else line
+                 for line in source.splitlines()]
+        cells.append("\n".join(lines))
+    return cells
+
+
 def step_strings(notebook: Path) -> list[str]:
     """String literals in a step's code: the file names it may read (``"data/churn.csv"``)."""
     import ast
 
-    from .notebook import read_notebook
-
     found: set[str] = set()
-    for cell in read_notebook(notebook).cells:
-        if cell.cell_type != "code" or not cell.python.strip():
-            continue
+    for code in _python_cells(notebook):
         try:
-            tree = ast.parse(cell.python)
+            tree = ast.parse(code)
         except SyntaxError:
             continue
         found.update(node.value for node in ast.walk(tree)
@@ -65,14 +80,11 @@ def file_fingerprints(candidates: list[str], workdir: Path) -> dict[str, str]:
 def step_imports(notebook: Path) -> list[str]:
     """Top-level modules a step notebook imports (what its environment key depends on)."""
     from .names import cell_names
-    from .notebook import read_notebook
 
     modules: set[str] = set()
-    for cell in read_notebook(notebook).cells:
-        if cell.cell_type != "code" or not cell.python.strip():
-            continue
+    for code in _python_cells(notebook):
         try:
-            names = cell_names(cell.python)
+            names = cell_names(code)
         except SyntaxError:
             continue
         for statement in names.code.values():
@@ -91,13 +103,27 @@ def _distributions() -> dict[str, list[str]]:
     return packages_distributions()
 
 
+#: Modules whose distribution has another name, found without scanning every installed one.
+_DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow",
+                    "cv2": "opencv-python", "bs4": "beautifulsoup4", "skimage": "scikit-image",
+                    "dateutil": "python-dateutil", "attr": "attrs", "google": "protobuf"}
+
+
 def package_versions(modules: list[str]) -> dict[str, str]:
     """Installed version of the distribution behind each module (standard library: none)."""
     from importlib.metadata import PackageNotFoundError, version
 
     found: dict[str, str] = {}
     for module in modules:
-        for dist in _distributions().get(module, []):
+        if module in sys.stdlib_module_names:
+            continue
+        guess = _DISTRIBUTION_OF.get(module, module)
+        try:  # the quick way: the distribution is named like the module
+            found[guess] = version(guess)
+            continue
+        except PackageNotFoundError:
+            pass
+        for dist in _distributions().get(module, []):  # the slow way: scan them all
             try:
                 found[dist] = version(dist)
             except PackageNotFoundError:

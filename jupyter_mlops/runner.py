@@ -117,9 +117,13 @@ def check_kernel(name: str) -> list[str]:
     arguments that keep an ipykernel's own log lines (transport warnings) off our stderr
     (what the code prints still reaches the executed notebook). One kernelspec lookup."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_core.paths import jupyter_path
 
     try:
-        argv = KernelSpecManager().get_kernel_spec(name).argv
+        # the Jupyter data paths, given explicitly: the default list also asks IPython for
+        # its folder, and importing IPython costs a cached re-run more than it does
+        manager = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
+        argv = manager.get_kernel_spec(name).argv
     except NoSuchKernel:
         raise SpecError(
             f"the pipeline's kernel `{name}` is not installed here; install it (e.g. "
