@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import MlopsError
 
 if TYPE_CHECKING:
-    from .runner import RunResult
+    from .results import RunResult
 
 EXTRA_HINT = "pip install 'jupyter-mlops[mlflow]'"
 

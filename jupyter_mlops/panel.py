@@ -19,7 +19,7 @@ import ipywidgets as widgets
 from .errors import MlopsError
 
 if TYPE_CHECKING:
-    from .runner import RunResult, StepResult
+    from .results import RunResult, StepResult
     from .spec import Parameter
 
 #: Hyperparameters worth a glance, by their name (the part after the last ``__``).
@@ -185,6 +185,9 @@ class MlopsPanel(widgets.VBox):
         self.thread.start()
 
     def _progress(self, event: str, run: RunResult, step: StepResult) -> None:
+        if event == "cell":  # a long step's current cell: the status line, not the log
+            self.status.value = f"running {step.name}: cell {step.cell_index} of {step.cell_total}"
+            return
         if event == "finished":
             return
         done = sum(s.status == "done" for s in run.steps)

@@ -11,7 +11,7 @@ from .spec import PipelineSpec
 
 if TYPE_CHECKING:
     from .analysis import Analysis
-    from .runner import Listener, RunResult, StepResult
+    from .results import Listener, RunResult, StepResult
 
 
 def _cells(numbers: list[int]) -> str:
