@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="run STEP and every step after it; upstream results from the store")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="re-run the failed and unfinished steps of an earlier run")
+    run.add_argument("--executor", choices=["local", "dask"], default="local",
+                     help="where step notebooks run (dask needs jupyter-mlops[dask])")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="the Dask scheduler, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--mlflow", metavar="URI",
                      help="mirror the run into MLflow at this tracking URI "
                      "(needs jupyter-mlops[mlflow])")
@@ -151,7 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           fail_on_drift=args.fail_on_drift, store=args.store,
                           force=True if "*" in (args.force or []) else (args.force or []),
                           only=args.only, start=args.start, resume=args.resume,
-                          mlflow=args.mlflow,
+                          mlflow=args.mlflow, executor=args.executor,
+                          scheduler=args.scheduler,
                           started_by=f"cli:{_user()}")
     print(summary(result))
     if result.mlflow_run_id:

@@ -26,6 +26,7 @@ from .cache import (
     step_strings,
 )
 from .checks import CHECKS_FILE
+from .daskexec import DaskExecutor
 from .errors import MlopsError, SpecError
 from .failure import describe_failure, mark_timeout
 from .mlflowsync import mirror_run, require_mlflow
@@ -86,6 +87,8 @@ class _Run:
         self.lock = threading.Lock()
         self.by_name = {s.name: r for s, r in zip(spec.steps, result.steps, strict=True)}
         self.kernel_arguments = kernel_arguments or []
+        #: With ``--executor dask``, where step notebooks run instead of here.
+        self.dask: DaskExecutor | None = None
 
     def emit(self, event: str, step: StepResult) -> None:
         with self.lock:
@@ -136,19 +139,26 @@ class _Run:
             self.record(state)
             self.emit("failed", state)
             return
-        import papermill  # only when a step really runs: a cached re-run never needs it
-
         state.status = "running"
         self.emit("started", state)
         try:
-            papermill.execute_notebook(
-                str(self.pipeline_dir / step.notebook), str(output), parameters=values,
-                kernel_name=self.spec.kernel["name"], progress_bar=False,
-                engine_name="mlops", on_cell=self.cell_listener(state),
-                execution_timeout=self.cell_timeout, interrupt_on_timeout=True,
-                resources={"metadata": {"path": str(self.workdir())}},
-                extra_arguments=self.kernel_arguments,
-            )
+            if self.dask is not None:
+                self.dask.run(notebook=str(self.pipeline_dir / step.notebook),
+                              output=str(output), parameters=values,
+                              kernel=self.spec.kernel["name"], cell_timeout=self.cell_timeout,
+                              workdir=str(self.workdir()),
+                              extra_arguments=self.kernel_arguments)
+            else:
+                import papermill  # only when a step runs here: a cached re-run never needs it
+
+                papermill.execute_notebook(
+                    str(self.pipeline_dir / step.notebook), str(output), parameters=values,
+                    kernel_name=self.spec.kernel["name"], progress_bar=False,
+                    engine_name="mlops", on_cell=self.cell_listener(state),
+                    execution_timeout=self.cell_timeout, interrupt_on_timeout=True,
+                    resources={"metadata": {"path": str(self.workdir())}},
+                    extra_arguments=self.kernel_arguments,
+                )
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
             if self.cell_timeout is not None:
                 mark_timeout(output, self.cell_timeout)
@@ -273,7 +283,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
                  store: str | Path | None = None, force: bool | list[str] = False,
                  only: list[str] | None = None, start: str | None = None,
                  resume: str | None = None, started_by: str = "api",
-                 mlflow: str | None = None) -> RunResult:
+                 mlflow: str | None = None, executor: str = "local",
+                 scheduler: str | None = None) -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
     ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
@@ -282,7 +293,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
     there already reuses its outputs unless ``force`` is True or names it. ``only`` runs
     just those steps and ``start`` a step and all after it, upstream steps coming from the
     store; ``resume`` re-runs the failed and unfinished steps of an earlier run in place;
-    ``mlflow`` (a tracking URI) mirrors the finished run into MLflow.
+    ``mlflow`` (a tracking URI) mirrors the finished run into MLflow; ``executor="dask"``
+    runs the step notebooks on the Dask cluster at ``scheduler``.
     User errors (a bad folder, parameter, step or kernel) raise :class:`MlopsError` before
     anything starts.
     """
@@ -302,6 +314,11 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
     kernel_arguments = check_kernel(spec.kernel["name"])
     if mlflow is not None:
         require_mlflow()  # say which extra is missing before anything runs
+    if executor not in ("local", "dask"):
+        raise MlopsError(f"unknown executor `{executor}`; use local or dask")
+    if executor == "dask" and not scheduler:
+        raise MlopsError("--executor dask needs --scheduler ADDRESS, e.g. tcp://127.0.0.1:8786")
+    dask = DaskExecutor(scheduler) if executor == "dask" and scheduler else None
     modes = select(spec, only, start, {"*"} if force is True else set(force or []))
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
@@ -318,9 +335,14 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
                               started_by)
     except BaseException:
         run_store.close()
+        if dask is not None:
+            dask.close()
         raise
+    if dask is not None and jobs is None:
+        jobs = len(dask.client.scheduler_info().get("workers", {})) or None
     runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
                   fail_on_drift, run_store, modes, environments, kernel_arguments)
+    runner.dask = dask
     try:
         runner.schedule()
     finally:
@@ -331,6 +353,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         result.ended = time.time()
         run_store.finish_run(result.run_id, result.status, result.error)
         run_store.close()
+        if dask is not None:
+            dask.close()
         runner.emit("finished", result.steps[-1])
     if mlflow is not None:
         packages = {k: v for e in environments.values() for k, v in e["packages"].items()}

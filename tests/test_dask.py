@@ -1,0 +1,94 @@
+"""--executor dask on a real distributed.LocalCluster (process workers, loopback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import write_notebook
+
+pytestmark = pytest.mark.kernel
+
+CLUSTER = """
+import sys
+from distributed import LocalCluster
+cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                       host="127.0.0.1", dashboard_address=None)
+print(cluster.scheduler_address, flush=True)
+sys.stdin.read()  # serve until the test closes our stdin
+cluster.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    # the cluster lives in its own process, as a real one would
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = proc.stdout.readline().strip()
+        assert address.startswith("tcp://127.0.0.1:"), address
+        yield address
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+
+
+def _record(folder: Path) -> dict:
+    (run,) = folder.iterdir()
+    return json.loads((run / "run.json").read_text())
+
+
+def test_dask_runs_match_the_local_executor(tmp_path: Path, scheduler: str, cli) -> None:
+    write_notebook(tmp_path / "d.ipynb", "%%mlops params\nn = 5",
+                   "%%mlops step make\nimport numpy as np\nbase = np.arange(n)",
+                   "%%mlops step left\nimport time\ntime.sleep(1)\nleft = float(base.sum())",
+                   "%%mlops step right\nimport time\ntime.sleep(1)\nright = base * 2",
+                   "%%mlops step join\ntotal = left + float(right.sum())",
+                   "%mlops metrics total")
+    assert cli("export", str(tmp_path / "d.ipynb")).returncode == 0
+    pipeline = tmp_path / "d_pipeline"
+    remote = cli("run", str(pipeline), "--executor", "dask", "--scheduler", scheduler,
+                 "--store", str(tmp_path / "dask.sqlite"), "--runs-dir", str(tmp_path / "r1"))
+    assert remote.returncode == 0, remote.stderr
+    local = cli("run", str(pipeline), "--store", str(tmp_path / "local.sqlite"),
+                "--runs-dir", str(tmp_path / "r2"))
+    assert local.returncode == 0, local.stderr
+    a, b = _record(tmp_path / "r1"), _record(tmp_path / "r2")
+    assert [s["status"] for s in a["steps"]] == ["done"] * 4
+    assert a["steps"][3]["outputs"]["total"]["value"] == 30.0
+    hashes = [{n: m["sha256"] for n, m in s["outputs"].items()} for s in a["steps"]]
+    assert hashes == [{n: m["sha256"] for n, m in s["outputs"].items()} for s in b["steps"]]
+    steps = {s["name"]: s for s in a["steps"]}
+    # two workers: the independent branches overlap in time
+    assert steps["right"]["started"] < steps["left"]["ended"]
+    assert steps["left"]["started"] < steps["right"]["ended"]
+
+
+def test_a_failing_step_on_dask_is_reported_like_a_local_one(tmp_path: Path, scheduler: str,
+                                                              cli) -> None:
+    write_notebook(tmp_path / "f.ipynb", "%%mlops step a\nx = 1",
+                   "%%mlops step b\nraise ValueError('remote boom')")
+    assert cli("export", str(tmp_path / "f.ipynb")).returncode == 0
+    done = cli("run", str(tmp_path / "f_pipeline"), "--executor", "dask", "--scheduler",
+               scheduler)
+    assert done.returncode == 1
+    assert "step `b` failed at cell 2 of f.ipynb: ValueError: remote boom" in done.stderr
+
+
+def test_dask_needs_a_scheduler_address(tmp_path: Path, cli) -> None:
+    write_notebook(tmp_path / "s.ipynb", "%%mlops step a\nx = 1")
+    assert cli("export", str(tmp_path / "s.ipynb")).returncode == 0
+    done = cli("run", str(tmp_path / "s_pipeline"), "--executor", "dask")
+    assert done.returncode == 2
+    assert "needs --scheduler ADDRESS" in done.stderr
+    unreachable = cli("run", str(tmp_path / "s_pipeline"), "--executor", "dask",
+                      "--scheduler", "tcp://127.0.0.1:9")
+    assert unreachable.returncode == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
