@@ -93,6 +93,25 @@ def _parser() -> argparse.ArgumentParser:
                       "PIPELINE_DIR/.mlops/store.sqlite)")
     runs.add_argument("--json", action="store_true", help="print JSON")
 
+    airflow = sub.add_parser("airflow", help="write an Airflow DAG for a pipeline",
+                             description="Write one Airflow DAG file for the pipeline: a task "
+                             "per step calling papermill, typed params, checks enforced.")
+    airflow.add_argument("pipeline", metavar="PIPELINE_DIR")
+    airflow.add_argument("-o", "--output", required=True, metavar="DAGS_DIR")
+    airflow.add_argument("--artifacts", metavar="LOCATION",
+                         help="shared location of the runs' artifacts (a path or fsspec URL)")
+    airflow.add_argument("--retries", type=int, default=0, metavar="N")
+    airflow.add_argument("--timeout", type=float, metavar="S",
+                         help="time limit of each task, in seconds")
+
+    kfp = sub.add_parser("kfp", help="compile a Kubeflow Pipelines (v2) pipeline",
+                         description="Compile the pipeline with the kfp SDK: one container "
+                         "component per step running papermill; also writes a Dockerfile and "
+                         "the requirements for its image.")
+    kfp.add_argument("pipeline", metavar="PIPELINE_DIR")
+    kfp.add_argument("-o", "--output", required=True, metavar="PIPELINE_YAML")
+    kfp.add_argument("--image", default="jupyter-mlops-pipeline:latest", metavar="IMAGE")
+
     lineage = sub.add_parser("lineage", help="what produced a variable of a run",
                              description="Which run, step, code, parameters, data files and "
                              "inputs produced RUN_ID:VARIABLE, down to the start.")
@@ -240,6 +259,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """``jupyter mlops airflow``: one DAG file for the pipeline."""
+    from .airflow_dag import write_dag
+
+    path = write_dag(args.pipeline, args.output, artifacts=args.artifacts,
+                     retries=args.retries, timeout=args.timeout)
+    print(f"Wrote {path}")
+    return 0
+
+
+def cmd_kfp(args: argparse.Namespace) -> int:
+    """``jupyter mlops kfp``: a compiled KFP v2 pipeline, a Dockerfile and requirements."""
+    from .kfp_pipeline import compile_pipeline
+
+    for path in compile_pipeline(args.pipeline, args.output, image=args.image):
+        print(f"Wrote {path}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """``jupyter mlops show``."""
     import json
@@ -266,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show,
-                                "test": cmd_test, "runs": cmd_runs, "lineage": cmd_runs}
+                                "test": cmd_test, "runs": cmd_runs, "lineage": cmd_runs,
+                                "airflow": cmd_airflow, "kfp": cmd_kfp}
     if args.command is None:
         parser.print_help()
         return 2

@@ -1,0 +1,277 @@
+"""Kubeflow Pipelines: the compiled KFP v2 spec, the image files, and the step wrapper run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("kfp")
+
+import yaml
+from conftest import REPO, write_notebook
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from jupyter_mlops.errors import MlopsError, SpecError
+from jupyter_mlops.export import export
+from jupyter_mlops.kfp_pipeline import (
+    INPUT_PREFIX,
+    OUTPUT_ARTIFACT,
+    RUN_FOLDER,
+    compile_pipeline,
+    kfp_name,
+)
+from jupyter_mlops.spec import PipelineSpec
+
+CELLS = (
+    "%load_ext jupyter_mlops",
+    "%%mlops setup\nimport numpy as np\nfrom sklearn.linear_model import LogisticRegression",
+    "%%mlops params\nn_rows: int = 40  # rows to make\nnoise = 0.5\nlabel = 'churn'\n"
+    "balanced = True\nfeatures = ['a', 'b']\noptions = {'C': 1.0}",
+    "%%mlops step load\nrng = np.random.default_rng(0)\n"
+    "X = rng.normal(size=(n_rows, len(features))) * noise\ny = (X[:, 0] > 0).astype(int)",
+    "%%mlops step train_model\nmodel = LogisticRegression(C=options['C'], "
+    "class_weight='balanced' if balanced else None).fit(X, y)",
+    "%%mlops model model",
+    "%%mlops step summary --after train_model\nsummary = f'{label}: {len(X)} rows'",
+    "%%mlops step evaluate\naccuracy = float(model.score(X, y))",
+    "%mlops metrics accuracy",
+)
+IMAGE = "registry.example/churn:1"
+
+
+def output_path() -> str:
+    """KFP's placeholder of the path of a component's output artifact."""
+    return "{{$.outputs.artifacts['" + OUTPUT_ARTIFACT + "'].path}}"
+
+
+def input_path(producer: str) -> str:
+    return "{{$.inputs.artifacts['" + INPUT_PREFIX + producer + "'].path}}"
+
+
+def parameter(name: str) -> str:
+    return "{{$.inputs.parameters['" + name + "']}}"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The example-like notebook exported and compiled once for the module."""
+    root = tmp_path_factory.mktemp("kfp")
+    notebook = write_notebook(root / "churn.ipynb", *CELLS)
+    folder = export(notebook).folder
+    output = root / "kfp" / "pipeline.yaml"
+    paths = compile_pipeline(folder, output, image=IMAGE)
+    documents = list(yaml.safe_load_all(output.read_text()))
+    pipeline = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
+    return {"folder": folder, "output": output, "paths": paths, "pipeline": pipeline,
+            "spec": PipelineSpec.read(folder), "raw": documents[0]}
+
+
+def _tasks(pipeline: Any) -> dict[str, Any]:
+    """The root DAG's tasks by the step name each shows (its display name)."""
+    return {task.task_info.name: task for task in pipeline.root.dag.tasks.values()}
+
+
+def _container(compiled: dict[str, Any], step: str) -> dict[str, Any]:
+    pipeline = compiled["pipeline"]
+    component = pipeline.components[_tasks(pipeline)[step].component_ref.name]
+    executors = compiled["raw"]["deploymentSpec"]["executors"]
+    return executors[component.executor_label]["container"]
+
+
+def test_writes_the_pipeline_dockerfile_and_requirements(compiled: dict[str, Any]) -> None:
+    output = compiled["output"]
+    assert compiled["paths"] == [output, output.parent / "Dockerfile",
+                                 output.parent / "requirements.txt"]
+    assert all(p.is_file() for p in compiled["paths"])
+    assert compiled["pipeline"].schema_version == "2.1.0"
+    assert compiled["pipeline"].pipeline_info.name == "churn"
+
+
+def test_one_task_per_step_with_the_dependencies_of_the_spec(compiled: dict[str, Any]) -> None:
+    spec, pipeline = compiled["spec"], compiled["pipeline"]
+    assert [s.name for s in spec.steps] == ["load", "train_model", "summary", "evaluate"]
+    tasks = _tasks(pipeline)
+    assert set(tasks) == {s.name for s in spec.steps}
+    assert len(pipeline.components) == len(spec.steps)
+    task_names = {name: key for key, task in pipeline.root.dag.tasks.items()
+                  for name in [task.task_info.name]}
+    assert task_names == {s.name: kfp_name(s.name) for s in spec.steps}
+    for step in spec.steps:
+        assert sorted(tasks[step.name].dependent_tasks) == sorted(
+            task_names[a] for a in step.after), step.name
+    # `--after train_model` with no data from it is still an edge
+    assert spec.step("summary").after == ["load", "train_model"]
+
+
+def test_pipeline_parameters_are_typed_with_the_spec_defaults(compiled: dict[str, Any]) -> None:
+    types = pipeline_spec_pb2.ParameterType
+    params = compiled["pipeline"].root.input_definitions.parameters
+    expected = {
+        "n_rows": (types.NUMBER_INTEGER, 40),
+        "noise": (types.NUMBER_DOUBLE, 0.5),
+        "label": (types.STRING, "churn"),
+        "balanced": (types.BOOLEAN, True),
+        "features": (types.STRING, '["a", "b"]'),  # list and dict travel as JSON text
+        "options": (types.STRING, '{"C": 1.0}'),
+    }
+    assert set(params) == set(expected)
+    for name, (kind, default) in expected.items():
+        assert params[name].parameter_type == kind, name
+        assert json_format.MessageToDict(params[name].default_value) == default, name
+    assert params["n_rows"].description == "rows to make"  # the help of the params cell
+
+
+def test_input_artifacts_come_from_the_producing_tasks(compiled: dict[str, Any]) -> None:
+    spec, pipeline = compiled["spec"], compiled["pipeline"]
+    tasks = _tasks(pipeline)
+    for step in spec.steps:
+        task = tasks[step.name]
+        producers = set(step.inputs.values())
+        assert set(task.inputs.artifacts) == {INPUT_PREFIX + p for p in producers}, step.name
+        for producer in producers:
+            wired = task.inputs.artifacts[INPUT_PREFIX + producer].task_output_artifact
+            assert wired.producer_task == kfp_name(producer)
+            assert wired.output_artifact_key == OUTPUT_ARTIFACT
+        # each step's parameters come from the pipeline's, by the same name
+        assert {n: p.component_input_parameter for n, p in task.inputs.parameters.items()} \
+            == {n: n for n in step.parameters}
+    assert spec.step("evaluate").inputs == {"X": "load", "y": "load", "model": "train_model"}
+
+
+def test_artifact_types_follow_the_output_roles(compiled: dict[str, Any]) -> None:
+    pipeline = compiled["pipeline"]
+    tasks = _tasks(pipeline)
+
+    def component(step: str) -> Any:
+        return pipeline.components[tasks[step].component_ref.name]
+
+    def kind(step: str) -> str:
+        outputs = component(step).output_definitions.artifacts
+        assert list(outputs) == [OUTPUT_ARTIFACT]  # one artifact: the step's artifacts folder
+        return outputs[OUTPUT_ARTIFACT].artifact_type.schema_title
+
+    assert kind("load") == "system.Dataset"
+    assert kind("train_model") == "system.Model"
+    assert kind("evaluate") == "system.Dataset"
+    inputs = component("evaluate").input_definitions.artifacts
+    assert inputs[INPUT_PREFIX + "load"].artifact_type.schema_title == "system.Dataset"
+    assert inputs[INPUT_PREFIX + "train_model"].artifact_type.schema_title == "system.Model"
+
+
+def test_the_command_runs_papermill_on_the_step_notebook(compiled: dict[str, Any]) -> None:
+    container = _container(compiled, "train_model")
+    assert container["image"] == IMAGE
+    command, args = container["command"], container["args"]
+    assert command[:2] == ["sh", "-c"]
+    script = command[2]
+    assert 'ln -s "$1" "$run/artifacts/train_model"' in script
+    assert 'ln -s "$2" "$run/artifacts/load"' in script
+    assert args[:2] == [output_path(), input_path("load")]
+    papermill = args[2:]
+    assert papermill[:3] == ["papermill", "/pipeline/steps/02_train_model.ipynb",
+                             f"{RUN_FOLDER}/steps/02_train_model.ipynb"]
+
+    def flag(name: str) -> list[str]:
+        for i, arg in enumerate(papermill):
+            if arg in ("-p", "-r") and papermill[i + 1] == name:
+                return papermill[i:i + 3]
+            if arg == "-y" and papermill[i + 1].startswith(f"{name}: "):
+                return papermill[i:i + 2]
+        raise AssertionError(f"no flag for {name} in {papermill}")
+
+    assert flag("mlops_artifacts") == ["-r", "mlops_artifacts", f"{RUN_FOLDER}/artifacts"]
+    assert flag("mlops_pipeline") == ["-r", "mlops_pipeline", "/pipeline"]
+    assert flag("mlops_step") == ["-r", "mlops_step", "train_model"]
+    assert flag("mlops_fail_on_drift") == ["-p", "mlops_fail_on_drift", "False"]
+    assert flag("balanced") == ["-y", f"balanced: {parameter('balanced')}"]
+    assert flag("options") == ["-y", f"options: {parameter('options')}"]
+    load = _container(compiled, "load")["args"]
+    assert "/pipeline/steps/01_load.ipynb" in load
+    n_rows = load.index("n_rows")
+    assert load[n_rows - 1:n_rows + 2] == ["-p", "n_rows", parameter("n_rows")]
+    summary = _container(compiled, "summary")["args"]
+    label = summary.index("label")
+    assert summary[label - 1:label + 2] == ["-r", "label", parameter("label")]
+    # only the parameters a step uses
+    assert "n_rows" not in _container(compiled, "evaluate")["args"]
+
+
+def test_dockerfile_and_requirements(compiled: dict[str, Any]) -> None:
+    folder = compiled["output"].parent
+    requirements = (folder / "requirements.txt").read_text().splitlines()
+    for dist in ("numpy", "scikit-learn", "papermill", "ipykernel"):
+        assert f"{dist}=={version(dist)}" in requirements, dist
+    assert any(line.startswith("jupyter-mlops==") for line in requirements)
+    dockerfile = (folder / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "COPY kfp/requirements.txt /tmp/requirements.txt" in dockerfile
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
+    assert "python -m ipykernel install --name python3" in dockerfile
+    assert "COPY churn_pipeline /pipeline" in dockerfile
+
+
+@pytest.mark.kernel
+def test_the_step_commands_run_the_pipeline(compiled: dict[str, Any], tmp_path: Path) -> None:
+    """Containers need Docker, which is not here: run each task's own command in order with
+    the image's paths mapped to local ones and the placeholders filled as KFP would."""
+    folder, spec = compiled["folder"], compiled["spec"]
+    run, store = tmp_path / "run", tmp_path / "kfp-artifacts"
+    values = {"n_rows": "40", "noise": "0.5", "label": "churn", "balanced": "true",
+              "features": '["a", "b"]', "options": '{"C": 1.0}'}
+
+    def local(text: str) -> str:
+        text = text.replace(RUN_FOLDER, str(run)).replace("/pipeline", str(folder))
+        for name, value in values.items():
+            text = text.replace(parameter(name), value)
+        return text
+
+    for step in spec.steps:
+        container = _container(compiled, step.name)
+        args = [local(a) for a in container["args"]]
+        args[0] = str(store / step.name)
+        for i, producer in enumerate(dict.fromkeys(step.inputs.values())):
+            args[i + 1] = str(store / producer)
+        args[args.index("--cwd") + 1] = str(folder.parent)
+        assert not any("{{" in a for a in args), args
+        proc = subprocess.run([*[local(c) for c in container["command"]], *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (store / "train_model" / "model.json").is_file()
+    accuracy = json.loads((store / "evaluate" / "accuracy.json").read_text())
+    assert accuracy["name"] == "accuracy"
+    assert (run / "steps" / "04_evaluate.ipynb").is_file()
+
+
+def test_not_a_pipeline_folder(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="not a pipeline folder"):
+        compile_pipeline(tmp_path, tmp_path / "out.yaml", image=IMAGE)
+
+
+def test_output_must_be_yaml(compiled: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(MlopsError, match=r"name it \*\.yaml"):
+        compile_pipeline(compiled["folder"], tmp_path / "out.json", image=IMAGE)
+    assert not (tmp_path / "Dockerfile").exists()
+
+
+def test_missing_kfp_is_one_line(compiled: dict[str, Any]) -> None:
+    # kfp is installed here: `sys.modules['kfp'] = None` simulates its absence (an import of
+    # it then raises ImportError).
+    code = ("import sys\nsys.modules['kfp'] = None\n"
+            "from jupyter_mlops.errors import MlopsError\n"
+            "from jupyter_mlops.kfp_pipeline import compile_pipeline\n"
+            "try:\n"
+            f"    compile_pipeline({str(compiled['folder'])!r}, 'x.yaml', image='i')\n"
+            "except MlopsError as err:\n"
+            "    print(err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("`jupyter mlops kfp` needs the kfp SDK; pip install "
+                                   "'jupyter-mlops[kfp]'")
