@@ -4,7 +4,6 @@ is not run again; its outputs from the store are reused once their hashes verify
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -15,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ._files import sha256_file
+from ._files import sha256_file, sha256_text
 from .spec import Step
 from .store import RunStore
 
@@ -71,7 +70,7 @@ def file_fingerprints(candidates: list[str], workdir: Path) -> dict[str, str]:
             elif path.is_dir() and text not in (".", ".."):
                 listing = sorted((str(p.relative_to(path)), p.stat().st_size,
                                   p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
-                found[text] = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+                found[text] = sha256_text(json.dumps(listing))
         except (OSError, ValueError):
             continue
     return found
@@ -165,7 +164,7 @@ def step_key(step: Step, values: dict[str, Any], input_hashes: dict[str, str],
         "allow_pickle": allow_pickle, "fail_on_drift": fail_on_drift,
     }
     text = json.dumps(payload, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(text)
 
 
 def _place(source: Path, target: Path) -> None:

@@ -25,6 +25,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    """Where the recorded runs are, and the output format: shared by `runs` and `lineage`."""
+    parser.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR",
+                        help="the pipeline folder (default: the current folder)")
+    parser.add_argument("--store", metavar="PATH", help="the run store (default: "
+                        "PIPELINE_DIR/.mlops/store.sqlite)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Turn a marked Jupyter notebook into a tested, "
                      "tracked papermill pipeline, and run it.")
@@ -87,11 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("action", nargs="*", metavar="show RUN_ID | diff A B | report RUN_ID")
     runs.add_argument("-o", "--output", metavar="FILE",
                       help="where `runs report` writes its HTML (default: RUN_FOLDER/report.html)")
-    runs.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR",
-                      help="the pipeline folder (default: the current folder)")
-    runs.add_argument("--store", metavar="PATH", help="the run store (default: "
-                      "PIPELINE_DIR/.mlops/store.sqlite)")
-    runs.add_argument("--json", action="store_true", help="print JSON")
+    _store_options(runs)
 
     airflow = sub.add_parser("airflow", help="write an Airflow DAG for a pipeline",
                              description="Write one Airflow DAG file for the pipeline: a task "
@@ -116,9 +121,7 @@ def _parser() -> argparse.ArgumentParser:
                              description="Which run, step, code, parameters, data files and "
                              "inputs produced RUN_ID:VARIABLE, down to the start.")
     lineage.add_argument("target", metavar="RUN_ID:VARIABLE")
-    lineage.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR")
-    lineage.add_argument("--store", metavar="PATH")
-    lineage.add_argument("--json", action="store_true", help="print JSON")
+    _store_options(lineage)
 
     show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
                           description="Show what a notebook would export to, or what a "

@@ -11,19 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import MlopsError
+from .stepexec import execute_step
 
 EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
-
-
-def execute_step(notebook: str, output: str, parameters: dict[str, Any], kernel: str,
-                 cell_timeout: float | None, workdir: str, extra_arguments: list[str]) -> None:
-    """Run one step notebook with papermill's mlops engine (on a Dask worker)."""
-    import papermill
-
-    papermill.execute_notebook(
-        notebook, output, parameters=parameters, kernel_name=kernel, progress_bar=False,
-        engine_name="mlops", execution_timeout=cell_timeout, interrupt_on_timeout=True,
-        resources={"metadata": {"path": workdir}}, extra_arguments=extra_arguments)
 
 
 class DaskExecutor:
@@ -36,7 +26,7 @@ class DaskExecutor:
             raise MlopsError(f"--executor dask needs Dask distributed; {EXTRA_HINT}") from None
         try:
             self.client = Client(address, timeout=10)
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address
             raise MlopsError(f"cannot reach the Dask scheduler at {address} ({err}); check "
                              "the address (e.g. tcp://127.0.0.1:8786)") from None
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .results import Listener, RunResult, StepResult
 
 
-def _cells(numbers: list[int]) -> str:
+def cell_span(numbers: list[int]) -> str:
+    """``cells 3-7``, ``cell 4`` or ``cells 2, 5``: source cells in few words."""
     if not numbers:
         return "-"
     if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 1:
@@ -34,7 +35,7 @@ def describe(spec: PipelineSpec, analysis: Analysis | None = None) -> str:
     lines.append("Steps:")
     width = max((len(s.name) for s in spec.steps), default=4)
     for index, step in enumerate(spec.steps, start=1):
-        lines.append(f"  {index}. {step.name:<{width}}  {_cells(step.cells)}")
+        lines.append(f"  {index}. {step.name:<{width}}  {cell_span(step.cells)}")
         if step.inputs:
             lines.append("       inputs:  " + ", ".join(f"{n} (from {p})"
                                                        for n, p in step.inputs.items()))

@@ -33,6 +33,7 @@ from .mlflowsync import mirror_run, require_mlflow
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .spec import SPEC_FILE, PipelineSpec, Step
+from .stepexec import execute_step
 from .stepnb import (
     ARTIFACTS_PARAMETER,
     DRIFT_PARAMETER,
@@ -141,24 +142,15 @@ class _Run:
             return
         state.status = "running"
         self.emit("started", state)
+        call = {"notebook": str(self.pipeline_dir / step.notebook), "output": str(output),
+                "parameters": values, "kernel": self.spec.kernel["name"],
+                "cell_timeout": self.cell_timeout, "workdir": str(self.workdir()),
+                "extra_arguments": self.kernel_arguments}
         try:
             if self.dask is not None:
-                self.dask.run(notebook=str(self.pipeline_dir / step.notebook),
-                              output=str(output), parameters=values,
-                              kernel=self.spec.kernel["name"], cell_timeout=self.cell_timeout,
-                              workdir=str(self.workdir()),
-                              extra_arguments=self.kernel_arguments)
+                self.dask.run(**call)  # a callback cannot cross to a worker: no cell progress
             else:
-                import papermill  # only when a step runs here: a cached re-run never needs it
-
-                papermill.execute_notebook(
-                    str(self.pipeline_dir / step.notebook), str(output), parameters=values,
-                    kernel_name=self.spec.kernel["name"], progress_bar=False,
-                    engine_name="mlops", on_cell=self.cell_listener(state),
-                    execution_timeout=self.cell_timeout, interrupt_on_timeout=True,
-                    resources={"metadata": {"path": str(self.workdir())}},
-                    extra_arguments=self.kernel_arguments,
-                )
+                execute_step(**call, on_cell=self.cell_listener(state))
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
             if self.cell_timeout is not None:
                 mark_timeout(output, self.cell_timeout)

@@ -170,7 +170,7 @@ def status_lines(path: str | Path, namespace: Mapping[str, Any],
                  history: Iterable[str] | None = None) -> list[str]:
     """What ``%mlops status`` prints for the notebook saved at ``path``."""
     from .export import plan
-    from .report import _cells
+    from .report import cell_span
 
     analysis, spec = plan(path)
     name = Path(path).name
@@ -182,7 +182,7 @@ def status_lines(path: str | Path, namespace: Mapping[str, Any],
                  if step.inputs else "",
                  f"outputs {', '.join(o.name for o in step.outputs)}" if step.outputs else "",
                  f"params {', '.join(step.parameters)}" if step.parameters else ""]
-        lines.append(f"  {index}. {step.name} ({_cells(step.cells)})"
+        lines.append(f"  {index}. {step.name} ({cell_span(step.cells)})"
                      + "".join(f"; {e}" for e in extra if e))
     lines.append("Parameters:" if spec.parameters else "Parameters: none")
     for p in spec.parameters:

@@ -92,3 +92,7 @@ def test_dask_needs_a_scheduler_address(tmp_path: Path, cli) -> None:
     assert unreachable.returncode == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+    malformed = cli("run", str(tmp_path / "s_pipeline"), "--executor", "dask",
+                    "--scheduler", "nonsense")
+    assert malformed.returncode == 2
+    assert "cannot reach the Dask scheduler at nonsense" in malformed.stderr
