@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE TABLE IF NOT EXISTS cache (
     cache_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS promotions (
+    decided REAL NOT NULL, pipeline TEXT NOT NULL, served TEXT NOT NULL, candidate TEXT,
+    previous TEXT, promoted INTEGER NOT NULL, reason TEXT NOT NULL
+);
 """
 
 
@@ -54,6 +58,15 @@ _ADDED_STEP_COLUMNS = (
     ("code_sha256", "TEXT"),
     ("parameters", "TEXT NOT NULL DEFAULT '{}'"),
 )
+
+#: Columns added to ``runs`` after its first version: why a run started (a retraining
+#: trigger with its scores, as JSON) and the run it was meant to replace.
+_ADDED_RUN_COLUMNS = (
+    ("trigger", "TEXT"),
+    ("replaces", "TEXT"),
+)
+_RUN_COLUMNS = ("run_id, pipeline, spec_sha256, status, started, ended, folder, parameters, "
+                "environment, started_by, error")
 
 
 def default_store(pipeline_dir: str | Path) -> Path:
@@ -81,10 +94,16 @@ class RunStore:
 
     def _migrate(self) -> None:
         """Add the columns a store made by an earlier jupyter-mlops lacks."""
-        have = {row[1] for row in self.db.execute("PRAGMA table_info(steps)")}
-        for column, declaration in _ADDED_STEP_COLUMNS:
-            if column not in have:
-                self.db.execute(f"ALTER TABLE steps ADD COLUMN {column} {declaration}")
+        for table, added in (("steps", _ADDED_STEP_COLUMNS), ("runs", _ADDED_RUN_COLUMNS)):
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, declaration in added:
+                if column not in have:
+                    try:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    except sqlite3.OperationalError as err:
+                        # another process opening the same store added it first
+                        if "duplicate column" not in str(err):
+                            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -106,7 +125,7 @@ class RunStore:
                   steps: list[str]) -> None:
         """Record a new run and its steps as pending, in one transaction."""
         with self._tx() as db:
-            db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, pipeline, spec_sha256, "running", time.time(), None,
                         str(folder), json.dumps(parameters, default=str),
                         json.dumps(environment), started_by, None))
@@ -164,6 +183,22 @@ class RunStore:
             db.execute("UPDATE runs SET status=?, ended=?, error=? WHERE run_id=?",
                        (status, time.time(), error, run_id))
 
+    def set_trigger(self, run_id: str, trigger: dict[str, Any], replaces: str | None) -> None:
+        """Record why a run started (``{"trigger": ..., "scores": ...}``) and the run it
+        would replace; a retraining run is recorded by the runner first, then this."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET trigger=?, replaces=? WHERE run_id=?",
+                       (json.dumps(trigger, default=str), replaces, run_id))
+
+    def record_promotion(self, pipeline: str, served: str, *, candidate: str | None,
+                         previous: str | None, promoted: bool, reason: str) -> None:
+        """Record a promotion decision: ``served`` is the run served from now on (the
+        candidate when it was promoted, else the run that stays)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO promotions VALUES (?,?,?,?,?,?,?)",
+                       (time.time(), pipeline, served, candidate, previous, int(promoted),
+                        reason))
+
     # -- reading ---------------------------------------------------------------------------
     def cached(self, cache_key: str) -> tuple[str, str] | None:
         """(run_id, step) of a successful step with this key, or None."""
@@ -191,6 +226,7 @@ class RunStore:
         run = dict(zip(columns, row, strict=True))
         run["parameters"] = json.loads(run["parameters"])
         run["environment"] = json.loads(run["environment"])
+        run["trigger"] = json.loads(run["trigger"]) if run.get("trigger") else None
         step_cols = [d[0] for d in self.db.execute("SELECT * FROM steps LIMIT 0").description]
         run["steps"] = []
         for step_row in self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid",
@@ -211,3 +247,30 @@ class RunStore:
         rows = self.db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT ?",
                                (limit,)).fetchall()
         return [self.run(row[0]) for row in rows]
+
+    def promotions(self, pipeline: str | None = None) -> list[dict[str, Any]]:
+        """Promotion decisions, oldest first (of one pipeline, or all)."""
+        query = "SELECT * FROM promotions"
+        args: tuple[Any, ...] = ()
+        if pipeline is not None:
+            query, args = query + " WHERE pipeline=?", (pipeline,)
+        cursor = self.db.execute(query + " ORDER BY decided, rowid", args)
+        columns = [d[0] for d in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            row["promoted"] = bool(row["promoted"])
+        return rows
+
+    def served_run(self, pipeline: str | None = None) -> str | None:
+        """The run to serve: the one the latest promotion decision left in service, else
+        the latest succeeded run; None when there is neither. Two small queries: cheap
+        enough for a running server to ask every few seconds."""
+        where, args = ("WHERE pipeline=? ", (pipeline,)) if pipeline is not None else ("", ())
+        row = self.db.execute(f"SELECT served FROM promotions {where}"
+                              "ORDER BY decided DESC, rowid DESC LIMIT 1", args).fetchone()
+        if row is not None:
+            return str(row[0])
+        where = "AND pipeline=? " if pipeline is not None else ""
+        row = self.db.execute(f"SELECT run_id FROM runs WHERE status='succeeded' {where}"
+                              "ORDER BY started DESC LIMIT 1", args).fetchone()
+        return None if row is None else str(row[0])
