@@ -8,6 +8,23 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt sidebar (installed by the wheel as well)."""
+    return [{"src": "labextension", "dest": "jupyter-mlops"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension behind the sidebar: ``jupyter_mlops`` itself."""
+    return [{"module": "jupyter_mlops"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    """Add the ``/mlops/`` endpoints to a starting jupyter_server."""
+    from .serverext import load
+
+    load(server_app)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_mlops``: register the ``%%mlops`` cell magic."""
     from .magics import register

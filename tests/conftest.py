@@ -60,3 +60,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> Comple
 def cli() -> Any:
     """The ``run_cli`` helper as a fixture."""
     return run_cli
+
+
+# jp_fetch and a real jupyter_server for the server extension's tests (test_server.py)
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
