@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import pickle
 import sys
@@ -13,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from . import remote
 from ._files import atomic_write, sha256_file
+from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 from .errors import ArtifactError
 
 __all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
@@ -26,89 +27,9 @@ SUPPORTED = (
 # the manifest "<name>.json" (names are identifiers, so they contain no dot).
 _EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops",
         "json": "data.json", "pickle": "pkl"}
-_TAG = "__jupyter_mlops__"  # marks values plain JSON has no spelling for (tuple, nan, ...)
 _SERIES_COLUMN = "__series__"
 _VALUE_LIMIT = 2048  # JSON values smaller than this are copied into the manifest for display
 _RERUN = "re-run the step that outputs it"
-
-
-class _NotJSON(Exception):
-    """A value that would not come back equal from JSON; the message says what it is."""
-
-
-def _type_name(value: Any) -> str:
-    module, name = type(value).__module__, type(value).__qualname__
-    name = name if module == "builtins" else f"{module}.{name}"
-    if name == "numpy.ndarray" and value.dtype.hasobject:
-        return f"{name} of dtype {value.dtype}"
-    return name
-
-
-def _encode(x: Any) -> Any:
-    """``x`` as strict JSON data, with tags for what JSON cannot say; _NotJSON otherwise."""
-    kind = type(x)
-    if x is None or kind in (bool, int, str):
-        return x
-    if kind is float:  # strict JSON has no nan/inf: keep them as tagged strings
-        return x if math.isfinite(x) else {_TAG: "float", "value": repr(x)}
-    if kind is list:
-        return [_encode(v) for v in x]
-    if kind is tuple:
-        return {_TAG: "tuple", "items": [_encode(v) for v in x]}
-    if kind is dict:
-        for key in x:
-            if type(key) is not str:
-                raise _NotJSON(f"a key of type {_type_name(key)}")
-        items = {k: _encode(v) for k, v in x.items()}
-        return {_TAG: "dict", "items": items} if _TAG in x else items
-    np = sys.modules.get("numpy")  # a numpy scalar implies numpy is imported already
-    if np is not None and isinstance(x, np.generic) and type(x.item()) in (bool, int, float, str):
-        return _encode(x.item())
-    raise _NotJSON(f"a {_type_name(x)}")
-
-
-def _decode(x: Any) -> Any:
-    """The inverse of :func:`_encode`."""
-    if type(x) is list:
-        return [_decode(v) for v in x]
-    if type(x) is not dict:
-        return x
-    if _TAG not in x:
-        return {k: _decode(v) for k, v in x.items()}
-    tag = x[_TAG]
-    if tag == "tuple":
-        return tuple(_decode(v) for v in x["items"])
-    if tag == "float":
-        return float(x["value"])
-    if tag == "dict":
-        return {k: _decode(v) for k, v in x["items"].items()}
-    raise ValueError(f"unknown tag {tag!r}")
-
-
-def _display(x: Any) -> Any:
-    """A plain JSON copy for run summaries: tuples as lists, nan/inf as strings."""
-    if type(x) in (list, tuple):
-        return [_display(v) for v in x]
-    if type(x) is dict:
-        return {k: _display(v) for k, v in x.items()}
-    return repr(x) if type(x) is float and not math.isfinite(x) else x
-
-
-def _json_text(value: Any) -> str | None:
-    """The JSON file text for ``value``, or None if it would not round-trip exactly."""
-    # _encode spells every type differently (1 vs true, tuple vs list, nan as a tag), so
-    # reading the text back and writing it again gives the same text only if the value
-    # came back equal and of the same types all the way down.
-    try:
-        text = _dumps(_encode(value))
-        ok = _dumps(_encode(_decode(json.loads(text)))) == text
-    except (_NotJSON, RecursionError, ValueError):  # RecursionError: a list that holds itself
-        return None
-    return text if ok else None
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, allow_nan=False, ensure_ascii=False)
 
 
 def _classify(value: Any, allow_pickle: bool) -> tuple[str | None, str | None]:
@@ -123,7 +44,7 @@ def _classify(value: Any, allow_pickle: bool) -> tuple[str | None, str | None]:
         return "npy", None
     if base is not None and isinstance(value, base.BaseEstimator):
         return "skops", None
-    text = _json_text(value)
+    text = json_text(value)
     if text is not None:
         return "json", text
     return ("pickle" if allow_pickle else None), None
@@ -158,8 +79,8 @@ def _write(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
 
 def _labels(values: list[Any]) -> list[Any]:
     try:
-        return [_encode(v) for v in values]
-    except _NotJSON as exc:
+        return [encode(v) for v in values]
+    except NotJSON as exc:
         raise ValueError(f"a column or index label is {exc}; rename it to a string") from None
 
 
@@ -188,17 +109,17 @@ def _frame_to_parquet(frame: Any, path: Path, extra: dict[str, Any]) -> dict[str
 def _frame_from_parquet(path: Path, manifest: dict[str, Any]) -> Any:
     import pandas as pd
     frame = pd.read_parquet(path, engine="pyarrow")
-    names = _decode(manifest.get("column_names", [None]))
+    names = decode(manifest.get("column_names", [None]))
     if "column_range" in manifest:
         frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
     elif "column_labels" in manifest:
-        labels = _decode(manifest["column_labels"])
+        labels = decode(manifest["column_labels"])
         frame.columns = (pd.MultiIndex.from_tuples(labels, names=names) if len(names) > 1
                          else pd.Index(labels, name=names[0], tupleize_cols=False))
     if "index_freq" in manifest:
         frame.index = type(frame.index)(frame.index, freq=manifest["index_freq"])
     if "index_names" in manifest:
-        frame.index = frame.index.set_names(_decode(manifest["index_names"]))
+        frame.index = frame.index.set_names(decode(manifest["index_names"]))
     return frame
 
 
@@ -223,7 +144,7 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None) -> dict[str,
     if kind == "json":
         assert text is not None
         atomic_write(path, text)
-        shown = json.dumps(_display(_decode(json.loads(text))), ensure_ascii=False)
+        shown = json.dumps(display(decode(json.loads(text))), ensure_ascii=False)
         return {"value": json.loads(shown)} if len(shown.encode()) < _VALUE_LIMIT else {}
     _write(path, lambda handle: pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL))
     return {}
@@ -234,11 +155,11 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
     prefix = f"step `{step}`: " if step else ""
     kind, text = _classify(value, allow_pickle)
     if kind is None:
-        detail = _type_name(value)
+        detail = type_name(value)
         if type(value) in (list, tuple, dict):  # say what inside makes it unsupported
             try:
-                _encode(value)
-            except _NotJSON as exc:
+                encode(value)
+            except NotJSON as exc:
                 detail += f" holding {exc}"
             except RecursionError:
                 detail += " that contains itself"
@@ -250,17 +171,17 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.{_EXT[kind]}"
     try:
-        old = read_manifest(name, folder)["file"]
+        old = _read_manifest(name, folder, str(folder))["file"]
     except ArtifactError:
         old = None
     try:
         extra = _save_data(kind, value, path, text)
     except Exception as exc:
         raise ArtifactError(
-            f"{prefix}variable `{name}` ({_type_name(value)}) could not be saved as {kind}: {exc}"
+            f"{prefix}variable `{name}` ({type_name(value)}) could not be saved as {kind}: {exc}"
         ) from exc
     manifest = {"name": name, "kind": kind, "file": path.name, "sha256": sha256_file(path),
-                "bytes": path.stat().st_size, "python_type": _type_name(value), "role": role,
+                "bytes": path.stat().st_size, "python_type": type_name(value), "role": role,
                 **extra}
     # The manifest last: it never names a missing or half-written data file.
     atomic_write(folder / f"{name}.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -274,21 +195,35 @@ def save(value: Any, name: str, folder: str | Path, *, role: str = "value",
          allow_pickle: bool = False) -> dict[str, Any]:
     """Write ``value`` to ``folder/<name>.<ext>`` and its manifest to ``folder/<name>.json``.
 
+    ``folder`` may be an fsspec URL (a ``str``), where the files are written locally first.
     Returns the manifest. Raises ArtifactError if the value's type cannot be passed safely
     (unless ``allow_pickle``), in which case nothing is written.
     """
-    return _save(value, name, Path(folder), role, allow_pickle, step="")
+    with remote.writable(folder) as local:
+        return _save(value, name, local, role, allow_pickle, step="")
 
 
 def read_manifest(name: str, folder: str | Path) -> dict[str, Any]:
-    """The manifest of artifact ``name`` in ``folder``; ArtifactError if missing or corrupt."""
+    """The manifest of artifact ``name`` in ``folder`` (a path or an fsspec URL);
+    ArtifactError if missing or corrupt."""
     _check_name(name)
-    folder = Path(folder)
+    with remote.readable(folder, [name]) as local:
+        return _read_manifest(name, local, _shown(folder))
+
+
+def _shown(folder: str | Path) -> str:
+    """``folder`` as messages name it: a URL as given, a path as a path."""
+    return str(folder).rstrip("/") if remote.is_url(folder) else str(Path(folder))
+
+
+def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
+    """The manifest in the local ``folder``; messages call the folder ``shown``."""
+    _check_name(name)
     path = folder / f"{name}.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArtifactError(f"no artifact `{name}` in {folder}: {_RERUN}") from None
+        raise ArtifactError(f"no artifact `{name}` in {shown}: {_RERUN}") from None
     except (OSError, ValueError):
         manifest = None
     # The file must be exactly the one its name and kind give, so no manifest can point
@@ -296,7 +231,8 @@ def read_manifest(name: str, folder: str | Path) -> dict[str, Any]:
     if (not isinstance(manifest, dict) or manifest.get("kind") not in _EXT
             or not isinstance(manifest.get("sha256"), str)
             or manifest.get("file") != f"{name}.{_EXT[manifest['kind']]}"):
-        raise ArtifactError(f"the manifest of artifact `{name}` ({path}) is corrupt; {_RERUN}")
+        raise ArtifactError(f"the manifest of artifact `{name}` ({shown}/{path.name}) is "
+                            f"corrupt; {_RERUN}")
     return manifest
 
 
@@ -305,7 +241,7 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any]) -> Any:
         return _frame_from_parquet(path, manifest)
     if kind == "series":
         series = _frame_from_parquet(path, manifest)[_SERIES_COLUMN]
-        series.name = _decode(manifest.get("series_name"))
+        series.name = decode(manifest.get("series_name"))
         return series
     if kind == "npy":
         import numpy as np
@@ -324,7 +260,7 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any]) -> Any:
                 f"trust, so it was not loaded ({exc}); {_RERUN}"
             ) from exc
     if kind == "json":
-        return _decode(json.loads(path.read_text(encoding="utf-8")))
+        return decode(json.loads(path.read_text(encoding="utf-8")))
     with open(path, "rb") as handle:
         return pickle.load(handle)
 
@@ -335,22 +271,28 @@ def load(name: str, folder: str | Path, *, sha256: str | None = None,
 
     The hash must match the manifest and, if given, ``sha256``; otherwise the file was
     changed after it was written and ArtifactError is raised. Pickles need ``allow_pickle``.
+    ``folder`` may be an fsspec URL (a ``str``): the files are copied to a temporary folder.
     """
-    folder = Path(folder)
-    manifest = read_manifest(name, folder)
+    _check_name(name)
+    with remote.readable(folder, [name]) as local:
+        return _load(name, local, _shown(folder), sha256, allow_pickle)
+
+
+def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle: bool) -> Any:
+    manifest = _read_manifest(name, folder, shown)
     kind, path = manifest["kind"], folder / manifest["file"]
     if kind == "pickle" and not allow_pickle:
         raise ArtifactError(
-            f"artifact `{name}` in {folder} is a pickle (it was saved with --allow-pickle); "
+            f"artifact `{name}` in {shown} is a pickle (it was saved with --allow-pickle); "
             "loading a pickle can run any code, so opt in with --allow-pickle to load it"
         )
     if not path.is_file():
-        raise ArtifactError(f"artifact `{name}` in {folder} has no data file {path.name}; {_RERUN}")
+        raise ArtifactError(f"artifact `{name}` in {shown} has no data file {path.name}; {_RERUN}")
     actual = sha256_file(path)
     for expected, who in ((manifest["sha256"], "its manifest"), (sha256, "the pipeline")):
         if expected and actual != expected:
             raise ArtifactError(
-                f"artifact `{name}` in {folder} was changed after it was written ({who} expects "
+                f"artifact `{name}` in {shown} was changed after it was written ({who} expects "
                 f"sha256 {expected[:12]}…, the file has {actual[:12]}…); {_RERUN}"
             )
     try:
@@ -359,7 +301,7 @@ def load(name: str, folder: str | Path, *, sha256: str | None = None,
         raise
     except Exception as exc:
         raise ArtifactError(
-            f"artifact `{name}` in {folder} could not be loaded as {kind}: {exc}; {_RERUN}"
+            f"artifact `{name}` in {shown} could not be loaded as {kind}: {exc}; {_RERUN}"
         ) from exc
 
 
@@ -369,7 +311,7 @@ def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folde
 
     ``outputs`` is ``[{"name": ..., "role": ..., "required": ...}]``. A required output that
     is missing or of an unsupported type is an ArtifactError, raised before anything is
-    written; an optional one is skipped.
+    written; an optional one is skipped. ``folder`` may be an fsspec URL (a ``str``).
     """
     who = f"step `{step}`" if step else "this step"
     chosen = []
@@ -387,13 +329,18 @@ def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folde
                 _save(namespace[name], name, Path(folder), "", allow_pickle, step)
             continue
         chosen.append((name, output.get("role", "value")))
-    return {name: _save(namespace[name], name, Path(folder), role, allow_pickle, step)
-            for name, role in chosen}
+    with remote.writable(folder) as local:  # a URL gets every data file before a manifest
+        return {name: _save(namespace[name], name, local, role, allow_pickle, step)
+                for name, role in chosen}
 
 
 def load_inputs(namespace: dict[str, Any], inputs: dict[str, str], folder: str | Path, *,
                 allow_pickle: bool = False) -> None:
-    """Load each ``{varname: expected_sha256 or ""}`` into ``namespace``, all or none."""
-    loaded = {name: load(name, folder, sha256=expected or None, allow_pickle=allow_pickle)
-              for name, expected in inputs.items()}
+    """Load each ``{varname: expected_sha256 or ""}`` from ``folder`` (a path or an fsspec
+    URL) into ``namespace``, all or none."""
+    for name in inputs:
+        _check_name(name)
+    with remote.readable(folder, list(inputs)) as local:
+        loaded = {name: _load(name, local, _shown(folder), expected or None, allow_pickle)
+                  for name, expected in inputs.items()}
     namespace.update(loaded)
