@@ -1,11 +1,13 @@
 """Kubeflow Pipelines (v2): compile a pipeline folder with the kfp SDK.
 
 Each step becomes a container component that runs papermill on its step notebook, baked into
-the image at ``/pipeline/steps/...``. A step's artifacts (``artifacts/STEP/`` in a local run)
-are one KFP output artifact (a Model when the step outputs a model, else a Dataset); the
-artifacts of the steps it reads are its input artifacts. A small POSIX ``sh`` wrapper lays
-them out as the step notebook expects: a run folder whose ``artifacts/PRODUCER`` links to each
-input artifact and ``artifacts/STEP`` to the output artifact, passed as ``mlops_artifacts``.
+the image with what the steps read beside the notebook (see :mod:`jupyter_mlops.kfp_image`),
+in the same working directory as a local run. A step's artifacts (``artifacts/STEP/`` in a
+local run) are one KFP output artifact (a Model when the step outputs a model, else a
+Dataset); the artifacts of the steps it reads are its input artifacts. A small POSIX ``sh``
+wrapper lays them out as the step notebook expects: a run folder whose
+``artifacts/PRODUCER`` links to each input artifact and ``artifacts/STEP`` to the output
+artifact, passed as ``mlops_artifacts``.
 
 Beside the compiled YAML go a ``Dockerfile`` and the ``requirements.txt`` of the image.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import posixpath
 import re
 import tempfile
@@ -22,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ._files import atomic_write
-from .cache import package_versions, step_imports
 from .errors import MlopsError
+from .kfp_image import ImageLayout, dockerfile, image_layout, requirements
 from .spec import PipelineSpec, Step
 from .stepnb import (
     ARTIFACTS_PARAMETER,
@@ -32,8 +33,6 @@ from .stepnb import (
     STEP_PARAMETER,
 )
 
-#: Where the Dockerfile puts the pipeline folder in the image.
-IMAGE_PIPELINE = "/pipeline"
 #: The run folder the wrapper makes inside the container (one pod per task: no clashes).
 RUN_FOLDER = "/tmp/mlops-run"
 #: Names of a component's own artifacts (``mlops_`` names are reserved for us).
@@ -104,7 +103,7 @@ def _make_function(name: str, parameters: list[inspect.Parameter], body: Any,
 
 
 def _step_component(dsl: Any, spec: PipelineSpec, step: Step, image: str,
-                    kinds: dict[str, Any]) -> Any:
+                    kinds: dict[str, Any], layout: ImageLayout) -> Any:
     """The container component of one step."""
     keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
     producers = list(dict.fromkeys(step.inputs.values()))
@@ -117,18 +116,17 @@ def _step_component(dsl: Any, spec: PipelineSpec, step: Step, image: str,
     signature += [inspect.Parameter(name, keyword,
                                     annotation=_KFP_TYPES.get(types[name], str))
                   for name in step.parameters]
-    notebook = posixpath.join(IMAGE_PIPELINE, step.notebook)
-    workdir = posixpath.normpath(posixpath.join(IMAGE_PIPELINE, spec.workdir))
+    notebook = posixpath.join(layout.pipeline, step.notebook)
     drift = "True" if spec.checks.get("fail_on_drift") else "False"
 
     def body(values: dict[str, Any]) -> Any:
         command = ["papermill", notebook, f"{RUN_FOLDER}/{step.notebook}",
-                   "-k", spec.kernel["name"], "--cwd", workdir, "--log-output",
+                   "-k", spec.kernel["name"], "--cwd", layout.workdir, "--log-output",
                    "--no-progress-bar"]
         for name in step.parameters:
             command += _parameter_flags(name, types[name], values[name])
         command += ["-r", ARTIFACTS_PARAMETER, f"{RUN_FOLDER}/artifacts",
-                    "-r", PIPELINE_PARAMETER, IMAGE_PIPELINE,
+                    "-r", PIPELINE_PARAMETER, layout.pipeline,
                     "-r", STEP_PARAMETER, step.name,
                     "-p", DRIFT_PARAMETER, drift]
         paths = [values[OUTPUT_ARTIFACT].path]
@@ -140,12 +138,13 @@ def _step_component(dsl: Any, spec: PipelineSpec, step: Step, image: str,
     return dsl.container_component(_make_function(step.name, signature, body))
 
 
-def build_pipeline(spec: PipelineSpec, image: str) -> Any:
-    """The kfp pipeline function of ``spec``: one task per step, wired by artifacts."""
+def build_pipeline(spec: PipelineSpec, image: str, layout: ImageLayout) -> Any:
+    """The kfp pipeline function of ``spec``: one task per step, wired by artifacts, each
+    running in ``image``, laid out as ``layout`` says."""
     _, dsl = _require_kfp()
     kinds = {step.name: dsl.Model if any(o.role == "model" for o in step.outputs)
              else dsl.Dataset for step in spec.steps}
-    components = {step.name: _step_component(dsl, spec, step, image, kinds)
+    components = {step.name: _step_component(dsl, spec, step, image, kinds, layout)
                   for step in spec.steps}
     keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
     signature = [inspect.Parameter(p.name, keyword, default=parameter_default(p),
@@ -172,54 +171,6 @@ def build_pipeline(spec: PipelineSpec, image: str) -> Any:
     return dsl.pipeline(name=kfp_name(spec.name), description=description)(function)
 
 
-def requirements(pipeline_dir: Path, spec: PipelineSpec) -> str:
-    """The image's requirements: jupyter-mlops, papermill, ipykernel and what the steps
-    import, each at the version installed here."""
-    from . import __version__
-
-    modules = sorted({m for s in spec.steps for m in step_imports(pipeline_dir / s.notebook)})
-    pins = {"jupyter-mlops": __version__}
-    pins |= package_versions(["papermill", "ipykernel", *modules])
-
-    def key(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
-
-    unique: dict[str, str] = {}
-    for name, version in pins.items():
-        unique.setdefault(key(name), f"{name}=={version}")
-    lines = [f"# The image of the Kubeflow pipeline `{spec.name}`: the versions installed "
-             "where it was compiled.", *sorted(unique.values(), key=str.lower)]
-    return "\n".join(lines) + "\n"
-
-
-def dockerfile(pipeline_dir: Path, output_dir: Path, spec: PipelineSpec, image: str) -> str:
-    """A Dockerfile whose build context holds both the pipeline folder and this file."""
-    pipeline_dir, output_dir = pipeline_dir.resolve(), output_dir.resolve()
-    context = Path(os.path.commonpath([pipeline_dir, output_dir]))
-    rel_pipeline = pipeline_dir.relative_to(context).as_posix() or "."
-    rel_output = output_dir.relative_to(context).as_posix()
-    rel_requirements = posixpath.join(rel_output, "requirements.txt") if rel_output != "." \
-        else "requirements.txt"
-    context_from_here = os.path.relpath(context, output_dir).replace(os.sep, "/")
-    workdir = posixpath.normpath(posixpath.join(IMAGE_PIPELINE, spec.workdir))
-    kernel = spec.kernel["name"]
-    display = spec.kernel.get("display_name", kernel).replace('"', "'")
-    return "\n".join([
-        f"# The image of the Kubeflow pipeline `{spec.name}`, written by `jupyter mlops kfp`.",
-        f"# The build context is {context_from_here} (relative to this file's folder):",
-        f"#   cd {context_from_here} && docker build -f {posixpath.join(rel_output, 'Dockerfile')}"
-        f" -t {image} .",
-        f"# The steps run in {workdir} (the pipeline's workdir): COPY there the data files they",
-        "# read by relative path.",
-        "FROM python:3.11-slim",
-        f"COPY {rel_requirements} /tmp/requirements.txt",
-        "RUN pip install --no-cache-dir -r /tmp/requirements.txt \\",
-        f'    && python -m ipykernel install --name {kernel} --display-name "{display}"',
-        f"COPY {rel_pipeline} {IMAGE_PIPELINE}",
-        "",
-    ])
-
-
 def compile_pipeline(pipeline_dir: str | Path, output: str | Path, *,
                      image: str) -> list[Path]:
     """Compile the pipeline in ``pipeline_dir`` to the KFP v2 YAML ``output``; write the
@@ -235,8 +186,9 @@ def compile_pipeline(pipeline_dir: str | Path, output: str | Path, *,
     for step in spec.steps:
         if not (folder / step.notebook).is_file():
             raise MlopsError(f"{folder / step.notebook} is missing; export the notebook again")
+    layout = image_layout(folder, spec)
     try:
-        pipeline = build_pipeline(spec, image)
+        pipeline = build_pipeline(spec, image, layout)
         with tempfile.TemporaryDirectory() as tmp:
             compiled = Path(tmp) / "pipeline.yaml"
             compiler.Compiler().compile(pipeline, str(compiled))
@@ -250,6 +202,6 @@ def compile_pipeline(pipeline_dir: str | Path, output: str | Path, *,
     docker = output.parent / "Dockerfile"
     reqs = output.parent / "requirements.txt"
     atomic_write(output, text)
-    atomic_write(reqs, requirements(folder, spec))
-    atomic_write(docker, dockerfile(folder, output.parent, spec, image))
+    atomic_write(reqs, requirements(folder, spec, layout))
+    atomic_write(docker, dockerfile(layout, output.parent, spec, image))
     return [output, docker, reqs]
