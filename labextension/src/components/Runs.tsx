@@ -1,0 +1,156 @@
+import * as React from 'react';
+
+import { IParameter, IRunStatus, IRunSummary } from '../types';
+import { fmt } from './Pipeline';
+
+function seconds(value: number | null | undefined): string {
+  return value === null || value === undefined ? '' : `${value.toFixed(1)} s`;
+}
+
+/** Parameter inputs, Export and Run buttons. */
+export function RunControls(props: {
+  parameters: IParameter[];
+  busy: string | null;
+  running: boolean;
+  onExport: () => void;
+  onRun: (values: Record<string, string>) => void;
+  onCancel: () => void;
+}): JSX.Element {
+  const [values, setValues] = React.useState<Record<string, string>>({});
+  const changed: Record<string, string> = {};
+  for (const p of props.parameters) {
+    if (values[p.name] !== undefined && values[p.name] !== display(p.default)) {
+      changed[p.name] = values[p.name];
+    }
+  }
+  return (
+    <div className="jp-mlops-run-controls">
+      {props.parameters.length > 0 && (
+        <table className="jp-mlops-params">
+          <tbody>
+            {props.parameters.map(p => (
+              <tr key={p.name} title={p.help ?? ''}>
+                <td>{p.name}</td>
+                <td>
+                  <input
+                    type="text"
+                    aria-label={`parameter ${p.name}`}
+                    value={values[p.name] ?? display(p.default)}
+                    onChange={e => setValues({ ...values, [p.name]: e.target.value })}
+                  />
+                </td>
+                <td className="jp-mlops-type">{p.type}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <div className="jp-mlops-buttons">
+        <button className="jp-mlops-export jp-mod-styled" disabled={!!props.busy} onClick={props.onExport}>
+          Export
+        </button>
+        <button
+          className="jp-mlops-run jp-mod-styled jp-mod-accept"
+          disabled={!!props.busy || props.running}
+          onClick={() => props.onRun(changed)}
+        >
+          Run
+        </button>
+        {props.running && (
+          <button className="jp-mlops-cancel jp-mod-styled jp-mod-warn" onClick={props.onCancel}>
+            Cancel
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function display(value: unknown): string {
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** Per-step progress of the current run. */
+export function RunProgress(props: { run: IRunStatus }): JSX.Element {
+  const { run } = props;
+  return (
+    <div className="jp-mlops-progress" data-run={run.run_id} data-status={run.status}>
+      <div>
+        Run <code>{run.run_id}</code>: <b className={`jp-mlops-status-${run.status}`}>{run.status}</b>
+      </div>
+      <ul>
+        {run.steps.map(step => (
+          <li key={step.name} className={`jp-mlops-status-${step.status}`}>
+            {step.name}: {step.status}
+            {step.status === 'running' && step.cell_index !== null && step.cell_total
+              ? ` (cell ${step.cell_index + 1} of ${step.cell_total})`
+              : ''}
+            {step.cached_from ? ' (cached)' : ''}
+            {step.duration !== null ? ` ${seconds(step.duration)}` : ''}
+            {step.error && <div className="jp-mlops-error">{step.error}</div>}
+          </li>
+        ))}
+      </ul>
+      {run.error && !run.steps.some(s => s.error) && <div className="jp-mlops-error">{run.error}</div>}
+    </div>
+  );
+}
+
+/** The run history: status, duration and metrics; a run opens to its executed notebooks. */
+export function RunHistory(props: {
+  runs: IRunSummary[];
+  details: (runId: string) => Promise<IRunStatus | null>;
+  onOpen: (path: string) => void;
+}): JSX.Element {
+  const [open, setOpen] = React.useState<IRunStatus | null>(null);
+  if (!props.runs.length) {
+    return <p className="jp-mlops-empty">No runs yet.</p>;
+  }
+  const toggle = async (runId: string): Promise<void> => {
+    setOpen(open?.run_id === runId ? null : await props.details(runId));
+  };
+  return (
+    <table className="jp-mlops-history">
+      <tbody>
+        {props.runs.map(run => (
+          <React.Fragment key={run.run_id}>
+            <tr className="jp-mlops-history-row" data-run={run.run_id} data-status={run.status}>
+              <td>
+                <button className="jp-mlops-link" onClick={() => void toggle(run.run_id)} title="Show the executed notebooks">
+                  {run.run_id}
+                </button>
+              </td>
+              <td className={`jp-mlops-status-${run.status}`}>{run.status}</td>
+              <td>{seconds(run.duration)}</td>
+              <td className="jp-mlops-metrics">
+                {Object.entries(run.metrics)
+                  .map(([k, v]) => `${k}=${fmt(v)}`)
+                  .join(' ')}
+              </td>
+            </tr>
+            {open?.run_id === run.run_id && (
+              <tr>
+                <td colSpan={4}>
+                  <ul className="jp-mlops-notebooks">
+                    {open.steps.map(step => (
+                      <li key={step.name}>
+                        {step.notebook_path ? (
+                          <button className="jp-mlops-link" onClick={() => props.onOpen(step.notebook_path)}>
+                            {step.name}
+                          </button>
+                        ) : (
+                          step.name
+                        )}{' '}
+                        {step.status}
+                      </li>
+                    ))}
+                  </ul>
+                </td>
+              </tr>
+            )}
+          </React.Fragment>
+        ))}
+      </tbody>
+    </table>
+  );
+}

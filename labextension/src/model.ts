@@ -1,0 +1,264 @@
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { MlopsError, post, requestAPI } from './api';
+import {
+  IAnalysis,
+  IExportReply,
+  IProblem,
+  IRunStarted,
+  IRunStatus,
+  IRunSummary,
+  IRunsReply
+} from './types';
+
+/** What the sidebar shows; every field changes only through SidebarModel. */
+export interface ISidebarState {
+  notebook: NotebookPanel | null;
+  analysis: IAnalysis | null;
+  /** The last failed request, in one line, with the cell it concerns. */
+  error: { message: string; cell: number | null; problems: IProblem[] } | null;
+  /** The server extension is missing or broken. */
+  serverMissing: string | null;
+  busy: string | null;
+  notice: string | null;
+  run: IRunStatus | null;
+  runs: IRunSummary[];
+}
+
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+
+/** The sidebar's state for the active notebook, and the calls that change it. */
+export class SidebarModel {
+  readonly state: ISidebarState = {
+    notebook: null,
+    analysis: null,
+    error: null,
+    serverMissing: null,
+    busy: null,
+    notice: null,
+    run: null,
+    runs: []
+  };
+
+  constructor() {
+    NotebookActions.executed.connect((_, args) => {
+      if (this.state.notebook && args.notebook === this.state.notebook.content) {
+        this.scheduleRefresh(); // captures land in <stem>.mlops.json as cells run
+      }
+    });
+  }
+
+  /** Emitted after every change of state. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Follow another notebook (or none). */
+  setNotebook(panel: NotebookPanel | null): void {
+    if (panel === this.state.notebook) {
+      return;
+    }
+    this.state.notebook?.context.saveState.disconnect(this.onSaved, this);
+    this.stopPolling();
+    Object.assign(this.state, {
+      notebook: panel,
+      analysis: null,
+      error: null,
+      notice: null,
+      run: null,
+      runs: []
+    });
+    this.emit();
+    if (panel) {
+      panel.context.saveState.connect(this.onSaved, this);
+      void panel.context.ready.then(() => this.refresh());
+    }
+  }
+
+  /** Analyse the saved notebook again, then its runs. */
+  async refresh(): Promise<void> {
+    const panel = this.state.notebook;
+    if (!panel) {
+      return;
+    }
+    try {
+      const analysis = await requestAPI<IAnalysis>('analyze', post({ path: panel.context.path }));
+      if (panel !== this.state.notebook) {
+        return;
+      }
+      this.state.analysis = analysis;
+      this.state.error = null;
+      this.state.serverMissing = null;
+      this.emit();
+      if (analysis.exported) {
+        await this.loadRuns();
+      }
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Export the notebook into its pipeline folder. */
+  async exportPipeline(): Promise<IExportReply | null> {
+    const panel = this.state.notebook;
+    if (!panel) {
+      return null;
+    }
+    return this.busyWith('Exporting', async () => {
+      if (panel.context.model.dirty) {
+        await panel.context.save();
+      }
+      const reply = await requestAPI<IExportReply>('export', post({ path: panel.context.path }));
+      this.state.notice = `Exported ${reply.steps.length} steps to ${reply.pipeline_dir}`;
+      await this.refresh();
+      return reply;
+    });
+  }
+
+  /** Export, then start a run with the given parameter values; follow its progress. */
+  async run(parameters: Record<string, string>): Promise<void> {
+    const exported = await this.exportPipeline();
+    if (!exported) {
+      return;
+    }
+    await this.busyWith('Starting the run', async () => {
+      const started = await requestAPI<IRunStarted>(
+        'runs',
+        post({ pipeline: exported.pipeline_dir, parameters })
+      );
+      this.state.notice = `Run ${started.run_id} started`;
+      this.state.run = { run_id: started.run_id, status: 'starting', steps: [] };
+      this.follow(started.run_id);
+    });
+  }
+
+  /** Cancel the run in progress. */
+  async cancel(): Promise<void> {
+    const run = this.state.run;
+    const pipeline = this.state.analysis?.pipeline_dir;
+    if (!run || !pipeline) {
+      return;
+    }
+    await this.busyWith('Cancelling', async () => {
+      await requestAPI(`runs/${run.run_id}`, { method: 'DELETE' }, { pipeline });
+      this.state.notice = `Cancelling run ${run.run_id}`;
+    });
+  }
+
+  /** A run's record with its steps and notebook links. */
+  async runDetails(runId: string): Promise<IRunStatus | null> {
+    const pipeline = this.state.analysis?.pipeline_dir;
+    if (!pipeline) {
+      return null;
+    }
+    try {
+      return await requestAPI<IRunStatus>(`runs/${runId}`, {}, { pipeline });
+    } catch (error) {
+      this.fail(error);
+      return null;
+    }
+  }
+
+  /** Dispose of timers and signal connections. */
+  dispose(): void {
+    this.stopPolling();
+    if (this._refreshTimer) {
+      clearTimeout(this._refreshTimer);
+    }
+    Signal.clearData(this);
+  }
+
+  private async loadRuns(): Promise<void> {
+    const pipeline = this.state.analysis?.pipeline_dir;
+    if (!pipeline) {
+      return;
+    }
+    const reply = await requestAPI<IRunsReply>('runs', {}, { pipeline });
+    this.state.runs = reply.runs;
+    if (!this._polling && reply.active.length) {
+      this.follow(reply.active[0]); // a run started before this tab was opened
+    }
+    this.emit();
+  }
+
+  private follow(runId: string): void {
+    this.stopPolling();
+    this._polling = window.setInterval(() => void this.poll(runId), 700);
+    void this.poll(runId);
+  }
+
+  private async poll(runId: string): Promise<void> {
+    const pipeline = this.state.analysis?.pipeline_dir;
+    if (!pipeline) {
+      return;
+    }
+    try {
+      const run = await requestAPI<IRunStatus>(`runs/${runId}`, {}, { pipeline });
+      this.state.run = run;
+      if (FINISHED.has(run.status)) {
+        this.stopPolling();
+        this.state.notice = `Run ${run.run_id} ${run.status}`;
+        await this.loadRuns();
+      }
+      this.emit();
+    } catch (error) {
+      this.stopPolling();
+      this.fail(error);
+    }
+  }
+
+  private stopPolling(): void {
+    if (this._polling) {
+      clearInterval(this._polling);
+      this._polling = 0;
+    }
+  }
+
+  private onSaved(_: unknown, state: string): void {
+    if (state === 'completed') {
+      this.scheduleRefresh();
+    }
+  }
+
+  private scheduleRefresh(): void {
+    if (this._refreshTimer) {
+      clearTimeout(this._refreshTimer);
+    }
+    this._refreshTimer = window.setTimeout(() => void this.refresh(), 300);
+  }
+
+  private async busyWith<T>(what: string, work: () => Promise<T>): Promise<T | null> {
+    this.state.busy = what;
+    this.state.error = null;
+    this.emit();
+    try {
+      return await work();
+    } catch (error) {
+      this.fail(error);
+      return null;
+    } finally {
+      this.state.busy = null;
+      this.emit();
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (error instanceof MlopsError && error.serverMissing) {
+      this.state.serverMissing = error.message;
+    } else if (error instanceof MlopsError) {
+      this.state.error = { message: error.message, cell: error.cell, problems: error.problems };
+    } else {
+      this.state.error = { message: String(error), cell: null, problems: [] };
+    }
+    this.emit();
+  }
+
+  private emit(): void {
+    this._changed.emit();
+  }
+
+  private _changed = new Signal<this, void>(this);
+  private _polling = 0;
+  private _refreshTimer = 0;
+}

@@ -1,0 +1,139 @@
+/**
+ * The wire format of the /mlops/ endpoints: mirrors jupyter_mlops.report.describe_json,
+ * jupyter_mlops.labview and jupyter_mlops.results (run.json) on the Python side.
+ */
+
+/** A pipeline parameter (spec.Parameter). */
+export interface IParameter {
+  name: string;
+  type: string;
+  default: unknown;
+  help?: string;
+  cell?: number | null;
+}
+
+/** A value a step hands on (spec.Output). */
+export interface IOutput {
+  name: string;
+  role: string;
+  required: boolean;
+}
+
+/** A step of the pipeline (spec.Step). */
+export interface IStep {
+  name: string;
+  notebook: string;
+  cells: number[];
+  inputs: Record<string, string>;
+  outputs: IOutput[];
+  parameters: string[];
+  after: string[];
+}
+
+/** The pipeline spec as pipeline.yaml holds it. */
+export interface IPipeline {
+  name: string;
+  parameters: IParameter[];
+  steps: IStep[];
+  edges: [string, string][];
+}
+
+/** One cell of the notebook: its role and the step it belongs to. */
+export interface ICellInfo {
+  number: number;
+  id: string | null;
+  cell_type: string;
+  role: string | null;
+  step: string | null;
+}
+
+/** A problem the analysis found (errors.Problem). */
+export interface IProblem {
+  message: string;
+  cell: number | null;
+  severity: string;
+}
+
+/** What the notebook's kernel captured (labview.captured_summary). */
+export interface ICaptured {
+  params: Record<string, unknown>;
+  data: Record<string, { variable: string; rows: number | null; columns: number }>;
+  models: Record<string, { class: string; fitted: unknown }>;
+  metrics: Record<string, { value: number; min: number | null; max: number | null }>;
+}
+
+/** POST /mlops/analyze. */
+export interface IAnalysis {
+  pipeline: IPipeline;
+  cells: ICellInfo[];
+  problems: IProblem[];
+  notebook: string;
+  pipeline_dir: string;
+  exported: boolean;
+  captured: ICaptured;
+}
+
+/** POST /mlops/export. */
+export interface IExportReply {
+  pipeline_dir: string;
+  steps: string[];
+  warnings: IProblem[];
+}
+
+/** One step of a run as run.json has it (results.StepResult). */
+export interface IStepState {
+  name: string;
+  status: string;
+  started: number | null;
+  ended: number | null;
+  duration: number | null;
+  error: string | null;
+  cell: number | null;
+  cell_index: number | null;
+  cell_total: number | null;
+  cached_from: string | null;
+  notebook_path: string;
+}
+
+/** GET /mlops/runs/ID (results.RunResult plus the server's view). */
+export interface IRunStatus {
+  run_id: string;
+  status: string;
+  steps: IStepState[];
+  parameters?: Record<string, unknown>;
+  error?: string | null;
+  duration?: number | null;
+  cancelled?: boolean;
+}
+
+/** One line of the run history (labview.run_history). */
+export interface IRunSummary {
+  run_id: string;
+  status: string;
+  started: number;
+  ended: number | null;
+  duration: number | null;
+  metrics: Record<string, number>;
+  parameters: Record<string, unknown>;
+  started_by: string | null;
+  error: string | null;
+}
+
+/** GET /mlops/runs. */
+export interface IRunsReply {
+  runs: IRunSummary[];
+  active: string[];
+}
+
+/** POST /mlops/runs. */
+export interface IRunStarted {
+  run_id: string;
+  pipeline_dir: string;
+}
+
+/** Every 4xx answer. */
+export interface IErrorReply {
+  error: string;
+  cell: number | null;
+  problems?: IProblem[];
+}

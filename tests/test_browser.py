@@ -1,0 +1,143 @@
+"""The sidebar in a real browser: Debian's Chromium, driven by Playwright, against a real
+``jupyter lab`` with the installed extension. Screenshots go to ``test-artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLES, REPO
+from labserver import CHROMIUM, CHROMIUM_ARGS, Lab, running_lab
+
+pytestmark = pytest.mark.kernel
+SHOTS = REPO / "test-artifacts" / "browser"
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium page; every page error is collected into ``page.errors``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 900})
+        page = context.pages[0] if context.pages else context.new_page()
+        page.errors = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore
+        try:
+            yield page
+        finally:
+            context.close()
+
+
+def open_sidebar(page: Any, lab: Lab, notebook: str) -> None:
+    """Open ``notebook`` in the lab and the jupyter-mlops panel beside it."""
+    page.goto(f"{lab.url}/lab/tree/{notebook}?token={lab.token}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+    page.locator('.lm-TabBar-tab[title="jupyter-mlops pipeline"]').click()
+    page.locator(".jp-mlops-sidebar").wait_for()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
+    page = browser
+    root = tmp_path / "root"
+    shutil.copytree(EXAMPLES / "diabetes", root / "diabetes",
+                    ignore=shutil.ignore_patterns("*_pipeline", "*.mlops*"))
+    path = root / "diabetes" / "diabetes.ipynb"
+    # The example marks every cell by its first line; free cell 10 (a print) of its
+    # `%%mlops skip` so that the sidebar has an unmarked cell to mark.
+    nb = json.loads(path.read_text())
+    assert nb["cells"][9]["source"][0] == "%%mlops skip\n"
+    nb["cells"][9]["source"] = nb["cells"][9]["source"][1:]
+    path.write_text(json.dumps(nb, indent=1))
+
+    with running_lab(root, tmp_path / "lab") as lab:
+        open_sidebar(page, lab, "diabetes/diabetes.ipynb")
+        steps = page.locator(".jp-mlops-step")
+        steps.first.wait_for(timeout=30_000)
+        assert steps.evaluate_all("els => els.map(e => e.dataset.step)") == [
+            "load", "features", "split", "train", "evaluate"]
+        assert page.locator(".jp-mlops-graph .jp-mlops-graph-node").count() == 5
+        badge = page.locator(".jp-Cell").nth(7).locator(".jp-mlops-badge")
+        assert badge.text_content() == "step load"
+        shot(page, "1-opened")
+
+        # mark cell 10 as skip from the sidebar: the tag is saved in the file
+        page.locator(".jp-Cell").nth(9).locator(".jp-InputPrompt").click()
+        page.locator('.jp-mlops-hint:has-text("Mark cell 10")').wait_for()
+        page.locator('button.jp-mlops-role[data-role="skip"]').click()
+        deadline = time.monotonic() + 20
+        while "mlops:skip" not in json.loads(path.read_text())["cells"][9]["metadata"].get(
+                "tags", []):
+            assert time.monotonic() < deadline, "the sidebar's tag never reached the file"
+            time.sleep(0.2)
+        page.locator(".jp-Cell").nth(9).locator('.jp-mlops-badge:text-is("skip")').wait_for()
+        shot(page, "2-marked")
+
+        # export, then run with a parameter changed
+        page.locator("button.jp-mlops-export").click()
+        page.locator('.jp-mlops-notice:has-text("Exported 5 steps")').wait_for(timeout=60_000)
+        assert (root / "diabetes/diabetes_pipeline/pipeline.yaml").is_file()
+        page.locator('input[aria-label="parameter n_estimators"]').fill("60")
+        page.locator("button.jp-mlops-run").click()
+        page.locator(".jp-mlops-progress").wait_for(timeout=60_000)
+        shot(page, "3-running")
+        page.locator('.jp-mlops-progress[data-status="succeeded"]').wait_for(timeout=300_000)
+        row = page.locator('.jp-mlops-history-row[data-status="succeeded"]').first
+        row.wait_for(timeout=30_000)
+        shot(page, "4-succeeded")
+
+        from jupyter_mlops.store import RunStore, default_store
+
+        store = RunStore(default_store(root / "diabetes/diabetes_pipeline"))
+        run = store.runs(1)[0]
+        store.close()
+        assert run["status"] == "succeeded" and run["started_by"] == "jupyterlab"
+        assert run["parameters"]["n_estimators"] == 60  # typed, not "60"
+        metrics = row.locator(".jp-mlops-metrics").text_content()
+        assert set(run["metrics"]) == {"rmse", "mae", "r2"}
+        for name, value in run["metrics"].items():
+            assert f"{name}={float(value):.4g}" in metrics, metrics
+
+        # the run's executed notebooks open from the history
+        row.locator("button.jp-mlops-link").click()
+        page.locator('.jp-mlops-notebooks button:text-is("train")').click()
+        page.locator('.lm-TabBar-tab:has-text("04_train.ipynb")').wait_for(timeout=30_000)
+        shot(page, "5-notebook")
+    assert page.errors == []
+
+
+def test_sidebar_says_when_the_server_extension_is_missing(tmp_path: Path,
+                                                          browser: Any) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(EXAMPLES / "diabetes", root / "diabetes",
+                    ignore=shutil.ignore_patterns("*_pipeline", "*.mlops*"))
+    config = tmp_path / "config"
+    config.mkdir()
+    # a user config that turns the server extension off, as a broken install would leave it
+    (config / "jupyter_server_config.json").write_text(json.dumps(
+        {"ServerApp": {"jpserver_extensions": {"jupyter_mlops": False}}}))
+    with running_lab(root, tmp_path / "lab", env={"JUPYTER_CONFIG_DIR": str(config)}) as lab:
+        open_sidebar(browser, lab, "diabetes/diabetes.ipynb")
+        missing = browser.locator(".jp-mlops-missing")
+        missing.wait_for(timeout=30_000)
+        assert "server extension is not answering" in missing.text_content()
+        shot(browser, "6-server-missing")
