@@ -9,6 +9,7 @@ scoping rules (closures, ``global``, ``nonlocal``, comprehensions).
 from __future__ import annotations
 
 import ast
+import functools
 import symtable
 from dataclasses import dataclass, field
 
@@ -333,7 +334,19 @@ def _late_names(table: symtable.SymbolTable, top: bool, reads: list[str],
 
 
 def cell_names(source: str, filename: str = "<cell>") -> CellNames:
-    """Analyse one cell of plain Python. Raises SyntaxError as ``ast.parse`` does."""
+    """Analyse one cell of plain Python. Raises SyntaxError as ``ast.parse`` does.
+
+    Results are remembered by source: the sidebar analyses the same notebook after every
+    save, and only the edited cells need parsing again. Each caller gets its own copy.
+    """
+    found = _cell_names(source, filename)
+    return CellNames(list(found.uses), list(found.late_uses), dict(found.defines),
+                     list(found.mutates), dict(found.code), list(found.star_imports),
+                     list(found.deletes))
+
+
+@functools.lru_cache(maxsize=16384)
+def _cell_names(source: str, filename: str) -> CellNames:
     tree = ast.parse(source, filename)
     walker = _Walker(source)
     for stmt in tree.body:

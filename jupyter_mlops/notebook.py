@@ -7,6 +7,7 @@ Python for the analysis.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -266,6 +267,7 @@ def _unwrap_pass_through(code: str) -> str:
         code = stripped[match.end():]
 
 
+@functools.lru_cache(maxsize=16384)  # hashed again for every step at each analysis
 def normalised_python(python: str) -> str:
     """Plain Python without comments or formatting (its AST), so a comment-only edit keeps
     every hash made from it."""
