@@ -72,9 +72,10 @@ def running_lab(root: Path, state: Path, env: dict[str, str] | None = None) -> I
             try:
                 with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
                     break
-            except OSError:
+            except OSError as err:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"jupyter lab did not answer:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"jupyter lab did not answer ({err}):\n"
+                                       f"{log.read_text()[-3000:]}") from None
                 time.sleep(0.3)
         yield Lab(url, token, root, log)
     finally:
