@@ -51,12 +51,14 @@ def read_table(path: str | Path) -> Any:
 
 
 def _reference(run: dict[str, Any], columns: list[str]) -> tuple[str, str, dict[str, Any]]:
-    """The run's data profile sharing the most columns with the new data (earliest first)."""
-    best: tuple[int, str, str, dict[str, Any]] | None = None
+    """The run's data profile sharing the most columns with the new data; of equals, a
+    training frame, then the earliest."""
+    best: tuple[tuple[int, bool], str, str, dict[str, Any]] | None = None
     for step, name, profile in data_profiles(run):
         shared = sum(1 for c in profile["columns"] if c["name"] in columns)
-        if shared and (best is None or shared > best[0]):
-            best = (shared, step, name, profile)
+        rank = (shared, "train" in name.lower())
+        if shared and (best is None or rank > best[0]):
+            best = (rank, step, name, profile)
     if best is None:
         raise MlopsError(f"the new data shares no column with any data frame of run "
                          f"{run['run_id']}; its columns are {', '.join(columns[:10])}")

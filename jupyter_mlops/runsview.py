@@ -30,8 +30,19 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
         cached = sum(1 for s in run["steps"] if s["cached_from"])
         metrics = ", ".join(f"{k}={_short(v)}" for k, v in run["metrics"].items())
         lines.append(f"{run['run_id']:<23}  {run['status']:<9}  {_when(run['started'])}  "
-                     f"{_seconds(run):>8}  {ran} run, {cached} cached  {metrics}")
+                     f"{_seconds(run):>8}  {ran} run, {cached} cached  {metrics}"
+                     f"{_serving(run)}")
     return "\n".join(lines)
+
+
+def _serving(run: dict[str, Any]) -> str:
+    """`` [served]`` for the run in service, and why a retraining run started."""
+    notes = ["served"] if run.get("served") else []
+    trigger = run.get("trigger")
+    if isinstance(trigger, dict):
+        replaces = f" of {run['replaces']}" if run.get("replaces") else ""
+        notes.append(f"retrain ({trigger.get('trigger', '?')}){replaces}")
+    return f"  [{'; '.join(notes)}]" if notes else ""
 
 
 def run_details(run: dict[str, Any]) -> str:
@@ -47,6 +58,10 @@ def run_details(run: dict[str, Any]) -> str:
                                                    for k, v in run["parameters"].items()))
     if run.get("error"):
         lines.append(f"  error:       {run['error']}")
+    if isinstance(run.get("trigger"), dict):
+        reasons = "; ".join(run["trigger"].get("reasons") or []) or run["trigger"].get(
+            "trigger", "?")
+        lines.append(f"  retraining:  {reasons}; would replace {run.get('replaces') or '-'}")
     lines.append("Steps:")
     for step in run["steps"]:
         took = "-" if step["ended"] is None or step["started"] is None else \

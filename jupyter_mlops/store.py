@@ -243,10 +243,15 @@ class RunStore:
         return run
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest runs, newest first, each with its metrics."""
+        """The latest runs, newest first, each with its metrics; ``served`` marks the run
+        each pipeline serves (see :meth:`served_run`)."""
         rows = self.db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT ?",
                                (limit,)).fetchall()
-        return [self.run(row[0]) for row in rows]
+        runs = [self.run(row[0]) for row in rows]
+        served = {name: self.served_run(name) for name in {r["pipeline"] for r in runs}}
+        for run in runs:
+            run["served"] = served[run["pipeline"]] == run["run_id"]
+        return runs
 
     def promotions(self, pipeline: str | None = None) -> list[dict[str, Any]]:
         """Promotion decisions, oldest first (of one pipeline, or all)."""

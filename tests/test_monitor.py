@@ -1,0 +1,147 @@
+"""`jupyter mlops monitor` on a real run: same data is healthy (exit 0), shifted data is drift
+(exit 3), labelled data gets its metrics computed again with the run's model, and the
+report is JSON plus a self-contained HTML page with a plot per column."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+from loop_helpers import build_pipeline, make_data, one_line_error
+
+from jupyter_mlops.artifacts import load
+from jupyter_mlops.monitor import metric_value, monitor
+from jupyter_mlops.store import RunStore, default_store
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_pipeline(tmp_path_factory.mktemp("monitor"))
+
+
+@pytest.fixture(scope="module")
+def run(pipeline: Path) -> dict[str, Any]:
+    store = RunStore(default_store(pipeline))
+    try:
+        return store.runs()[0]
+    finally:
+        store.close()
+
+
+def _monitor(pipeline: Path, data: Path, report: Path, *args: str) -> tuple[int, dict, str]:
+    done = run_cli("monitor", str(pipeline), "--data", str(data), "--report", str(report),
+                   *args)
+    assert done.returncode in (0, 3), done.stdout + done.stderr
+    return done.returncode, json.loads((report / "monitor.json").read_text()), done.stdout
+
+
+def test_same_data_is_healthy_with_a_plot_per_column(pipeline: Path, run: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    data = make_data(tmp_path / "same.csv", 500, seed=11)
+    code, report, stdout = _monitor(pipeline, data, tmp_path / "report")
+    assert code == 0, stdout
+    assert report["healthy"] and report["reasons"] == []
+    assert report["run_id"] == run["run_id"]
+    # the run's training frame is the reference: the columns the new data shares with it
+    assert report["reference"]["variable"] == "X_train"
+    assert sorted(report["drift"]["columns"]) == ["a", "b", "c"]
+    assert report["drift"]["drifted"] == []
+    page = (tmp_path / "report" / "monitor.html").read_text()
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) == 3
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert "healthy" in stdout
+
+
+def test_shifted_data_is_drift_and_exit_3(pipeline: Path, tmp_path: Path) -> None:
+    data = make_data(tmp_path / "shifted.csv", 500, shift=2.0, seed=12)
+    code, report, _ = _monitor(pipeline, data, tmp_path / "one")
+    # one column of three is under the default share of 0.5: reported, still healthy
+    assert code == 0 and report["drift"]["drifted"] == ["a"]
+    assert report["drift"]["columns"]["a"]["drift"] is True
+    assert report["drift"]["share"] == pytest.approx(1 / 3)
+    frame = pd.read_csv(data)
+    frame["b"] = frame["b"] * 3
+    frame.to_csv(data, index=False)
+    code, report, stdout = _monitor(pipeline, data, tmp_path / "two")
+    assert code == 3, stdout
+    assert not report["healthy"] and report["drift"]["drifted"] == ["a", "b"]
+    assert report["reasons"] == ["2 of 3 columns drifted (a, b), at or above the share 0.5"]
+    assert "UNHEALTHY" in stdout
+
+
+def test_metrics_are_computed_again_on_labelled_data(pipeline: Path, run: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    data = make_data(tmp_path / "labelled.csv", 500, seed=13)
+    code, report, _ = _monitor(pipeline, data, tmp_path / "good", "--labels", "label")
+    frame = pd.read_csv(data)
+    model = load("model", Path(run["folder"]) / "artifacts" / "train")
+    expected = float((model.predict(frame[["a", "b", "c"]]) == frame["label"]).mean())
+    (accuracy,) = report["metrics"]
+    assert accuracy["name"] == "accuracy" and accuracy["value"] == pytest.approx(expected)
+    assert accuracy["run_value"] == run["metrics"]["accuracy"]
+    assert accuracy["min"] is not None and accuracy["ok"] is True
+    assert code == 0
+
+    noise = make_data(tmp_path / "noise.csv", 500, random_labels=True, seed=14)
+    code, report, stdout = _monitor(pipeline, noise, tmp_path / "bad", "--labels", "label")
+    assert code == 3
+    (accuracy,) = report["metrics"]
+    assert accuracy["ok"] is False and accuracy["value"] < accuracy["min"]
+    assert any("metric `accuracy`" in r for r in report["reasons"])
+    assert "BEYOND THRESHOLD" in stdout
+
+
+def test_metric_formulas_match_scikit_learn(pipeline: Path, run: dict[str, Any],
+                                            tmp_path: Path) -> None:
+    from sklearn import metrics
+
+    frame = pd.read_csv(make_data(tmp_path / "m.csv", 300, seed=15))
+    model = load("model", Path(run["folder"]) / "artifacts" / "train")
+    X, y = frame[["a", "b", "c"]], frame["label"]
+    assert metric_value("f1", y, model, X) == pytest.approx(
+        metrics.f1_score(y, model.predict(X)))
+    assert metric_value("roc_auc", y, model, X) == pytest.approx(
+        metrics.roc_auc_score(y, model.predict_proba(X)[:, 1]))
+    assert metric_value("baseline_roc_auc", y, model, X) is None
+
+
+def test_policy_share_turns_one_drifted_column_unhealthy(pipeline: Path,
+                                                         tmp_path: Path) -> None:
+    from jupyter_mlops.retrain import RetrainPolicy
+
+    data = make_data(tmp_path / "shifted.csv", 500, shift=2.0, seed=16)
+    report = monitor(pipeline, data, policy=RetrainPolicy(drift_share=0.3))
+    assert not report["healthy"]
+    assert "1 of 3 columns drifted (a)" in report["reasons"][0]
+
+
+def test_monitor_user_errors_are_one_line(pipeline: Path, tmp_path: Path) -> None:
+    data = make_data(tmp_path / "d.csv", 100, seed=17)
+    line = one_line_error(run_cli("monitor", str(pipeline), "--data", str(tmp_path / "no.csv")))
+    assert "no data file" in line
+    line = one_line_error(run_cli("monitor", str(pipeline), "--data", str(data), "--labels",
+                                  "outcome", "--report", str(tmp_path / "r")))
+    assert "no column `outcome`" in line
+    pd.read_csv(data).drop(columns=["b"]).to_csv(tmp_path / "nob.csv", index=False)
+    line = one_line_error(run_cli("monitor", str(pipeline), "--data", str(tmp_path / "nob.csv"),
+                                  "--labels", "label", "--report", str(tmp_path / "r")))
+    assert "lacks the model's input columns b" in line
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    line = one_line_error(run_cli("monitor", str(pipeline), "--data",
+                                  str(tmp_path / "bad.parquet")))
+    assert "cannot read" in line and "bad.parquet" in line
+    (tmp_path / "other.csv").write_text("x,y\n1,2\n")
+    line = one_line_error(run_cli("monitor", str(pipeline), "--data", str(tmp_path / "other.csv"),
+                                  "--report", str(tmp_path / "r")))
+    assert "shares no column" in line
+    line = one_line_error(run_cli("monitor", str(tmp_path), "--data", str(data)))
+    assert "not a pipeline folder" in line
