@@ -92,6 +92,13 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         page.locator(".jp-Cell").nth(9).locator('.jp-mlops-badge:text-is("skip")').wait_for()
         shot(page, "2-marked")
 
+        # the login cookie alone cannot export (as a forged cross-site form would): XSRF
+        forged = page.request.post(f"{lab.url}/mlops/export",
+                                   data=json.dumps({"path": "diabetes/diabetes.ipynb"}),
+                                   headers={"Content-Type": "application/json"})
+        assert forged.status == 403
+        assert not (root / "diabetes/diabetes_pipeline").exists()
+
         # export, then run with a parameter changed
         page.locator("button.jp-mlops-export").click()
         page.locator('.jp-mlops-notice:has-text("Exported 5 steps")').wait_for(timeout=60_000)
