@@ -351,7 +351,8 @@ class MlopsEngine(NBClientEngine):
     """papermill's nbclient engine, writing the output notebook on a backoff.
 
     Registered as ``mlops``: ``papermill --engine mlops IN OUT``. Accepts every argument
-    papermill's nbclient engine accepts, plus ``on_cell(index, total, cell)``.
+    papermill's nbclient engine accepts, plus ``on_cell(index, total, cell)``; with ``km``
+    (a kernel manager whose kernel runs) the notebook runs in that kernel, left running.
     """
 
     manager_class: type[BackoffExecutionManager] = BackoffExecutionManager
@@ -408,7 +409,13 @@ class MlopsEngine(NBClientEngine):
             stdout_file=stdout_file,
             stderr_file=stderr_file,
         )
-        return MlopsNotebookClient(nb_man, on_cell=on_cell, **final_kwargs).execute()
+        client = MlopsNotebookClient(nb_man, on_cell=on_cell, **final_kwargs)
+        try:
+            return client.execute()
+        finally:
+            if not client.owns_km and client.kc is not None:
+                # given a started kernel (``km=``), nbclient leaves its own client open
+                client.kc.stop_channels()
 
 
 # papermill registered the stand-in if it was imported by this module: register the engine

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ from .checks import CHECKS_FILE
 from .daskexec import DaskExecutor
 from .errors import MlopsError, SpecError
 from .failure import describe_failure, mark_timeout
+from .kernelpool import KernelPool
 from .mlflowsync import mirror_run, require_mlflow
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .spec import SPEC_FILE, PipelineSpec, Step
-from .stepexec import execute_step
+from .stepexec import check_kernel, close_thread_loop, execute_step, step_plan
 from .stepnb import (
     ARTIFACTS_PARAMETER,
     DRIFT_PARAMETER,
@@ -42,27 +44,6 @@ from .stepnb import (
     STEP_PARAMETER,
 )
 from .store import RunStore, default_store
-
-
-def check_kernel(name: str) -> list[str]:
-    """Refuse to start when the pipeline's kernel is not installed here; else the extra
-    arguments that keep an ipykernel's own log lines (transport warnings) off our stderr
-    (what the code prints still reaches the executed notebook). One kernelspec lookup."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from jupyter_core.paths import jupyter_path
-
-    try:
-        # the Jupyter data paths, given explicitly: the default list also asks IPython for
-        # its folder, and importing IPython costs a cached re-run more than it does
-        manager = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
-        argv = manager.get_kernel_spec(name).argv
-    except NoSuchKernel:
-        raise SpecError(
-            f"the pipeline's kernel `{name}` is not installed here; install it (e.g. "
-            f"`python -m ipykernel install --user --name {name}`) or export from a notebook "
-            "that uses an installed kernel"
-        ) from None
-    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
 
 
 class _Run:
@@ -88,6 +69,9 @@ class _Run:
         self.lock = threading.Lock()
         self.by_name = {s.name: r for s, r in zip(spec.steps, result.steps, strict=True)}
         self.kernel_arguments = kernel_arguments or []
+        self.pooling = True  # start kernels ahead, in a pool (not with Dask)
+        self.pool: KernelPool | None = None
+        self.executing = self.stopping = False  # a step ran (no cache hit); Ctrl-C was hit
         #: With ``--executor dask``, where step notebooks run instead of here.
         self.dask: DaskExecutor | None = None
 
@@ -128,6 +112,8 @@ class _Run:
                 hit = reuse(self.store, state.cache_key, step, artifacts / step.name)
                 if hit is not None:
                     state.cached_from, state.outputs, state.checks = hit
+                    if self.pool is not None:
+                        self.pool.discard(step.name)
                     state.status, state.ended = "done", time.time()
                     self.record(state)
                     self.emit("cached", state)
@@ -140,8 +126,12 @@ class _Run:
             self.record(state)
             self.emit("failed", state)
             return
+        if self.stopping:
+            return
         state.status = "running"
         self.emit("started", state)
+        self.executing = True
+        lease = self.pool.lease(step.name) if self.pool is not None else None
         call = {"notebook": str(self.pipeline_dir / step.notebook), "output": str(output),
                 "parameters": values, "kernel": self.spec.kernel["name"],
                 "cell_timeout": self.cell_timeout, "workdir": str(self.workdir()),
@@ -150,22 +140,35 @@ class _Run:
             if self.dask is not None:
                 self.dask.run(**call)  # a callback cannot cross to a worker: no cell progress
             else:
-                execute_step(**call, on_cell=self.cell_listener(state))
+                execute_step(**call, on_cell=self.cell_listener(state),
+                             kernel_manager=None if lease is None else lease.wait)
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
             if self.cell_timeout is not None:
                 mark_timeout(output, self.cell_timeout)
             state.error, state.cell = describe_failure(err, step, output, self.cell_timeout,
                                                        self.spec.source)
+            if self.stopping:
+                state.error = f"step `{step.name}` was interrupted (see {output})"
             state.status = "failed"
         else:
             state.status = "done"
             state.outputs = _read_outputs(artifacts / step.name, step)
         finally:
-            _close_thread_loop()
+            if lease is not None:
+                lease.release()
+            close_thread_loop()
         state.checks = _read_checks(artifacts / step.name)
         state.ended = time.time()
         self.record(state)
         self.emit(state.status, state)
+
+    def upcoming(self) -> list[str]:
+        """The steps expected to start next, for the pool; none until a step really ran,
+        so a run whose results all come from the cache starts no kernel."""
+        if not self.executing or self.stopping:
+            return []
+        return [s.name for s in self.spec.steps if self.by_name[s.name].status == "pending"
+                and self.modes[s.name] in (RUN, FORCE)]
 
     def cell_listener(self, state: StepResult) -> Callable[[int, int, Any], None]:
         """Keeps ``state`` on the cell that runs; tells listeners at most once a second."""
@@ -207,48 +210,45 @@ class _Run:
                 state.status = "skipped"
                 self.record(state)
         waiting = [s for s in self.spec.steps if self.by_name[s.name].status == "pending"]
-        running: dict[Future[None], Step] = {}
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step") as pool:
-            while waiting or running:
-                failed = any(r.status == "failed" for r in self.result.steps)
-                if not failed:
-                    for step in list(waiting):
-                        if len(running) >= self.jobs:
-                            break
-                        if all(self.by_name[a].status == "done" for a in step.after):
-                            waiting.remove(step)
-                            running[pool.submit(self.execute, step)] = step
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    running.pop(future)
-                    future.result()
+        if self.pooling and self.dask is None:
+            self.pool = KernelPool(self.spec.kernel["name"], self.workdir(),
+                                   self.kernel_arguments, self.jobs, self.upcoming,
+                                   partial(step_plan, self.spec, self.pipeline_dir))
+        threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
+        try:
+            self.dispatch(threads, waiting)
+        except BaseException:  # Ctrl-C: kill the kernels, so running steps end now
+            self.stopping = True
+            if self.pool is not None:
+                self.pool.kill()
+            raise
+        finally:
+            threads.shutdown(wait=True)
+            if self.pool is not None:
+                self.pool.close()  # every kernel it started, used or not, is shut down
         for step in waiting:
             state = self.by_name[step.name]
             state.status = "not run"
             self.record(state)
             self.emit("not run", state)
 
-
-def _close_thread_loop() -> None:
-    """Close the event loop that papermill's client left in this worker thread.
-
-    nbclient runs its coroutines on a loop it creates per thread and never closes; closed
-    here, a long-lived process (the Jupyter server) does not leak one per step.
-    """
-    import asyncio
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            loop = asyncio.get_event_loop()
-        except RuntimeError:
-            return
-    if not loop.is_running() and not loop.is_closed():
-        loop.close()
-    asyncio.set_event_loop(None)
+    def dispatch(self, threads: ThreadPoolExecutor, waiting: list[Step]) -> None:
+        """Submit each waiting step once its upstream steps are done, ``jobs`` at a time."""
+        running: dict[Future[None], Step] = {}
+        while waiting or running:
+            if not any(r.status == "failed" for r in self.result.steps):
+                for step in list(waiting):
+                    if len(running) >= self.jobs:
+                        break
+                    if all(self.by_name[a].status == "done" for a in step.after):
+                        waiting.remove(step)
+                        running[threads.submit(self.execute, step)] = step
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                future.result()
 
 
 def _read_checks(folder: Path) -> list[dict[str, Any]]:
@@ -276,7 +276,7 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
                  only: list[str] | None = None, start: str | None = None,
                  resume: str | None = None, started_by: str = "api",
                  mlflow: str | None = None, executor: str = "local",
-                 scheduler: str | None = None) -> RunResult:
+                 scheduler: str | None = None, kernel_pool: bool = True) -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
     ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
@@ -286,7 +286,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
     just those steps and ``start`` a step and all after it, upstream steps coming from the
     store; ``resume`` re-runs the failed and unfinished steps of an earlier run in place;
     ``mlflow`` (a tracking URI) mirrors the finished run into MLflow; ``executor="dask"``
-    runs the step notebooks on the Dask cluster at ``scheduler``.
+    runs the step notebooks on the Dask cluster at ``scheduler``; ``kernel_pool=False``
+    starts each step's kernel when the step starts instead of ahead (:mod:`.kernelpool`).
     User errors (a bad folder, parameter, step or kernel) raise :class:`MlopsError` before
     anything starts.
     """
@@ -334,7 +335,7 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         jobs = len(dask.client.scheduler_info().get("workers", {})) or None
     runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
                   fail_on_drift, run_store, modes, environments, kernel_arguments)
-    runner.dask = dask
+    runner.dask, runner.pooling = dask, kernel_pool
     try:
         runner.schedule()
     finally:

@@ -237,20 +237,63 @@ def test_cells_before_a_long_silent_cell_are_written_during_it(tmp_path: Path) -
     try:
         while proc.poll() is None:
             if out.exists():
-                nb = json.loads(out.read_text(encoding="utf-8"))
-                seen.append((statuses(nb), nb["cells"][0]["outputs"]))
+                try:
+                    nb = json.loads(out.read_text(encoding="utf-8"))
+                except ValueError:  # papermill's own last write, after the engine's, is
+                    seen.append(None)  # not atomic: a read may land inside it
+                else:
+                    seen.append((statuses(nb), nb["cells"][0]["outputs"]))
             time.sleep(0.1)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
     assert proc.returncode == 0
+    # the engine's writes are atomic: only reads after the last cell ended may fail
+    if None in seen:
+        assert all(entry is None or entry[0] == [("completed", False)] * 2
+                   for entry in seen[seen.index(None):]), seen
     # the quick cell finished within 1 s of the first write: the timer wrote it while the
     # sleep ran, with no output or cell end to trigger a write
     during = [outputs for found, outputs in seen
               if found == [("completed", False), ("running", False)]]
     assert during, seen[-1]
     assert "".join(during[0][0]["text"]) == "quick\n"
+
+
+KERNEL_DRIVER = textwrap.dedent("""
+    import json, os, sys
+    import papermill
+    from jupyter_client import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name="python3")
+    run_sync(km.start_kernel)()
+    for source in sys.argv[1:]:
+        papermill.execute_notebook(source, "out-" + source, engine_name="mlops",
+                                   progress_bar=False, km=km)
+    alive = run_sync(km.is_alive)()
+    pid = km.provisioner.process.pid
+    run_sync(km.shutdown_kernel)(now=True)
+    print(json.dumps({"alive": alive, "pid": pid}))
+""")
+
+
+@pytest.mark.kernel
+def test_a_started_kernel_given_as_km_runs_the_notebooks_and_stays_up(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "a.ipynb", "import os\nsecret = 41\nprint(os.getpid())")
+    write_notebook(tmp_path / "b.ipynb", "print(secret + 1)")
+    proc = subprocess.run([sys.executable, "-c", KERNEL_DRIVER, "a.ipynb", "b.ipynb"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.splitlines()[-1])
+    assert found["alive"] is True  # papermill left the kernel it was given running
+    a = json.loads((tmp_path / "out-a.ipynb").read_text(encoding="utf-8"))
+    b = json.loads((tmp_path / "out-b.ipynb").read_text(encoding="utf-8"))
+    # both ran in that kernel: b sees what a defined
+    assert "".join(a["cells"][0]["outputs"][0]["text"]) == f"{found['pid']}\n"
+    assert "".join(b["cells"][0]["outputs"][0]["text"]) == "42\n"
+    assert b["metadata"]["papermill"]["exception"] is None
 
 
 DRIVER = textwrap.dedent("""

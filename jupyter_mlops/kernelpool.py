@@ -1,0 +1,328 @@
+"""Kernels started ahead of their steps, so kernel starts and imports leave the critical path.
+
+While a step runs, :class:`KernelPool` starts the kernel of the step expected next (at most
+``size`` such kernels wait at a time, ``size`` being ``-j``), in the notebook's folder, with the
+pipeline's kernel and arguments, as papermill would start it; then it imports, silently
+(``store_history=False``, in a throwaway namespace), the modules that step imports before it
+does anything else. The step notebook still runs every cell, setup included, so it stays
+runnable by plain papermill and its executed copy is the same; its imports are then found in
+``sys.modules``.
+
+What may be imported ahead is chosen so that it cannot change a result
+(:func:`.stepexec.warm_plan`): the imports of a step's cells, in order, up to the first
+statement that could change how a later import behaves (anything but imports, definitions
+and literal assignments: a call that sets an environment variable or ``sys.path``, a magic,
+a shell command); modules found in the notebook's folder are never imported ahead, since an
+earlier step may still be writing them.
+A warm-up that fails or prints anything (a warning on import would then be missing from the
+step's output) gets its kernel shut down, and the step starts a fresh kernel as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from .stepexec import Module
+
+#: The steps expected to start next, in that order.
+Planner = Callable[[], list[str]]
+
+WARMUP_TIMEOUT = 120.0
+"""Seconds a kernel may take to start and import ahead before the step gives up on it."""
+
+# Runs in the kernel, in a dict of its own: the user's namespace is never touched.
+_WARM_SOURCE = '''
+import importlib.util, os, sys, sysconfig
+def _within(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def _local(top):
+    if top in sys.modules:
+        return False
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        return True
+    places = list(spec.submodule_search_locations or [])
+    if spec.origin not in (None, "built-in", "frozen"):
+        places.append(spec.origin)
+    here = os.path.realpath(os.getcwd())
+    roots = [os.path.realpath(p) for k, p in sysconfig.get_paths().items() if "lib" in k]
+    return any(_within(os.path.realpath(p), here)
+               and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
+for name, names, optional in MODULES:
+    try:
+        if not _local(name.partition(".")[0]):
+            __import__(name, fromlist=list(names))
+    except Exception:
+        if not optional:
+            raise
+'''
+
+
+class PooledKernel:
+    """A kernel of the pool: its manager, its process, and whether it is ready for a step."""
+
+    def __init__(self, key: str, pool: KernelPool) -> None:
+        self.key = key
+        self.pool = pool
+        #: The jupyter_client ``AsyncKernelManager``, once created.
+        self.manager: Any = None
+        #: Resolves to True once the kernel is started and warmed, False if it cannot be used.
+        self.ready: Future[bool] = Future()
+        self.task: asyncio.Task[bool] | None = None
+        self.stopped: Future[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The kernel's process id, once it runs."""
+        process = getattr(getattr(self.manager, "provisioner", None), "process", None)
+        return None if process is None else process.pid
+
+    def release(self) -> None:
+        """The step is done with this kernel: it is shut down in the background."""
+        self.pool.release(self)
+
+    def wait(self, timeout: float = WARMUP_TIMEOUT) -> Any:
+        """The started kernel manager, or None when the step should start a fresh kernel."""
+        try:
+            return self.manager if self.ready.result(timeout) else None
+        except Exception:  # a start that failed or was cancelled: papermill starts one
+            return None
+
+
+class KernelPool:
+    """Kernels started and warmed ahead of the steps that will use them.
+
+    ``planner`` names the steps expected next; whenever a leased kernel is ready, the pool
+    starts kernels for the first of them until ``size`` wait unused. ``plan(step)`` says what
+    a step's kernel imports ahead (:func:`.stepexec.step_plan`). All kernel work runs on one
+    event loop in a thread of the pool's own. :meth:`close` shuts every kernel down.
+    """
+
+    def __init__(self, kernel_name: str, workdir: str | Path, extra_arguments: list[str],
+                 size: int, planner: Planner | None = None,
+                 plan: Callable[[str], list[Module]] | None = None,
+                 startup_timeout: float = 60.0) -> None:
+        self.kernel_name = kernel_name
+        self.workdir = str(workdir)
+        self.extra_arguments = list(extra_arguments)
+        self.size = max(1, size)
+        self.planner = planner
+        self.plan = plan
+        self._plans: dict[str, list[Module]] = {}
+        self.startup_timeout = startup_timeout
+        self.kernels: list[PooledKernel] = []
+        self._idle: dict[str, PooledKernel] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="mlops-kernel-pool")
+        self._thread.start()
+
+    def modules(self, key: str) -> list[Module]:
+        """What the kernel of step ``key`` imports ahead (its plan, made once)."""
+        if key not in self._plans:
+            self._plans[key] = self.plan(key) if self.plan is not None else []
+        return self._plans[key]
+
+    def prepare(self, key: str) -> None:
+        """Start a kernel for step ``key`` unless one waits for it already."""
+        self._loop.call_soon_threadsafe(self._prepare, key)
+
+    def lease(self, key: str) -> PooledKernel | None:
+        """The kernel prepared for step ``key`` (else one started now); None once closed.
+
+        The caller waits for it with :meth:`PooledKernel.wait` and gives it back with
+        :meth:`release`.
+        """
+        with self._lock:
+            if self._closed:
+                return None
+            kernel = self._idle.pop(key, None)
+        if kernel is None:
+            modules = self.modules(key)
+            with self._lock:
+                kernel = None if self._closed else self._start(key, modules)
+            if kernel is None:
+                return None
+        self._loop.call_soon_threadsafe(self._refill_when_ready, kernel)
+        return kernel
+
+    def discard(self, key: str) -> None:
+        """Stop the kernel prepared for ``key`` (its step needs none: its result was reused)."""
+        with self._lock:
+            kernel = self._idle.pop(key, None)
+        if kernel is not None:
+            self._stop(kernel, now=True)
+
+    def release(self, kernel: PooledKernel) -> None:
+        """A step is done with ``kernel``: shut it down in the background, gracefully."""
+        self._stop(kernel, now=False)
+
+    def kill(self) -> None:
+        """Kill every kernel process now (Ctrl-C): running steps end with a dead kernel."""
+        with self._lock:
+            self._closed = True
+            kernels = list(self.kernels)
+        for kernel in kernels:
+            pid = kernel.pid
+            if pid is None:
+                continue
+            with contextlib.suppress(OSError):
+                # its own session (jupyter_client starts it so): take its children too
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Shut down every kernel (unused ones at once), wait for them, stop the loop."""
+        with self._lock:
+            self._closed = True
+            idle = list(self._idle.values())
+            self._idle.clear()
+            kernels = list(self.kernels)
+        for kernel in idle:
+            self._stop(kernel, now=True)
+        for kernel in kernels:
+            self._stop(kernel, now=True)  # no-op for those already stopping
+        for kernel in kernels:
+            if kernel.stopped is not None:
+                with contextlib.suppress(Exception):
+                    kernel.stopped.result(timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # -- on the pool's loop ------------------------------------------------------------------
+
+    def _start(self, key: str, modules: list[Module]) -> PooledKernel:
+        """Create a kernel and schedule its start (caller holds the lock)."""
+        kernel = PooledKernel(key, self)
+        self.kernels.append(kernel)
+
+        def begin() -> None:
+            kernel.task = self._loop.create_task(self._warm(kernel, modules))
+            kernel.task.add_done_callback(lambda task: _settle(kernel.ready, task))
+
+        self._loop.call_soon_threadsafe(begin)
+        return kernel
+
+    def _prepare(self, key: str) -> None:
+        modules = self.modules(key)
+        with self._lock:
+            if self._closed or key in self._idle or len(self._idle) >= self.size:
+                return
+            self._idle[key] = self._start(key, modules)
+
+    def _refill_when_ready(self, kernel: PooledKernel) -> None:
+        if kernel.task is None:  # its start is scheduled just before this call
+            self._loop.call_soon(self._refill_when_ready, kernel)
+        elif kernel.task.done():
+            self._refill()
+        else:
+            kernel.task.add_done_callback(lambda _: self._refill())
+
+    def _refill(self) -> None:
+        if self.planner is None or self._closed:
+            return
+        try:
+            upcoming = self.planner()
+        except Exception:  # a prediction that failed costs a warm kernel, nothing more
+            return
+        for key in upcoming:
+            if len(self._idle) >= self.size:
+                break
+            self._prepare(key)
+
+    async def _warm(self, kernel: PooledKernel, modules: list[Module]) -> bool:
+        """Start the kernel as nbclient would, then import ahead; True if it can be used."""
+        from jupyter_client import AsyncKernelManager
+
+        manager = AsyncKernelManager(kernel_name=self.kernel_name)
+        kernel.manager = manager
+        arguments = list(self.extra_arguments)
+        # nbclient keeps IPython's history in memory for the kernels it starts; so do we
+        if manager.ipykernel and not any(a.startswith("--HistoryManager.hist_file")
+                                         for a in arguments):
+            arguments.append("--HistoryManager.hist_file=:memory:")
+        await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir)
+        client = manager.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=self.startup_timeout)
+            return await asyncio.wait_for(_import_ahead(client, modules), WARMUP_TIMEOUT)
+        finally:
+            client.stop_channels()
+
+    def _stop(self, kernel: PooledKernel, now: bool) -> None:
+        with self._lock:
+            if kernel.stopped is not None:
+                return
+            kernel.stopped = asyncio.run_coroutine_threadsafe(self._shutdown(kernel, now),
+                                                              self._loop)
+
+    async def _shutdown(self, kernel: PooledKernel, now: bool) -> None:
+        """Shut the kernel down as nbclient does with its own; a start under way is cut."""
+        task = kernel.task
+        while task is None:  # its start is scheduled but has not begun
+            await asyncio.sleep(0)
+            task = kernel.task
+        if not task.done():
+            task.cancel()
+        await asyncio.wait([task])
+        manager = kernel.manager
+        if manager is None or not manager.has_kernel:
+            return
+        try:
+            if await manager.is_alive():
+                await manager.shutdown_kernel(now=now)
+        except RuntimeError:  # it died meanwhile
+            pass
+        finally:
+            await manager.cleanup_resources()
+
+
+def _settle(ready: Future[bool], task: asyncio.Task[bool]) -> None:
+    """Tell waiters how a start ended (its exception is read here, so never logged as lost)."""
+    ready.set_result(not task.cancelled() and task.exception() is None and bool(task.result()))
+
+
+async def _import_ahead(client: Any, modules: list[Module]) -> bool:
+    """Import ``modules`` silently in the kernel; True if that went through without a word."""
+    from queue import Empty
+
+    if not modules:
+        return True
+    code = (f"exec(compile({_WARM_SOURCE!r}, '<jupyter-mlops warm-up>', 'exec'), "
+            f"{{'__name__': '__main__', 'MODULES': {modules!r}}})")
+    msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
+    while True:
+        try:
+            reply = await client.get_shell_msg(timeout=1)
+        except Empty:
+            if not await client.is_alive():  # an import crashed it
+                return False
+            continue
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    if reply["content"]["status"] != "ok":
+        return False
+    # a warning or a print on import would be missing from the step's own output
+    while True:
+        msg = await client.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return True
+        if msg["msg_type"] not in ("status", "execute_input"):
+            return False
