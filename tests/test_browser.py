@@ -148,3 +148,34 @@ def test_sidebar_says_when_the_server_extension_is_missing(tmp_path: Path,
         missing.wait_for(timeout=30_000)
         assert "server extension is not answering" in missing.text_content()
         shot(browser, "6-server-missing")
+
+
+def test_problems_sit_next_to_their_cells(tmp_path: Path, browser: Any) -> None:
+    from conftest import write_notebook
+
+    root = tmp_path / "root"
+    write_notebook(root / "broken.ipynb", ("import math", ["mlops:setup"]),
+                   ("y = math.sqrt(x) + 1", ["mlops:step=a"]), ("z = y * 2", []))
+    with running_lab(root, tmp_path / "lab") as lab:
+        open_sidebar(browser, lab, "broken.ipynb")
+        problem = browser.locator(".jp-mlops-problem").first
+        problem.wait_for(timeout=30_000)
+        assert "`x`" in problem.text_content()
+        badge = browser.locator(".jp-Cell").nth(1).locator(".jp-mlops-badge")
+        assert badge.text_content() == "step a ⚠"
+        assert "`x`" in badge.get_attribute("title")
+        assert "jp-mlops-badge-problem" in badge.get_attribute("class")
+        browser.locator(".jp-Cell").nth(2).locator(".jp-InputPrompt").click()
+        problem.locator('button:text-is("cell 2")').click()
+        browser.locator(".jp-Cell.jp-mod-active").first.wait_for()
+        active = browser.locator(".jp-Cell").evaluate_all(
+            "cells => cells.findIndex(c => c.classList.contains('jp-mod-active'))")
+        assert active == 1
+        # Export refuses, in one line that names the variable, next to a link to the cell
+        browser.locator("button.jp-mlops-export").click()
+        refused = browser.locator(".jp-mlops-request-error")
+        refused.wait_for(timeout=30_000)
+        assert "`x`" in refused.text_content() and "cell 2" in refused.text_content()
+        assert not (root / "broken_pipeline").exists()
+        shot(browser, "7-problems")
+    assert browser.errors == []

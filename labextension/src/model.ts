@@ -17,7 +17,13 @@ export interface ISidebarState {
   notebook: NotebookPanel | null;
   analysis: IAnalysis | null;
   /** The last failed request, in one line, with the cell it concerns. */
-  error: { message: string; cell: number | null; problems: IProblem[] } | null;
+  error: {
+    message: string;
+    cell: number | null;
+    problems: IProblem[];
+    /** What failed: the analysis (cleared by the next one) or a user's action. */
+    source: 'analyze' | 'action';
+  } | null;
   /** The server extension is missing or broken. */
   serverMissing: string | null;
   busy: string | null;
@@ -88,14 +94,16 @@ export class SidebarModel {
         return;
       }
       this.state.analysis = analysis;
-      this.state.error = null;
+      if (this.state.error?.source === 'analyze') {
+        this.state.error = null; // an export's refusal stays until the next action
+      }
       this.state.serverMissing = null;
       this.emit();
       if (analysis.exported) {
         await this.loadRuns();
       }
     } catch (error) {
-      this.fail(error);
+      this.fail(error, 'analyze');
     }
   }
 
@@ -243,13 +251,18 @@ export class SidebarModel {
     }
   }
 
-  private fail(error: unknown): void {
+  private fail(error: unknown, source: 'analyze' | 'action' = 'action'): void {
     if (error instanceof MlopsError && error.serverMissing) {
       this.state.serverMissing = error.message;
     } else if (error instanceof MlopsError) {
-      this.state.error = { message: error.message, cell: error.cell, problems: error.problems };
+      this.state.error = {
+        message: error.message,
+        cell: error.cell,
+        problems: error.problems,
+        source
+      };
     } else {
-      this.state.error = { message: String(error), cell: null, problems: [] };
+      this.state.error = { message: String(error), cell: null, problems: [], source };
     }
     this.emit();
   }
