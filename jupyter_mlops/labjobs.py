@@ -135,11 +135,6 @@ class LabJobs:
         return [j.run_id for j in self.jobs.values()
                 if j.pipeline == pipeline and j.running]
 
-    def close(self) -> None:
-        """Reap finished children (runs still going are left to finish on their own)."""
-        for job in self.jobs.values():
-            job.process.poll()
-
 
 def _signal(processes: list[Any], signum: int) -> None:
     """Send ``signum`` to each process that is still there."""
