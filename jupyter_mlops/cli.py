@@ -360,13 +360,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    """``jupyter mlops monitor``: exit 0 healthy, 3 unhealthy."""
+    """``jupyter mlops monitor``: exit 0 healthy, 3 unhealthy (retrained or not)."""
     import json
-    import logging
     import time
 
     from .monitor import EXIT_UNHEALTHY, monitor, read_table, summary, write_report
-    from .retrain import read_policy, retrain
+    from .retrain import read_policy
 
     policy = read_policy(args.pipeline)
     frame = read_table(args.data)
@@ -375,32 +374,46 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     folder = Path(args.report) if args.report else Path(args.pipeline) / "monitoring" / \
         time.strftime("%Y%m%d-%H%M%S")
     paths = write_report(report, folder, frame)
+    if not args.json:
+        print(summary(report))
+        print(f"Wrote {paths[0]} and {paths[1]}", flush=True)
     outcome = None
     if not report["healthy"] and (args.retrain or policy.defined):
-        logging.getLogger("papermill").setLevel(logging.CRITICAL)
-        trigger = {"trigger": "metrics" if any(m["ok"] is False for m in report["metrics"])
-                   else "drift", "by": "monitor", "data": report["data"],
-                   "reasons": report["reasons"], "drift_share": report["drift"]["share"],
-                   "drifted": report["drift"]["drifted"],
-                   "scores": {k: v["score"] for k, v in report["drift"]["columns"].items()},
-                   "metrics": {m["name"]: m["value"] for m in report["metrics"]}}
-        outcome = retrain(args.pipeline, args.data, trigger, store=args.store, policy=policy)
+        outcome = _retrain(args, report, policy)
+    elif not report["healthy"] and not args.json:
+        print("Retrain on this data with --retrain, or add a retrain: policy to pipeline.yaml")
     if args.json:
         data = {k: v for k, v in report.items() if k != "profile"}
         print(json.dumps({**data, "report": [str(p) for p in paths], "retrain": outcome},
                          indent=1, default=str))
-    else:
-        print(summary(report))
-        print(f"Wrote {paths[0]} and {paths[1]}")
-        if outcome is not None:
-            verdict = "promoted: it is served now" if outcome["promoted"] else \
-                f"not promoted: run {outcome['served']} stays in service"
-            print(f"Retrained: run {outcome['run_id']} {outcome['status']}, {verdict} "
-                  f"({outcome['reason']})")
-        elif not report["healthy"]:
-            print("Retrain on this data with --retrain, or add a retrain: policy to "
-                  "pipeline.yaml")
     return 0 if report["healthy"] else EXIT_UNHEALTHY
+
+
+def _retrain(args: argparse.Namespace, report: dict[str, Any], policy: Any) -> dict[str, Any]:
+    """Run the pipeline on the monitored data and apply the promotion rule."""
+    import logging
+
+    from .report import progress_printer
+    from .retrain import retrain
+    from .spec import PipelineSpec
+
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    trigger = {"trigger": "metrics" if any(m["ok"] is False for m in report["metrics"])
+               else "drift", "by": "monitor", "data": report["data"],
+               "reasons": report["reasons"], "drift_share": report["drift"]["share"],
+               "drifted": report["drift"]["drifted"],
+               "scores": {k: v["score"] for k, v in report["drift"]["columns"].items()},
+               "metrics": {m["name"]: m["value"] for m in report["metrics"]}}
+    if not args.json:
+        print(f"Retraining on {report['data']} ...", flush=True)
+    outcome = retrain(args.pipeline, args.data, trigger, store=args.store, policy=policy,
+                      listener=progress_printer(PipelineSpec.read(args.pipeline)))
+    if not args.json:
+        verdict = "promoted: it is served now" if outcome["promoted"] else \
+            f"not promoted: run {outcome['served']} stays in service"
+        print(f"Retrained: run {outcome['run_id']} {outcome['status']}, {verdict} "
+              f"({outcome['reason']})")
+    return outcome
 
 
 def main(argv: list[str] | None = None) -> int:

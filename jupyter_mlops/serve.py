@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +71,9 @@ class ServeState:
             if wanted is None or wanted == self.model.run_id:
                 return
             model = await loop.run_in_executor(None, self._load, wanted)
-        except MlopsError as err:
-            # keep serving the run we have; /health shows why the new one is not served
+        except (MlopsError, OSError, sqlite3.Error) as err:
+            # keep serving the run we have (a store busy for longer than its timeout is
+            # asked again at the next check); /health shows why the new one is not served
             self.last_error = str(err)
             log.warning("still serving run %s: %s", self.model.run_id, err)
             return
