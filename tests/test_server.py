@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_notebook
+from conftest import run_cli, write_notebook
 from tornado.httpclient import HTTPClientError
 
 pytestmark = pytest.mark.kernel
@@ -85,6 +85,10 @@ async def test_analyze_is_show_json(jp_fetch: Any, jp_root_dir: Path) -> None:
     assert data["pipeline_dir"] == "work/small_pipeline"
     assert data["exported"] is False
     assert data["captured"] == {"params": {}, "data": {}, "models": {}, "metrics": {}}
+    # the same content as `jupyter mlops show --json` prints
+    shown = run_cli("show", str(jp_root_dir / "work/small.ipynb"), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert {k: data[k] for k in ("pipeline", "cells", "problems")} == json.loads(shown.stdout)
 
 
 async def test_export_run_and_history(jp_fetch: Any, jp_root_dir: Path) -> None:
