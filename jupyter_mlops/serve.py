@@ -153,7 +153,8 @@ class PredictHandler(_JSONHandler):
             return
         model = self.state.model
         try:
-            frame = to_frame(parse_records(b"".join(self.chunks)), model.columns)
+            records = parse_records(b"".join(self.chunks))
+            frame = to_frame(records, model.columns)
         except InputError as err:
             body: dict[str, Any] = {"error": str(err)}
             if err.column is not None:
@@ -168,7 +169,7 @@ class PredictHandler(_JSONHandler):
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             self.answer(422, {"error": f"the model refused these records: {reason}"})
             return
-        self.state.metrics.predicted(frame, predictions)
+        self.state.metrics.predicted(records, predictions)
         self.answer(200, {"predictions": predictions.tolist(), "run_id": model.run_id,
                           "model": model.name})
 
