@@ -221,7 +221,10 @@ def warm_plan(notebook: str | Path, roles: set[str] | None = None) -> list[Modul
 
 def step_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]:
     """:func:`warm_plan` of a pipeline's step, its artifacts' roles read from the spec
-    (nothing to import ahead if its notebook cannot be read: the step will say why)."""
+    (nothing to import ahead if its notebook cannot be read, the step will say why, or if
+    its kernel is not Python)."""
+    if spec.kernel.get("language", "python") != "python":
+        return []
     step = spec.step(name)
     roles = {o.role for o in step.outputs} | {
         o.role for variable, producer in step.inputs.items()
