@@ -3,15 +3,21 @@ papermill (capturing its contract), exported, and run; plus data that drifts on 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from conftest import run_cli, write_notebook
+from prometheus_client.parser import text_string_to_metric_families
 
 CELLS = (
     "%load_ext jupyter_mlops",
@@ -78,3 +84,96 @@ def one_line_error(done: object) -> str:
     lines = done.stderr.strip().splitlines()  # type: ignore[attr-defined]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr  # type: ignore
     return lines[0]
+
+
+class Server:
+    """A `jupyter mlops serve` process and an HTTP client for it."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_mlops.cli", "serve", *args, "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self._first_line(60)
+        assert "Serving model" in line, line + self.proc.stderr.read()  # type: ignore
+        self.port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        self.local = threading.local()
+        self.connections: list[http.client.HTTPConnection] = []
+
+    def _first_line(self, timeout: float) -> str:
+        found: list[str] = []
+        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline()),
+                                  daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        return found[0] if found else ""
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """One request on this thread's keep-alive connection (a new one if it closed)."""
+        for attempt in range(2):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                                                    timeout=30)
+                self.connections.append(conn)
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+                response = conn.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    self.local.conn = None
+                return response.status, data
+            except (ConnectionError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def predict(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        status, data = self.request("POST", "/predict", json.dumps(payload).encode())
+        return status, json.loads(data)
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        status, data = self.request("GET", path)
+        assert status == 200, data
+        return json.loads(data)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, data = self.request("GET", "/metrics")
+        assert status == 200
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(data.decode())
+                for s in family.samples}
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def close_connections(self) -> None:
+        """Close every client connection, of every thread."""
+        for conn in self.connections:
+            conn.close()
+        self.connections.clear()
+        self.local = threading.local()
+
+    def stop(self) -> tuple[int, str]:
+        self.close_connections()
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+def wait_for(server: Server, run_id: str) -> None:
+    """Wait until the server says it serves ``run_id``."""
+    deadline = time.monotonic() + 30
+    while server.get_json("/health")["run_id"] != run_id:
+        assert time.monotonic() < deadline, f"the server did not switch to {run_id}"
+        time.sleep(0.1)

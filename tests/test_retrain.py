@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
-from loop_helpers import build_pipeline, make_data, one_line_error
+from loop_helpers import Server, build_pipeline, make_data, one_line_error, wait_for
 
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.retrain import data_parameter, decide, read_policy
@@ -42,10 +42,20 @@ def test_drift_retrains_and_the_better_run_is_promoted(pipeline: Path, tmp_path:
     store.close()
     # `a` moved by 2, the outcome still follows it, with less noise: learnable, not worse
     data = make_data(tmp_path / "moved.csv", 600, shift=2.0, noise=0.2, seed=21)
-    code, report = _monitor_json(pipeline, data, "--retrain", "--report",
-                                 str(tmp_path / "r1"), "--labels", "label")
-    assert code == 3, report
-    outcome = report["retrain"]
+    server = Server(str(pipeline), "--check-every", "0.2")
+    try:
+        assert server.get_json("/health")["run_id"] == first
+        code, report = _monitor_json(pipeline, data, "--retrain", "--report",
+                                     str(tmp_path / "r1"), "--labels", "label")
+        assert code == 3, report
+        outcome = report["retrain"]
+        # the whole loop: the server that was running now serves the promoted run
+        wait_for(server, outcome["run_id"])
+        row = {"a": 2.1, "b": 0.0, "c": "y"}
+        assert server.predict(row)[1]["run_id"] == outcome["run_id"]
+    finally:
+        stopped, err = server.stop()
+    assert stopped == 0 and "Traceback" not in err, err
     assert outcome["status"] == "succeeded" and outcome["replaces"] == first
     assert outcome["promoted"] is True, outcome
     store = _store(pipeline)

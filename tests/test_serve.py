@@ -5,14 +5,10 @@ mixed in gets no 5xx while the server's memory stays flat."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
 import shutil
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,98 +19,19 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import run_cli
-from loop_helpers import build_pipeline, make_data, one_line_error, run_pipeline_cli
-from prometheus_client.parser import text_string_to_metric_families
+from loop_helpers import (
+    Server,
+    build_pipeline,
+    make_data,
+    one_line_error,
+    run_pipeline_cli,
+    wait_for,
+)
 
 from jupyter_mlops.artifacts import load
 from jupyter_mlops.store import RunStore, default_store
 
 pytestmark = pytest.mark.kernel
-
-
-class Server:
-    """A `jupyter mlops serve` process and an HTTP client for it."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_mlops.cli", "serve", *args, "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self._first_line(60)
-        assert "Serving model" in line, line + self.proc.stderr.read()  # type: ignore
-        self.port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
-        self.local = threading.local()
-        self.connections: list[http.client.HTTPConnection] = []
-
-    def _first_line(self, timeout: float) -> str:
-        found: list[str] = []
-        reader = threading.Thread(target=lambda: found.append(self.proc.stdout.readline()),
-                                  daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout)
-        return found[0] if found else ""
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """One request on this thread's keep-alive connection (a new one if it closed)."""
-        for attempt in range(2):
-            conn = getattr(self.local, "conn", None)
-            if conn is None:
-                conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port,
-                                                                    timeout=30)
-                self.connections.append(conn)
-            try:
-                conn.request(method, path, body=body, headers=headers or {})
-                response = conn.getresponse()
-                data = response.read()
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    self.local.conn = None
-                return response.status, data
-            except (ConnectionError, http.client.HTTPException):
-                conn.close()
-                self.local.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def predict(self, payload: Any) -> tuple[int, dict[str, Any]]:
-        status, data = self.request("POST", "/predict", json.dumps(payload).encode())
-        return status, json.loads(data)
-
-    def get_json(self, path: str) -> dict[str, Any]:
-        status, data = self.request("GET", path)
-        assert status == 200, data
-        return json.loads(data)
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        status, data = self.request("GET", "/metrics")
-        assert status == 200
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(data.decode())
-                for s in family.samples}
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def close_connections(self) -> None:
-        """Close every client connection, of every thread."""
-        for conn in self.connections:
-            conn.close()
-        self.connections.clear()
-        self.local = threading.local()
-
-    def stop(self) -> tuple[int, str]:
-        self.close_connections()
-        self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +229,7 @@ def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
             assert served.get_json("/health")["run_id"] == second
             store.record_promotion("loop", first_run["run_id"], candidate=first_run["run_id"],
                                    previous=second, promoted=True, reason="test")
-            _wait_for(served, first_run["run_id"])
+            wait_for(served, first_run["run_id"])
             assert served.predict(_rows(pipeline.parent / "data.csv", 1))[1]["run_id"] == \
                 first_run["run_id"]
             assert served.metrics()[("mlops_model_switches_total", ())] == 1
@@ -333,19 +250,12 @@ def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
                 assert "changed after it was written" in health["warning"]
             finally:
                 model_file.write_bytes(original)
-            _wait_for(served, second)  # restored: the next check loads it
+            wait_for(served, second)  # restored: the next check loads it
         finally:
             code, err = served.stop()
         assert code == 0 and "Traceback" not in err, err
     finally:
         store.close()
-
-
-def _wait_for(server: Server, run_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while server.get_json("/health")["run_id"] != run_id:
-        assert time.monotonic() < deadline, f"the server did not switch to {run_id}"
-        time.sleep(0.1)
 
 
 def test_serve_user_errors_are_one_line(pipeline: Path, tmp_path: Path) -> None:
