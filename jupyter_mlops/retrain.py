@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import MlopsError, SpecError
 from .spec import SPEC_FILE, PipelineSpec
+
+if TYPE_CHECKING:
+    from .results import Listener
 
 _DATA_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".json", ".jsonl", ".ndjson", ".feather",
                   ".xlsx", ".txt")
@@ -158,7 +161,7 @@ def decide(new: dict[str, Any], current: dict[str, Any] | None, checks: dict[str
 
 def retrain(pipeline_dir: str | Path, data: str | Path, trigger: dict[str, Any], *,
             store: str | Path | None = None, policy: RetrainPolicy | None = None,
-            listener: Any = None) -> dict[str, Any]:
+            listener: Listener | None = None) -> dict[str, Any]:
     """Run the pipeline on ``data`` (as its data parameter), record why and what it would
     replace, then apply the promotion rule and record the decision.
 
