@@ -5,7 +5,11 @@ The DAG file is self-contained: the pipeline's absolute folder and everything it
 spec, and at run time it needs only Airflow, papermill and jupyter-mlops (the papermill
 engine ``mlops``). Each task runs its step notebook exactly as ``jupyter mlops run`` does,
 with ``mlops_pipeline`` set, so a broken data contract or metric threshold fails the task.
-Every DAG run keeps its artifacts and executed notebooks in ``LOCATION/RUN_ID/STEP/``.
+Every DAG run keeps its artifacts and executed notebooks in ``LOCATION/RUN_ID/STEP/``;
+LOCATION is a folder every worker sees or an fsspec URL (``s3://bucket/runs``), in which
+case a task works in a local folder and copies its inputs down and its step folder up (see
+:mod:`jupyter_mlops.remote`). Each task returns the sha256 of its outputs as its XCom, and
+the tasks after it check what they load against those.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from ._files import atomic_write
 from .errors import MlopsError, SpecError
+from .remote import is_url
 from .spec import PipelineSpec
 
 #: JSON-schema type of each parameter type, for Airflow's ``Param``.
@@ -39,17 +44,26 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+_EXTRA = "pip install 'jupyter-mlops[airflow]'"
 try:  # Airflow 3
     from airflow.sdk import DAG, Param, get_current_context, task
-except ImportError:  # Airflow 2
-    from airflow import DAG
-    from airflow.decorators import task
-    from airflow.models.param import Param
-    from airflow.operators.python import get_current_context
+except ImportError:
+    try:  # Airflow 2
+        from airflow import DAG
+        from airflow.decorators import task
+        from airflow.models.param import Param
+        from airflow.operators.python import get_current_context
+    except ImportError:
+        raise ImportError(f"this DAG file needs Apache Airflow; {{_EXTRA}}") from None
+try:  # the tasks run jupyter-mlops code; say so when the DAG is parsed, not at run time
+    import jupyter_mlops  # noqa: F401
+except ImportError:
+    raise ImportError(f"this DAG needs jupyter-mlops where Airflow runs; {{_EXTRA}}") from None
 
 PIPELINE = {pipeline}
 WORKDIR = {workdir}
-#: Where each run's artifacts go: a folder (or an fsspec URL, passed through as it is).
+#: Where each run's artifacts go: a folder every worker sees, or an fsspec URL (a task then
+#: works in a local folder, copying its inputs down and its step's folder up).
 ARTIFACTS = {artifacts}
 KERNEL = {kernel}
 FAIL_ON_DRIFT = {drift!r}
@@ -58,16 +72,16 @@ RETRIES = {retries!r}
 TIMEOUT = {timeout!r}
 #: The type of each pipeline parameter, as pipeline.yaml gives it.
 TYPES = {types}
-#: Each step: its notebook (relative to PIPELINE) and the parameters it uses.
+#: Each step: its notebook (relative to PIPELINE), the parameters it uses, and its inputs
+#: (variable: the step that outputs it).
 STEPS = {steps}
 
 
 def _run_folder(run_id: str) -> str:
     """The artifacts root of one DAG run; run ids hold `:` and `+`, unsafe in paths."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run"
-    if "://" in ARTIFACTS:
-        return ARTIFACTS.rstrip("/") + "/" + safe
-    return str(Path(ARTIFACTS) / safe)
+    from jupyter_mlops.remote import join
+
+    return join(ARTIFACTS, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run")
 
 
 def _typed(name: str, value: Any) -> Any:
@@ -77,35 +91,42 @@ def _typed(name: str, value: Any) -> Any:
     return value
 
 
-def run_step(name: str) -> str:
-    """Run step `name`'s notebook with papermill; return the executed notebook's path."""
+def run_step(name: str) -> dict[str, Any]:
+    """Run step `name`'s notebook with papermill; return where its executed notebook is
+    and the sha256 of each of its outputs (the XCom the steps after it check)."""
     import papermill
+
+    from jupyter_mlops.remote import join, output_hashes, staged_run
 
     context = get_current_context()
     step = STEPS[name]
-    root = _run_folder(context["run_id"])
+    location = _run_folder(context["run_id"])
+    made = {{p: context["ti"].xcom_pull(task_ids=p) or {{}} for p in set(step["inputs"].values())}}
+    hashes = {{v: made[p].get("outputs", {{}}).get(v, "") for v, p in step["inputs"].items()}}
     parameters = {{p: _typed(p, context["params"][p]) for p in step["parameters"]}}
-    parameters.update(
-        mlops_artifacts=root,
-        mlops_input_hashes={{}},
-        mlops_pipeline=PIPELINE,
-        mlops_step=name,
-        mlops_fail_on_drift=FAIL_ON_DRIFT,
-    )
-    output = f"{{root}}/{{name}}/{{Path(step['notebook']).name}}"
-    if "://" not in root:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(Path(PIPELINE) / step["notebook"]),
-        output,
-        parameters=parameters,
-        kernel_name=KERNEL,
-        engine_name="mlops",
-        progress_bar=False,
-        execution_timeout=TIMEOUT,
-        resources={{"metadata": {{"path": WORKDIR}}}},
-    )
-    return output
+    notebook = Path(step["notebook"]).name
+    # A URL location: the kernel works in a local folder, copied down and up around it.
+    with staged_run(location, name, step["inputs"], hashes) as root:
+        parameters.update(
+            mlops_artifacts=str(root),
+            mlops_input_hashes=hashes,
+            mlops_pipeline=PIPELINE,
+            mlops_step=name,
+            mlops_fail_on_drift=FAIL_ON_DRIFT,
+        )
+        (root / name).mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(
+            str(Path(PIPELINE) / step["notebook"]),
+            str(root / name / notebook),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            engine_name="mlops",
+            progress_bar=False,
+            execution_timeout=TIMEOUT,
+            resources={{"metadata": {{"path": WORKDIR}}}},
+        )
+        outputs = output_hashes(root / name)
+    return {{"notebook": join(location, name, notebook), "outputs": outputs}}
 
 
 with DAG(
@@ -160,8 +181,8 @@ def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: 
             raise SpecError(f"step `{step.name}` cannot be an Airflow task id; use letters, "
                             "digits and underscores (export the notebook again)")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
-    steps = {s.name: {"notebook": s.notebook, "parameters": list(s.parameters)}
-             for s in spec.steps}
+    steps = {s.name: {"notebook": s.notebook, "parameters": list(s.parameters),
+                      "inputs": dict(s.inputs)} for s in spec.steps}
     params_text = "{\n" + "".join(f"        {p.name!r}: {_param(p, 8)},\n"
                                    for p in spec.parameters) + "    }" if spec.parameters else "{}"
     text = _HEADER.format(
@@ -178,7 +199,7 @@ def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: 
     for step in spec.steps:
         lines += [
             f"    @task(task_id={step.name!r})",
-            f"    def step_{step.name}() -> str:",
+            f"    def step_{step.name}() -> dict[str, Any]:",
             f'        """Run {step.notebook}."""',
             f"        return run_step({step.name!r})",
             "",
@@ -189,6 +210,18 @@ def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: 
     for upstream, downstream in spec.edges:
         lines.append(f"    tasks[{upstream!r}] >> tasks[{downstream!r}]")
     return text + "\n".join(lines) + "\n"
+
+
+def _check_protocols(url: str) -> None:
+    """Each protocol of ``url`` (``a::b://...`` chains several) must be one fsspec knows;
+    its driver (s3fs, gcsfs) need only be installed where Airflow runs."""
+    import fsspec
+
+    for part in url.split("::"):
+        protocol = part.split("://", 1)[0]
+        if protocol not in fsspec.available_protocols():
+            raise MlopsError(f"--artifacts {url}: fsspec knows no protocol `{protocol}`; give "
+                             "a folder or a URL such as s3://bucket/runs or file:///shared/runs")
 
 
 def write_dag(pipeline_dir: str | Path, dags_dir: str | Path, *, artifacts: str | None = None,
@@ -210,7 +243,8 @@ def write_dag(pipeline_dir: str | Path, dags_dir: str | Path, *, artifacts: str 
         raise MlopsError(f"--timeout needs a positive number of seconds, got {timeout}")
     if artifacts is None:
         location = str(folder / "runs" / "airflow")
-    elif "://" in artifacts:
+    elif is_url(artifacts):
+        _check_protocols(artifacts)
         location = artifacts
     else:
         location = str(Path(artifacts).expanduser().resolve())

@@ -78,7 +78,8 @@ def _read_paths(pipeline_dir: Path, spec: PipelineSpec, workdir: Path
     absolute: set[str] = set()
     for step in spec.steps:
         notebook = pipeline_dir / step.notebook
-        for text in step_strings(notebook):
+        # the defaults of the runtime parameters every step notebook has are not paths
+        for text in set(step_strings(notebook)) - {"artifacts", step.name}:
             path = Path(text)
             if path.is_absolute():
                 if path.is_file():

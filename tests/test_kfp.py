@@ -75,6 +75,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "data").mkdir()
     (root / "data" / "weights.txt").write_text("1.0 2.0\n")
     (root / "data" / "unused.csv").write_text("not read by any step\n")
+    # named only by the default of the step notebooks' own `mlops_artifacts` parameter
+    (root / "artifacts").mkdir()
+    (root / "artifacts" / "old.bin").write_bytes(b"0" * 1000)
     outside = tmp_path_factory.mktemp("elsewhere") / "lookup.txt"
     outside.write_text("x\n")
     cells = list(CELLS)

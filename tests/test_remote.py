@@ -146,3 +146,29 @@ def test_a_staged_input_that_differs_from_its_producer_fails_first(tmp_path: Pat
 def test_a_local_location_is_used_in_place(tmp_path: Path) -> None:
     with staged_run(str(tmp_path), "s", {"x": "make"}, {}) as local:
         assert local == tmp_path
+
+
+@pytest.mark.kernel
+def test_step_notebooks_pass_artifacts_through_a_url(tmp_path: Path) -> None:
+    """Run by hand with papermill, step notebooks save and load at the URL they are given."""
+    import subprocess
+    import sys
+
+    from conftest import write_notebook
+
+    from jupyter_mlops.export import export
+
+    write_notebook(tmp_path / "u.ipynb", "%%mlops step make\nimport numpy as np\n"
+                   "base = np.arange(4)", "%%mlops step total\nsum_ = int(base.sum())",
+                   "%%mlops step show\nprint(sum_)")
+    folder = export(tmp_path / "u.ipynb").folder
+    url = (tmp_path / "shared").as_uri()
+    for notebook in ("01_make.ipynb", "02_total.ipynb"):
+        done = subprocess.run([sys.executable, "-m", "papermill", str(folder / "steps" / notebook),
+                               str(tmp_path / notebook), "-r", "mlops_artifacts", url,
+                               "--cwd", str(tmp_path), "--no-progress-bar"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert artifacts.load("sum_", f"{url}/total") == 6
+    assert (tmp_path / "shared" / "make" / "base.npy").is_file()
+    assert not (tmp_path / "file:").exists()
