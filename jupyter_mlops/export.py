@@ -156,6 +156,26 @@ def _swap_in(folder: Path, sub: str, files: dict[str, bytes], ours: set[str]) ->
         shutil.rmtree(staging, ignore_errors=True)
 
 
+#: Sections of pipeline.yaml that users write by hand (the retraining policy); a re-export
+#: carries them into the new spec instead of dropping them.
+HAND_WRITTEN = ("retrain",)
+
+
+def keep_hand_written(folder: Path, text: bytes) -> bytes:
+    """``text`` (a new pipeline.yaml) with the hand-written sections of the one in ``folder``."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return text
+    kept = {k: raw[k] for k in HAND_WRITTEN if k in raw} if isinstance(raw, dict) else {}
+    if not kept:
+        return text
+    return text + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True,
+                                 width=100).encode("utf-8")
+
+
 def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None) -> None:
     """Write the rendered files; runs and other files already in the folder are kept.
 
@@ -171,6 +191,7 @@ def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None
     if any(n.startswith(f"{CONTRACT_DIR}/") for n in files) or (folder / CONTRACT_DIR).exists():
         _swap_in(folder, CONTRACT_DIR, files, old_contract)
     _swap_in(folder, TESTS_DIR, files, {"test_pipeline.py", "pytest.ini"})
+    files[SPEC_FILE] = keep_hand_written(folder, files[SPEC_FILE])
     for name in ("README.md", SPEC_FILE):
         atomic_write(folder / name, files[name])
 

@@ -98,6 +98,20 @@ def test_reexport_keeps_runs_and_drops_stale_steps(notebook: Path) -> None:
         "01_build.ipynb", "02_total.ipynb", "notes.txt"]
 
 
+def test_reexport_keeps_a_hand_written_retrain_policy(notebook: Path) -> None:
+    export(notebook)
+    spec_file = notebook.parent / "demo_pipeline" / "pipeline.yaml"
+    before = yaml.safe_load(spec_file.read_text())["source_sha256"]
+    policy = {"drift_share": 0.3, "metrics": {"score": {"min": 0.5}}}
+    spec_file.write_text(spec_file.read_text() + yaml.safe_dump({"retrain": policy}))
+    write_notebook(notebook, *CELLS[:4], CELLS[4] + "  # edited", *CELLS[5:])
+    export(notebook)
+    data = yaml.safe_load(spec_file.read_text())
+    assert data["retrain"] == policy
+    assert data["source_sha256"] != before  # the rest is the new export's
+    PipelineSpec.read(spec_file.parent)  # and still a valid spec
+
+
 def test_export_refuses_a_folder_that_is_not_a_pipeline(notebook: Path, tmp_path: Path) -> None:
     target = tmp_path / "busy"
     target.mkdir()
