@@ -96,3 +96,44 @@ def test_dask_needs_a_scheduler_address(tmp_path: Path, cli) -> None:
                     "--scheduler", "nonsense")
     assert malformed.returncode == 2
     assert "cannot reach the Dask scheduler at nonsense" in malformed.stderr
+
+
+def _kernels_on_workers(scheduler: str) -> list[list[str]]:
+    """The command lines of the kernel processes each worker has running."""
+    from distributed import Client
+
+    def kernels() -> list[str]:
+        import psutil
+
+        return [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
+                if "ipykernel" in " ".join(p.cmdline())]
+
+    with Client(scheduler, timeout=10) as client:
+        return list(client.run(kernels).values())
+
+
+def test_workers_start_the_next_kernel_ahead(tmp_path: Path, scheduler: str, cli) -> None:
+    """While a step runs, its worker starts the next step's kernel; the run's end shuts
+    every such kernel down."""
+    # when the kernel process started, from /proc (psutil's figure can be a second off)
+    born = ("import os, time\nwith open('/proc/self/stat') as f:\n"
+            "    ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
+            "with open('/proc/uptime') as f:\n"
+            "    age = float(f.read().split()[0]) - ticks / os.sysconf('SC_CLK_TCK')\n"
+            "born_{} = time.time() - age")
+    write_notebook(tmp_path / "w.ipynb", "%%mlops step a\n" + born.format("a"),
+                   "%%mlops step b\nimport time\ntime.sleep(2)\n" + born.format("b")
+                   + "\nseen = [born_a]",
+                   "%%mlops step c\n" + born.format("c") + "\ntimes = seen + [born_b, born_c]",
+                   "%%mlops step d\nprint(times)")
+    assert cli("export", str(tmp_path / "w.ipynb")).returncode == 0
+    done = cli("run", str(tmp_path / "w_pipeline"), "--executor", "dask", "--scheduler",
+               scheduler, "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    steps = {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
+    born_a, born_b, born_c = steps["c"]["outputs"]["times"]["value"]
+    assert born_a > steps["a"]["started"]  # the first kernel starts with its step
+    # the kernels of b and c were running before the steps before them had ended
+    assert born_b < steps["a"]["ended"]
+    assert born_c < steps["b"]["ended"]
+    assert _kernels_on_workers(scheduler) == [[], []]
