@@ -52,16 +52,22 @@ class ServeState:
     allow_pickle: bool = False
     started: float = field(default_factory=time.time)
     last_error: str | None = None
+    #: One connection for the checks, opened at the first (they never overlap).
+    _follower: RunStore | None = field(default=None, repr=False)
 
     def follow(self) -> str | None:
         """The run the store says to serve now, or None when it cannot say."""
         if self.store_path is None or self.pipeline is None:
             return None
-        store = RunStore(self.store_path)
-        try:
-            return store.served_run(self.pipeline)
-        finally:
-            store.close()
+        if self._follower is None:
+            self._follower = RunStore(self.store_path)
+        return self._follower.served_run(self.pipeline)
+
+    def close(self) -> None:
+        """Close the store connection of the checks."""
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
 
     async def refresh(self) -> None:
         """Load and swap in the run the store serves now, if it changed."""
@@ -276,5 +282,6 @@ async def _serve(state: ServeState, sockets: list[Any], host: str, check_every: 
     await stop.wait()
     if follow is not None:
         follow.stop()
+    state.close()
     server.stop()
     await server.close_all_connections()
