@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy
 import tornado.httpserver
 import tornado.ioloop
 import tornado.netutil
@@ -111,6 +112,9 @@ class _JSONHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = self._reason if status_code < 500 else "internal error (see the server log)"
+        if status_code == 405:
+            reason = (f"{self.request.method} is not allowed on {self.request.path}; use "
+                      "POST /predict, GET /health or GET /metrics")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": reason}))
 
@@ -168,7 +172,7 @@ class PredictHandler(_JSONHandler):
             self.answer(err.status, body)
             return
         try:
-            predictions = model.model.predict(frame)
+            predictions = numpy.asarray(model.model.predict(frame))
         except (ValueError, TypeError, KeyError) as err:
             # the records fit the schema but not the model (e.g. a category an encoder
             # refuses): the client's data, so a 422 naming the model's complaint
