@@ -240,6 +240,13 @@ def serving_state(target: str, *, store: str | None = None, pipeline_dir: str | 
             raise MlopsError(f"pipeline `{spec.name}` has no succeeded run to serve; run it "
                              f"first with `jupyter mlops run {target}`")
     else:
+        from .store import default_store
+
+        where = Path(store) if store else default_store(pipeline_dir or ".")
+        if not where.is_file():
+            raise MlopsError(f"`{target}` is not a pipeline folder, and there is no run store "
+                             f"at {where} to find it in as a run; give a PIPELINE_DIR, or the "
+                             "run's pipeline with -C PIPELINE_DIR")
         run_store = open_store(pipeline_dir or ".", store)
         run_id = target
     try:

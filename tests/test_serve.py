@@ -267,6 +267,8 @@ def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
 def test_serve_user_errors_are_one_line(pipeline: Path, tmp_path: Path) -> None:
     line = one_line_error(run_cli("serve", "nosuchrun", "-C", str(pipeline), "--port", "0"))
     assert "no run `nosuchrun`" in line
+    line = one_line_error(run_cli("serve", "nosuchrun", "--port", "0", cwd=tmp_path))
+    assert "not a pipeline folder" in line and "-C PIPELINE_DIR" in line
     empty = tmp_path / "copy"
     shutil.copytree(pipeline, empty, ignore=shutil.ignore_patterns(".mlops", "runs"))
     line = one_line_error(run_cli("serve", str(empty), "--port", "0"))
