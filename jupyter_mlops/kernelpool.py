@@ -1,9 +1,9 @@
 """Kernels started ahead of their steps, so kernel starts and imports leave the critical path.
 
-While a step runs, :class:`KernelPool` starts the kernel of the step expected next (at most
-``size`` such kernels wait at a time, ``size`` being ``-j``), in the notebook's folder, with the
-pipeline's kernel and arguments, as papermill would start it; then it imports, silently
-(``store_history=False``, in a throwaway namespace), the modules that step imports before it
+While a step runs, :class:`KernelPool` starts the kernels of the steps expected next (at most
+``size`` wait at a time; the runner makes it ``-j`` + 1), in the notebook's folder, with the
+pipeline's kernel and arguments, as papermill would start them; then each imports, silently
+(``store_history=False``, in a throwaway namespace), the modules its step imports before it
 does anything else. The step notebook still runs every cell, setup included, so it stays
 runnable by plain papermill and its executed copy is the same; its imports are then found in
 ``sys.modules``.

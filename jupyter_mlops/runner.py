@@ -211,8 +211,9 @@ class _Run:
                 self.record(state)
         waiting = [s for s in self.spec.steps if self.by_name[s.name].status == "pending"]
         if self.pooling and self.dask is None:
+            # one more than -j waits: a chain of short steps then warms two kernels ahead
             self.pool = KernelPool(self.spec.kernel["name"], self.workdir(),
-                                   self.kernel_arguments, self.jobs, self.upcoming,
+                                   self.kernel_arguments, self.jobs + 1, self.upcoming,
                                    partial(step_plan, self.spec, self.pipeline_dir))
         threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
         try:
