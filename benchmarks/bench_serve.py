@@ -75,14 +75,6 @@ def main(argv: list[str] | None = None) -> None:
             store.close()
         row = _row(served, run)
         frame = pd.DataFrame([row])
-        for _ in range(50):
-            served.model.predict(frame)
-        bare = []
-        for _ in range(args.n):
-            start = time.perf_counter()
-            served.model.predict(frame)
-            bare.append(time.perf_counter() - start)
-
         server = subprocess.Popen([*CLI, "serve", str(pipeline), "--port", "0"],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
@@ -96,23 +88,29 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit("the server did not start")
             conn = http.client.HTTPConnection("127.0.0.1", int(match.group(1)))
             body = json.dumps([row]).encode()
-            served_times = []
+            bare, served_times = [], []
+            # the two alternate, so both see the same machine (other processes, clock)
             for i in range(args.n + 50):
                 start = time.perf_counter()
+                served.model.predict(frame)
+                middle = time.perf_counter()
                 conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
                 response = conn.getresponse()
                 response.read()
+                end = time.perf_counter()
                 if response.status != 200:
                     raise SystemExit(f"/predict answered {response.status}")
-                if i >= 50:  # the first ones warm the server up
-                    served_times.append(time.perf_counter() - start)
+                if i >= 50:  # the first ones warm both up
+                    bare.append(middle - start)
+                    served_times.append(end - middle)
             conn.close()
         finally:
             server.terminate()
             server.wait(30)
     p50, p99 = _percentiles(served_times)
     b50, b99 = _percentiles(bare)
-    print(f"{args.example}: model `{served.name}` ({type(served.model).__name__}), "
+    name = Path(args.pipeline).name if args.pipeline else args.example
+    print(f"{name}: model `{served.name}` ({type(served.model).__name__}), "
           f"{args.n} one-row requests on loopback, one at a time")
     print(f"POST /predict: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     print(f"model.predict: p50 {b50:.2f} ms, p99 {b99:.2f} ms")
