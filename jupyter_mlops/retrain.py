@@ -1,8 +1,8 @@
 """Retraining: a run of the same pipeline on new data, and the rule that decides whether it
 replaces the run in service.
 
-The policy lives in ``pipeline.yaml`` under ``retrain:``, written by hand (an export
-rewrites pipeline.yaml, so add it again after exporting the notebook anew)::
+The policy lives in ``pipeline.yaml`` under ``retrain:``, written by hand (a re-export
+of the notebook keeps it)::
 
     retrain:
       drift_share: 0.5          # share of drifted columns that triggers a retraining
