@@ -124,10 +124,9 @@ Airflow = Callable[..., subprocess.CompletedProcess]
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     """Runs ``airflow ARGS`` from the venv with a fresh SQLite home; the venv is made if
-    missing (3-4 minutes the first time)."""
-    if not (VENV / "bin" / "airflow").exists():
-        subprocess.run(["bash", str(REPO / "scripts" / "airflow-venv"), str(VENV)],
-                       check=True, timeout=900, stdin=subprocess.DEVNULL)
+    missing (3-4 minutes the first time) or brought up to date with pyproject.toml."""
+    subprocess.run(["bash", str(REPO / "scripts" / "airflow-venv"), str(VENV)],
+                   check=True, timeout=900, stdin=subprocess.DEVNULL)
     home = tmp_path_factory.mktemp("airflow-home")
     base = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     for name in ("PYTHONPATH", "VIRTUAL_ENV"):  # Airflow's venv, not ours
