@@ -21,7 +21,16 @@ from .roles import Mark
 CHECKS_FILE = "checks.json"
 
 
-def _append(results_dir: Path, entries: list[dict[str, Any]]) -> None:
+def _append(results_dir: Path | str, entries: list[dict[str, Any]]) -> None:
+    """Add ``entries`` to the step's checks.json, in a local folder or at an fsspec URL."""
+    if isinstance(results_dir, str):  # an artifacts location given as a URL
+        from .remote import join, read_text, write_text
+
+        url = join(results_dir, CHECKS_FILE)
+        text = read_text(url)
+        existing = json.loads(text) if text else []
+        write_text(url, json.dumps(existing + entries, indent=1, allow_nan=False) + "\n")
+        return
     path = results_dir / CHECKS_FILE
     existing = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     atomic_write(path, json.dumps(existing + entries, indent=1, allow_nan=False) + "\n")
@@ -34,7 +43,7 @@ def _checks(pipeline: Path) -> dict[str, Any]:
 
 
 def check_data(ns: Mapping[str, Any], variables: list[str], code: str, pipeline: Path,
-               results_dir: Path, fail_on_drift: bool) -> str:
+               results_dir: Path | str, fail_on_drift: bool) -> str:
     """Schema (fails) and drift (warns, or fails with ``fail_on_drift``) of each variable."""
     from .drift import check_schema, drift_report
 
@@ -73,7 +82,7 @@ def check_data(ns: Mapping[str, Any], variables: list[str], code: str, pipeline:
 
 
 def check_metrics(ns: Mapping[str, Any], names: list[str], pipeline: Path,
-                  results_dir: Path) -> str:
+                  results_dir: Path | str) -> str:
     """Each metric against its threshold; the first one beyond it fails the step."""
     thresholds = _checks(pipeline).get("metrics", {})
     results: list[dict[str, Any]] = []
@@ -100,8 +109,12 @@ def check_metrics(ns: Mapping[str, Any], names: list[str], pipeline: Path,
 def check(ns: Mapping[str, Any], mark: Mark, code: str, variables: list[str]) -> str | None:
     """Run the checks of a cell of role ``mark`` in a pipeline step."""
     pipeline = Path(str(ns["mlops_pipeline"]))
-    results_dir = Path(str(ns.get("mlops_artifacts", "artifacts"))) / str(
-        ns.get("mlops_step", "step"))
+    from .remote import is_url, join
+
+    location, step = str(ns.get("mlops_artifacts", "artifacts")), str(ns.get("mlops_step",
+                                                                            "step"))
+    # a URL stays a string: Path() would fold its `//` and make a stray local folder
+    results_dir: Path | str = join(location, step) if is_url(location) else Path(location) / step
     if mark.role == "data":
         return check_data(ns, variables, code, pipeline, results_dir,
                           bool(ns.get("mlops_fail_on_drift", False)))

@@ -68,6 +68,29 @@ def _put(fs: Any, local: Path, target: str) -> None:
         raise
 
 
+def read_text(url: str) -> str | None:
+    """The text of the file at ``url``, or None when there is none."""
+    fs, path = _filesystem(url)
+    try:
+        return bytes(fs.cat_file(path)).decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ArtifactError(f"cannot read {url}: {err}") from None
+
+
+def write_text(url: str, text: str) -> None:
+    """Write ``text`` to ``url`` through a temporary name, as every upload does."""
+    fs, path = _filesystem(url)
+    with tempfile.TemporaryDirectory(prefix="mlops-put-") as tmp:
+        local = Path(tmp) / "file"
+        local.write_text(text, encoding="utf-8")
+        try:
+            _put(fs, local, path)
+        except OSError as err:
+            raise ArtifactError(f"cannot write {url}: {err}") from None
+
+
 def upload(folder: Path, url: str) -> None:
     """Copy every file under the local ``folder`` to ``url``: data files first, manifests
     last, each through a temporary name."""

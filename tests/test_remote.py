@@ -172,3 +172,29 @@ def test_step_notebooks_pass_artifacts_through_a_url(tmp_path: Path) -> None:
     assert artifacts.load("sum_", f"{url}/total") == 6
     assert (tmp_path / "shared" / "make" / "base.npy").is_file()
     assert not (tmp_path / "file:").exists()
+
+
+@pytest.mark.kernel
+def test_checks_of_a_step_run_by_hand_land_at_the_url(tmp_path: Path) -> None:
+    """The metric check's record goes to checks.json at the URL, not to a stray folder."""
+    import subprocess
+    import sys
+
+    from conftest import write_notebook
+
+    from jupyter_mlops.export import export
+
+    write_notebook(tmp_path / "m.ipynb", "%load_ext jupyter_mlops",
+                   "%%mlops step make\nscore = 0.9", "%%mlops metrics score --min score=0.5")
+    folder = export(tmp_path / "m.ipynb").folder
+    url = (tmp_path / "shared").as_uri()
+    step = folder / "steps" / "01_make.ipynb"
+    done = subprocess.run([sys.executable, "-m", "papermill", str(step), str(tmp_path / "o.ipynb"),
+                           "-r", "mlops_artifacts", url,
+                           "-r", "mlops_pipeline", str(folder), "--cwd", str(tmp_path),
+                           "--no-progress-bar"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # (no threshold was captured, so the list is empty; where it lands is the point)
+    assert json.loads((tmp_path / "shared" / "make" / "checks.json").read_text()) == []
+    assert not (tmp_path / "file:").exists()
