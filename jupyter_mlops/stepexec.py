@@ -184,19 +184,15 @@ def _magic(node: ast.stmt, magics: list[str]) -> str | None:
 def warm_plan(notebook: str | Path, roles: set[str] | None = None) -> list[Module]:
     """The modules a step notebook imports before anything that could change an import.
 
-    ``roles`` are those of the step's inputs and outputs: the artifact libraries that
-    loading and saving them import are added once the setup cells are passed.
+    ``roles`` are those of the step's inputs: the libraries that loading them imports are
+    added after the cell that loads them, where the step itself imports them.
     """
     content = json.loads(Path(notebook).read_text(encoding="utf-8"))
     found: list[Module] = []
-    extras_added = False
     for cell in content.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
         cell_id = str(cell.get("id", ""))
-        if not extras_added and not cell_id.startswith(_SETUP_IDS):
-            extras_added = True
-            found += _artifact_modules(found, roles or set())
         if cell_id == "mlops-load-extension":
             found.append(("jupyter_mlops.magics", (), False))
             continue
@@ -216,6 +212,8 @@ def warm_plan(notebook: str | Path, roles: set[str] | None = None) -> list[Modul
                 continue  # our load_inputs(...) call: it reads artifacts, nothing more
             elif not _neutral(node):
                 return found
+        if cell_id == "mlops-inputs":
+            found += _input_modules(found, roles or set())
     return found
 
 
@@ -226,22 +224,20 @@ def step_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]
     if spec.kernel.get("language", "python") != "python":
         return []
     step = spec.step(name)
-    roles = {o.role for o in step.outputs} | {
-        o.role for variable, producer in step.inputs.items()
-        for o in spec.step(producer).outputs if o.name == variable}
+    roles = {o.role for variable, producer in step.inputs.items()
+             for o in spec.step(producer).outputs if o.name == variable}
     try:
         return warm_plan(pipeline_dir / step.notebook, roles)
     except (OSError, ValueError):
         return []
 
 
-def _artifact_modules(found: list[Module], roles: set[str]) -> list[Module]:
-    """What jupyter_mlops.artifacts imports to load and save this step's artifacts."""
-    if not roles:
-        return []
-    extra: list[Module] = [("jupyter_mlops.artifacts", (), False)]
-    if any(name.partition(".")[0] == "pandas" for name, _, _ in found):
-        extra.append(("pyarrow.parquet", (), True))  # frames are saved as Parquet
+def _input_modules(found: list[Module], roles: set[str]) -> list[Module]:
+    """What ``load_inputs`` imports to load inputs of these roles (not what saving outputs
+    imports: that happens after the step's own code, which may change how it imports)."""
+    extra: list[Module] = []
+    if roles and any(name.partition(".")[0] == "pandas" for name, _, _ in found):
+        extra.append(("pyarrow.parquet", (), True))  # frames are kept as Parquet
     if "model" in roles:
         extra.append(("skops.io", (), True))
     return extra

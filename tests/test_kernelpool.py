@@ -128,17 +128,20 @@ def test_warm_plan_stops_before_anything_that_could_change_an_import(tmp_path: P
     assert all(not flag for _, _, flag in optional)
 
 
-def test_step_notebook_plan_includes_what_its_artifacts_need(tmp_path: Path) -> None:
+def test_step_notebook_plan_includes_what_loading_its_inputs_needs(tmp_path: Path) -> None:
     pipeline = _pipeline(tmp_path, "%%mlops setup\nimport pandas as pd",
                          "%%mlops step a\nframe = pd.DataFrame({'x': [1]})",
                          "%%mlops step b\nframe['y'] = 2\nprint(frame)")
-    plan = warm_plan(pipeline / "steps" / "02_b.ipynb", {"data"})
-    names = [name for name, _, _ in plan]
-    assert names[0] == "pandas"
-    assert {"jupyter_mlops.artifacts", "pyarrow.parquet"} <= set(names)
-    assert "skops.io" not in names
+    plan = [(name, names) for name, names, _ in warm_plan(pipeline / "steps" / "02_b.ipynb",
+                                                          {"data"})]
+    # in the step's own order: setup, the inputs cell's import, what loading a frame imports;
     # the step's own code (`frame['y'] = 2`) is where looking stops
-    assert plan[-1][0] == "jupyter_mlops.artifacts" and plan[-1][1] == ("load_inputs",)
+    assert plan == [("pandas", ()), ("jupyter_mlops.artifacts", ("load_inputs",)),
+                    ("pyarrow.parquet", ())]
+    assert [n for n, _, _ in warm_plan(pipeline / "steps" / "02_b.ipynb", {"model"})][-1] \
+        == "skops.io"
+    # step a loads nothing; what saving its frame imports comes after its code: not ahead
+    assert [n for n, _, _ in warm_plan(pipeline / "steps" / "01_a.ipynb", set())] == ["pandas"]
 
 
 # -- the pool at work ------------------------------------------------------------------------
