@@ -16,8 +16,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 from bench_export import generated_notebook
 
 
@@ -27,9 +29,12 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _median_ms(request: urllib.request.Request, repeat: int = 25) -> float:
+def _median_ms(request: urllib.request.Request, repeat: int = 25,
+               before: Callable[[int], None] | None = None) -> float:
     times = []
-    for _ in range(repeat + 2):
+    for i in range(repeat + 2):
+        if before is not None:
+            before(i)
         start = time.perf_counter()
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
@@ -60,12 +65,21 @@ def main() -> None:
                 data=json.dumps({"path": "big.ipynb"}).encode())
             contents = urllib.request.Request(f"{base}/api/contents/big.ipynb", headers=headers)
             ours, baseline = _median_ms(analyze), _median_ms(contents)
+            path = Path(tmp) / "big.ipynb"
+            nb = nbformat.read(str(path), as_version=4)
+
+            def edit(i: int) -> None:  # the save after editing one cell, as in JupyterLab
+                nb.cells[500].source = f"x_500 = x_499 + {i}"
+                nbformat.write(nb, str(path))
+
+            edited = _median_ms(analyze, before=edit)
         finally:
             server.terminate()
             server.wait(20)
     verdict = "meets" if ours <= 100 else "misses"
     print(f"analyze endpoint, 1,000-cell notebook: median {ours:.1f} ms ({verdict} target "
-          f"<= 100 ms); GET /api/contents of it {baseline:.1f} ms; ratio {ours / baseline:.2f}")
+          f"<= 100 ms); after an edit of one cell {edited:.1f} ms; GET /api/contents of it "
+          f"{baseline:.1f} ms; ratio {ours / baseline:.2f}")
 
 
 if __name__ == "__main__":
