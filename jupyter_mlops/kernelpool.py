@@ -174,8 +174,8 @@ class KernelPool:
             kernels = list(self.kernels)
         for kernel in kernels:
             pid = kernel.pid
-            if pid is None:
-                continue
+            if pid is None or (kernel.stopped is not None and kernel.stopped.done()):
+                continue  # not started, or shut down and reaped: its pid may be another's
             with contextlib.suppress(OSError):
                 # its own session (jupyter_client starts it so): take its children too
                 if os.getpgid(pid) == pid:
