@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run STEP and every step after it; upstream results from the store")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="re-run the failed and unfinished steps of an earlier run")
+    run.add_argument("--no-pool", dest="kernel_pool", action="store_false",
+                     help="start each step's kernel when the step starts, not ahead of it")
     run.add_argument("--executor", choices=["local", "dask"], default="local",
                      help="where step notebooks run (dask needs jupyter-mlops[dask])")
     run.add_argument("--scheduler", metavar="ADDRESS",
@@ -220,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           force=True if "*" in (args.force or []) else (args.force or []),
                           only=args.only, start=args.start, resume=args.resume,
                           mlflow=args.mlflow, executor=args.executor,
-                          scheduler=args.scheduler,
+                          scheduler=args.scheduler, kernel_pool=args.kernel_pool,
                           started_by=f"cli:{_user()}")
     print(summary(result))
     if result.mlflow_run_id:

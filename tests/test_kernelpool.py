@@ -187,6 +187,22 @@ def test_without_the_pool_each_kernel_starts_with_its_step(tmp_path: Path,
 
 
 @pytest.mark.kernel
+def test_cli_no_pool_starts_each_kernel_with_its_step(tmp_path: Path, marker: Path) -> None:
+    from conftest import run_cli
+
+    from jupyter_mlops.store import RunStore, default_store
+
+    pipeline = _pipeline(tmp_path / "project", *SLOW_THEN_QUICK)
+    done = run_cli("run", str(pipeline), "-j", "1", "--no-pool")
+    assert done.returncode == 0, done.stderr
+    store = RunStore(default_store(pipeline))
+    run = store.runs(1)[0]
+    store.close()
+    a_ended = run["steps"][0]["ended"]
+    assert _imported(marker)[int(run["metrics"]["kernel_pid"])] > a_ended
+
+
+@pytest.mark.kernel
 def test_pooled_runs_leave_the_same_notebooks_and_results(tmp_path: Path,
                                                           marker: Path) -> None:
     pipeline = _pipeline(
