@@ -55,6 +55,9 @@ class ServeState:
     last_error: str | None = None
     #: One connection for the checks, opened at the first (they never overlap).
     _follower: RunStore | None = field(default=None, repr=False)
+    #: Held while a check runs in a worker thread: shutting down waits for it, since closing
+    #: the store's connection under a running query can crash the process.
+    checking: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def follow(self) -> str | None:
         """The run the store says to serve now, or None when it cannot say."""
@@ -72,6 +75,10 @@ class ServeState:
 
     async def refresh(self) -> None:
         """Load and swap in the run the store serves now, if it changed."""
+        async with self.checking:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             wanted = await loop.run_in_executor(None, self.follow)
@@ -293,6 +300,7 @@ async def _serve(state: ServeState, sockets: list[Any], host: str, check_every: 
     await stop.wait()
     if follow is not None:
         follow.stop()
-    state.close()
+    async with state.checking:  # a check still in its worker thread finishes first
+        state.close()
     server.stop()
     await server.close_all_connections()
