@@ -125,6 +125,15 @@ async def test_export_run_and_history(jp_fetch: Any, jp_root_dir: Path) -> None:
     assert latest["duration"] > 0 and latest["started_by"] == "jupyterlab"
 
 
+def _cmdline(process: Any) -> str:
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie, since it was listed
+        return ""
+
+
 def _alive(process: Any) -> bool:
     import psutil
 
@@ -154,8 +163,7 @@ async def test_cancel_stops_the_run_and_its_kernels(jp_fetch: Any, jp_root_dir: 
     runner = [p for p in psutil.process_iter(["cmdline"])
               if run_id in " ".join(p.info["cmdline"] or [])]
     assert len(runner) == 1
-    kernels = [p for p in runner[0].children(recursive=True)
-               if "ipykernel" in " ".join(p.cmdline())]
+    kernels = [p for p in runner[0].children(recursive=True) if "ipykernel" in _cmdline(p)]
     assert kernels, "the running step has no kernel"
     code, data = await call(jp_fetch, "DELETE", "runs", run_id,
                             params={"pipeline": "work/small_pipeline"})
