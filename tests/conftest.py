@@ -56,6 +56,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> Comple
     return Completed(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_capturing(notebook: Path, cwd: Path) -> None:
+    """Run ``notebook`` with papermill as its author would, so its magics capture the contract
+    into ``<stem>.mlops.json`` beside it."""
+    import os
+
+    env = dict(os.environ, JUPYTER_MLOPS_NOTEBOOK=str(notebook))
+    subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(cwd / "ran.ipynb"),
+                    "--cwd", str(cwd), "--no-progress-bar"], check=True, capture_output=True,
+                   env=env)
+
+
 @pytest.fixture
 def cli() -> Any:
     """The ``run_cli`` helper as a fixture."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from conftest import run_cli, write_notebook
+from conftest import run_capturing, run_cli, write_notebook
 from prometheus_client.parser import text_string_to_metric_families
 
 CELLS = (
@@ -58,10 +57,7 @@ def build_pipeline(root: Path) -> Path:
     """The notebook run once (its contract captured), exported, and run once."""
     make_data(root / "data.csv")
     notebook = write_notebook(root / "loop.ipynb", *CELLS)
-    env = dict(os.environ, JUPYTER_MLOPS_NOTEBOOK=str(notebook))
-    subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(root / "ran.ipynb"),
-                    "--cwd", str(root), "--no-progress-bar"], check=True, capture_output=True,
-                   env=env)
+    run_capturing(notebook, root)
     done = run_cli("export", str(notebook))
     assert done.returncode == 0, done.stderr
     pipeline = root / "loop_pipeline"

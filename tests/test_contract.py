@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_notebook
+from conftest import run_capturing, write_notebook
 
 from jupyter_mlops.spec import PipelineSpec
 
@@ -44,10 +43,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("contract")
     _data(root / "data.csv")
     notebook = write_notebook(root / "model.ipynb", *CELLS)
-    env = dict(os.environ, JUPYTER_MLOPS_NOTEBOOK=str(notebook))
-    subprocess.run([sys.executable, "-m", "papermill", str(notebook), str(root / "ran.ipynb"),
-                    "--cwd", str(root), "--no-progress-bar"], check=True, capture_output=True,
-                   env=env)
+    run_capturing(notebook, root)
     done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "export", str(notebook)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
