@@ -25,12 +25,17 @@ import contextlib
 import os
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .stepexec import Module
+from .zygote_main import LOCAL_CHECK
+
+if TYPE_CHECKING:
+    from .zygote import Zygote
 
 #: The steps expected to start next, in that order.
 Planner = Callable[[], list[str]]
@@ -39,23 +44,7 @@ WARMUP_TIMEOUT = 120.0
 """Seconds a kernel may take to start and import ahead before the step gives up on it."""
 
 # Runs in the kernel, in a dict of its own: the user's namespace is never touched.
-_WARM_SOURCE = '''
-import importlib.util, os, sys, sysconfig
-def _within(path, folder):
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-def _local(top):
-    if top in sys.modules:
-        return False
-    spec = importlib.util.find_spec(top)
-    if spec is None:
-        return True
-    places = list(spec.submodule_search_locations or [])
-    if spec.origin not in (None, "built-in", "frozen"):
-        places.append(spec.origin)
-    here = os.path.realpath(os.getcwd())
-    roots = [os.path.realpath(p) for k, p in sysconfig.get_paths().items() if "lib" in k]
-    return any(_within(os.path.realpath(p), here)
-               and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
+_WARM_SOURCE = LOCAL_CHECK + '''
 for name, names, optional in MODULES:
     try:
         if not _local(name.partition(".")[0]):
@@ -109,7 +98,8 @@ class KernelPool:
     def __init__(self, kernel_name: str, workdir: str | Path, extra_arguments: list[str],
                  size: int, planner: Planner | None = None,
                  plan: Callable[[str], list[Module]] | None = None,
-                 startup_timeout: float = 60.0) -> None:
+                 startup_timeout: float = 60.0, fork: bool = True,
+                 preload: Callable[[str], list[Module]] | None = None) -> None:
         self.kernel_name = kernel_name
         self.workdir = str(workdir)
         self.extra_arguments = list(extra_arguments)
@@ -117,11 +107,18 @@ class KernelPool:
         self.planner = planner
         self.plan = plan
         self._plans: dict[str, list[Module]] = {}
+        #: Forks in the order their kernels were asked for (a later step's imports wait).
+        self._forking: asyncio.Lock | None = None
         self.startup_timeout = startup_timeout
         self.kernels: list[PooledKernel] = []
         self._idle: dict[str, PooledKernel] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: Fork kernels from a zygote (:mod:`.zygote`) where the kernel allows it.
+        self.fork = fork
+        self.zygote: Zygote | None = None
+        #: What the zygote imports before it forks a step's kernel (else the step's plan).
+        self.preload = preload
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="mlops-kernel-pool")
@@ -172,6 +169,8 @@ class KernelPool:
         with self._lock:
             self._closed = True
             kernels = list(self.kernels)
+        if self.zygote is not None:
+            self.zygote.kill()
         for kernel in kernels:
             pid = kernel.pid
             if pid is None or (kernel.stopped is not None and kernel.stopped.done()):
@@ -198,6 +197,8 @@ class KernelPool:
             if kernel.stopped is not None:
                 with contextlib.suppress(Exception):
                     kernel.stopped.result(timeout)
+        if self.zygote is not None:
+            self.zygote.close()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
@@ -255,7 +256,18 @@ class KernelPool:
         if manager.ipykernel and not any(a.startswith("--HistoryManager.hist_file")
                                          for a in arguments):
             arguments.append("--HistoryManager.hist_file=:memory:")
-        await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir)
+        if self._forking is None:
+            self._forking = asyncio.Lock()  # fair: first come, first forked
+        async with self._forking:
+            zygote = await self._zygote(manager, kernel.key)
+            if zygote is not None:
+                from .zygote import ForkProvisioner
+
+                provisioner = ForkProvisioner(kernel_id=str(uuid.uuid4()), parent=manager,
+                                              kernel_spec=manager.kernel_spec)
+                provisioner.zygote = zygote
+                manager.kernel_id, manager.provisioner = provisioner.kernel_id, provisioner
+            await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir)
         client = manager.client()
         client.start_channels()
         try:
@@ -263,6 +275,26 @@ class KernelPool:
             return await asyncio.wait_for(_import_ahead(client, modules), WARMUP_TIMEOUT)
         finally:
             client.stop_channels()
+
+    async def _zygote(self, manager: Any, key: str) -> Zygote | None:
+        """The zygote, started on first use, once it imported what step ``key`` needs
+        (:attr:`preload`); None if kernels
+        cannot be forked (a kernel other than a plain ipykernel, a refused import)."""
+        from .zygote import Zygote, forkable, interpreter_of, kernel_env
+
+        with self._lock:
+            if self.zygote is None and self.fork and not self._closed:
+                spec = manager.kernel_spec
+                if forkable(spec):
+                    self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec))
+                else:
+                    self.fork = False
+            zygote = self.zygote
+        if zygote is None:
+            return None
+        modules = self.preload(key) if self.preload is not None else self.modules(key)
+        ready = await self._loop.run_in_executor(None, zygote.preload, modules)
+        return zygote if ready else None
 
     def _stop(self, kernel: PooledKernel, now: bool) -> None:
         with self._lock:

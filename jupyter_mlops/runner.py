@@ -35,7 +35,7 @@ from .mlflowsync import mirror_run, require_mlflow
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .spec import SPEC_FILE, PipelineSpec, Step
-from .stepexec import check_kernel, close_thread_loop, execute_step, step_plan
+from .stepexec import check_kernel, close_thread_loop, execute_step, step_plan, zygote_plan
 from .stepnb import (
     ARTIFACTS_PARAMETER,
     DRIFT_PARAMETER,
@@ -214,7 +214,8 @@ class _Run:
             # one more than -j waits: a chain of short steps then warms two kernels ahead
             self.pool = KernelPool(self.spec.kernel["name"], self.workdir(),
                                    self.kernel_arguments, self.jobs + 1, self.upcoming,
-                                   partial(step_plan, self.spec, self.pipeline_dir))
+                                   partial(step_plan, self.spec, self.pipeline_dir),
+                                   preload=partial(zygote_plan, self.spec, self.pipeline_dir))
         threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
         try:
             self.dispatch(threads, waiting)

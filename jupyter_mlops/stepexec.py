@@ -232,6 +232,15 @@ def step_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]
         return []
 
 
+def zygote_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]:
+    """What the zygote (:mod:`.zygote`) imports before it forks step ``name``'s kernel: its
+    :func:`step_plan`, then what saving its outputs imports (our own dependencies: the step's
+    code cannot change where they come from, only the folder's own modules could)."""
+    plan = step_plan(spec, pipeline_dir, name)
+    roles = {o.role for o in spec.step(name).outputs}
+    return plan + [m for m in _input_modules(plan, roles) if m not in plan]
+
+
 def _input_modules(found: list[Module], roles: set[str]) -> list[Module]:
     """What ``load_inputs`` imports to load inputs of these roles (not what saving outputs
     imports: that happens after the step's own code, which may change how it imports)."""

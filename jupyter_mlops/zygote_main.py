@@ -1,0 +1,278 @@
+"""The kernel zygote's own process: imports once, then forks a kernel per step.
+
+Started by :class:`.zygote.Zygote` with the pipeline kernel's Python, in the notebook's
+folder, with the environment a kernel gets. It imports IPython's kernel, then, on request,
+the modules the steps import first (:func:`.stepexec.warm_plan`); each ``fork`` request
+forks a child that becomes an ordinary IPython kernel (``IPKernelApp``) on the connection
+file it is given. A forked kernel so finds those modules imported, as a kernel that ran the
+same imports would, at the cost of a ``fork()`` instead of a new interpreter and its imports.
+Python's own ``multiprocessing`` "forkserver" preloads modules the same way.
+
+What an import ahead must not do, since it then would not behave as in a kernel: print or
+warn (that output would be missing from the step's notebook), or ask the running IPython
+shell more than whether it is a kernel (pandas asks that, and sets its display width from
+it). During imports, the shell an import sees is a stand-in that answers only that; any
+other question, any output, any warning, and the zygote refuses the module and stops
+importing: the client then stops using this zygote.
+
+Protocol: JSON lines in on fd ``argv[1]``, out on fd ``argv[2]``. In: ``{"op": "import",
+"modules": [[name, [names], optional], ...]}`` -> ``{"ok": bool, "why": str}``;
+``{"op": "fork", "argv": [...], "cwd": str, "env": {name: value or null}}`` ->
+``{"pid": int}`` (``env`` sets or removes the variables a kernel's launch sets per kernel). Unasked:
+``{"exit": pid, "code": int}`` when a forked kernel ends. End of input ends the zygote.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import select
+import signal
+import sys
+import tempfile
+import warnings
+from typing import Any
+
+#: Shared with the kernel warm-up (:mod:`.kernelpool`): is a top-level module the user's own,
+#: found in the notebook's folder (an earlier step may still be writing it)?
+LOCAL_CHECK = '''
+import importlib.util, os, sys, sysconfig
+def _within(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def _local(top):
+    if top in sys.modules:
+        return False
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        return True
+    places = list(spec.submodule_search_locations or [])
+    if spec.origin not in (None, "built-in", "frozen"):
+        places.append(spec.origin)
+    here = os.path.realpath(os.getcwd())
+    roots = [os.path.realpath(p) for k, p in sysconfig.get_paths().items() if "lib" in k]
+    return any(_within(os.path.realpath(p), here)
+               and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
+'''
+_checks: dict[str, Any] = {}
+exec(compile(LOCAL_CHECK, "<jupyter-mlops local check>", "exec"), _checks)
+
+
+class _Questions(list):  # type: ignore[type-arg]
+    """What imports asked the stand-in shell beyond whether it is a kernel."""
+
+
+class _Forward(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` during imports: records writes; later (a logger that
+    kept it) writes go to whatever the kernel has made ``sys.stdout``/``sys.stderr``."""
+
+    def __init__(self, name: str, written: list[str]) -> None:
+        self.name, self.written, self.importing = name, written, True
+
+    def write(self, text: str) -> int:
+        if self.importing:
+            self.written.append(text)
+            return len(text)
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        if not self.importing:
+            getattr(sys, self.name).flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _stand_in(questions: _Questions) -> Any:
+    """An object that looks like the kernel's shell to imports, and records questions."""
+    from ipykernel.zmqshell import ZMQInteractiveShell as Shell
+
+    class Probe:
+        def __getattr__(self, name: str) -> Any:
+            questions.append(f"kernel.{name}")
+            raise AttributeError(name)
+
+    probe = Probe()
+
+    class ZMQInteractiveShell(Shell):  # type: ignore[misc]
+        def __getattribute__(self, name: str) -> Any:
+            if name == "kernel":
+                return probe
+            if name == "__class__":
+                return type(self)
+            questions.append(name)
+            raise AttributeError(name)
+
+    return object.__new__(ZMQInteractiveShell)
+
+
+def _import(modules: list[list[Any]]) -> dict[str, Any]:
+    """Import ``modules`` as a kernel's warm-up would; refuse on any sign of a difference."""
+    import IPython
+    import IPython.core.getipython as getipython
+    from IPython.core.interactiveshell import InteractiveShell
+
+    questions = _Questions()
+    shell = _stand_in(questions)
+    real = getipython.get_ipython
+
+    def get_ipython() -> Any:  # kept by modules that imported it now: real once a shell runs
+        return InteractiveShell.instance() if InteractiveShell.initialized() else shell
+
+    written: list[str] = []
+    streams = (sys.stdout, sys.stderr)
+    forwards = (_Forward("stdout", written), _Forward("stderr", written))
+    saved_fds = (os.dup(1), os.dup(2))
+    why = ""
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            sys.stdout, sys.stderr = forwards
+            builtins.get_ipython = get_ipython  # type: ignore[attr-defined]
+            builtins.__IPYTHON__ = True  # type: ignore[attr-defined]
+            IPython.get_ipython = getipython.get_ipython = get_ipython
+            with warnings.catch_warnings(record=True) as caught:
+                for name, names, optional in modules:
+                    try:
+                        if not _checks["_local"](name.partition(".")[0]):
+                            __import__(name, fromlist=list(names))
+                    except Exception as err:
+                        if not optional or questions:
+                            why = (f"importing {name} asked the shell {questions[:3]}"
+                                   if questions else
+                                   f"importing {name} failed: {type(err).__name__}")
+                            break
+                    sys.stdout.flush()
+                    if questions or caught or written or os.fstat(sink.fileno()).st_size:
+                        why = (f"importing {name} asked the shell {questions[:3]}"
+                               if questions else f"importing {name} printed or warned")
+                        break
+        finally:
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            sys.stdout, sys.stderr = streams
+            for forward in forwards:
+                forward.importing = False
+            del builtins.get_ipython, builtins.__IPYTHON__  # type: ignore[attr-defined]
+            IPython.get_ipython = getipython.get_ipython = real
+    return {"ok": not why, "why": why}
+
+
+def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
+    """In the forked child: turn into an IPython kernel, then exit with its status."""
+    code = 1
+    try:
+        os.setsid()  # its own session, as jupyter_client starts kernels: signals reach its children
+        for fd in keep:
+            os.close(fd)  # the zygote's pipes; the last one tells it setsid is done
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.chdir(request["cwd"])
+        # the zygote's environment, with what imports changed in it (scikit-learn sets
+        # KMP_* variables), and the kernel's own variables
+        for key, value in request["env"].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if "numpy.random" in sys.modules:  # a fresh interpreter seeds its own, from the OS
+            sys.modules["numpy.random"].seed()
+        import ipykernel_launcher
+        from ipykernel import kernelapp
+
+        sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
+        # read from the environment when the zygote imported ipykernel, before it was set
+        parent = int(os.environ.get("JPY_PARENT_PID") or 0)
+        kernelapp.IPKernelApp.launch_instance(parent_handle=parent)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:  # what interpreter shutdown does: wait for the user's threads, run atexit
+            import atexit
+            import threading
+
+            threading._shutdown()  # type: ignore[attr-defined]
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _fork(request: dict[str, Any], pipes: tuple[int, ...]) -> dict[str, Any]:
+    ready_r, ready_w = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ counts the idle threads of BLAS libraries, which are fork-safe
+        # (pthread_atfork), as in multiprocessing's fork start method
+        warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        _become_kernel(request, (*pipes, ready_w))
+    os.close(ready_w)
+    os.read(ready_r, 1)  # end of file: the child is in its own session (or gone)
+    os.close(ready_r)
+    return {"pid": pid}
+
+
+def _add_working_folder() -> None:
+    """Put the working folder (``''``) on ``sys.path`` where an IPython kernel puts it: before
+    the first site-packages folder (unless Python runs with ``-P``)."""
+    if "" in sys.path or sys.flags.safe_path:
+        return
+    at = next((i for i, p in enumerate(sys.path)
+               if os.path.basename(p) in ("site-packages", "dist-packages")), 0)
+    sys.path.insert(at, "")
+
+
+def main() -> None:
+    """Serve import and fork requests until the client closes its end."""
+    requests, replies = int(sys.argv[1]), int(sys.argv[2])
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
+    _add_working_folder()
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    from ipykernel import kernelapp  # noqa: F401  what every kernel imports first
+
+    def send(message: dict[str, Any]) -> None:
+        os.write(replies, (json.dumps(message) + "\n").encode())
+
+    pending = b""
+    while True:
+        ready, _, _ = select.select([requests, wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 512)
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+        if requests in ready:
+            data = os.read(requests, 65536)
+            if not data:
+                return
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                request = json.loads(line)
+                if request["op"] == "import":
+                    send(_import(request["modules"]))
+                else:
+                    send(_fork(request, (requests, replies, wake_r, wake_w)))

@@ -1,0 +1,231 @@
+"""Kernels forked from a zygote: real kernels, real papermill runs, real forks.
+
+A forked kernel must be the kernel the step would have had: the same answers to what a
+notebook can ask (pandas' display width, matplotlib's backend, the shell, ``sys.argv``,
+``sys.path``, the folder), BLAS and OpenMP working after the fork, its own random state,
+the same executed notebooks. An import that could see that it is not in a kernel yet is
+refused, and kernels then start as before.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import psutil
+import pytest
+from test_kernelpool import _kernels, _notebook, _pipeline, _run
+
+from jupyter_mlops.artifacts import load
+from jupyter_mlops.kernelpool import KernelPool
+from jupyter_mlops.zygote import ForkedKernel, launcher
+
+ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+PROBE = '''%%mlops setup
+import json, os, sys
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import psutil
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+
+def probe(name):
+    parent = psutil.Process(os.getppid()).cmdline()
+    found = {
+        "forked": any("zygote_main" in part for part in parent),
+        "max_columns": pd.get_option("display.max_columns"),
+        "backend": matplotlib.get_backend(),
+        "shell": type(get_ipython()).__name__,
+        "argv0": os.path.basename(sys.argv[0]),
+        "path0": sys.path[0],
+        "cwd": os.getcwd(),
+        "environment": sorted(k for k in os.environ if k != "JPY_PARENT_PID"),
+        "draw": float(np.random.random()),
+        "blas": float((np.ones((300, 300)) @ np.ones((300, 300)))[0, 0]),
+        "openmp": int(HistGradientBoostingClassifier(max_iter=3).fit(
+            np.arange(200.0).reshape(100, 2), np.arange(100) % 2).n_iter_),
+    }
+    path = os.path.join(os.environ["PROBE_DIR"], f"{name}.{os.getpid()}.json")
+    with open(path, "w") as out:
+        json.dump(found, out)'''
+
+
+@pytest.fixture
+def probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the kernels write what they found, and a site folder of odd modules."""
+    folder = tmp_path / "probes"
+    folder.mkdir()
+    site = tmp_path / "site"
+    site.mkdir()
+    # asks the running shell for its configuration on import: a stand-in cannot answer
+    (site / "asks_mod.py").write_text(
+        "ip = get_ipython()\nCONFIG = type(ip.config).__name__ if ip is not None else None\n")
+    (site / "loud_mod.py").write_text("print('loud_mod says hello')\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("PROBE_DIR", str(folder))
+    return folder
+
+
+def _found(folder: Path, run: str) -> dict[str, dict[str, Any]]:
+    """step -> what its kernel found, for the probes of one run (moved to ``run``)."""
+    target = folder / run
+    target.mkdir()
+    found = {}
+    for path in folder.glob("*.json"):
+        found[path.name.split(".")[0]] = json.loads(path.read_text())
+        path.rename(target / path.name)
+    return found
+
+
+@pytest.mark.kernel
+def test_forked_kernels_answer_as_fresh_kernels_and_leave_the_same_notebooks(
+        tmp_path: Path, probes: Path) -> None:
+    pipeline = _pipeline(tmp_path / "project", PROBE,
+                         "%%mlops step a\nprobe('a')\nx = 1",
+                         "%%mlops step b\nprobe('b')\ny = 2",
+                         "%%mlops step c\nprobe('c')\nz = x + y\nplt.plot([1, z])\nplt.show()",
+                         "%mlops metrics z")
+    seen: set[int] = set()
+    forked = _run(pipeline, tmp_path / "forked", seen, jobs=2)
+    ours = _found(probes, "forked")
+    fresh = _run(pipeline, tmp_path / "fresh", jobs=2, force=True, kernel_pool=False)
+    theirs = _found(probes, "fresh")
+    assert forked.status == fresh.status == "succeeded", forked.error
+    assert set(ours) == set(theirs) == {"a", "b", "c"}
+    assert all(found["forked"] for found in ours.values())
+    assert not any(found["forked"] for found in theirs.values())
+    for step in ours:
+        mine, expected = dict(ours[step]), dict(theirs[step])
+        assert mine.pop("forked") != expected.pop("forked")
+        mine.pop("draw"), expected.pop("draw")
+        assert mine == expected, step
+    # the same answers a kernel gives, BLAS and OpenMP work after the fork
+    assert ours["c"]["max_columns"] == 20 and ours["c"]["shell"] == "ZMQInteractiveShell"
+    assert ours["c"]["backend"] == "module://matplotlib_inline.backend_inline"
+    assert ours["c"]["blas"] == 300.0 and ours["c"]["openmp"] == 3
+    # each forked kernel draws its own random numbers, as a new interpreter would
+    assert len({found["draw"] for found in ours.values()}) == 3
+    for step in range(3):
+        assert _notebook(forked, step) == _notebook(fresh, step)
+    executed = nbformat.read(forked.steps[2].notebook, as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    assert not any(_alive(p) for p in seen)
+
+
+@pytest.mark.kernel
+def test_an_import_that_could_tell_it_is_not_in_a_kernel_is_refused(
+        tmp_path: Path, probes: Path) -> None:
+    pipeline = _pipeline(tmp_path / "project", PROBE + "\nimport asks_mod",
+                         "%%mlops step a\nprobe('a')\nx = asks_mod.CONFIG",
+                         "%%mlops step b\nprobe('b')\ny = x")
+    result = _run(pipeline, tmp_path / "runs", jobs=1)
+    assert result.status == "succeeded", result.error
+    found = _found(probes, "run")
+    # the zygote refused asks_mod, so no kernel was forked; each imported it as a kernel
+    assert not any(f["forked"] for f in found.values())
+    # and asks_mod got the kernel's own configuration
+    assert load("x", result.folder / "artifacts" / "a") == "Config"
+
+
+def _pool(plan: list[tuple[str, tuple[str, ...], bool]], tmp_path: Path) -> KernelPool:
+    """A pool of kernels working in a folder of their own (the site folder is not in it:
+    modules of the notebook's own folder are never imported ahead)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    return KernelPool("python3", workdir, ARGUMENTS, 1, None, lambda key: plan)
+
+
+def _lease(pool: KernelPool, key: str) -> Any:
+    kernel = pool.lease(key)
+    assert kernel is not None
+    manager = kernel.wait()
+    assert manager is not None
+    return kernel, manager
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(("module", "why"), [("asks_mod", "asks_mod"),
+                                             ("loud_mod", "printed")])
+def test_the_zygote_refuses_modules_that_ask_or_print(tmp_path: Path, probes: Path,
+                                                      module: str, why: str) -> None:
+    pool = _pool([("json", (), False), (module, (), False)], tmp_path)
+    try:
+        kernel = pool.lease("a")
+        assert kernel is not None
+        manager = kernel.wait()
+        # a kernel started afresh; for loud_mod its own warm-up printed too, so the step
+        # would start one more (None), as without a zygote
+        assert (manager is None) == (module == "loud_mod")
+        assert manager is None or not isinstance(manager.provisioner.process, ForkedKernel)
+        assert pool.zygote is not None and not pool.zygote.usable
+        assert why in pool.zygote.why
+        kernel.release()
+    finally:
+        pool.close()
+    assert not _kernels()
+
+
+@pytest.mark.kernel
+def test_forked_kernels_end_with_the_run_even_when_the_zygote_dies(tmp_path: Path,
+                                                                    probes: Path) -> None:
+    pool = _pool([("json", (), False)], tmp_path)
+    try:
+        kernel, manager = _lease(pool, "a")
+        process = manager.provisioner.process
+        assert isinstance(process, ForkedKernel) and process.poll() is None
+        assert pool.zygote is not None
+        pool.zygote.kill()
+        deadline = time.monotonic() + 10
+        while _alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # its parent gone, the kernel stops itself (ipykernel watches its parent)
+        assert not _alive(process.pid)
+        assert process.poll() is not None
+        kernel.release()
+    finally:
+        pool.close()
+    assert not _kernels()
+
+
+@pytest.mark.kernel
+def test_a_kernel_whose_environment_changed_is_not_forked(tmp_path: Path, probes: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    pool = _pool([("json", (), False)], tmp_path)
+    try:
+        first, manager = _lease(pool, "a")
+        assert isinstance(manager.provisioner.process, ForkedKernel)
+        # what the zygote imported saw the old environment: the next kernel starts afresh
+        monkeypatch.setenv("MLOPS_TEST_CHANGED", "1")
+        second, other = _lease(pool, "b")
+        assert not isinstance(other.provisioner.process, ForkedKernel)
+        first.release()
+        second.release()
+    finally:
+        pool.close()
+    assert not _kernels()
+
+
+def test_only_plain_ipykernel_commands_are_forked() -> None:
+    assert launcher(["/x/python", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f",
+                     "{connection_file}"]) == (["/x/python", "-Xfrozen_modules=off"],
+                                               ["-f", "{connection_file}"])
+    assert launcher(["python", "-m", "ipykernel_launcher", "-f", "c.json"]) == (
+        ["python"], ["-f", "c.json"])
+    assert launcher(["conda", "run", "python", "-m", "ipykernel_launcher"]) is None
+    assert launcher(["python", "-m", "ipykernel", "-f", "c.json"]) is None
+    assert launcher(["R", "--slave", "-e", "IRkernel::main()"]) is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
