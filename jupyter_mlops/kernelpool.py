@@ -16,6 +16,10 @@ a shell command); modules found in the notebook's folder are never imported ahea
 earlier step may still be writing them.
 A warm-up that fails or prints anything (a warning on import would then be missing from the
 step's output) gets its kernel shut down, and the step starts a fresh kernel as before.
+
+Where the kernel allows it, kernels are not started but forked from a zygote (:mod:`.zygote`)
+that imported what the steps import once; forks happen one at a time, in the order their
+kernels were asked for, so a later step's imports never hold up an earlier step's kernel.
 """
 
 from __future__ import annotations

@@ -99,14 +99,15 @@ def test_dask_needs_a_scheduler_address(tmp_path: Path, cli) -> None:
 
 
 def _kernels_on_workers(scheduler: str) -> list[list[str]]:
-    """The command lines of the kernel processes each worker has running."""
+    """The command lines of the kernel processes each worker has running (and of the
+    zygotes they are forked from: a forked kernel keeps its zygote's command line)."""
     from distributed import Client
 
     def kernels() -> list[str]:
         import psutil
 
         return [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
-                if "ipykernel" in " ".join(p.cmdline())]
+                if any(k in " ".join(p.cmdline()) for k in ("ipykernel", "zygote_main"))]
 
     with Client(scheduler, timeout=10) as client:
         return list(client.run(kernels).values())
