@@ -97,6 +97,8 @@ def __getattr__(name: str) -> Any:
 
 
 # imported only now: these imports may load this module's entry point (see above)
+from jupyter_core.utils import ensure_async  # noqa: E402
+from nbclient.util import run_hook  # noqa: E402
 from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from papermill.engines import (  # noqa: E402
     NBClientEngine,
@@ -254,6 +256,25 @@ class MlopsNotebookClient(PapermillNotebookClient):
         super().__init__(nb_man, **kw)
         self.on_cell = on_cell
         self._flush_timer: asyncio.TimerHandle | None = None
+
+    async def async_start_new_kernel_client(self) -> Any:
+        """nbclient's start of the kernel client, ready as soon as the kernel answered
+        (:mod:`.kernelready`) instead of after 0.2 s of quiet on IOPub."""
+        from .kernelready import wait_ready
+
+        assert self.km is not None
+        try:
+            self.kc = self.km.client()
+            await ensure_async(self.kc.start_channels())
+            await wait_ready(self.kc, self.startup_timeout)
+        except Exception:
+            await self._async_cleanup_kernel()
+            raise
+        self.kc.allow_stdin = False
+        await run_hook(self.on_notebook_start, notebook=self.nb)
+        return self.kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     def _cancel_flush_timer(self) -> None:
         if self._flush_timer is not None:

@@ -253,6 +253,8 @@ class KernelPool:
         """Start the kernel as nbclient would, then import ahead; True if it can be used."""
         from jupyter_client import AsyncKernelManager
 
+        from .kernelready import wait_ready
+
         manager = AsyncKernelManager(kernel_name=self.kernel_name)
         kernel.manager = manager
         arguments = list(self.extra_arguments)
@@ -275,7 +277,7 @@ class KernelPool:
         client = manager.client()
         client.start_channels()
         try:
-            await client.wait_for_ready(timeout=self.startup_timeout)
+            await wait_ready(client, self.startup_timeout)
             return await asyncio.wait_for(_import_ahead(client, modules), WARMUP_TIMEOUT)
         finally:
             client.stop_channels()

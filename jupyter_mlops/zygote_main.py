@@ -246,7 +246,15 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     _add_working_folder()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    from ipykernel import kernelapp  # noqa: F401  what every kernel imports first
+    # what every kernel imports first, and what its start imports (the debugger, IPython's
+    # completion and inspection, the store magic) before any cell runs
+    for name in ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+                 "ipykernel.debugger", "IPython.core.debugger", "IPython.core.completerlib",
+                 "IPython.core.oinspect", "IPython.extensions.storemagic", "sqlite3"):
+        try:
+            __import__(name)
+        except ImportError:  # another version of ipykernel: its start imports it then
+            pass
 
     def send(message: dict[str, Any]) -> None:
         os.write(replies, (json.dumps(message) + "\n").encode())
