@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from ._startup import skip_slow_optional_imports
 from .errors import MlopsError
 
 PROG = "jupyter mlops"
@@ -420,6 +421,7 @@ def _retrain(args: argparse.Namespace, report: dict[str, Any], policy: Any) -> d
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jupyter-mlops`` (and so of ``jupyter mlops``)."""
+    skip_slow_optional_imports()
     parser = _parser()
     args = parser.parse_args(argv)
     commands: dict[str, Any] = {"export": cmd_export, "run": cmd_run, "show": cmd_show,

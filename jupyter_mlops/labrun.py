@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 
+from ._startup import skip_slow_optional_imports
 from .errors import MlopsError
 
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--parameters", default="{}", help="typed values, as a JSON object")
     args = parser.parse_args(argv)
+    skip_slow_optional_imports()
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
         from .runner import run_pipeline

@@ -56,8 +56,11 @@ def launcher(cmd: list[str]) -> tuple[list[str], list[str]] | None:
 
 
 def forkable(kernel_spec: Any) -> bool:
-    """Whether kernels of ``kernel_spec`` may be forked: a plain ipykernel, no provisioner."""
-    return (launcher(list(kernel_spec.argv)) is not None
+    """Whether kernels of ``kernel_spec`` may be forked: a plain ipykernel, no provisioner,
+    on Linux (macOS's system libraries, Accelerate among them, are not safe to use after
+    ``fork()``, which is why Python's multiprocessing spawns there; Windows has no fork)."""
+    return (sys.platform.startswith("linux")
+            and launcher(list(kernel_spec.argv)) is not None
             and not (kernel_spec.metadata or {}).get("kernel_provisioner")
             and Path(kernel_spec.argv[0]).name.startswith("python"))
 
