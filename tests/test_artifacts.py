@@ -608,3 +608,22 @@ def test_import_does_not_pull_heavy_libraries():
     ).stdout.split()
     assert out == ["[]", "json"]
 
+
+
+def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_notebooks():
+    # `jupyter mlops show` imports nbformat (and so jsonschema) and validates the notebook;
+    # the CLI marks rfc3987_syntax missing first
+    code = (
+        "import sys\n"
+        "from jupyter_mlops._startup import skip_slow_optional_imports\n"
+        "skip_slow_optional_imports()\n"
+        "import nbformat\n"
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])\n"
+        "nbformat.validate(nb)\n"
+        "del nb.cells[0]['source']\n"
+        "try:\n    nbformat.validate(nb)\nexcept nbformat.ValidationError:\n    print('invalid')\n"
+        "print(sys.modules.get('rfc3987_syntax') is not None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["invalid", "False"]

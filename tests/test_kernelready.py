@@ -26,7 +26,7 @@ async def _check() -> None:
         await wait_ready(client, 60)  # a kernel already up: one round trip, no quiet wait
         assert time.monotonic() - started < 0.2
         await manager.shutdown_kernel(now=True)
-        with pytest.raises(RuntimeError, match="died|respond"):
+        with pytest.raises(RuntimeError, match=r"died|respond"):
             await wait_ready(client, 5)
     finally:
         client.stop_channels()
