@@ -39,7 +39,7 @@ from .stepexec import Module
 from .zygote_main import LOCAL_CHECK
 
 if TYPE_CHECKING:
-    from .zygote import Zygote
+    from .zygote import Zygote, _Member
 
 #: The steps expected to start next, in that order.
 Planner = Callable[[], list[str]]
@@ -274,6 +274,8 @@ class KernelPool:
                 provisioner.zygote = zygote
                 manager.kernel_id, manager.provisioner = provisioner.kernel_id, provisioner
             await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir)
+            if zygote is not None:
+                await self._spawn(kernel.key)
         client = manager.client()
         client.start_channels()
         try:
@@ -282,10 +284,10 @@ class KernelPool:
         finally:
             client.stop_channels()
 
-    async def _zygote(self, manager: Any, key: str) -> Zygote | None:
-        """The zygote, started on first use, once it imported what step ``key`` needs
-        (:attr:`preload`); None if kernels
-        cannot be forked (a kernel other than a plain ipykernel, a refused import)."""
+    async def _zygote(self, manager: Any, key: str) -> _Member | None:
+        """The zygote to fork step ``key``'s kernel from (:mod:`.zygote`), started on first
+        use, once it imported what the step needs (:attr:`preload`); None if kernels cannot
+        be forked (a kernel other than a plain ipykernel, a refused import)."""
         from .zygote import Zygote, forkable, interpreter_of, kernel_env
 
         with self._lock:
@@ -298,9 +300,23 @@ class KernelPool:
             zygote = self.zygote
         if zygote is None:
             return None
-        modules = self.preload(key) if self.preload is not None else self.modules(key)
-        ready = await self._loop.run_in_executor(None, zygote.preload, modules)
-        return zygote if ready else None
+        return await self._loop.run_in_executor(None, zygote.member_for, self._preload(key))
+
+    def _preload(self, key: str) -> list[Module]:
+        return self.preload(key) if self.preload is not None else self.modules(key)
+
+    async def _spawn(self, key: str) -> None:
+        """After the first fork: a successor zygote imports what the steps expected next
+        need beyond what step ``key`` needed."""
+        zygote = self.zygote
+        if zygote is None or zygote.successor is not None or self.planner is None:
+            return
+        try:
+            upcoming = self.planner()
+        except Exception:  # no prediction, no successor
+            return
+        modules = [m for k in upcoming for m in self._preload(k)]
+        await self._loop.run_in_executor(None, zygote.spawn, modules)
 
     def _stop(self, kernel: PooledKernel, now: bool) -> None:
         with self._lock:

@@ -24,6 +24,8 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
+from .stepexec import Module
+
 #: Environment variables a kernel's launch sets per kernel: they may differ from the
 #: zygote's without what it imported having seen anything else.
 PER_KERNEL = {"JPY_PARENT_PID", "JPY_SESSION_NAME", "MPLBACKEND"}
@@ -65,33 +67,25 @@ def forkable(kernel_spec: Any) -> bool:
             and Path(kernel_spec.argv[0]).name.startswith("python"))
 
 
-class Zygote:
-    """One zygote process: imports on request, forks kernels, reports when they end."""
+class _Member:
+    """One zygote process: its channel, what it imported, the kernels it forked and how they
+    ended. The first is the client's child; its successor is forked from it."""
 
-    def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str]) -> None:
-        #: The kernel's interpreter and its options, as the zygote runs them.
-        self.interpreter = interpreter
-        self.env = env
+    def __init__(self, requests: int, replies: int, family: Zygote, first: bool = False) -> None:
+        self.env, self.interpreter = family.env, family.interpreter
+        self.pid: int | None = None
         self.usable = True
         self.why = ""
-        self.imported: set[tuple[str, tuple[str, ...], bool]] = set()
+        #: Whether it answered for its own imports yet (a successor's first message does).
+        self.started = not first
+        self.imported: set[Module] = set()
         self.exits: dict[int, int] = {}
         self._changed = threading.Condition()
         self._lock = threading.Lock()  # one request at a time, answered in order
         self._replies: list[dict[str, Any]] = []
-        requests_r, self._requests = os.pipe()
-        replies, replies_w = os.pipe()
-        try:
-            self.process = subprocess.Popen(
-                [*interpreter, "-c", _START, str(requests_r), str(replies_w)], cwd=workdir, env=env,
-                stdin=subprocess.DEVNULL, pass_fds=(requests_r, replies_w),
-                start_new_session=True)
-        finally:
-            os.close(requests_r)
-            os.close(replies_w)
-        self._reader = threading.Thread(target=self._read, args=(replies,), daemon=True,
-                                        name="mlops-zygote")
-        self._reader.start()
+        self.requests = requests
+        threading.Thread(target=self._read, args=(replies,), daemon=True,
+                         name="mlops-zygote").start()
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as replies:
@@ -108,39 +102,51 @@ class Zygote:
             self.why = self.why or "the zygote ended"
             self._changed.notify_all()
 
-    def _ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    def _answer(self, timeout: float) -> dict[str, Any] | None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._replies or not self.usable, timeout):
+                self.usable, self.why = False, "the zygote did not answer in time"
+            return self._replies.pop(0) if self._replies else None
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send ``request``; its answer, or None if this zygote cannot be used."""
         with self._lock:
             if not self.usable:
                 return None
             try:
-                os.write(self._requests, (json.dumps(request) + "\n").encode())
+                os.write(self.requests, (json.dumps(request) + "\n").encode())
             except OSError:
                 self.usable = False
                 return None
-            with self._changed:
-                if not self._changed.wait_for(lambda: self._replies or not self.usable,
-                                              timeout):
-                    self.usable, self.why = False, "the zygote did not answer in time"
-                return self._replies.pop(0) if self._replies else None
+            return self._answer(timeout)
 
-    def preload(self, modules: list[tuple[str, tuple[str, ...], bool]],
-                timeout: float = 120.0) -> bool:
-        """Import ``modules`` in the zygote (those not yet asked for); False if it cannot
-        be used (then never again)."""
+    def _refused(self, reply: dict[str, Any] | None) -> None:
+        if reply is None or not reply.get("ok"):
+            self.usable = False
+            self.why = reply.get("why", "") if reply else self.why
+
+    def start(self, timeout: float) -> bool:
+        """Wait until a successor has its imports; whether it can be used."""
+        with self._lock:
+            if not self.started:
+                self.started = True
+                self._refused(self._answer(timeout))
+        return self.usable
+
+    def preload(self, modules: list[Module], timeout: float = 120.0) -> bool:
+        """Import ``modules`` (those not yet asked for); False if it cannot be used (then
+        never again)."""
         missing = [m for m in modules if m not in self.imported]
         if missing and self.usable:
             self.imported.update(missing)
-            reply = self._ask({"op": "import", "modules": missing}, timeout)
-            if reply is None or not reply.get("ok"):
-                self.usable = False
-                self.why = reply.get("why", "") if reply else self.why
+            self._refused(self.ask({"op": "import", "modules": missing}, timeout))
         return self.usable
 
     def fork(self, argv: list[str], cwd: str, env: dict[str, str | None]) -> int | None:
         """A new kernel process (its pid) running ``argv`` after the launcher, in ``cwd``,
         with ``env`` set in (None: removed from) the zygote's environment; or None."""
-        reply = self._ask({"op": "fork", "argv": argv, "cwd": cwd, "env": env}, 30.0)
-        return None if reply is None else int(reply["pid"])
+        reply = self.ask({"op": "fork", "argv": argv, "cwd": cwd, "env": env}, 30.0)
+        return None if reply is None or reply.get("pid") is None else int(reply["pid"])
 
     def wait(self, pid: int, timeout: float | None = None) -> int | None:
         """The exit code of forked kernel ``pid`` once it ends, or None at ``timeout``."""
@@ -148,21 +154,107 @@ class Zygote:
             self._changed.wait_for(lambda: pid in self.exits or not self.usable, timeout)
             return self.exits.get(pid)
 
+
+def _packages(modules: Any) -> set[str]:
+    return {name.partition(".")[0] for name, _, _ in modules}
+
+
+class Zygote:
+    """The zygotes of a run: the first, and at most one successor forked from it.
+
+    The first imports what the first step needs, so its kernel starts soon. Once that
+    kernel is forked, a successor forked from the first imports what the later steps need
+    beyond it (skops, to save a model, takes seconds), while the first goes on forking
+    kernels for the steps that need no new package: the two cores work at once.
+    """
+
+    def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str]) -> None:
+        #: The kernel's interpreter and its options, as the zygotes run them.
+        self.interpreter = interpreter
+        self.env = env
+        self.successor: _Member | None = None
+        self._spawning = threading.Lock()
+        # a channel each: requests (read, write), replies (read, write)
+        channels = [(*os.pipe(), *os.pipe()) for _ in range(2)]
+        theirs = [fd for c in channels for fd in (c[0], c[3])]
+        try:
+            self.process = subprocess.Popen(
+                [*interpreter, "-c", _START, str(channels[0][0]), str(channels[0][3]),
+                 f"{channels[1][0]},{channels[1][3]}"], cwd=workdir, env=env,
+                stdin=subprocess.DEVNULL, pass_fds=theirs, start_new_session=True)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        self.first = _Member(channels[0][1], channels[0][2], self)
+        self.first.pid = self.process.pid
+        self._spare: tuple[int, int] | None = (channels[1][1], channels[1][2])
+
+    @property
+    def usable(self) -> bool:
+        """Whether the first zygote can still fork kernels."""
+        return self.first.usable
+
+    @property
+    def why(self) -> str:
+        """Why the first zygote cannot be used, if it cannot."""
+        return self.first.why
+
+    def spawn(self, modules: list[Module]) -> None:
+        """Start the successor, to import those of ``modules`` in packages the first has not
+        imported (nothing to do if there are none)."""
+        more = [m for m in modules if m not in self.first.imported]
+        if not _packages(more) - _packages(self.first.imported):
+            return
+        with self._spawning:
+            if self.successor is not None or self._spare is None:
+                return
+            reply = self.first.ask({"op": "spawn", "modules": more}, 30.0)
+            if reply is None or reply.get("pid") is None:
+                return
+            successor = _Member(*self._spare, self, first=True)
+            self._spare = None
+            successor.pid = int(reply["pid"])
+            successor.imported = self.first.imported | set(more)
+            self.successor = successor
+
+    def member_for(self, modules: list[Module], timeout: float = 120.0) -> _Member | None:
+        """The zygote to fork a kernel needing ``modules`` from, once it imported them.
+
+        The successor once it is ready. While it imports: the first, which imports what it
+        lacks itself, unless that includes a package the first has not imported at all and
+        the successor is importing (a new package is what takes seconds): then the
+        successor, which began earlier. None if neither can be used.
+        """
+        successor, first = self.successor, self.first
+        if successor is not None and successor.usable and not successor.started:
+            new = _packages(m for m in modules if m not in first.imported)
+            if first.usable and not (new - _packages(first.imported)) & _packages(
+                    successor.imported):
+                successor = None  # the first does it as soon
+        if (successor is not None and successor.usable and successor.start(timeout)
+                and successor.preload(modules, timeout)):
+            return successor
+        return first if first.preload(modules, timeout) else None
+
     def kill(self) -> None:
-        """Kill the zygote at once (its forked kernels are killed by their managers)."""
-        self.usable = False
+        """Kill the zygotes at once (their forked kernels are killed by their managers)."""
+        self.first.usable = False
+        if self.successor is not None:
+            self.successor.usable = False
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)  # the successor is in its group
 
     def close(self) -> None:
-        """End the zygote. It holds nothing to save, and tearing down what it imported would
-        take a second: it is killed, once its kernels have ended."""
+        """End the zygotes. They hold nothing to save, and tearing down what they imported
+        would take a second: they are killed, once their kernels have ended."""
         self.kill()
         self.process.wait()
-        try:
-            os.close(self._requests)
-        except OSError:
-            pass
+        members = [self.first, *([self.successor] if self.successor is not None else [])]
+        for fd in [*(m.requests for m in members), *(self._spare or ())]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class ForkedKernel:
@@ -170,7 +262,7 @@ class ForkedKernel:
 
     stdin = stdout = stderr = None
 
-    def __init__(self, pid: int, zygote: Zygote) -> None:
+    def __init__(self, pid: int, zygote: _Member) -> None:
         self.pid = pid
         self.zygote = zygote
         self.returncode: int | None = None
@@ -230,7 +322,7 @@ class ForkedKernel:
 class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
     """Launches a kernel by forking the zygote; as jupyter_client would where it cannot."""
 
-    zygote: Zygote | None = None
+    zygote: _Member | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         """Fork the kernel from the zygote when the command and environment allow."""
@@ -241,10 +333,11 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         pid, split = None, launcher(cmd)
         if (zygote is not None and same_env and split is not None
                 and [os.path.realpath(split[0][0]), *split[0][1:]]
-                == [os.path.realpath(zygote.interpreter[0]), *zygote.interpreter[1:]]):
+                == [os.path.realpath(zygote.interpreter[0]), *zygote.interpreter[1:]]
+                and zygote.pid is not None):
             cwd = str(kwargs.get("cwd") or os.getcwd())
             # its parent is the zygote, which ends when we do: the kernel then stops itself
-            env["JPY_PARENT_PID"] = str(zygote.process.pid)
+            env["JPY_PARENT_PID"] = str(zygote.pid)
             own: dict[str, str | None] = {k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"}}
             pid = zygote.fork(split[1], cwd, own)
         if pid is None:

@@ -18,7 +18,10 @@ importing: the client then stops using this zygote.
 Protocol: JSON lines in on fd ``argv[1]``, out on fd ``argv[2]``. In: ``{"op": "import",
 "modules": [[name, [names], optional], ...]}`` -> ``{"ok": bool, "why": str}``;
 ``{"op": "fork", "argv": [...], "cwd": str, "env": {name: value or null}}`` ->
-``{"pid": int}`` (``env`` sets or removes the variables a kernel's launch sets per kernel). Unasked:
+``{"pid": int}`` (``env`` sets or removes the variables a kernel's launch sets per kernel);
+``{"op": "spawn", "modules": [...]}`` -> ``{"pid": int or null}``: a successor zygote,
+forked from this one, imports ``modules`` and answers on a spare channel as to an
+``import``, then serves requests there. Unasked:
 ``{"exit": pid, "code": int}`` when a forked kernel ends. End of input ends the zygote.
 """
 
@@ -210,16 +213,24 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
             os._exit(code)
 
 
-def _fork(request: dict[str, Any], pipes: tuple[int, ...]) -> dict[str, Any]:
-    ready_r, ready_w = os.pipe()
+def _forked(channels: tuple[int, ...]) -> int:
+    """``os.fork()``; in the child, ``channels`` (the parent's pipes) closed."""
     with warnings.catch_warnings():
         # Python 3.12+ counts the idle threads of BLAS libraries, which are fork-safe
         # (pthread_atfork), as in multiprocessing's fork start method
         warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
         pid = os.fork()
     if pid == 0:
-        os.close(ready_r)
-        _become_kernel(request, (*pipes, ready_w))
+        for fd in channels:
+            os.close(fd)
+    return pid
+
+
+def _fork(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
+    ready_r, ready_w = os.pipe()
+    pid = _forked((*channels, ready_r))
+    if pid == 0:
+        _become_kernel(request, (ready_w,))
     os.close(ready_w)
     os.read(ready_r, 1)  # end of file: the child is in its own session (or gone)
     os.close(ready_r)
@@ -237,12 +248,13 @@ def _add_working_folder() -> None:
 
 
 def main() -> None:
-    """Serve import and fork requests until the client closes its end."""
-    requests, replies = int(sys.argv[1]), int(sys.argv[2])
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    """Serve import, fork and spawn requests until the client closes its end.
+
+    Arguments: the request and reply fds, then those of spare channels, a pair each
+    (``R,W``): a ``spawn`` request forks a successor zygote that imports more and answers
+    on the first spare channel, while this one goes on forking kernels.
+    """
+    spares = [tuple(int(fd) for fd in pair.split(",")) for pair in sys.argv[3:]]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle
     _add_working_folder()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
@@ -256,9 +268,26 @@ def main() -> None:
         except ImportError:  # another version of ipykernel: its start imports it then
             pass
 
+    _serve(int(sys.argv[1]), int(sys.argv[2]), spares)
+
+
+def _serve(requests: int, replies: int, spares: list[tuple[int, ...]],
+           first: list[list[Any]] | None = None) -> None:
+    """The request loop of one zygote; a successor first imports ``first`` and says how."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+
     def send(message: dict[str, Any]) -> None:
         os.write(replies, (json.dumps(message) + "\n").encode())
 
+    if first is not None:
+        answer = _import(first)
+        send(answer)
+        if not answer["ok"]:
+            return
+    own = (requests, replies, wake_r, wake_w)
     pending = b""
     while True:
         ready, _, _ = select.select([requests, wake_r], [], [])
@@ -282,5 +311,17 @@ def main() -> None:
                 request = json.loads(line)
                 if request["op"] == "import":
                     send(_import(request["modules"]))
+                elif request["op"] == "fork":
+                    send(_fork(request, (*own, *(fd for pair in spares for fd in pair))))
+                elif not spares:
+                    send({"pid": None})
                 else:
-                    send(_fork(request, (requests, replies, wake_r, wake_w)))
+                    channel, rest = spares[0], spares[1:]
+                    pid = _forked(own)  # the successor keeps the spares after its own
+                    if pid == 0:
+                        _serve(*channel, rest, request["modules"])
+                        os._exit(0)
+                    for fd in channel:
+                        os.close(fd)
+                    spares = rest
+                    send({"pid": pid})

@@ -229,3 +229,30 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@pytest.mark.kernel
+def test_a_successor_zygote_imports_new_packages_while_the_first_goes_on_forking(
+        tmp_path: Path, probes: Path) -> None:
+    plans = {"a": [("json", (), False)], "b": [("json", (), False)],
+             "c": [("json", (), False), ("xml.dom.minidom", (), False)]}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    pool = KernelPool("python3", workdir, ARGUMENTS, 1, lambda: ["b", "c"],
+                      lambda key: plans[key])
+    try:
+        first, _ = _lease(pool, "a")
+        zygote = pool.zygote
+        assert zygote is not None and zygote.successor is not None
+        # b needs no new package: the first zygote forks it; c needs xml: the successor
+        second, b = _lease(pool, "b")
+        third, c = _lease(pool, "c")
+        parents = {key: psutil.Process(m.provisioner.process.pid).ppid()
+                   for key, m in (("b", b), ("c", c))}
+        assert parents == {"b": zygote.process.pid, "c": zygote.successor.pid}
+        assert psutil.Process(zygote.successor.pid).ppid() == zygote.process.pid
+        for kernel in (first, second, third):
+            kernel.release()
+    finally:
+        pool.close()
+    assert not _kernels()
