@@ -18,8 +18,9 @@ A warm-up that fails or prints anything (a warning on import would then be missi
 step's output) gets its kernel shut down, and the step starts a fresh kernel as before.
 
 Where the kernel allows it, kernels are not started but forked from a zygote (:mod:`.zygote`)
-that imported what the steps import once; forks happen one at a time, in the order their
-kernels were asked for, so a later step's imports never hold up an earlier step's kernel.
+that imported what the steps import once, or from its successor, which imports the packages
+later steps need meanwhile; forks happen one at a time, in the order their kernels were
+asked for, so a later step's imports never hold up an earlier step's kernel.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .stepexec import Module
-from .zygote_main import LOCAL_CHECK
+from .stepexec import LOCAL_CHECK, Module
 
 if TYPE_CHECKING:
     from .zygote import Zygote, _Member
@@ -111,6 +111,7 @@ class KernelPool:
         self.planner = planner
         self.plan = plan
         self._plans: dict[str, list[Module]] = {}
+        self._preloads: dict[str, list[Module]] = {}
         #: Forks in the order their kernels were asked for (a later step's imports wait).
         self._forking: asyncio.Lock | None = None
         self.startup_timeout = startup_timeout
@@ -303,7 +304,12 @@ class KernelPool:
         return await self._loop.run_in_executor(None, zygote.member_for, self._preload(key))
 
     def _preload(self, key: str) -> list[Module]:
-        return self.preload(key) if self.preload is not None else self.modules(key)
+        """What the zygote imports for step ``key`` (made once)."""
+        if self.preload is None:
+            return self.modules(key)
+        if key not in self._preloads:
+            self._preloads[key] = self.preload(key)
+        return self._preloads[key]
 
     async def _spawn(self, key: str) -> None:
         """After the first fork: a successor zygote imports what the steps expected next

@@ -17,6 +17,27 @@ if TYPE_CHECKING:
 
 #: A module to import ahead: (name, the names a ``from`` import takes, whether it may fail).
 Module = tuple[str, tuple[str, ...], bool]
+#: Python source defining ``_local(top)``, run where modules are imported ahead (a kernel's
+#: warm-up, :mod:`.kernelpool`; the zygote, :mod:`.zygote_main`): is a top-level module the
+#: user's own, found in the notebook's folder (an earlier step may still be writing it)?
+LOCAL_CHECK = '''
+import importlib.util, os, sys, sysconfig
+def _within(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def _local(top):
+    if top in sys.modules:
+        return False
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        return True
+    places = list(spec.submodule_search_locations or [])
+    if spec.origin not in (None, "built-in", "frozen"):
+        places.append(spec.origin)
+    here = os.path.realpath(os.getcwd())
+    roots = [os.path.realpath(p) for k, p in sysconfig.get_paths().items() if "lib" in k]
+    return any(_within(os.path.realpath(p), here)
+               and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
+'''
 _SETUP_IDS = ("mlops-header", "mlops-parameters", "mlops-setup", "mlops-load-extension",
               "mlops-replay")
 _MAGIC = "__mlops_magic__"
@@ -213,7 +234,7 @@ def warm_plan(notebook: str | Path, roles: set[str] | None = None) -> list[Modul
             elif not _neutral(node):
                 return found
         if cell_id == "mlops-inputs":
-            found += _input_modules(found, roles or set())
+            found += _artifact_modules(found, roles or set())
     return found
 
 
@@ -238,12 +259,12 @@ def zygote_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Modul
     code cannot change where they come from, only the folder's own modules could)."""
     plan = step_plan(spec, pipeline_dir, name)
     roles = {o.role for o in spec.step(name).outputs}
-    return plan + [m for m in _input_modules(plan, roles) if m not in plan]
+    return plan + [m for m in _artifact_modules(plan, roles) if m not in plan]
 
 
-def _input_modules(found: list[Module], roles: set[str]) -> list[Module]:
-    """What ``load_inputs`` imports to load inputs of these roles (not what saving outputs
-    imports: that happens after the step's own code, which may change how it imports)."""
+def _artifact_modules(found: list[Module], roles: set[str]) -> list[Module]:
+    """What loading or saving artifacts of these roles imports. A step's kernel imports
+    ahead only what loading its inputs needs: saving happens after the step's own code."""
     extra: list[Module] = []
     if roles and any(name.partition(".")[0] == "pandas" for name, _, _ in found):
         extra.append(("pyarrow.parquet", (), True))  # frames are kept as Parquet

@@ -1,9 +1,10 @@
-"""Kernels forked from one process that imported once (:mod:`.zygote_main`).
+"""Kernels forked from a process that imported once (:mod:`.zygote_main`).
 
 A fresh interpreter per step re-imports pandas, scikit-learn, pyarrow and skops: seconds of
-CPU each step, which one papermill kernel pays once. :class:`Zygote` starts one process that
-imports them, and :class:`ForkProvisioner` (a jupyter_client provisioner) gets each step's
-kernel by forking it, so a kernel is ready in a fraction of a second with its imports done.
+CPU each step, which one papermill kernel pays once. :class:`Zygote` starts a process that
+imports them (and a successor for packages only later steps need), and
+:class:`ForkProvisioner` (a jupyter_client provisioner) gets each step's kernel by forking
+it, so a kernel is ready in a fraction of a second with its imports done.
 
 Used only where a forked kernel is the kernel the step would have got: an ipykernel run by
 the same Python (``python -m ipykernel_launcher``), with the environment the zygote started
@@ -30,7 +31,12 @@ from .stepexec import Module
 #: zygote's without what it imported having seen anything else.
 PER_KERNEL = {"JPY_PARENT_PID", "JPY_SESSION_NAME", "MPLBACKEND"}
 
-_START = ("import sys; sys.path.pop(0); from jupyter_mlops.zygote_main import main; main()")
+# without jupyter-mlops in the kernel's environment the zygote ends at once, without a
+# traceback on the user's terminal, and kernels start as before
+_START = ("import sys; sys.path.pop(0)\n"
+          "try:\n    from jupyter_mlops.zygote_main import main\n"
+          "except ImportError:\n    sys.exit(3)\n"
+          "main()")
 
 
 def kernel_env(kernel_spec: Any) -> dict[str, str]:
@@ -338,6 +344,7 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             cwd = str(kwargs.get("cwd") or os.getcwd())
             # its parent is the zygote, which ends when we do: the kernel then stops itself
             env["JPY_PARENT_PID"] = str(zygote.pid)
+            # MPLBACKEND is left as the zygote set it, as ipykernel would have set it
             own: dict[str, str | None] = {k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"}}
             pid = zygote.fork(split[1], cwd, own)
         if pid is None:

@@ -38,32 +38,10 @@ import tempfile
 import warnings
 from typing import Any
 
-#: Shared with the kernel warm-up (:mod:`.kernelpool`): is a top-level module the user's own,
-#: found in the notebook's folder (an earlier step may still be writing it)?
-LOCAL_CHECK = '''
-import importlib.util, os, sys, sysconfig
-def _within(path, folder):
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-def _local(top):
-    if top in sys.modules:
-        return False
-    spec = importlib.util.find_spec(top)
-    if spec is None:
-        return True
-    places = list(spec.submodule_search_locations or [])
-    if spec.origin not in (None, "built-in", "frozen"):
-        places.append(spec.origin)
-    here = os.path.realpath(os.getcwd())
-    roots = [os.path.realpath(p) for k, p in sysconfig.get_paths().items() if "lib" in k]
-    return any(_within(os.path.realpath(p), here)
-               and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
-'''
+from .stepexec import LOCAL_CHECK
+
 _checks: dict[str, Any] = {}
 exec(compile(LOCAL_CHECK, "<jupyter-mlops local check>", "exec"), _checks)
-
-
-class _Questions(list):  # type: ignore[type-arg]
-    """What imports asked the stand-in shell beyond whether it is a kernel."""
 
 
 class _Forward(io.TextIOBase):
@@ -87,8 +65,9 @@ class _Forward(io.TextIOBase):
         return False
 
 
-def _stand_in(questions: _Questions) -> Any:
-    """An object that looks like the kernel's shell to imports, and records questions."""
+def _stand_in(questions: list[str]) -> Any:
+    """An object that looks like the kernel's shell to imports; it records in ``questions``
+    what they ask beyond whether it is a kernel."""
     from ipykernel.zmqshell import ZMQInteractiveShell as Shell
 
     class Probe:
@@ -116,7 +95,7 @@ def _import(modules: list[list[Any]]) -> dict[str, Any]:
     import IPython.core.getipython as getipython
     from IPython.core.interactiveshell import InteractiveShell
 
-    questions = _Questions()
+    questions: list[str] = []
     shell = _stand_in(questions)
     real = getipython.get_ipython
 
@@ -143,14 +122,13 @@ def _import(modules: list[list[Any]]) -> dict[str, Any]:
                             __import__(name, fromlist=list(names))
                     except Exception as err:
                         if not optional or questions:
-                            why = (f"importing {name} asked the shell {questions[:3]}"
-                                   if questions else
-                                   f"importing {name} failed: {type(err).__name__}")
-                            break
+                            why = f"importing {name} failed: {type(err).__name__}"
                     sys.stdout.flush()
-                    if questions or caught or written or os.fstat(sink.fileno()).st_size:
-                        why = (f"importing {name} asked the shell {questions[:3]}"
-                               if questions else f"importing {name} printed or warned")
+                    if questions:
+                        why = f"importing {name} asked the shell {questions[:3]}"
+                    elif caught or written or os.fstat(sink.fileno()).st_size:
+                        why = why or f"importing {name} printed or warned"
+                    if why:
                         break
         finally:
             os.dup2(saved_fds[0], 1)
@@ -171,7 +149,7 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
     try:
         os.setsid()  # its own session, as jupyter_client starts kernels: signals reach its children
         for fd in keep:
-            os.close(fd)  # the zygote's pipes; the last one tells it setsid is done
+            os.close(fd)  # its closing tells the zygote setsid is done
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
