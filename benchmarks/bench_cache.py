@@ -62,7 +62,7 @@ def _pick_parameter(spec: Any) -> tuple[str, str, str]:
 
 
 def main(repeat: int = 3) -> None:
-    from jupyter_mlops.spec import PipelineSpec
+    from jupyter_mlops.pipeline.spec import PipelineSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "diabetes"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from _timing import report
 
-from jupyter_mlops.profile import profile_data
+from jupyter_mlops.runtime.profile import profile_data
 
 ROWS = 1_000_000
 

@@ -16,7 +16,7 @@ from _timing import report, wall
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "diabetes"
 #: `jupyter mlops run PIPELINE --force -j N --runs-dir RUNS` without the kernel pool.
-WITHOUT_POOL = ("import sys; from jupyter_mlops.runner import run_pipeline; "
+WITHOUT_POOL = ("import sys; from jupyter_mlops.run.runner import run_pipeline; "
                 "r = run_pipeline(sys.argv[1], runs_dir=sys.argv[2], jobs=int(sys.argv[3]), "
                 "force=True, kernel_pool=False); sys.exit(r.status != 'succeeded')")
 

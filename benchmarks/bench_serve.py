@@ -41,8 +41,8 @@ def _percentiles(seconds: list[float]) -> tuple[float, float]:
 
 def _row(served: Any, run: dict[str, Any]) -> dict[str, Any]:
     """The first training row of the model's inputs, as JSON-able values."""
-    from jupyter_mlops.artifacts import load
-    from jupyter_mlops.runmodel import data_profiles
+    from jupyter_mlops.runtime.artifacts import load
+    from jupyter_mlops.serving.model import data_profiles
 
     names = [c["name"] for c in served.columns]
     for step, name, profile in data_profiles(run):
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import pandas as pd
 
-    from jupyter_mlops.runmodel import load_run_model
-    from jupyter_mlops.store import RunStore, default_store
+    from jupyter_mlops.run.store import RunStore, default_store
+    from jupyter_mlops.serving.model import load_run_model
 
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = Path(args.pipeline) if args.pipeline else _pipeline(args.example, Path(tmp))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    from ._version import __version__
+except ImportError:  # a source tree never built: the build writes _version.py
+    __version__ = "0.0.0+unbuilt"
+
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
@@ -20,14 +24,14 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
     """Add the ``/mlops/`` endpoints to a starting jupyter_server."""
-    from .serverext import load
+    from .lab.extension import load
 
     load(server_app)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_mlops``: register the ``%%mlops`` cell magic."""
-    from .magics import register
+    from .ipython.magics import register
 
     register(ipython)
 

@@ -22,11 +22,11 @@ import nbformat
 import pytest
 from conftest import REPO, write_notebook
 
-from jupyter_mlops.airflow_dag import write_dag
-from jupyter_mlops.artifacts import load, read_manifest
+from jupyter_mlops.deploy.airflow_dag import write_dag
 from jupyter_mlops.errors import MlopsError, SpecError
-from jupyter_mlops.export import export
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.pipeline.export import export
+from jupyter_mlops.pipeline.spec import PipelineSpec
+from jupyter_mlops.runtime.artifacts import load, read_manifest
 
 VENV = Path(os.environ.get("MLOPS_AIRFLOW_VENV") or REPO / ".venv-airflow")
 

@@ -1,4 +1,4 @@
-"""Tests for jupyter_mlops.analysis (and the params cell parser it uses): steps, data flow,
+"""Tests for jupyter_mlops.notebook.analysis (and the params cell parser it uses): steps, data flow,
 parameters and problems, from notebooks built in memory."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import nbformat
 import pytest
 from conftest import build_notebook
 
-from jupyter_mlops.analysis import Analysis, StepPlan, analyze, find_cycle
-from jupyter_mlops.notebook import parse_notebook
-from jupyter_mlops.params import parse_params_cell
-from jupyter_mlops.spec import Output, Parameter
+from jupyter_mlops.notebook.analysis import Analysis, StepPlan, analyze, find_cycle
+from jupyter_mlops.notebook.params import parse_params_cell
+from jupyter_mlops.notebook.reader import parse_notebook
+from jupyter_mlops.pipeline.build import build_spec
+from jupyter_mlops.pipeline.spec import Output, Parameter
 
 
 def analyze_cells(*cells: Any, split: str | None = None,
@@ -596,7 +597,7 @@ def test_without_split_headings_are_ignored():
 
 
 def hashes(*cells: Any) -> list[str]:
-    spec = analyze_cells(*cells).to_spec(Path("/tmp/x_pipeline"))
+    spec = build_spec(analyze_cells(*cells), Path("/tmp/x_pipeline"))
     return [s.code_sha256 for s in spec.steps]
 
 
@@ -616,7 +617,7 @@ def test_code_hash_ignores_comments_and_changes_with_code():
 def test_to_spec_steps():
     a = analyze_cells("%%mlops params\nn = 1", "%%mlops step load\nx = n",
                       "%%mlops step use\ny = x")
-    spec = a.to_spec(Path("/tmp/x_pipeline"))
+    spec = build_spec(a, Path("/tmp/x_pipeline"))
     assert spec.name == "t"
     assert [(s.name, s.notebook, s.cells, s.inputs, s.outputs, s.parameters, s.after)
             for s in spec.steps] == [

@@ -1,4 +1,4 @@
-"""Tests for jupyter_mlops.artifacts: round trips, manifests, hashes, refusals."""
+"""Tests for jupyter_mlops.runtime.artifacts: round trips, manifests, hashes, refusals."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from jupyter_mlops import artifacts
-from jupyter_mlops._files import sha256_file
 from jupyter_mlops.errors import ArtifactError
+from jupyter_mlops.runtime._files import sha256_file
 
 
 def roundtrip(value, tmp_path: Path, name: str = "x", **kwargs):
@@ -599,7 +599,7 @@ def test_load_inputs_pickle_needs_opt_in(tmp_path):
 
 def test_import_does_not_pull_heavy_libraries():
     code = (
-        "import sys, jupyter_mlops.artifacts as a; "
+        "import sys, jupyter_mlops.runtime.artifacts as a; "
         "print(sorted(m for m in ('pandas', 'numpy', 'sklearn', 'skops', 'pyarrow') "
         "if m in sys.modules)); print(a.kind_of(3))"
     )
@@ -615,7 +615,7 @@ def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_not
     # the CLI marks rfc3987_syntax missing first
     code = (
         "import sys\n"
-        "from jupyter_mlops._startup import skip_slow_optional_imports\n"
+        "from jupyter_mlops.run.startup import skip_slow_optional_imports\n"
         "skip_slow_optional_imports()\n"
         "import nbformat\n"
         "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('x = 1')])\n"

@@ -112,7 +112,7 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         row.wait_for(timeout=30_000)
         shot(page, "4-succeeded")
 
-        from jupyter_mlops.store import RunStore, default_store
+        from jupyter_mlops.run.store import RunStore, default_store
 
         store = RunStore(default_store(root / "diabetes/diabetes_pipeline"))
         run = store.runs(1)[0]

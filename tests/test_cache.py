@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from conftest import run_cli, write_notebook
 
-from jupyter_mlops._files import sha256_file
-from jupyter_mlops.cache import environment, step_key
-from jupyter_mlops.export import export
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.pipeline.export import export
+from jupyter_mlops.pipeline.spec import PipelineSpec
+from jupyter_mlops.run.cache import environment, step_key
+from jupyter_mlops.runtime._files import sha256_file
 
 STEPS = ("a", "b", "c")
 SETUP = "%%mlops setup\nimport pandas as pd"

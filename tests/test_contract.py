@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import run_capturing, write_notebook
 
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.pipeline.spec import PipelineSpec
 
 pytestmark = pytest.mark.kernel
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from conftest import run_cli, write_notebook
 
-from jupyter_mlops._files import sha256_file
-from jupyter_mlops.store import RunStore, default_store
+from jupyter_mlops.run.store import RunStore, default_store
+from jupyter_mlops.runtime._files import sha256_file
 
 pytestmark = pytest.mark.kernel
 

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from conftest import build_notebook, write_notebook
 
-from jupyter_mlops.engine import BackoffExecutionManager, write_notebook_text
+from jupyter_mlops.execution.engine import BackoffExecutionManager, write_notebook_text
 
 TIMINGS = ("start_time", "end_time", "duration")
 MARKER = "papermill-error-cell-tag"
@@ -300,7 +300,7 @@ DRIVER = textwrap.dedent("""
     import json, sys
     import papermill
     from papermill.engines import papermill_engines
-    from jupyter_mlops.engine import BackoffExecutionManager, MlopsEngine
+    from jupyter_mlops.execution.engine import BackoffExecutionManager, MlopsEngine
 
     class Counting(BackoffExecutionManager):
         count = 0

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from conftest import EXAMPLES, run_cli
 
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.pipeline.spec import PipelineSpec
 
 pytestmark = pytest.mark.kernel
 
@@ -76,6 +76,6 @@ def test_example_pipeline_scores_as_the_notebook(notebook: Path, tmp_path: Path)
 
 
 def _spec_of(notebook: Path) -> PipelineSpec:
-    from jupyter_mlops.export import plan
+    from jupyter_mlops.pipeline.export import plan
 
     return plan(notebook)[1]

@@ -14,8 +14,8 @@ import yaml
 from conftest import write_notebook
 
 from jupyter_mlops.errors import AnalysisError, SpecError
-from jupyter_mlops.export import export
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.pipeline.export import export
+from jupyter_mlops.pipeline.spec import PipelineSpec
 
 CELLS = (
     "%load_ext jupyter_mlops",

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, write_notebook
 
-from jupyter_mlops.airflow_dag import write_dag
-from jupyter_mlops.export import export
+from jupyter_mlops.deploy.airflow_dag import write_dag
+from jupyter_mlops.pipeline.export import export
 
 BLOCKER = '''\
 import sys

@@ -22,10 +22,10 @@ import pytest
 from conftest import build_notebook, write_notebook
 from test_engine import MARKER, normal
 
-from jupyter_mlops.export import export
-from jupyter_mlops.results import RunResult
-from jupyter_mlops.runner import run_pipeline
-from jupyter_mlops.stepexec import warm_plan
+from jupyter_mlops.execution.stepexec import warm_plan
+from jupyter_mlops.pipeline.export import export
+from jupyter_mlops.run.results import RunResult
+from jupyter_mlops.run.runner import run_pipeline
 
 CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
 
@@ -115,7 +115,7 @@ def test_warm_plan_stops_before_anything_that_could_change_an_import(tmp_path: P
                 "'''doc'''\nLIMIT: int = 3\ndef f(x=np.pi):\n    return os.environ['X']",
                 "try:\n    import yaml\nexcept ImportError:\n    yaml = None",
                 "%load_ext jupyter_mlops\nimport json") == [
-        "numpy", "os", "yaml", "jupyter_mlops.magics", "json"]
+        "numpy", "os", "yaml", "jupyter_mlops.ipython.magics", "json"]
     # a call may set an environment variable that an import reads (a backend, threads)
     assert plan("import os", "os.environ['KERAS_BACKEND'] = 'jax'\nimport keras") == ["os"]
     assert plan("import sys\nsys.path.insert(0, 'lib')\nimport helpers") == ["sys"]
@@ -136,7 +136,7 @@ def test_step_notebook_plan_includes_what_loading_its_inputs_needs(tmp_path: Pat
                                                           {"data"})]
     # in the step's own order: setup, the inputs cell's import, what loading a frame imports;
     # the step's own code (`frame['y'] = 2`) is where looking stops
-    assert plan == [("pandas", ()), ("jupyter_mlops.artifacts", ("load_inputs",)),
+    assert plan == [("pandas", ()), ("jupyter_mlops.runtime.artifacts", ("load_inputs",)),
                     ("pyarrow.parquet", ())]
     assert [n for n, _, _ in warm_plan(pipeline / "steps" / "02_b.ipynb", {"model"})][-1] \
         == "skops.io"
@@ -197,7 +197,7 @@ def test_without_the_pool_each_kernel_starts_with_its_step(tmp_path: Path,
 def test_cli_no_pool_starts_each_kernel_with_its_step(tmp_path: Path, marker: Path) -> None:
     from conftest import run_cli
 
-    from jupyter_mlops.store import RunStore, default_store
+    from jupyter_mlops.run.store import RunStore, default_store
 
     pipeline = _pipeline(tmp_path / "project", *SLOW_THEN_QUICK)
     done = run_cli("run", str(pipeline), "-j", "1", "--no-pool")

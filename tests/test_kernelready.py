@@ -8,7 +8,7 @@ import time
 import pytest
 from jupyter_client import AsyncKernelManager
 
-from jupyter_mlops.kernelready import wait_ready
+from jupyter_mlops.execution.kernelready import wait_ready
 
 
 async def _check() -> None:

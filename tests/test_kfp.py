@@ -22,16 +22,16 @@ from conftest import write_notebook
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from jupyter_mlops.errors import MlopsError, SpecError
-from jupyter_mlops.export import export
-from jupyter_mlops.kfp_pipeline import (
+from jupyter_mlops.deploy.kfp_pipeline import (
     INPUT_PREFIX,
     OUTPUT_ARTIFACT,
     RUN_FOLDER,
     compile_pipeline,
     kfp_name,
 )
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.errors import MlopsError, SpecError
+from jupyter_mlops.pipeline.export import export
+from jupyter_mlops.pipeline.spec import PipelineSpec
 
 CELLS = (
     "%load_ext jupyter_mlops",

@@ -1,14 +1,71 @@
-"""The quality gate of pyproject.toml: ruff over the package, tests and benchmarks."""
+"""The quality gates of pyproject.toml: ruff, and the import rule of the subpackages."""
 
 from __future__ import annotations
 
+import ast
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
+
+PACKAGE = REPO / "jupyter_mlops"
+#: Besides the subpackages, the package's top holds only these modules.
+TOP_MODULES = {"__init__", "_version", "errors", "artifacts", "remote", "runner"}
 
 
 def test_ruff_is_clean() -> None:
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "jupyter_mlops", "tests",
                            "benchmarks"], cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _lint_imports() -> subprocess.CompletedProcess[str]:
+    command = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert command, "import-linter is not installed: pip install -e '.[test]'"
+    return subprocess.run([command, "--no-cache"], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+
+
+def test_imports_run_down_the_layers() -> None:
+    proc = _lint_imports()
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    assert "0 broken" in proc.stdout and "Contracts: 2 kept" in proc.stdout, proc.stdout
+
+
+def test_the_import_contract_catches_an_upward_import(tmp_path: Path) -> None:
+    """The contract is not vacuous: a core module that imports a face breaks it."""
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
+        ".venv*", "node_modules", ".git", "labextension", "examples", "test-artifacts",
+        "*.ipynb", "__pycache__"))
+    spec = copy / "jupyter_mlops" / "pipeline" / "spec.py"
+    spec.write_text(spec.read_text(encoding="utf-8")
+                    + "\n\ndef _upward() -> None:\n    from ..cli import app  # noqa: F401\n",
+                    encoding="utf-8")
+    command = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert command
+    proc = subprocess.run([command, "--no-cache"], cwd=copy, capture_output=True, text=True,
+                          check=False, env={"PATH": str(Path(sys.executable).parent),
+                                            "PYTHONPATH": str(copy)})
+    assert proc.returncode != 0, proc.stdout
+    assert "jupyter_mlops.pipeline is not allowed to import jupyter_mlops.cli" in proc.stdout
+
+
+def _runtime_imports() -> set[str]:
+    found: set[str] = set()
+    for path in (PACKAGE / "runtime").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_runtime_imports_nothing_of_the_authoring_side() -> None:
+    assert _runtime_imports() <= {"errors"}, _runtime_imports()
+
+
+def test_the_package_top_is_small() -> None:
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert modules <= TOP_MODULES, modules - TOP_MODULES

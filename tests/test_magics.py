@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from conftest import write_notebook
 
-from jupyter_mlops.artifacts import load
+from jupyter_mlops.runtime.artifacts import load
 
 pytestmark = pytest.mark.kernel
 
@@ -104,7 +104,7 @@ def test_line_form_marks_a_cell_and_captures_without_running(tmp_path: Path) -> 
     record = json.loads((tmp_path / "line.mlops.json").read_text())
     assert record["metrics"]["score"] == {"value": 0.75, "direction": "higher",
                                           "min": pytest.approx(0.7125)}
-    from jupyter_mlops.export import plan
+    from jupyter_mlops.pipeline.export import plan
 
     _, spec = plan(notebook)
     assert [(o.name, o.role) for o in spec.steps[0].outputs] == [("score", "metrics")]
@@ -117,7 +117,7 @@ def test_export_names_hidden_state_the_record_saw(tmp_path: Path) -> None:
     # the cell that made `helper` is deleted afterwards; the record remembers the kernel had it
     write_notebook(tmp_path / "h.ipynb", "%load_ext jupyter_mlops",
                    "%%mlops step a\nanswer = helper + 1", "%mlops metrics answer")
-    from jupyter_mlops.export import plan
+    from jupyter_mlops.pipeline.export import plan
 
     analysis, _ = plan(tmp_path / "h.ipynb")
     (problem,) = [p for p in analysis.problems if p.severity == "error"]

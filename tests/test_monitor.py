@@ -15,9 +15,9 @@ import pytest
 from conftest import run_cli
 from loop_helpers import build_pipeline, make_data, one_line_error
 
-from jupyter_mlops.artifacts import load
-from jupyter_mlops.monitor import metric_value, monitor
-from jupyter_mlops.store import RunStore, default_store
+from jupyter_mlops.run.store import RunStore, default_store
+from jupyter_mlops.runtime.artifacts import load
+from jupyter_mlops.serving.monitor import metric_value, monitor
 
 pytestmark = pytest.mark.kernel
 
@@ -116,7 +116,7 @@ def test_metric_formulas_match_scikit_learn(pipeline: Path, run: dict[str, Any],
 
 def test_policy_share_turns_one_drifted_column_unhealthy(pipeline: Path,
                                                          tmp_path: Path) -> None:
-    from jupyter_mlops.retrain import RetrainPolicy
+    from jupyter_mlops.serving.retrain import RetrainPolicy
 
     data = make_data(tmp_path / "shifted.csv", 500, shift=2.0, seed=16)
     report = monitor(pipeline, data, policy=RetrainPolicy(drift_share=0.3))

@@ -1,10 +1,10 @@
-"""Tests for jupyter_mlops.names: what one cell of plain Python uses, defines and mutates."""
+"""Tests for jupyter_mlops.notebook.names: what one cell uses, defines and mutates."""
 
 from __future__ import annotations
 
 import pytest
 
-from jupyter_mlops.names import CellNames, cell_names
+from jupyter_mlops.notebook.names import CellNames, cell_names
 
 # --- assignments ----------------------------------------------------------------------------
 

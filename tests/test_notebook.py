@@ -1,4 +1,4 @@
-"""Tests for jupyter_mlops.notebook: reading nbformat into cells with roles and plain Python."""
+"""Tests for jupyter_mlops.notebook.reader: nbformat in, cells with roles and plain Python out."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from conftest import build_notebook
 
 from jupyter_mlops.errors import NotebookError
-from jupyter_mlops.notebook import SourceNotebook, parse_notebook, read_notebook, to_python
-from jupyter_mlops.roles import Mark
+from jupyter_mlops.notebook.reader import SourceNotebook, parse_notebook, read_notebook, to_python
+from jupyter_mlops.notebook.roles import Mark
 
 
 def read(*cells: Any) -> SourceNotebook:

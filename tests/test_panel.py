@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from conftest import write_notebook
 
-from jupyter_mlops.panel import MlopsPanel, build_panel, show_panel
-from jupyter_mlops.profile import profile_data
-from jupyter_mlops.records import update_record
+from jupyter_mlops.ipython.panel import MlopsPanel, build_panel, show_panel
+from jupyter_mlops.notebook.captures import update_record
+from jupyter_mlops.runtime.profile import profile_data
 
 CELLS = (
     "%%mlops params\nn = 3  # rows\nC = 0.5",
@@ -56,7 +56,7 @@ def notebook(tmp_path: Path) -> Iterator[Path]:
 
 def _record(path: Path) -> None:
     frame = pd.DataFrame({"a": [0, 1, 2], "b": [1.0, None, 3.0]})
-    from jupyter_mlops.notebook import code_key, read_notebook
+    from jupyter_mlops.notebook.reader import code_key, read_notebook
 
     update_record(path, "params", {"n": {"value": 4, "type": "int", "help": "rows"},
                                    "C": {"value": 0.5, "type": "float", "help": ""}})

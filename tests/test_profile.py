@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.profile import profile_data
+from jupyter_mlops.runtime.profile import profile_data
 
 AGES = [23, 35, 31, 47, 52, 29, 41, 38, 60, 33]
 
@@ -244,7 +244,7 @@ def test_array_fingerprint_sees_last_value_dtype_and_shape() -> None:
 _SAME_DATA = textwrap.dedent("""
     import hashlib, json
     import numpy as np, pandas as pd
-    from jupyter_mlops.profile import profile_data
+    from jupyter_mlops.runtime.profile import profile_data
     rng = np.random.default_rng(11)
     frame = pd.DataFrame({
         "x": rng.normal(size=5000),
@@ -274,7 +274,7 @@ def test_fingerprint_is_the_same_in_another_process() -> None:
 
 
 def test_modules_import_without_pandas() -> None:
-    code = ("import sys, jupyter_mlops.profile, jupyter_mlops.drift; "
+    code = ("import sys, jupyter_mlops.runtime.profile, jupyter_mlops.runtime.drift; "
             "print(sorted({'pandas', 'numpy', 'scipy'} & set(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                           capture_output=True, text=True)

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from jupyter_mlops import artifacts
 from jupyter_mlops.errors import ArtifactError
-from jupyter_mlops.remote import is_url, join, output_hashes, staged_run
+from jupyter_mlops.runtime.remote import is_url, join, output_hashes, staged_run
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_step_notebooks_pass_artifacts_through_a_url(tmp_path: Path) -> None:
 
     from conftest import write_notebook
 
-    from jupyter_mlops.export import export
+    from jupyter_mlops.pipeline.export import export
 
     write_notebook(tmp_path / "u.ipynb", "%%mlops step make\nimport numpy as np\n"
                    "base = np.arange(4)", "%%mlops step total\nsum_ = int(base.sum())",
@@ -182,7 +182,7 @@ def test_checks_of_a_step_run_by_hand_land_at_the_url(tmp_path: Path) -> None:
 
     from conftest import write_notebook
 
-    from jupyter_mlops.export import export
+    from jupyter_mlops.pipeline.export import export
 
     write_notebook(tmp_path / "m.ipynb", "%load_ext jupyter_mlops",
                    "%%mlops step make\nscore = 0.9", "%%mlops metrics score --min score=0.5")

@@ -14,9 +14,9 @@ from conftest import run_cli
 from loop_helpers import Server, build_pipeline, make_data, one_line_error, wait_for
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.retrain import data_parameter, decide, read_policy
-from jupyter_mlops.spec import PipelineSpec
-from jupyter_mlops.store import RunStore, default_store
+from jupyter_mlops.pipeline.spec import PipelineSpec
+from jupyter_mlops.run.store import RunStore, default_store
+from jupyter_mlops.serving.retrain import data_parameter, decide, read_policy
 
 pytestmark = pytest.mark.kernel
 

@@ -1,4 +1,4 @@
-"""Tests for jupyter_mlops.roles: the ``%%mlops ROLE ...`` line and the ``mlops:`` tags."""
+"""Tests for jupyter_mlops.notebook.roles: the ``%%mlops ROLE ...`` line and the ``mlops:`` tags."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from jupyter_mlops.errors import RoleError
-from jupyter_mlops.roles import ROLES, Mark, mark_to_tags, parse_magic_line, parse_tags
+from jupyter_mlops.notebook.roles import ROLES, Mark, mark_to_tags, parse_magic_line, parse_tags
 
 # --- the magic line -------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ import nbformat
 import pytest
 from conftest import write_notebook
 
-from jupyter_mlops.artifacts import load
 from jupyter_mlops.errors import ParameterError
-from jupyter_mlops.export import export
-from jupyter_mlops.runner import run_pipeline
-from jupyter_mlops.spec import PipelineSpec
+from jupyter_mlops.pipeline.export import export
+from jupyter_mlops.pipeline.spec import PipelineSpec
+from jupyter_mlops.run.runner import run_pipeline
+from jupyter_mlops.runtime.artifacts import load
 
 pytestmark = pytest.mark.kernel
 

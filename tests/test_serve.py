@@ -29,8 +29,8 @@ from loop_helpers import (
     wait_for,
 )
 
-from jupyter_mlops.artifacts import load
-from jupyter_mlops.store import RunStore, default_store
+from jupyter_mlops.run.store import RunStore, default_store
+from jupyter_mlops.runtime.artifacts import load
 
 pytestmark = pytest.mark.kernel
 

@@ -1,4 +1,4 @@
-"""Tests for jupyter_mlops.spec: the pipeline spec in YAML, and ``-p NAME=VALUE`` parameters."""
+"""Tests for jupyter_mlops.pipeline.spec: the spec in YAML, and ``-p NAME=VALUE`` parameters."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 import yaml
 from conftest import build_notebook
 
-from jupyter_mlops.analysis import analyze
 from jupyter_mlops.errors import ParameterError, SpecError
-from jupyter_mlops.notebook import parse_notebook
-from jupyter_mlops.spec import SPEC_FILE, Output, Parameter, PipelineSpec, Step
+from jupyter_mlops.notebook.analysis import analyze
+from jupyter_mlops.notebook.reader import parse_notebook
+from jupyter_mlops.pipeline.build import build_spec
+from jupyter_mlops.pipeline.spec import SPEC_FILE, Output, Parameter, PipelineSpec, Step
 
 
 def real_spec() -> PipelineSpec:
@@ -36,7 +37,7 @@ def real_spec() -> PipelineSpec:
     )
     analysis = analyze(parse_notebook(nbformat.writes(nb), "My Notebook.ipynb"))
     assert analysis.problems == []
-    return analysis.to_spec(Path("/tmp/x_pipeline"), allow_pickle=True)
+    return build_spec(analysis, Path("/tmp/x_pipeline"), allow_pickle=True)
 
 
 # --- YAML round trip ---------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import pytest
 from conftest import build_notebook, write_notebook
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.notebook import SourceNotebook, parse_notebook
-from jupyter_mlops.status import hidden_state, show_status, status_lines
+from jupyter_mlops.ipython.status import hidden_state, show_status, status_lines
+from jupyter_mlops.notebook.reader import SourceNotebook, parse_notebook
 
 
 def _parse(*cells: object, counts: list[int | None] | None = None) -> SourceNotebook:

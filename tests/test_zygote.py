@@ -19,9 +19,9 @@ import psutil
 import pytest
 from test_kernelpool import _kernels, _notebook, _pipeline, _run
 
-from jupyter_mlops.artifacts import load
-from jupyter_mlops.kernelpool import KernelPool
-from jupyter_mlops.zygote import ForkedKernel, launcher
+from jupyter_mlops.execution.kernelpool import KernelPool
+from jupyter_mlops.execution.zygote import ForkedKernel, launcher
+from jupyter_mlops.runtime.artifacts import load
 
 ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 

@@ -1,0 +1,1 @@
+"""Handing a pipeline to a production engine: Airflow DAGs and Kubeflow Pipelines."""

@@ -1,0 +1,261 @@
+"""Export a pipeline as one Airflow DAG file: a python task per step calling papermill.
+
+The DAG file is self-contained: the pipeline's absolute folder and everything it needs from
+``pipeline.yaml`` are written into it as literals, so Airflow's DAG parser never reads the
+spec, and at run time it needs only Airflow, papermill and jupyter-mlops (the papermill
+engine ``mlops``). Each task runs its step notebook exactly as ``jupyter mlops run`` does,
+with ``mlops_pipeline`` set, so a broken data contract or metric threshold fails the task.
+Every DAG run keeps its artifacts and executed notebooks in ``LOCATION/RUN_ID/STEP/``;
+LOCATION is a folder every worker sees or an fsspec URL (``s3://bucket/runs``), in which
+case a task works in a local folder and copies its inputs down and its step folder up (see
+:mod:`jupyter_mlops.runtime.remote`). Each task returns the sha256 of its outputs as its XCom, and
+the tasks after it check what they load against those.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError, SpecError
+from ..pipeline.spec import PipelineSpec
+from ..runtime._files import atomic_write
+from ..runtime.remote import is_url
+
+#: JSON-schema type of each parameter type, for Airflow's ``Param``.
+SCHEMA_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean",
+                "list": "array", "dict": "object"}
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+_HEADER = '''\
+"""Airflow DAG of the jupyter-mlops pipeline `{name}`.
+
+Written by `jupyter mlops airflow`; export the notebook and write the DAG again rather than
+editing it. Each task runs one step notebook with papermill (engine `mlops`), so data
+contracts and metric thresholds fail the task as they fail a local run. A run's artifacts
+and executed notebooks are kept in ARTIFACTS/<run id>/<step>/.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+_EXTRA = "pip install 'jupyter-mlops[airflow]'"
+try:  # Airflow 3
+    from airflow.sdk import DAG, Param, get_current_context, task
+except ImportError:
+    try:  # Airflow 2
+        from airflow import DAG
+        from airflow.decorators import task
+        from airflow.models.param import Param
+        from airflow.operators.python import get_current_context
+    except ImportError:
+        raise ImportError(f"this DAG file needs Apache Airflow; {{_EXTRA}}") from None
+try:  # the tasks run jupyter-mlops code; say so when the DAG is parsed, not at run time
+    import jupyter_mlops  # noqa: F401
+except ImportError:
+    raise ImportError(f"this DAG needs jupyter-mlops where Airflow runs; {{_EXTRA}}") from None
+
+PIPELINE = {pipeline}
+WORKDIR = {workdir}
+#: Where each run's artifacts go: a folder every worker sees, or an fsspec URL (a task then
+#: works in a local folder, copying its inputs down and its step's folder up).
+ARTIFACTS = {artifacts}
+KERNEL = {kernel}
+FAIL_ON_DRIFT = {drift!r}
+RETRIES = {retries!r}
+#: Time limit of each task and of each cell, in seconds (None: no limit).
+TIMEOUT = {timeout!r}
+#: The type of each pipeline parameter, as pipeline.yaml gives it.
+TYPES = {types}
+#: Each step: its notebook (relative to PIPELINE), the parameters it uses, and its inputs
+#: (variable: the step that outputs it).
+STEPS = {steps}
+
+
+def _run_folder(run_id: str) -> str:
+    """The artifacts root of one DAG run; run ids hold `:` and `+`, unsafe in paths."""
+    from jupyter_mlops.runtime.remote import join
+
+    return join(ARTIFACTS, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run")
+
+
+def _typed(name: str, value: Any) -> Any:
+    """A parameter value as the notebook expects it (a JSON 2 for a float is 2.0)."""
+    if TYPES.get(name) == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def run_step(name: str) -> dict[str, Any]:
+    """Run step `name`'s notebook with papermill; return where its executed notebook is
+    and the sha256 of each of its outputs (the XCom the steps after it check)."""
+    import papermill
+
+    from jupyter_mlops.runtime.remote import join, output_hashes, staged_run
+
+    context = get_current_context()
+    step = STEPS[name]
+    location = _run_folder(context["run_id"])
+    made = {{p: context["ti"].xcom_pull(task_ids=p) or {{}} for p in set(step["inputs"].values())}}
+    hashes = {{v: made[p].get("outputs", {{}}).get(v, "") for v, p in step["inputs"].items()}}
+    parameters = {{p: _typed(p, context["params"][p]) for p in step["parameters"]}}
+    notebook = Path(step["notebook"]).name
+    # A URL location: the kernel works in a local folder, copied down and up around it.
+    with staged_run(location, name, step["inputs"], hashes) as root:
+        parameters.update(
+            mlops_artifacts=str(root),
+            mlops_input_hashes=hashes,
+            mlops_pipeline=PIPELINE,
+            mlops_step=name,
+            mlops_fail_on_drift=FAIL_ON_DRIFT,
+        )
+        (root / name).mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(
+            str(Path(PIPELINE) / step["notebook"]),
+            str(root / name / notebook),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            engine_name="mlops",
+            progress_bar=False,
+            execution_timeout=TIMEOUT,
+            resources={{"metadata": {{"path": WORKDIR}}}},
+        )
+        outputs = output_hashes(root / name)
+    return {{"notebook": join(location, name, notebook), "outputs": outputs}}
+
+
+with DAG(
+    dag_id={dag_id},
+    description={description},
+    schedule=None,
+    catchup=False,
+    render_template_as_native_obj=True,
+    tags=["jupyter-mlops"],
+    default_args={{
+        "retries": RETRIES,
+        "execution_timeout": None if TIMEOUT is None else timedelta(seconds=TIMEOUT),
+    }},
+    params={params},
+) as dag:
+'''
+
+
+def _literal(value: Any, indent: int = 0) -> str:
+    """Python source of a JSON-like ``value`` whose continuation lines start at ``indent``
+    spaces: containers one item a line, long strings split, so every line stays short."""
+    pad, inner = " " * indent, " " * (indent + 4)
+    if isinstance(value, str) and len(repr(value)) > 60:
+        parts = [value[i:i + 50] for i in range(0, len(value), 50)]
+        return "(\n" + "".join(f"{inner}{p!r}\n" for p in parts) + pad + ")"
+    if isinstance(value, dict) and value:
+        items = "".join(f"{inner}{k!r}: {_literal(v, indent + 4)},\n" for k, v in value.items())
+        return "{\n" + items + pad + "}"
+    if isinstance(value, list) and len(repr(value)) > 60:
+        items = "".join(f"{inner}{_literal(v, indent + 4)},\n" for v in value)
+        return "[\n" + items + pad + "]"
+    return repr(value)
+
+
+def _param(parameter: Any, indent: int) -> str:
+    """``Param(...)`` source for one pipeline parameter."""
+    inner = " " * (indent + 4)
+    arguments = [_literal(parameter.default, indent + 4)]
+    schema = SCHEMA_TYPES.get(parameter.type)
+    if schema is not None:
+        arguments.append(f"type={[schema, 'null'] if parameter.default is None else schema!r}")
+    if parameter.help:
+        arguments.append(f"description={_literal(parameter.help, indent + 4)}")
+    return "Param(\n" + "".join(f"{inner}{a},\n" for a in arguments) + " " * indent + ")"
+
+
+def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: int,
+               timeout: float | None) -> str:
+    """The text of the DAG file of ``spec`` (its folder ``pipeline_dir``, absolute)."""
+    for step in spec.steps:
+        if not _NAME.fullmatch(step.name):
+            raise SpecError(f"step `{step.name}` cannot be an Airflow task id; use letters, "
+                            "digits and underscores (export the notebook again)")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    steps = {s.name: {"notebook": s.notebook, "parameters": list(s.parameters),
+                      "inputs": dict(s.inputs)} for s in spec.steps}
+    params_text = "{\n" + "".join(f"        {p.name!r}: {_param(p, 8)},\n"
+                                   for p in spec.parameters) + "    }" if spec.parameters else "{}"
+    text = _HEADER.format(
+        name=spec.name, pipeline=_literal(str(pipeline_dir)),
+        workdir=_literal(str((pipeline_dir / spec.workdir).resolve())),
+        artifacts=_literal(artifacts), kernel=_literal(spec.kernel["name"]),
+        drift=bool(spec.checks.get("fail_on_drift", False)), retries=retries,
+        timeout=timeout, types=_literal({p.name: p.type for p in spec.parameters}),
+        steps=_literal(steps), dag_id=_literal(f"mlops_{name}", 4),
+        description=_literal(f"jupyter-mlops pipeline {spec.name}", 4),
+        params=params_text,
+    )
+    lines = []
+    for step in spec.steps:
+        lines += [
+            f"    @task(task_id={step.name!r})",
+            f"    def step_{step.name}() -> dict[str, Any]:",
+            f'        """Run {step.notebook}."""',
+            f"        return run_step({step.name!r})",
+            "",
+        ]
+    lines += ["    tasks = {"]
+    lines += [f"        {s.name!r}: step_{s.name}()," for s in spec.steps]
+    lines += ["    }"]
+    for upstream, downstream in spec.edges:
+        lines.append(f"    tasks[{upstream!r}] >> tasks[{downstream!r}]")
+    return text + "\n".join(lines) + "\n"
+
+
+def _check_protocols(url: str) -> None:
+    """Each protocol of ``url`` (``a::b://...`` chains several) must be one fsspec knows;
+    its driver (s3fs, gcsfs) need only be installed where Airflow runs."""
+    import fsspec
+
+    for part in url.split("::"):
+        protocol = part.split("://", 1)[0]
+        if protocol not in fsspec.available_protocols():
+            raise MlopsError(f"--artifacts {url}: fsspec knows no protocol `{protocol}`; give "
+                             "a folder or a URL such as s3://bucket/runs or file:///shared/runs")
+
+
+def write_dag(pipeline_dir: str | Path, dags_dir: str | Path, *, artifacts: str | None = None,
+              retries: int = 0, timeout: float | None = None) -> Path:
+    """Write ``DAGS_DIR/mlops_<pipeline name>.py`` for the pipeline in ``pipeline_dir``.
+
+    ``artifacts`` is where runs keep their artifacts (default ``PIPELINE/runs/airflow``;
+    a local path is made absolute, an fsspec URL is written as it is); each DAG run uses
+    ``ARTIFACTS/<run id>/``. ``retries`` and ``timeout`` (seconds) apply to every task.
+    """
+    folder = Path(pipeline_dir).resolve()
+    spec = PipelineSpec.read(folder)
+    for step in spec.steps:
+        if not (folder / step.notebook).is_file():
+            raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise MlopsError(f"--retries needs a whole number of at least 0, got {retries!r}")
+    if timeout is not None and not timeout > 0:
+        raise MlopsError(f"--timeout needs a positive number of seconds, got {timeout}")
+    if artifacts is None:
+        location = str(folder / "runs" / "airflow")
+    elif is_url(artifacts):
+        _check_protocols(artifacts)
+        location = artifacts
+    else:
+        location = str(Path(artifacts).expanduser().resolve())
+    dags = Path(dags_dir)
+    if dags.exists() and not dags.is_dir():
+        raise MlopsError(f"{dags} is a file, not a folder for DAG files; give a folder with -o")
+    text = render_dag(spec, folder, location, retries, timeout)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    path = dags / f"mlops_{name}.py"
+    try:
+        atomic_write(path, text)
+    except OSError as err:
+        raise MlopsError(f"cannot write {path}: {err.strerror or err}") from None
+    return path

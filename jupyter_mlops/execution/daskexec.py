@@ -1,0 +1,159 @@
+"""``run --executor dask --scheduler ADDRESS``: each step's notebook runs on a Dask worker.
+
+The runner keeps scheduling, caching and recording in this process; only the papermill call
+moves to the cluster, so results and run records are the same as with the local executor.
+Workers must see the pipeline and run folders at the same paths (one machine, or a shared
+file system).
+
+As the local executor does (:mod:`.kernelpool`), a worker starts the kernel of the step
+expected after the one it runs while that one runs, importing ahead what that step imports
+first; the step is then sent to that worker. The kernels a worker holds are shut down when
+the run ends (:meth:`DaskExecutor.close`), or with the worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+from .stepexec import Module, close_thread_loop, execute_step, step_plan
+
+EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
+
+# On a worker: a kernel pool per (kernel, working directory, kernel arguments), and what each
+# step notebook's kernel imports ahead.
+_POOLS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+_PLANS: dict[str, list[Module]] = {}
+_ASKED: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}  # step notebooks prepared for
+_LOCK = threading.Lock()
+
+
+class DaskExecutor:
+    """A connection to a Dask scheduler that runs step notebooks on its workers."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise MlopsError(f"--executor dask needs Dask distributed; {EXTRA_HINT}") from None
+        try:
+            self.client = Client(address, timeout=10)
+        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address
+            raise MlopsError(f"cannot reach the Dask scheduler at {address} ({err}); check "
+                             "the address (e.g. tcp://127.0.0.1:8786)") from None
+        #: The worker that prepares a kernel for each step notebook.
+        self.prepared: dict[str, str] = {}
+        self.sent: set[str] = set()
+        self._lock = threading.Lock()
+
+    def run(self, **kwargs: Any) -> None:
+        """Run :func:`execute_step` on a worker and wait; its exception comes back as is."""
+        notebook = kwargs["notebook"]
+        with self._lock:
+            self.sent.add(notebook)
+            worker = self.prepared.pop(notebook, None)
+            upcoming = _upcoming(notebook, self.sent)
+        plans = {n: _plan(n) for n in [notebook, *upcoming[:1]]}
+        # pure=False: the same step with the same arguments may run again (a re-run)
+        # to the worker that has its kernel ready, unless that one is busy
+        where = {"workers": [worker], "allow_other_workers": True} if worker else {}
+        future = self.client.submit(_run_on_worker, kwargs, upcoming[:1], plans, pure=False,
+                                    **where)
+        address = future.result()
+        if upcoming:
+            with self._lock:
+                self.prepared.setdefault(upcoming[0], address)
+
+    def close(self) -> None:
+        """Shut down the kernels the workers started ahead, and disconnect from the
+        scheduler (the cluster keeps running)."""
+        try:
+            self.client.run(_close_pools)
+        except Exception:  # a worker that is gone has no kernels left to close
+            pass
+        self.client.close()
+
+
+def _spec_of(notebook: str) -> tuple[Any, Path] | None:
+    """The pipeline spec of a step notebook, and its folder."""
+    from ..pipeline.spec import SPEC_FILE, PipelineSpec
+
+    for folder in Path(notebook).parents:
+        if (folder / SPEC_FILE).is_file():
+            try:
+                return PipelineSpec.read(folder), folder
+            except MlopsError:
+                return None
+    return None
+
+
+def _step_name(spec: Any, folder: Path, notebook: str) -> str | None:
+    return next((s.name for s in spec.steps if str(folder / s.notebook) == notebook), None)
+
+
+def _upcoming(notebook: str, sent: set[str]) -> list[str]:
+    """Step notebooks expected after ``notebook``, not sent yet: those that wait for it
+    first, then the rest in the pipeline's order."""
+    found = _spec_of(notebook)
+    if found is None:
+        return []
+    spec, folder = found
+    name = _step_name(spec, folder, notebook)
+    later = [s for s in spec.steps if str(folder / s.notebook) not in sent]
+    after = [s for s in later if name in s.after] + [s for s in later if name not in s.after]
+    return [str(folder / s.notebook) for s in after]
+
+
+def _plan(notebook: str) -> list[Module]:
+    """What the kernel of a step notebook imports ahead (:func:`.stepexec.step_plan`)."""
+    found = _spec_of(notebook)
+    if found is None:
+        return []
+    spec, folder = found
+    name = _step_name(spec, folder, notebook)
+    return [] if name is None else step_plan(spec, folder, name)
+
+
+def _run_on_worker(call: dict[str, Any], upcoming: list[str],
+                   plans: dict[str, list[Module]]) -> str:
+    """On a worker: run the step in the kernel prepared for it (or a fresh one) while the
+    kernel of ``upcoming`` starts; return this worker's address."""
+    from distributed import get_worker
+
+    from .kernelpool import KernelPool
+
+    key = (call["kernel"], call["workdir"], tuple(call["extra_arguments"]))
+    with _LOCK:
+        _PLANS.update(plans)
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = KernelPool(call["kernel"], call["workdir"],
+                                            call["extra_arguments"], 1,
+                                            plan=lambda n: _PLANS.get(n, []))
+        pool.planner = lambda: list(upcoming)
+        # a kernel prepared for a step that went elsewhere would hold the pool's one place
+        stale = _ASKED.setdefault(key, set()) - {call["notebook"]}
+        _ASKED[key] = set(upcoming)
+    for notebook in stale:
+        pool.discard(notebook)
+    lease = pool.lease(call["notebook"])
+    try:
+        execute_step(**call, kernel_manager=None if lease is None else lease.wait)
+    finally:
+        if lease is not None:
+            lease.release()
+        close_thread_loop()
+    return get_worker().address
+
+
+def _close_pools() -> None:
+    """On a worker: shut down every kernel started ahead."""
+    with _LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+        _PLANS.clear()
+        _ASKED.clear()
+    for pool in pools:
+        pool.close()

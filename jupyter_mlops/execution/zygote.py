@@ -1,0 +1,369 @@
+"""Kernels forked from a process that imported once (:mod:`.zygote_main`).
+
+A fresh interpreter per step re-imports pandas, scikit-learn, pyarrow and skops: seconds of
+CPU each step, which one papermill kernel pays once. :class:`Zygote` starts a process that
+imports them (and a successor for packages only later steps need), and
+:class:`ForkProvisioner` (a jupyter_client provisioner) gets each step's kernel by forking
+it, so a kernel is ready in a fraction of a second with its imports done.
+
+Used only where a forked kernel is the kernel the step would have got: an ipykernel run by
+the same Python (``python -m ipykernel_launcher``), with the environment the zygote started
+with; anything else, or a zygote that refused its imports or died, and kernels start as
+before. A step notebook still runs every cell itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.provisioning import LocalProvisioner
+
+from .stepexec import Module
+
+#: Environment variables a kernel's launch sets per kernel: they may differ from the
+#: zygote's without what it imported having seen anything else.
+PER_KERNEL = {"JPY_PARENT_PID", "JPY_SESSION_NAME", "MPLBACKEND"}
+
+# without jupyter-mlops in the kernel's environment the zygote ends at once, without a
+# traceback on the user's terminal, and kernels start as before
+_START = ("import sys; sys.path.pop(0)\n"
+          "try:\n    from jupyter_mlops.execution.zygote_main import main\n"
+          "except ImportError:\n    sys.exit(3)\n"
+          "main()")
+
+
+def kernel_env(kernel_spec: Any) -> dict[str, str]:
+    """The environment a kernel of ``kernel_spec`` starts with (before per-kernel variables)."""
+    from string import Template
+
+    env = dict(os.environ)
+    # as jupyter_client's provisioners do it
+    env.update({k: Template(v).safe_substitute(env) for k, v in (kernel_spec.env or {}).items()})
+    if (kernel_spec.language or "").lower().startswith("python"):
+        env.pop("PYTHONEXECUTABLE", None)
+    return env
+
+
+def launcher(cmd: list[str]) -> tuple[list[str], list[str]] | None:
+    """A kernel command split into the interpreter with its options and the launcher's
+    arguments (``python -X... -m ipykernel_launcher ARGS``); None for any other kernel."""
+    for at in range(1, len(cmd) - 1):
+        if cmd[at:at + 2] == ["-m", "ipykernel_launcher"]:
+            interpreter = list(cmd[:at])
+            if all(option.startswith("-") for option in interpreter[1:]):
+                return interpreter, list(cmd[at + 2:])
+            return None
+    return None
+
+
+def forkable(kernel_spec: Any) -> bool:
+    """Whether kernels of ``kernel_spec`` may be forked: a plain ipykernel, no provisioner,
+    on Linux (macOS's system libraries, Accelerate among them, are not safe to use after
+    ``fork()``, which is why Python's multiprocessing spawns there; Windows has no fork)."""
+    return (sys.platform.startswith("linux")
+            and launcher(list(kernel_spec.argv)) is not None
+            and not (kernel_spec.metadata or {}).get("kernel_provisioner")
+            and Path(kernel_spec.argv[0]).name.startswith("python"))
+
+
+class _Member:
+    """One zygote process: its channel, what it imported, the kernels it forked and how they
+    ended. The first is the client's child; its successor is forked from it."""
+
+    def __init__(self, requests: int, replies: int, family: Zygote, first: bool = False) -> None:
+        self.env, self.interpreter = family.env, family.interpreter
+        self.pid: int | None = None
+        self.usable = True
+        self.why = ""
+        #: Whether it answered for its own imports yet (a successor's first message does).
+        self.started = not first
+        self.imported: set[Module] = set()
+        self.exits: dict[int, int] = {}
+        self._changed = threading.Condition()
+        self._lock = threading.Lock()  # one request at a time, answered in order
+        self._replies: list[dict[str, Any]] = []
+        self.requests = requests
+        threading.Thread(target=self._read, args=(replies,), daemon=True,
+                         name="mlops-zygote").start()
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as replies:
+            for line in replies:
+                message = json.loads(line)
+                with self._changed:
+                    if "exit" in message:
+                        self.exits[message["exit"]] = message["code"]
+                    else:
+                        self._replies.append(message)
+                    self._changed.notify_all()
+        with self._changed:
+            self.usable = False
+            self.why = self.why or "the zygote ended"
+            self._changed.notify_all()
+
+    def _answer(self, timeout: float) -> dict[str, Any] | None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._replies or not self.usable, timeout):
+                self.usable, self.why = False, "the zygote did not answer in time"
+            return self._replies.pop(0) if self._replies else None
+
+    def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send ``request``; its answer, or None if this zygote cannot be used."""
+        with self._lock:
+            if not self.usable:
+                return None
+            try:
+                os.write(self.requests, (json.dumps(request) + "\n").encode())
+            except OSError:
+                self.usable = False
+                return None
+            return self._answer(timeout)
+
+    def _refused(self, reply: dict[str, Any] | None) -> None:
+        if reply is None or not reply.get("ok"):
+            self.usable = False
+            self.why = reply.get("why", "") if reply else self.why
+
+    def start(self, timeout: float) -> bool:
+        """Wait until a successor has its imports; whether it can be used."""
+        with self._lock:
+            if not self.started:
+                self.started = True
+                self._refused(self._answer(timeout))
+        return self.usable
+
+    def preload(self, modules: list[Module], timeout: float = 120.0) -> bool:
+        """Import ``modules`` (those not yet asked for); False if it cannot be used (then
+        never again)."""
+        missing = [m for m in modules if m not in self.imported]
+        if missing and self.usable:
+            self.imported.update(missing)
+            self._refused(self.ask({"op": "import", "modules": missing}, timeout))
+        return self.usable
+
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str | None]) -> int | None:
+        """A new kernel process (its pid) running ``argv`` after the launcher, in ``cwd``,
+        with ``env`` set in (None: removed from) the zygote's environment; or None."""
+        reply = self.ask({"op": "fork", "argv": argv, "cwd": cwd, "env": env}, 30.0)
+        return None if reply is None or reply.get("pid") is None else int(reply["pid"])
+
+    def wait(self, pid: int, timeout: float | None = None) -> int | None:
+        """The exit code of forked kernel ``pid`` once it ends, or None at ``timeout``."""
+        with self._changed:
+            self._changed.wait_for(lambda: pid in self.exits or not self.usable, timeout)
+            return self.exits.get(pid)
+
+
+def _packages(modules: Any) -> set[str]:
+    return {name.partition(".")[0] for name, _, _ in modules}
+
+
+class Zygote:
+    """The zygotes of a run: the first, and at most one successor forked from it.
+
+    The first imports what the first step needs, so its kernel starts soon. Once that
+    kernel is forked, a successor forked from the first imports what the later steps need
+    beyond it (skops, to save a model, takes seconds), while the first goes on forking
+    kernels for the steps that need no new package: the two cores work at once.
+    """
+
+    def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str]) -> None:
+        #: The kernel's interpreter and its options, as the zygotes run them.
+        self.interpreter = interpreter
+        self.env = env
+        self.successor: _Member | None = None
+        self._spawning = threading.Lock()
+        # a channel each: requests (read, write), replies (read, write)
+        channels = [(*os.pipe(), *os.pipe()) for _ in range(2)]
+        theirs = [fd for c in channels for fd in (c[0], c[3])]
+        try:
+            self.process = subprocess.Popen(
+                [*interpreter, "-c", _START, str(channels[0][0]), str(channels[0][3]),
+                 f"{channels[1][0]},{channels[1][3]}"], cwd=workdir, env=env,
+                stdin=subprocess.DEVNULL, pass_fds=theirs, start_new_session=True)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        self.first = _Member(channels[0][1], channels[0][2], self)
+        self.first.pid = self.process.pid
+        self._spare: tuple[int, int] | None = (channels[1][1], channels[1][2])
+
+    @property
+    def usable(self) -> bool:
+        """Whether the first zygote can still fork kernels."""
+        return self.first.usable
+
+    @property
+    def why(self) -> str:
+        """Why the first zygote cannot be used, if it cannot."""
+        return self.first.why
+
+    def spawn(self, modules: list[Module]) -> None:
+        """Start the successor, to import those of ``modules`` in packages the first has not
+        imported (nothing to do if there are none)."""
+        more = [m for m in modules if m not in self.first.imported]
+        if not _packages(more) - _packages(self.first.imported):
+            return
+        with self._spawning:
+            if self.successor is not None or self._spare is None:
+                return
+            reply = self.first.ask({"op": "spawn", "modules": more}, 30.0)
+            if reply is None or reply.get("pid") is None:
+                return
+            successor = _Member(*self._spare, self, first=True)
+            self._spare = None
+            successor.pid = int(reply["pid"])
+            successor.imported = self.first.imported | set(more)
+            self.successor = successor
+
+    def member_for(self, modules: list[Module], timeout: float = 120.0) -> _Member | None:
+        """The zygote to fork a kernel needing ``modules`` from, once it imported them.
+
+        The successor once it is ready. While it imports: the first, which imports what it
+        lacks itself, unless that includes a package the first has not imported at all and
+        the successor is importing (a new package is what takes seconds): then the
+        successor, which began earlier. None if neither can be used.
+        """
+        successor, first = self.successor, self.first
+        if successor is not None and successor.usable and not successor.started:
+            new = _packages(m for m in modules if m not in first.imported)
+            if first.usable and not (new - _packages(first.imported)) & _packages(
+                    successor.imported):
+                successor = None  # the first does it as soon
+        if (successor is not None and successor.usable and successor.start(timeout)
+                and successor.preload(modules, timeout)):
+            return successor
+        return first if first.preload(modules, timeout) else None
+
+    def kill(self) -> None:
+        """Kill the zygotes at once (their forked kernels are killed by their managers)."""
+        self.first.usable = False
+        if self.successor is not None:
+            self.successor.usable = False
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the successor is in its group
+
+    def close(self) -> None:
+        """End the zygotes. They hold nothing to save, and tearing down what they imported
+        would take a second: they are killed, once their kernels have ended."""
+        self.kill()
+        self.process.wait()
+        members = [self.first, *([self.successor] if self.successor is not None else [])]
+        for fd in [*(m.requests for m in members), *(self._spare or ())]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class ForkedKernel:
+    """What jupyter_client's provisioner expects of a ``Popen``, for a forked kernel."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, zygote: _Member) -> None:
+        self.pid = pid
+        self.zygote = zygote
+        self.returncode: int | None = None
+        self._born = self._birth()
+
+    def poll(self) -> int | None:
+        """The exit code, or None while it runs."""
+        if self.returncode is None:
+            self.returncode = self.zygote.exits.get(self.pid)
+            if self.returncode is None and not self._exists():
+                self.returncode = -signal.SIGKILL  # the zygote is gone: nobody reports
+        return self.returncode
+
+    def _exists(self) -> bool:
+        """Whether the process runs (a zombie, ended but not yet reaped by whoever adopted
+        it, does not)."""
+        import psutil
+
+        try:
+            process = psutil.Process(self.pid)
+            # a pid reused by another process, after this one was reaped, is not this one
+            return (process.status() != psutil.STATUS_ZOMBIE
+                    and process.create_time() == self._born)
+        except psutil.NoSuchProcess:
+            return False
+
+    def _birth(self) -> float | None:
+        import psutil
+
+        try:
+            return psutil.Process(self.pid).create_time()
+        except psutil.NoSuchProcess:
+            return None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the kernel ends; its exit code."""
+        while self.poll() is None:
+            self.zygote.wait(self.pid, 0.1 if timeout is None else min(timeout, 0.1))
+            if timeout is not None:
+                timeout -= 0.1
+                if timeout <= 0 and self.poll() is None:
+                    raise subprocess.TimeoutExpired(str(self.pid), 0)
+        return self.returncode if self.returncode is not None else 0
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the kernel, unless it has ended (its pid may be another's now)."""
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """Launches a kernel by forking the zygote; as jupyter_client would where it cannot."""
+
+    zygote: _Member | None = None
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        """Fork the kernel from the zygote when the command and environment allow."""
+        zygote, env = self.zygote, dict(kwargs.get("env") or os.environ)
+        same_env = zygote is not None and all(
+            env.get(k) == zygote.env.get(k) for k in set(env) | set(zygote.env)
+            if k not in PER_KERNEL)
+        pid, split = None, launcher(cmd)
+        if (zygote is not None and same_env and split is not None
+                and [os.path.realpath(split[0][0]), *split[0][1:]]
+                == [os.path.realpath(zygote.interpreter[0]), *zygote.interpreter[1:]]
+                and zygote.pid is not None):
+            cwd = str(kwargs.get("cwd") or os.getcwd())
+            # its parent is the zygote, which ends when we do: the kernel then stops itself
+            env["JPY_PARENT_PID"] = str(zygote.pid)
+            # MPLBACKEND is left as the zygote set it, as ipykernel would have set it
+            own: dict[str, str | None] = {k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"}}
+            pid = zygote.fork(split[1], cwd, own)
+        if pid is None:
+            return await super().launch_kernel(cmd, **kwargs)
+        self.process = ForkedKernel(pid, zygote)
+        self.pid = self.pgid = pid  # the child made its own session before the reply came
+        self.cwd = cwd
+        return self.connection_info
+
+
+def interpreter_of(kernel_spec: Any) -> list[str]:
+    """The interpreter and its options a kernel of ``kernel_spec`` runs (``python`` named
+    as jupyter_client resolves it: this process's own interpreter)."""
+    split = launcher(list(kernel_spec.argv))
+    if split is None:
+        raise ValueError("not an ipykernel command")
+    interpreter = split[0]
+    major, minor = sys.version_info[:2]
+    names = {"python", f"python{major}", f"python{major}.{minor}"}
+    if interpreter[0] in names:
+        interpreter[0] = sys.executable
+    return interpreter

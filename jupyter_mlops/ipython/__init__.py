@@ -1,0 +1,1 @@
+"""The IPython face: the ``%%mlops`` magics, ``%mlops status`` and the ipywidgets panel."""

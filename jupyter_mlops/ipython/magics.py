@@ -1,0 +1,173 @@
+"""The ``%%mlops`` cell magic: runs the cell as if unmarked, then captures what it made.
+
+Capture problems are one line in the cell's output; they never undo or change what the
+cell did, and the cell's own exceptions propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ContractError, MlopsError, RoleError
+from ..notebook.roles import Mark, parse_magic_line
+from .kernel import current_notebook, kernel_variables
+
+
+def run_in_namespace(shell: Any, code: str) -> None:
+    """Run ``code`` in the user's namespace as a cell would: the last expression is displayed
+    and an exception propagates unchanged, so the outer cell fails as it would unmarked."""
+    python = shell.transform_cell(code)
+    tree = ast.parse(python, "<mlops cell>")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    namespace = shell.user_ns
+    if tree.body:
+        exec(compile(tree, "<mlops cell>", "exec"), namespace)
+    if last is not None:
+        value = eval(compile(last, "<mlops cell>", "eval"), namespace)
+        if value is not None:
+            shell.displayhook(value)
+
+
+def _assigned(code: str) -> list[str]:
+    from ..notebook.names import cell_names
+    from ..notebook.reader import to_python
+
+    try:
+        names = cell_names(to_python(code))
+    except SyntaxError:
+        return []
+    return [n for n, kind in names.defines.items() if kind == "data"] + names.mutates
+
+
+def _capture_data(shell: Any, mark: Mark, code: str, notebook: Path) -> str:
+    from ..notebook.captures import update_record
+    from ..notebook.reader import code_key
+    from ..runtime.profile import profile_data
+
+    ns = shell.user_ns
+    names = list(mark.variables) or [
+        n for n in _assigned(code)
+        if type(ns.get(n)).__name__ in ("DataFrame", "Series", "ndarray")]
+    if not names:
+        raise MlopsError("no data to record: name the frames, e.g. `%%mlops data df`")
+    key = code_key(code)
+    entries = {}
+    for name in names:
+        if name not in ns:
+            raise MlopsError(f"`{name}` does not exist after this cell ran; check the spelling")
+        profile = profile_data(ns[name], name)
+        entries[f"{name}-{key}"] = {"variable": name, "cell_key": key, "profile": profile}
+    update_record(notebook, "data", entries,
+                      kernel_names=kernel_variables(shell))
+    return "recorded " + ", ".join(
+        f"{e['variable']} ({e['profile']['rows']:,} rows x {len(e['profile']['columns'])} "
+        "columns)" for e in entries.values())
+
+
+def capture(shell: Any, mark: Mark, code: str) -> str | None:
+    """Capture what a cell of role ``mark`` made; a one-line summary, or None."""
+    from ..notebook.captures import model_folder, update_record
+    from ..notebook.params import capture_params
+    from ..runtime.capture import capture_metrics, capture_model
+
+    ns = shell.user_ns
+    if mark.role in ("data", "metrics") and ns.get("mlops_pipeline"):
+        from ..notebook.reader import code_key
+        from ..runtime.checks import check
+
+        names = list(mark.variables) or _assigned(code)
+        return check(ns, mark.role, code_key(code), names)
+    if ns.get("mlops_pipeline"):
+        return None  # a pipeline step records nothing beside the source notebook
+    notebook = current_notebook(shell)
+    if mark.role == "data":
+        return _capture_data(shell, mark, code, notebook)
+    if mark.role == "params":
+        entries = capture_params(shell.transform_cell(code), ns)
+        update_record(notebook, "params", entries,
+                      kernel_names=kernel_variables(shell))
+        return f"recorded {len(entries)} parameter(s)"
+    if mark.role == "metrics":
+        names = list(mark.variables) or _assigned(code)
+        entries = capture_metrics(names, ns, dict(mark.minimums), dict(mark.maximums))
+        update_record(notebook, "metrics", entries,
+                      kernel_names=kernel_variables(shell))
+        return "recorded " + ", ".join(f"{n} = {e['value']:.4g}" for n, e in entries.items())
+    if mark.role == "model":
+        candidates = list(mark.variables) or [
+            n for n in _assigned(code) if hasattr(ns.get(n), "get_params")]
+        if not candidates:
+            raise MlopsError("no model to record: name it, e.g. `%%mlops model clf`")
+        name = candidates[-1]
+        entry = capture_model(name, ns, model_folder(notebook))
+        update_record(notebook, "models", {name: entry},
+                      kernel_names=kernel_variables(shell))
+        return f"recorded model `{name}` ({entry['class'].rsplit('.', 1)[-1]})"
+    return None
+
+
+def mlops(line: str, cell: str | None = None) -> None:
+    """``%%mlops ROLE [ARGS]``: mark a cell's role for the pipeline, run it, capture.
+
+    As a line magic, ``%mlops ROLE [ARGS]`` marks its cell and captures without running
+    anything (IPython refuses a cell magic with an empty body).
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    command = line.split()[0] if line.split() else ""
+    if cell is None and command in _COMMANDS:
+        try:
+            _COMMANDS[command](shell, line[len(command):].strip())
+        except MlopsError as err:
+            print(f"jupyter-mlops: {err}", file=sys.stderr)
+        return
+    try:
+        mark = parse_magic_line(line)
+    except RoleError as err:
+        # One line, no traceback, nothing run: the kernel's state stays as it was.
+        print(f"jupyter-mlops: {err}", file=sys.stderr)
+        return
+    if cell is not None:
+        run_in_namespace(shell, cell)
+    # `%mlops metrics acc` (one %) captures what earlier cells made, running nothing
+    try:
+        summary = capture(shell, mark, cell or "")
+    except ContractError:
+        raise  # in a pipeline run, a broken contract fails the step
+    except MlopsError as err:
+        print(f"jupyter-mlops: {err}", file=sys.stderr)
+        return
+    except Exception as err:  # a bug of ours must not fail a cell whose own code worked
+        print(f"jupyter-mlops: could not capture this cell ({type(err).__name__}: {err}); "
+              "the cell itself ran. Please report this.", file=sys.stderr)
+        return
+    if summary and os.environ.get("JUPYTER_MLOPS_QUIET") is None:
+        print(f"jupyter-mlops: {summary}")
+
+
+def _status(shell: Any, args: str) -> None:
+    from .status import show_status
+
+    show_status(shell, args)
+
+
+def _panel(shell: Any, args: str) -> None:
+    from .panel import show_panel
+
+    show_panel(shell, args)
+
+
+#: ``%mlops COMMAND``: line commands besides the roles.
+_COMMANDS = {"status": _status, "panel": _panel}
+
+
+def register(ipython: Any) -> None:
+    """Register the magic with an IPython shell."""
+    ipython.register_magic_function(mlops, magic_kind="line_cell", magic_name="mlops")

@@ -1,0 +1,2 @@
+"""The JupyterLab face: the server extension's REST endpoints under ``/mlops/``, and the
+runs it starts."""

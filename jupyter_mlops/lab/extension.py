@@ -1,0 +1,269 @@
+"""The Jupyter server extension behind the sidebar: REST endpoints under ``/mlops/``.
+
+Each handler is a thin face over one library call (analyze, export, start / watch / cancel a
+run, list runs). Every verb is authenticated, state-changing ones are XSRF-checked by
+jupyter_server's ``APIHandler``, every path is resolved inside the server's root directory,
+and a user's mistake comes back as JSON ``{"error": ..., "cell": ...}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import tornado
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from .. import __version__
+from ..errors import AnalysisError, MlopsError
+from .jobs import LabJobs
+
+_RUN_ID = r"[0-9A-Za-z][0-9A-Za-z_.-]*"
+
+
+class _Refused(Exception):
+    """A request for a path outside the server's root, or for something that is not there."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def _answers_json(method: Handler) -> Handler:
+    """Turn a user's mistake into JSON 4xx with one line, and our bug into a JSON 500."""
+
+    @functools.wraps(method)
+    async def wrapper(self: _Base, *args: Any) -> None:
+        try:
+            await method(self, *args)
+        except _Refused as err:
+            self._reply(err.status, {"error": str(err), "cell": None})
+        except AnalysisError as err:
+            self._reply(400, {"error": str(err).splitlines()[0], "cell": err.cell,
+                              "problems": [p.to_dict() for p in err.problems]})
+        except MlopsError as err:
+            self._reply(400, {"error": str(err).splitlines()[0], "cell": err.cell})
+        except tornado.web.HTTPError:
+            raise
+        except Exception as err:  # a bug of ours: logged in full, one line to the user
+            self.log.exception("jupyter-mlops: %s failed", self.request.path)
+            self._reply(500, {"error": f"internal error in jupyter-mlops: {type(err).__name__}: "
+                                       f"{err}", "cell": None})
+
+    return wrapper
+
+
+class _Base(APIHandler):
+    """What every endpoint shares: the root directory, JSON bodies and replies."""
+
+    @property
+    def jobs(self) -> LabJobs:
+        """The runs this server started."""
+        return self.settings["mlops_jobs"]
+
+    def _reply(self, status: int, data: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object."""
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise _Refused(400, "the request body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _Refused(400, "the request body must be a JSON object")
+        return data
+
+    def root(self) -> Path:
+        """The server's root directory, resolved."""
+        return Path(self.settings.get("server_root_dir") or ".").expanduser().resolve()
+
+    def resolve(self, relative: Any, what: str) -> Path:
+        """``relative`` (a path as the contents API spells it) inside the root, or 403/404."""
+        if not isinstance(relative, str) or not relative.strip():
+            raise _Refused(400, f"missing `{what}`: a path relative to the server's root")
+        if Path(relative).is_absolute() or relative.startswith(("/", "\\")):
+            raise _Refused(403, f"`{relative}` is an absolute path; give {what} relative to the "
+                                "server's root")
+        root = self.root()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise _Refused(403, f"`{relative}` is outside the server's root directory")
+        return path
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` as the contents API spells it (for links the sidebar opens)."""
+        try:
+            return Path(path).resolve().relative_to(self.root()).as_posix()
+        except ValueError:
+            return ""
+
+    def notebook(self, relative: Any) -> Path:
+        """An existing notebook inside the root."""
+        path = self.resolve(relative, "path")
+        if path.suffix != ".ipynb":
+            raise _Refused(400, f"`{relative}` is not a notebook (.ipynb)")
+        if not path.is_file():
+            raise _Refused(404, f"no notebook `{relative}` under the server's root")
+        return path
+
+    def pipeline(self, relative: Any) -> Path:
+        """An exported pipeline folder inside the root."""
+        from ..pipeline.spec import SPEC_FILE
+
+        path = self.resolve(relative, "pipeline")
+        if not (path / SPEC_FILE).is_file():
+            raise _Refused(404, f"`{relative}` is not an exported pipeline (no {SPEC_FILE}); "
+                                "export the notebook first")
+        return path
+
+    async def blocking(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function`` off the server's event loop (analysis of a big notebook, SQLite)."""
+        return await tornado.ioloop.IOLoop.current().run_in_executor(None, function, *args)
+
+
+class VersionHandler(_Base):
+    """``GET /mlops/version``: the sidebar's check that the server extension is there."""
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def get(self) -> None:
+        """Answer with the package version."""
+        self._reply(200, {"version": __version__})
+
+
+class AnalyzeHandler(_Base):
+    """``POST /mlops/analyze {"path"}``: what ``jupyter mlops show --json`` prints, and more."""
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def post(self) -> None:
+        """Analyse the saved notebook: steps, cells, problems, what the kernel captured."""
+        path = self.notebook(self.body().get("path"))
+        self._reply(200, await self.blocking(self._analyze, path))
+
+    def _analyze(self, path: Path) -> dict[str, Any]:
+        from ..pipeline.export import default_folder, plan
+        from ..pipeline.spec import SPEC_FILE
+        from ..run.report import describe_json
+        from .view import captured_summary
+
+        analysis, spec = plan(path)
+        data = describe_json(spec, analysis)
+        folder = default_folder(path)
+        data["notebook"] = self.relative(path)
+        data["pipeline_dir"] = self.relative(folder)
+        data["exported"] = (folder / SPEC_FILE).is_file()
+        data["captured"] = captured_summary(path)
+        return data
+
+
+class ExportHandler(_Base):
+    """``POST /mlops/export {"path"}``: write the pipeline folder beside the notebook."""
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def post(self) -> None:
+        """Export; 400 with every problem when the notebook cannot become a pipeline."""
+        path = self.notebook(self.body().get("path"))
+        self._reply(200, await self.blocking(self._export, path))
+
+    def _export(self, path: Path) -> dict[str, Any]:
+        from ..pipeline.export import export
+
+        result = export(path)
+        return {"pipeline_dir": self.relative(result.folder),
+                "steps": [s.name for s in result.spec.steps],
+                "warnings": [p.to_dict() for p in result.warnings]}
+
+
+class RunsHandler(_Base):
+    """``GET /mlops/runs?pipeline=DIR`` lists runs; ``POST /mlops/runs`` starts one."""
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def get(self) -> None:
+        """The latest runs of a pipeline, newest first."""
+        from .view import run_history
+
+        folder = self.pipeline(self.get_query_argument("pipeline", ""))
+        runs = await self.blocking(run_history, folder, self.jobs)
+        self._reply(200, {"runs": runs, "active": self.jobs.active(folder)})
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def post(self) -> None:
+        """Start a run in a child process; answer 202 with its id at once."""
+        from ..pipeline.spec import PipelineSpec
+
+        body = self.body()
+        folder = self.pipeline(body.get("pipeline"))
+        given = body.get("parameters") or {}
+        if not isinstance(given, dict):
+            raise _Refused(400, "`parameters` must be an object of name: value")
+        spec = PipelineSpec.read(folder)
+        # typed and checked here, so a bad value is a 400 now, not a failed run later
+        values = spec.parse_parameters(
+            [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in given.items()])
+        job = self.jobs.start(folder, values)
+        self._reply(202, {"run_id": job.run_id, "pipeline_dir": self.relative(folder)})
+
+
+class RunHandler(_Base):
+    """``GET /mlops/runs/ID?pipeline=DIR``: progress; ``DELETE``: cancel the run."""
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def get(self, run_id: str) -> None:
+        """The run's record as it stands, with per-step progress and notebook links."""
+        folder = self.pipeline(self.get_query_argument("pipeline", ""))
+        try:
+            data = await self.blocking(self.jobs.status, folder, run_id)
+        except MlopsError as err:
+            raise _Refused(404, str(err)) from None
+        for step in data.get("steps", []):
+            step["notebook_path"] = self.relative(step["notebook"]) if step.get("notebook") \
+                else ""
+        self._reply(200, data)
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def delete(self, run_id: str) -> None:
+        """Cancel a run this server started; its kernels are shut down."""
+        folder = self.pipeline(self.get_query_argument("pipeline", ""))
+        job = self.jobs.jobs.get(run_id)
+        if job is None or job.pipeline != folder:
+            raise _Refused(404, f"run `{run_id}` of `{self.relative(folder)}` was not started "
+                                "by this server, so it cannot be cancelled here")
+        if not job.running:
+            raise _Refused(409, f"run `{run_id}` has already finished")
+        self.jobs.cancel(run_id)
+        self._reply(202, {"run_id": run_id, "status": "cancelling"})
+
+
+def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
+    """The URL routes of the extension under ``base_url``."""
+    return [
+        (url_path_join(base_url, "mlops", "version"), VersionHandler),
+        (url_path_join(base_url, "mlops", "analyze"), AnalyzeHandler),
+        (url_path_join(base_url, "mlops", "export"), ExportHandler),
+        (url_path_join(base_url, "mlops", "runs"), RunsHandler),
+        (url_path_join(base_url, "mlops", "runs", f"({_RUN_ID})"), RunHandler),
+    ]
+
+
+def load(server_app: Any) -> None:
+    """Register the routes with a running jupyter_server."""
+    web_app = server_app.web_app
+    web_app.settings.setdefault("mlops_jobs", LabJobs())
+    web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
+    server_app.log.info("jupyter-mlops %s: server extension loaded at /mlops/", __version__)

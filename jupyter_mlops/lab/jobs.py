@@ -1,0 +1,178 @@
+"""Pipeline runs started from JupyterLab: each one a child process the server watches.
+
+A run started from the sidebar must go on when the browser tab closes, must not stall the
+server while kernels start, and must be cancellable. A child process (``python -m
+jupyter_mlops.lab.runprocess``) gives all three: the server only reads the ``run.json`` the runner
+keeps rewriting, and cancelling is a SIGINT, which the runner turns into a failed run whose
+kernels are shut down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+from ..run.results import RUN_FILE, new_run_id
+
+
+@dataclass
+class LabJob:
+    """One run the server started: its process and where its record lands."""
+
+    run_id: str
+    pipeline: Path
+    folder: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float = field(default_factory=time.time)
+    cancelled: bool = False
+
+    @property
+    def running(self) -> bool:
+        """True while the child process has not exited."""
+        return self.process.poll() is None
+
+    def last_lines(self, count: int = 5) -> list[str]:
+        """The end of what the run printed (its one-line error, when it failed)."""
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if line.strip()][-count:]
+
+
+class LabJobs:
+    """The runs this server started, by run id."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, LabJob] = {}
+
+    def start(self, pipeline: Path, parameters: dict[str, Any]) -> LabJob:
+        """Start a run of ``pipeline`` in a child process; return at once."""
+        from ..pipeline.spec import PipelineSpec
+
+        PipelineSpec.read(pipeline)  # a missing or broken pipeline is the user's 4xx, now
+        run_id = new_run_id()
+        folder = (pipeline / "runs" / run_id).resolve()
+        logs = pipeline / ".mlops" / "lab"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{run_id}.log"
+        command = [sys.executable, "-m", "jupyter_mlops.lab.runprocess", str(pipeline), "--run-id",
+                   run_id, "--parameters", json.dumps(parameters)]
+        with open(log, "wb") as out:
+            # its own session: a Ctrl-C in the server's terminal must not cancel the runs
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        job = LabJob(run_id, pipeline, folder, process, log)
+        self.jobs[run_id] = job
+        return job
+
+    def cancel(self, run_id: str) -> LabJob:
+        """Stop a running run: interrupt it and its kernels, then terminate what lingers.
+
+        The interrupt reaches the cell a kernel is running (kernels live in sessions of their
+        own, so they are signalled one by one): the step fails as a Ctrl-C would fail it, the
+        run's record is finished, and no kernel is left behind.
+        """
+        import psutil
+
+        job = self.jobs.get(run_id)
+        if job is None:
+            raise MlopsError(f"run `{run_id}` was not started by this server")
+        if not job.running:
+            return job
+        job.cancelled = True
+        try:
+            kernels = psutil.Process(job.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return job
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.process.pid, signal.SIGINT)  # stop scheduling further steps
+        _signal(kernels, signal.SIGINT)
+        threading.Thread(target=_escalate, args=(job,), daemon=True,
+                         name=f"mlops-cancel-{run_id}").start()
+        return job
+
+    def status(self, pipeline: Path, run_id: str) -> dict[str, Any]:
+        """The run as ``run.json`` has it now, plus the server's view of its process."""
+        job = self.jobs.get(run_id)
+        folder = job.folder if job is not None else _recorded_folder(pipeline, run_id)
+        data: dict[str, Any] = {"run_id": run_id, "status": "starting", "steps": []}
+        if folder is not None:
+            try:
+                data = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                if job is None:
+                    raise MlopsError(f"run `{run_id}` has no {RUN_FILE} in {folder}") from None
+            except ValueError:
+                pass  # never half-written (atomic), but an old run may be damaged: show little
+        if job is not None:
+            data["cancelled"] = job.cancelled
+            if not job.running and data.get("status") in ("starting", "running"):
+                # the child died before finishing its record (killed, or a user error)
+                data["status"] = "cancelled" if job.cancelled else "failed"
+                data["error"] = data.get("error") or " ".join(job.last_lines(1)) or None
+            if job.cancelled and data.get("status") == "failed":
+                data["status"] = "cancelled"
+            if not job.running and data.get("status") == "failed" and not data.get("error"):
+                data["error"] = " ".join(job.last_lines(1)) or None
+        elif folder is None:
+            raise MlopsError(f"no run `{run_id}` in {pipeline}; the history lists the runs")
+        return data
+
+    def active(self, pipeline: Path) -> list[str]:
+        """Run ids of ``pipeline`` that are still running."""
+        return [j.run_id for j in self.jobs.values()
+                if j.pipeline == pipeline and j.running]
+
+
+def _signal(processes: list[Any], signum: int) -> None:
+    """Send ``signum`` to each process that is still there."""
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            process.send_signal(signum)
+
+
+def _escalate(job: LabJob, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, what a cancelled run leaves running after ``grace`` seconds."""
+    import psutil
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            job.process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            parent = psutil.Process(job.process.pid)
+            _signal([*parent.children(recursive=True), parent], signum)
+        except psutil.NoSuchProcess:
+            return
+
+
+def _recorded_folder(pipeline: Path, run_id: str) -> Path | None:
+    """The folder of a run the store knows, or None."""
+    from ..run.store import RunStore, default_store
+
+    path = default_store(pipeline)
+    if not path.is_file():
+        return None
+    store = RunStore(path)
+    try:
+        return Path(store.run(run_id)["folder"])
+    except MlopsError:
+        return None
+    finally:
+        store.close()

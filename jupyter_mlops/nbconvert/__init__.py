@@ -1,0 +1,1 @@
+"""The nbconvert face: ``jupyter nbconvert --to mlops NOTEBOOK``."""

@@ -1,0 +1,214 @@
+"""Export: a notebook becomes a pipeline folder (pipeline.yaml, steps/, README.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AnalysisError, Problem, SpecError
+from ..notebook.analysis import Analysis, analyze
+from ..notebook.captures import read_record
+from ..notebook.reader import read_notebook
+from ..runtime._files import atomic_write
+from .build import build_spec
+from .contract import CONTRACT_DIR, build_contract
+from .gentests import TESTS_DIR, render_tests
+from .spec import SPEC_FILE, PipelineSpec
+from .stepnotebook import build_step_notebook
+
+SPLITS = ("headings",)
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote, and the warnings the analysis found."""
+
+    folder: Path
+    spec: PipelineSpec
+    warnings: list[Problem]
+
+
+def default_folder(notebook: str | Path) -> Path:
+    """``<stem>_pipeline/`` beside the notebook."""
+    path = Path(notebook)
+    return path.with_name(f"{path.stem}_pipeline")
+
+
+def plan(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
+         allow_pickle: bool = False) -> tuple[Analysis, PipelineSpec]:
+    """Read and analyse ``notebook``; the spec as an export into ``folder`` would write it.
+
+    Problems are returned in the analysis, not raised, so that ``show`` can list them.
+    """
+    if split is not None and split not in SPLITS:
+        raise SpecError(f"unknown split `{split}`; use one of: {', '.join(SPLITS)}")
+    analysis = analyze(read_notebook(notebook), split=split)
+    target = Path(folder) if folder is not None else default_folder(notebook)
+    spec = build_spec(analysis, target, allow_pickle=allow_pickle)
+    spec.checks, _, warnings = build_contract(analysis)
+    analysis.problems = hidden_state_hints(analysis.problems, analysis.notebook.path) + warnings
+    return analysis, spec
+
+
+def hidden_state_hints(problems: list[Problem], notebook: Path) -> list[Problem]:
+    """An undefined name that the kernel held when the cells were captured is hidden state:
+    say so, since the notebook seemed to work."""
+    held = set(read_record(notebook).get("kernel", {}).get("names", []))
+    return [Problem(p.message + f" (the kernel held `{p.variable}` when the cells were "
+                    "captured: it came from a cell since deleted or edited, or from outside "
+                    "this notebook)", p.cell, p.severity, p.variable)
+            if p.variable in held else p for p in problems]
+
+
+def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:
+    """Every file of the pipeline folder, by its path inside the folder."""
+    import nbformat
+
+    files: dict[str, bytes] = {SPEC_FILE: spec.to_yaml().encode("utf-8")}
+    for plan_step, step in zip(analysis.steps, spec.steps, strict=True):
+        nb = build_step_notebook(analysis, plan_step, step, spec)
+        files[step.notebook] = (nbformat.writes(nb) + "\n").encode("utf-8")
+    files.update(build_contract(analysis)[1])
+    record = read_record(analysis.notebook.path)
+    files.update(render_tests(spec, record.get("models", {})))
+    files["README.md"] = readme(spec).encode("utf-8")
+    return files
+
+
+def readme(spec: PipelineSpec) -> str:
+    """The pipeline folder's README: what it is and how to run it."""
+    lines = [
+        f"# Pipeline `{spec.name}`",
+        "",
+        f"Exported by jupyter-mlops from `{spec.source}`. Do not edit the step notebooks: "
+        "edit the source notebook and export it again.",
+        "",
+        "## Run",
+        "",
+        "```bash",
+        "jupyter mlops run .            # every step, in dependency order",
+    ]
+    if spec.parameters:
+        example = spec.parameters[0]
+        lines.append(f"jupyter mlops run . -p {example.name}={example.default!r}")
+    lines += ["jupyter mlops show .           # steps, inputs, outputs, parameters",
+              "jupyter mlops test .           # the tests generated from the notebook", "```", "",
+              "## Steps", "", "| step | notebook | source cells | inputs | outputs | after |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for step in spec.steps:
+        inputs = ", ".join(f"`{n}` ({s})" for n, s in step.inputs.items()) or "-"
+        outputs = ", ".join(f"`{o.name}`" for o in step.outputs) or "-"
+        after = ", ".join(step.after) or "-"
+        cells = ", ".join(str(c) for c in step.cells)
+        lines.append(f"| {step.name} | `{step.notebook}` | {cells} | {inputs} | {outputs} | "
+                     f"{after} |")
+    lines += ["", "## Parameters", ""]
+    if spec.parameters:
+        lines += ["| name | type | default | help |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{p.name}` | {p.type} | `{p.default!r}` | {p.help} |"
+                  for p in spec.parameters]
+    else:
+        lines.append("None: mark a cell `%%mlops params` to add some.")
+    lines += ["", "Each step notebook runs on its own with papermill too: pass "
+              "`-p mlops_artifacts DIR` to say where the run's artifacts are.", ""]
+    return "\n".join(lines)
+
+
+def _check_target(folder: Path) -> PipelineSpec | None:
+    """The spec already in ``folder``; refuse a folder that holds something else."""
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise SpecError(f"{folder} exists and is not a folder; choose another -o")
+    if (folder / SPEC_FILE).is_file():
+        try:
+            return PipelineSpec.read(folder)
+        except SpecError:
+            return None  # a broken spec of ours: the new export replaces it
+    if any(folder.iterdir()):
+        raise SpecError(
+            f"{folder} exists and is not a jupyter-mlops pipeline (no {SPEC_FILE}); "
+            "choose another folder with -o, or empty it"
+        )
+    return None
+
+
+def _swap_in(folder: Path, sub: str, files: dict[str, bytes], ours: set[str]) -> None:
+    """Replace ``folder/sub`` by the rendered files under ``sub/``, keeping the user's own."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{sub}-", dir=folder))
+    try:
+        for name, data in files.items():
+            if name.startswith(f"{sub}/"):
+                (staging / name[len(sub) + 1:]).write_bytes(data)
+        target = folder / sub
+        if target.is_dir():
+            for extra in target.iterdir():  # files the user put there themselves stay
+                if extra.name not in ours and not (staging / extra.name).exists():
+                    shutil.move(str(extra), str(staging / extra.name))
+        retired = folder / f".{sub}-old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+#: Sections of pipeline.yaml that users write by hand (the retraining policy); a re-export
+#: carries them into the new spec instead of dropping them.
+HAND_WRITTEN = ("retrain",)
+
+
+def keep_hand_written(folder: Path, text: bytes) -> bytes:
+    """``text`` (a new pipeline.yaml) with the hand-written sections of the one in ``folder``."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return text
+    kept = {k: raw[k] for k in HAND_WRITTEN if k in raw} if isinstance(raw, dict) else {}
+    if not kept:
+        return text
+    return text + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True,
+                                 width=100).encode("utf-8")
+
+
+def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None) -> None:
+    """Write the rendered files; runs and other files already in the folder are kept.
+
+    The new steps/ and contract/ are written beside the old ones and swapped in by rename,
+    and pipeline.yaml is written last, so an interrupted export leaves the previous
+    pipeline whole.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    ours = {Path(s.notebook).name for s in old.steps} if old else set()
+    _swap_in(folder, "steps", files, ours)
+    old_contract = {Path(e["file"]).name for e in (old.checks.get("data") or {}).values()} \
+        if old else set()
+    if any(n.startswith(f"{CONTRACT_DIR}/") for n in files) or (folder / CONTRACT_DIR).exists():
+        _swap_in(folder, CONTRACT_DIR, files, old_contract)
+    _swap_in(folder, TESTS_DIR, files, {"test_pipeline.py", "pytest.ini"})
+    files[SPEC_FILE] = keep_hand_written(folder, files[SPEC_FILE])
+    for name in ("README.md", SPEC_FILE):
+        atomic_write(folder / name, files[name])
+
+
+def export(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
+           allow_pickle: bool = False) -> ExportResult:
+    """Export ``notebook`` into ``folder`` (default ``<stem>_pipeline/`` beside it).
+
+    Raises :class:`AnalysisError` with every problem when the notebook cannot become a
+    pipeline; nothing is written then.
+    """
+    target = Path(folder) if folder is not None else default_folder(notebook)
+    analysis, spec = plan(notebook, target, split, allow_pickle)
+    if analysis.errors:
+        raise AnalysisError(analysis.errors)
+    old = _check_target(target)
+    write_folder(target, render(analysis, spec), old)
+    warnings = [p for p in analysis.problems if p.severity != "error"]
+    return ExportResult(folder=target, spec=spec, warnings=warnings)

@@ -1,0 +1,183 @@
+"""The pipeline spec: one plain data structure, written to and read from ``pipeline.yaml``.
+
+Every part after the analysis (export, runner, engines, server) reads the spec, never the
+source notebook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParameterError, SpecError
+from ..notebook.analysis import Output
+from ..notebook.params import Parameter
+from ..runtime._files import atomic_write
+from ..runtime._jsonvalues import json_like
+
+__all__ = ["Output", "Parameter", "PipelineSpec", "Step", "json_like"]
+
+SPEC_VERSION = 1
+SPEC_FILE = "pipeline.yaml"
+#: Types a pipeline parameter may have; each maps to how ``-p NAME=VALUE`` text is read.
+PARAMETER_TYPES = ("int", "float", "str", "bool", "list", "dict", "None")
+#: What an output is: a declared data frame, a model, metrics, or a value a later step needs.
+OUTPUT_ROLES = ("data", "model", "metrics", "value")
+
+
+@dataclass
+class Step:
+    """One step of the pipeline: one notebook that papermill runs."""
+
+    name: str
+    notebook: str
+    cells: list[int]
+    code_sha256: str
+    #: Each input variable and the step whose output it is.
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    parameters: list[str] = field(default_factory=list)
+    #: Steps this one waits for: producers of its inputs and any ``--after``.
+    after: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineSpec:
+    """Everything the runner and the engines need, read from and written to YAML."""
+
+    name: str
+    source: str
+    source_sha256: str
+    workdir: str
+    kernel: dict[str, str]
+    parameters: list[Parameter] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    allow_pickle: bool = False
+    #: What every run is held to: metric thresholds, data contracts, ``fail_on_drift``.
+    checks: dict[str, Any] = field(default_factory=dict)
+    version: int = SPEC_VERSION
+
+    # -- queries ----------------------------------------------------------------------
+    def step(self, name: str) -> Step:
+        """The step called ``name``; SpecError listing the steps when there is none."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        known = ", ".join(s.name for s in self.steps)
+        raise SpecError(f"no step `{name}` in pipeline `{self.name}`; its steps are {known}")
+
+    def parameter(self, name: str) -> Parameter:
+        """The parameter called ``name``; ParameterError listing the parameters otherwise."""
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        known = ", ".join(p.name for p in self.parameters) or "none"
+        raise ParameterError(
+            f"pipeline `{self.name}` has no parameter `{name}`; its parameters are: {known}"
+        )
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(upstream, downstream) pairs, in step order."""
+        return [(a, step.name) for step in self.steps for a in step.after]
+
+    def parse_parameters(self, assignments: list[str]) -> dict[str, Any]:
+        """Read ``NAME=VALUE`` texts into typed values, checking every one before any run."""
+        values: dict[str, Any] = {}
+        for text in assignments:
+            name, sep, raw = text.partition("=")
+            if not sep or not name.strip():
+                raise ParameterError(f"`-p {text}` needs the form NAME=VALUE, e.g. -p alpha=0.5")
+            values[name.strip()] = self.parameter(name.strip()).parse(raw)
+        return values
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data, in the layout of ``pipeline.yaml``."""
+        data = asdict(self)
+        data["edges"] = [list(edge) for edge in self.edges]
+        return {key: data[key] for key in (
+            "version", "name", "source", "source_sha256", "workdir", "kernel",
+            "allow_pickle", "parameters", "steps", "edges", "checks")}
+
+    def to_yaml(self) -> str:
+        """The text of ``pipeline.yaml``."""
+        import yaml
+
+        header = "# jupyter-mlops pipeline spec, written by `jupyter mlops export`.\n"
+        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True,
+                                       width=100)
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``pipeline.yaml`` into ``folder`` atomically; return its path."""
+        path = Path(folder) / SPEC_FILE
+        atomic_write(path, self.to_yaml())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = SPEC_FILE) -> PipelineSpec:
+        """Build a spec from plain data, with a SpecError naming the field that is wrong."""
+        if not isinstance(data, dict):
+            raise SpecError(f"{where} does not hold a pipeline spec (expected a mapping)")
+        if data.get("version") != SPEC_VERSION:
+            raise SpecError(
+                f"{where} has spec version {data.get('version')!r}; this jupyter-mlops reads "
+                f"version {SPEC_VERSION}: export the notebook again"
+            )
+        try:
+            parameters = [Parameter(**p) for p in data.get("parameters") or []]
+            steps = []
+            for raw in data["steps"]:
+                raw = dict(raw)
+                raw["outputs"] = [Output(**o) for o in raw.get("outputs") or []]
+                steps.append(Step(**raw))
+            spec = cls(
+                name=data["name"], source=data["source"], source_sha256=data["source_sha256"],
+                workdir=data["workdir"], kernel=dict(data["kernel"]), parameters=parameters,
+                steps=steps, allow_pickle=bool(data.get("allow_pickle", False)),
+                checks=dict(data.get("checks") or {}), version=data["version"],
+            )
+        except KeyError as err:
+            raise SpecError(f"{where} is malformed (missing field `{err.args[0]}`); export the "
+                            "notebook again") from None
+        except (TypeError, ValueError, AttributeError) as err:
+            raise SpecError(f"{where} is malformed ({type(err).__name__}: {err}); export the "
+                            "notebook again") from None
+        for parameter in spec.parameters:
+            if parameter.type not in PARAMETER_TYPES:
+                raise SpecError(f"{where}: parameter `{parameter.name}` has unknown type "
+                                f"`{parameter.type}`")
+        if not spec.steps:
+            raise SpecError(f"{where} has no steps; export the notebook again")
+        names = {s.name for s in spec.steps}
+        for step in spec.steps:
+            for upstream in step.after:
+                if upstream not in names:
+                    raise SpecError(f"{where}: step `{step.name}` waits for unknown step "
+                                    f"`{upstream}`")
+        return spec
+
+    @classmethod
+    def read(cls, folder: str | Path) -> PipelineSpec:
+        """Read ``folder/pipeline.yaml`` (or the YAML file itself)."""
+        import yaml
+
+        path = Path(folder)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        elif path.suffix == ".ipynb":
+            raise SpecError(f"{folder} is a notebook, not a pipeline folder; export it first "
+                            f"with `jupyter mlops export {folder}`, then run the folder")
+        if not path.is_file() or path.suffix not in (".yaml", ".yml"):
+            raise SpecError(
+                f"{folder} is not a pipeline folder (no {SPEC_FILE}); create one with "
+                "`jupyter mlops export NOTEBOOK`"
+            )
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(err).splitlines()[0]
+            raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \
+                from None
+        return cls.from_dict(data, str(path))

@@ -1,0 +1,211 @@
+"""Content-hash caching: a step whose code, parameters, inputs and environment are unchanged
+is not run again; its outputs from the store are reused once their hashes verify.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..pipeline.spec import Step
+from ..runtime._files import sha256_file, sha256_text
+from .store import RunStore
+
+#: Bump when the meaning of a key changes, so old cache entries stop matching.
+KEY_VERSION = 1
+
+
+def _python_cells(notebook: Path) -> list[str]:
+    """The code cells of a step notebook with IPython lines (magics, ``!``) blanked.
+
+    Deliberately lighter than the reader (no IPython import): this runs on every run, cached
+    or not, and only looks for imports and string literals.
+    """
+    content = json.loads(notebook.read_text(encoding="utf-8"))
+    cells = []
+    for cell in content.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        lines = ["" if line.lstrip().startswith(("%", "!")) else line
+                 for line in source.splitlines()]
+        cells.append("\n".join(lines))
+    return cells
+
+
+def step_strings(notebook: Path) -> list[str]:
+    """String literals in a step's code: the file names it may read (``"data/churn.csv"``)."""
+    import ast
+
+    found: set[str] = set()
+    for code in _python_cells(notebook):
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        found.update(node.value for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                     and 0 < len(node.value) < 500 and "\n" not in node.value)
+    return sorted(found)
+
+
+def file_fingerprints(candidates: list[str], workdir: Path) -> dict[str, str]:
+    """sha256 of each candidate that names an existing file (relative to the step's working
+    directory); a folder counts by the names, sizes and times of what it holds. A step
+    reading a changed data file then has a new key, though its code did not change."""
+    found: dict[str, str] = {}
+    for text in candidates:
+        path = Path(text) if Path(text).is_absolute() else workdir / text
+        try:
+            if path.is_file():
+                found[text] = sha256_file(path)
+            elif path.is_dir() and text not in (".", ".."):
+                listing = sorted((str(p.relative_to(path)), p.stat().st_size,
+                                  p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file())
+                found[text] = sha256_text(json.dumps(listing))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def step_imports(notebook: Path) -> list[str]:
+    """Top-level modules a step notebook imports (what its environment key depends on)."""
+    from ..notebook.names import cell_names
+
+    modules: set[str] = set()
+    for code in _python_cells(notebook):
+        try:
+            names = cell_names(code)
+        except SyntaxError:
+            continue
+        for statement in names.code.values():
+            if statement.startswith(("import ", "from ")):
+                module = statement.split()[1].split(".")[0]
+                if module and not module.startswith("."):
+                    modules.add(module)
+        modules.update(m.split(".")[0] for m in names.star_imports if not m.startswith("."))
+    return sorted(modules)
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
+#: Modules whose distribution has another name, found without scanning every installed one.
+_DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow",
+                    "cv2": "opencv-python", "bs4": "beautifulsoup4", "skimage": "scikit-image",
+                    "dateutil": "python-dateutil", "attr": "attrs", "google": "protobuf"}
+
+
+def package_versions(modules: list[str]) -> dict[str, str]:
+    """Installed version of the distribution behind each module (standard library: none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for module in modules:
+        if module in sys.stdlib_module_names:
+            continue
+        guess = _DISTRIBUTION_OF.get(module, module)
+        try:  # the quick way: the distribution is named like the module
+            found[guess] = version(guess)
+            continue
+        except PackageNotFoundError:
+            pass
+        for dist in _distributions().get(module, []):  # the slow way: scan them all
+            try:
+                found[dist] = version(dist)
+            except PackageNotFoundError:
+                continue
+    return dict(sorted(found.items()))
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out around ``folder``, when it is inside a git repository."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def environment(kernel: str, modules: list[str], folder: Path) -> dict[str, Any]:
+    """What a run's results depend on besides code and data."""
+    from .. import __version__
+
+    return {"python": platform.python_version(), "platform": sys.platform,
+            "jupyter_mlops": __version__, "kernel": kernel,
+            "packages": package_versions(modules), "git_commit": git_commit(folder)}
+
+
+def step_key(step: Step, values: dict[str, Any], input_hashes: dict[str, str],
+             env: dict[str, Any], allow_pickle: bool, fail_on_drift: bool = False,
+             files: dict[str, str] | None = None) -> str:
+    """The content key of a step: its code, the parameters it uses, its inputs' hashes, the
+    files it reads, and the environment (Python, kernel, versions of the packages it
+    imports)."""
+    payload = {
+        "files": files or {},
+        "version": KEY_VERSION, "code": step.code_sha256,
+        "parameters": {n: values.get(n) for n in step.parameters},
+        "inputs": input_hashes, "outputs": [o.name for o in step.outputs],
+        "python": env["python"], "kernel": env["kernel"], "packages": env["packages"],
+        "allow_pickle": allow_pickle, "fail_on_drift": fail_on_drift,
+    }
+    text = json.dumps(payload, sort_keys=True, default=repr)
+    return sha256_text(text)
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link (or copy) ``source`` to ``target`` through a temporary name."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
+
+
+def reuse(store: RunStore, key: str, step: Step, target: Path
+          ) -> tuple[str, dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
+    """Put the outputs of an earlier run of this key into ``target``; (run_id, manifests,
+    the checks that run made).
+
+    None when there is no such run or any of its files is missing or fails its hash, so the
+    step simply runs again.
+    """
+    hit = store.cached(key)
+    if hit is None:
+        return None
+    run_id, step_name = hit
+    try:
+        earlier = store.run(run_id)
+    except Exception:  # a store entry we cannot read is a miss, not a failure
+        return None
+    folder = Path(earlier["folder"]) / "artifacts" / step_name
+    checks = next((s["checks"] for s in earlier["steps"] if s["step"] == step_name), [])
+    manifests = store.artifacts(run_id, step_name)
+    required = {o.name for o in step.outputs if o.required}
+    if not required <= set(manifests):
+        return None
+    for manifest in manifests.values():
+        data = folder / manifest["file"]
+        if not data.is_file() or sha256_file(data) != manifest["sha256"]:
+            return None
+    target.mkdir(parents=True, exist_ok=True)
+    for name, manifest in manifests.items():
+        _place(folder / manifest["file"], target / manifest["file"])
+        # the manifest last, as a save does: it never points at a missing file
+        _place(folder / f"{name}.json", target / f"{name}.json")
+    return run_id, manifests, checks

@@ -1,0 +1,63 @@
+"""Which steps a run executes: all, ``--only STEP``, or ``--from STEP`` onwards.
+
+Every step gets a mode: ``run`` (unless its key is cached), ``force`` (run even if cached),
+``reuse`` (must come from the store: it is upstream of what was asked for), or ``skip``.
+"""
+
+from __future__ import annotations
+
+from ..errors import MlopsError
+from ..pipeline.spec import PipelineSpec
+
+RUN, FORCE, REUSE, SKIP = "run", "force", "reuse", "skip"
+
+
+def upstream_of(spec: PipelineSpec, name: str) -> set[str]:
+    """Every step that ``name`` waits for, directly or not."""
+    seen: set[str] = set()
+    todo = list(spec.step(name).after)
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo += spec.step(current).after
+    return seen
+
+
+def downstream_of(spec: PipelineSpec, name: str) -> set[str]:
+    """Every step that waits for ``name``, directly or not, and ``name`` itself."""
+    found = {name}
+    changed = True
+    while changed:
+        changed = False
+        for step in spec.steps:
+            if step.name not in found and found & set(step.after):
+                found.add(step.name)
+                changed = True
+    return found
+
+
+def select(spec: PipelineSpec, only: list[str] | None = None, start: str | None = None,
+           force: set[str] | None = None) -> dict[str, str]:
+    """The mode of every step (see the module docstring)."""
+    force = force or set()
+    if only and start:
+        raise MlopsError("--only and --from cannot be used together; pick one")
+    for name in [*(only or []), *([start] if start else []), *(force - {"*"})]:
+        spec.step(name)  # an unknown name is refused before anything runs
+    if only:
+        chosen = set(only)
+    elif start:
+        chosen = downstream_of(spec, start)
+    else:
+        return {s.name: FORCE if "*" in force or s.name in force else RUN for s in spec.steps}
+    needed = set().union(*(upstream_of(spec, n) for n in chosen)) - chosen
+    modes = {}
+    for step in spec.steps:
+        if step.name in chosen:
+            modes[step.name] = FORCE
+        elif step.name in needed:
+            modes[step.name] = REUSE
+        else:
+            modes[step.name] = SKIP
+    return modes

@@ -1,0 +1,281 @@
+"""The run store: every run, step, artifact and metric in an embedded SQLite database.
+
+One database per pipeline by default (``PIPELINE/.mlops/store.sqlite``). Each write is one
+transaction, so a runner killed at any moment leaves no half-recorded run; WAL mode and a
+busy timeout let several runs of the same pipeline share it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+
+STORE_DIR = ".mlops"
+STORE_FILE = "store.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, spec_sha256 TEXT NOT NULL,
+    status TEXT NOT NULL, started REAL NOT NULL, ended REAL, folder TEXT NOT NULL,
+    parameters TEXT NOT NULL, environment TEXT NOT NULL, started_by TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, started REAL,
+    ended REAL, cache_key TEXT, cached_from TEXT, notebook TEXT, error TEXT,
+    checks TEXT NOT NULL DEFAULT '[]', files TEXT NOT NULL DEFAULT '{}',
+    inputs TEXT NOT NULL DEFAULT '{}', code_sha256 TEXT, parameters TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, sha256 TEXT NOT NULL,
+    manifest TEXT NOT NULL, PRIMARY KEY (run_id, step, name)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, step TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (run_id, step, name)
+);
+CREATE TABLE IF NOT EXISTS cache (
+    cache_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS promotions (
+    decided REAL NOT NULL, pipeline TEXT NOT NULL, served TEXT NOT NULL, candidate TEXT,
+    previous TEXT, promoted INTEGER NOT NULL, reason TEXT NOT NULL
+);
+"""
+
+
+#: Columns added to ``steps`` after its first version, for stores made before them.
+_ADDED_STEP_COLUMNS = (
+    ("files", "TEXT NOT NULL DEFAULT '{}'"),
+    ("inputs", "TEXT NOT NULL DEFAULT '{}'"),
+    ("code_sha256", "TEXT"),
+    ("parameters", "TEXT NOT NULL DEFAULT '{}'"),
+)
+
+#: Columns added to ``runs`` after its first version: why a run started (a retraining
+#: trigger with its scores, as JSON) and the run it was meant to replace.
+_ADDED_RUN_COLUMNS = (
+    ("trigger", "TEXT"),
+    ("replaces", "TEXT"),
+)
+_RUN_COLUMNS = ("run_id, pipeline, spec_sha256, status, started, ended, folder, parameters, "
+                "environment, started_by, error")
+
+
+def default_store(pipeline_dir: str | Path) -> Path:
+    """Where a pipeline's runs are recorded unless ``--store`` says otherwise."""
+    return Path(pipeline_dir) / STORE_DIR / STORE_FILE
+
+
+class RunStore:
+    """A connection to one store; cheap to open, safe to share between processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit off by default: every `with self._tx()` is one transaction
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                                      isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self._migrate()
+        except (OSError, sqlite3.Error) as err:
+            raise MlopsError(f"cannot open the run store {self.path} ({err}); check the path "
+                             "or pass another with --store") from None
+
+    def _migrate(self) -> None:
+        """Add the columns a store made by an earlier jupyter-mlops lacks."""
+        for table, added in (("steps", _ADDED_STEP_COLUMNS), ("runs", _ADDED_RUN_COLUMNS)):
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, declaration in added:
+                if column not in have:
+                    try:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    except sqlite3.OperationalError as err:
+                        # another process opening the same store added it first
+                        if "duplicate column" not in str(err):
+                            raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------------------------
+    def start_run(self, run_id: str, pipeline: str, spec_sha256: str, folder: Path,
+                  parameters: dict[str, Any], environment: dict[str, Any], started_by: str,
+                  steps: list[str]) -> None:
+        """Record a new run and its steps as pending, in one transaction."""
+        with self._tx() as db:
+            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (run_id, pipeline, spec_sha256, "running", time.time(), None,
+                        str(folder), json.dumps(parameters, default=str),
+                        json.dumps(environment), started_by, None))
+            db.executemany("INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,?)",
+                           [(run_id, step, "pending") for step in steps])
+
+    def record_step(self, run_id: str, step: str, *, status: str, started: float | None,
+                    ended: float | None, cache_key: str | None, cached_from: str | None,
+                    notebook: str, error: str | None, checks: list[dict[str, Any]],
+                    outputs: dict[str, dict[str, Any]],
+                    files: dict[str, str] | None = None,
+                    inputs: dict[str, dict[str, str]] | None = None,
+                    code_sha256: str | None = None,
+                    parameters: dict[str, Any] | None = None) -> None:
+        """A step's final state with its artifacts and metrics, in one transaction; a
+        successful step's cache key then points at this run."""
+        with self._tx() as db:
+            db.execute("UPDATE steps SET status=?, started=?, ended=?, cache_key=?, "
+                       "cached_from=?, notebook=?, error=?, checks=?, files=?, inputs=?, "
+                       "code_sha256=?, parameters=? WHERE run_id=? AND step=?",
+                       (status, started, ended, cache_key, cached_from, notebook, error,
+                        json.dumps(checks), json.dumps(files or {}), json.dumps(inputs or {}),
+                        code_sha256, json.dumps(parameters or {}, default=str), run_id, step))
+            db.execute("DELETE FROM artifacts WHERE run_id=? AND step=?", (run_id, step))
+            db.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?)",
+                           [(run_id, step, name, m["sha256"], json.dumps(m))
+                            for name, m in outputs.items()])
+            db.execute("DELETE FROM metrics WHERE run_id=? AND step=?", (run_id, step))
+            db.executemany("INSERT INTO metrics VALUES (?,?,?,?)",
+                           [(run_id, step, name, float(m["value"]))
+                            for name, m in outputs.items()
+                            if m.get("role") == "metrics" and isinstance(m.get("value"),
+                                                                        (int, float))])
+            if status == "done" and cache_key and cached_from is None:
+                db.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?)",
+                           (cache_key, run_id, step, time.time()))
+
+    def mark_step(self, run_id: str, step: str, status: str, started: float | None) -> None:
+        """A step's state while it runs (started)."""
+        with self._tx() as db:
+            db.execute("UPDATE steps SET status=?, started=? WHERE run_id=? AND step=?",
+                       (status, started, run_id, step))
+
+    def reopen_run(self, run_id: str) -> None:
+        """A run being resumed: running again, its unfinished steps pending."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL "
+                       "WHERE run_id=?", (run_id,))
+            db.execute("UPDATE steps SET status='pending', error=NULL WHERE run_id=? AND "
+                       "status != 'done'", (run_id,))
+
+    def finish_run(self, run_id: str, status: str, error: str | None) -> None:
+        """A run's end."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status=?, ended=?, error=? WHERE run_id=?",
+                       (status, time.time(), error, run_id))
+
+    def set_trigger(self, run_id: str, trigger: dict[str, Any], replaces: str | None) -> None:
+        """Record why a run started (``{"trigger": ..., "scores": ...}``) and the run it
+        would replace; a retraining run is recorded by the runner first, then this."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET trigger=?, replaces=? WHERE run_id=?",
+                       (json.dumps(trigger, default=str), replaces, run_id))
+
+    def record_promotion(self, pipeline: str, served: str, *, candidate: str | None,
+                         previous: str | None, promoted: bool, reason: str) -> None:
+        """Record a promotion decision: ``served`` is the run served from now on (the
+        candidate when it was promoted, else the run that stays)."""
+        with self._tx() as db:
+            db.execute("INSERT INTO promotions VALUES (?,?,?,?,?,?,?)",
+                       (time.time(), pipeline, served, candidate, previous, int(promoted),
+                        reason))
+
+    # -- reading ---------------------------------------------------------------------------
+    def cached(self, cache_key: str) -> tuple[str, str] | None:
+        """(run_id, step) of a successful step with this key, or None."""
+        row = self.db.execute("SELECT run_id, step FROM cache WHERE cache_key=?",
+                              (cache_key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def artifacts(self, run_id: str, step: str) -> dict[str, dict[str, Any]]:
+        """The manifests of a step's outputs in a run."""
+        rows = self.db.execute("SELECT name, manifest FROM artifacts WHERE run_id=? AND step=?",
+                               (run_id, step)).fetchall()
+        return {name: json.loads(manifest) for name, manifest in rows}
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run with its steps, artifacts and metrics; MlopsError if unknown."""
+        row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            matches = self.db.execute("SELECT run_id FROM runs WHERE run_id LIKE ?",
+                                      (f"%{run_id}%",)).fetchall()
+            if len(matches) == 1:
+                return self.run(matches[0][0])
+            raise MlopsError(f"no run `{run_id}` in {self.path}; `jupyter mlops runs` lists "
+                             "them")
+        columns = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
+        run = dict(zip(columns, row, strict=True))
+        run["parameters"] = json.loads(run["parameters"])
+        run["environment"] = json.loads(run["environment"])
+        run["trigger"] = json.loads(run["trigger"]) if run.get("trigger") else None
+        step_cols = [d[0] for d in self.db.execute("SELECT * FROM steps LIMIT 0").description]
+        run["steps"] = []
+        for step_row in self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid",
+                                        (run["run_id"],)):
+            step = dict(zip(step_cols, step_row, strict=True))
+            step["checks"] = json.loads(step["checks"])
+            step["files"] = json.loads(step["files"])
+            step["inputs"] = json.loads(step["inputs"])
+            step["parameters"] = json.loads(step["parameters"])
+            step["outputs"] = self.artifacts(run["run_id"], step["step"])
+            run["steps"].append(step)
+        run["metrics"] = {name: value for name, value in self.db.execute(
+            "SELECT name, value FROM metrics WHERE run_id=? ORDER BY rowid", (run["run_id"],))}
+        return run
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest runs, newest first, each with its metrics; ``served`` marks the run
+        each pipeline serves (see :meth:`served_run`)."""
+        rows = self.db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT ?",
+                               (limit,)).fetchall()
+        runs = [self.run(row[0]) for row in rows]
+        served = {name: self.served_run(name) for name in {r["pipeline"] for r in runs}}
+        for run in runs:
+            run["served"] = served[run["pipeline"]] == run["run_id"]
+        return runs
+
+    def promotions(self, pipeline: str | None = None) -> list[dict[str, Any]]:
+        """Promotion decisions, oldest first (of one pipeline, or all)."""
+        query = "SELECT * FROM promotions"
+        args: tuple[Any, ...] = ()
+        if pipeline is not None:
+            query, args = query + " WHERE pipeline=?", (pipeline,)
+        cursor = self.db.execute(query + " ORDER BY decided, rowid", args)
+        columns = [d[0] for d in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            row["promoted"] = bool(row["promoted"])
+        return rows
+
+    def served_run(self, pipeline: str | None = None) -> str | None:
+        """The run to serve: the one the latest promotion decision left in service, else
+        the latest succeeded run; None when there is neither. Two small queries: cheap
+        enough for a running server to ask every few seconds."""
+        where, args = ("WHERE pipeline=? ", (pipeline,)) if pipeline is not None else ("", ())
+        row = self.db.execute(f"SELECT served FROM promotions {where}"
+                              "ORDER BY decided DESC, rowid DESC LIMIT 1", args).fetchone()
+        if row is not None:
+            return str(row[0])
+        where = "AND pipeline=? " if pipeline is not None else ""
+        row = self.db.execute(f"SELECT run_id FROM runs WHERE status='succeeded' {where}"
+                              "ORDER BY started DESC LIMIT 1", args).fetchone()
+        return None if row is None else str(row[0])

@@ -1,0 +1,346 @@
+"""Typed, safe serialization of the variables passed between pipeline steps."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import ArtifactError
+from . import remote
+from ._files import atomic_write, sha256_file
+from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
+
+__all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
+
+SUPPORTED = (
+    "pandas DataFrame and Series, numpy arrays, scikit-learn estimators, "
+    "JSON values: numbers, strings, lists, dicts"
+)
+# The data file's extension per kind; JSON data gets "data.json" so it never collides with
+# the manifest "<name>.json" (names are identifiers, so they contain no dot).
+_EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops",
+        "json": "data.json", "pickle": "pkl"}
+_SERIES_COLUMN = "__series__"
+_VALUE_LIMIT = 2048  # JSON values smaller than this are copied into the manifest for display
+_RERUN = "re-run the step that outputs it"
+
+
+def _classify(value: Any, allow_pickle: bool) -> tuple[str | None, str | None]:
+    # A library not imported yet cannot have made the value, so only look at loaded ones:
+    # asking about an int must not import pandas. Exact types for frames and arrays, because
+    # subclasses (GeoDataFrame, masked arrays) would lose what makes them subclasses.
+    pd, np = sys.modules.get("pandas"), sys.modules.get("numpy")
+    base = sys.modules.get("sklearn.base")
+    if pd is not None and type(value) in (pd.DataFrame, pd.Series):
+        return ("parquet" if type(value) is pd.DataFrame else "series"), None
+    if np is not None and type(value) is np.ndarray and not value.dtype.hasobject:
+        return "npy", None
+    if base is not None and isinstance(value, base.BaseEstimator):
+        return "skops", None
+    text = json_text(value)
+    if text is not None:
+        return "json", text
+    return ("pickle" if allow_pickle else None), None
+
+
+def kind_of(value: Any, allow_pickle: bool = False) -> str | None:
+    """The kind ``save`` would use for ``value`` ("parquet", "series", "npy", "skops",
+    "json", "pickle"), or None if it cannot be passed between steps."""
+    return _classify(value, allow_pickle)[0]
+
+
+def _check_name(name: Any) -> None:
+    # Names become file names: only identifiers, so nothing can escape the folder.
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ArtifactError(f"{name!r} is not a valid artifact name: use a Python variable name")
+
+
+def _write(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
+    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _labels(values: list[Any]) -> list[Any]:
+    try:
+        return [encode(v) for v in values]
+    except NotJSON as exc:
+        raise ValueError(f"a column or index label is {exc}; rename it to a string") from None
+
+
+def _frame_to_parquet(frame: Any, path: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+    columns = frame.columns
+    # Parquet needs unique string column names; pyarrow turns others into strings that do
+    # not come back (False becomes True), so record the labels and write placeholders.
+    if (isinstance(columns, pd.MultiIndex) or columns.has_duplicates
+            or not all(type(c) is str for c in columns)):
+        if isinstance(columns, pd.RangeIndex):  # compact, and comes back as a RangeIndex
+            extra["column_range"] = [columns.start, columns.stop, columns.step]
+        else:
+            extra["column_labels"] = _labels(list(columns))
+        extra["column_names"] = _labels(list(columns.names))
+        frame = frame.set_axis([f"__column_{i}__" for i in range(len(columns))], axis=1)
+    if any(n is not None and type(n) is not str for n in frame.index.names):
+        extra["index_names"] = _labels(list(frame.index.names))
+        frame = frame.rename_axis([f"__index_{i}__" for i in range(frame.index.nlevels)])
+    if getattr(frame.index, "freq", None) is not None:  # Parquet keeps no DatetimeIndex freq
+        extra["index_freq"] = frame.index.freqstr
+    _write(path, lambda handle: frame.to_parquet(handle, engine="pyarrow"))
+    return extra
+
+
+def _frame_from_parquet(path: Path, manifest: dict[str, Any]) -> Any:
+    import pandas as pd
+    frame = pd.read_parquet(path, engine="pyarrow")
+    names = decode(manifest.get("column_names", [None]))
+    if "column_range" in manifest:
+        frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
+    elif "column_labels" in manifest:
+        labels = decode(manifest["column_labels"])
+        frame.columns = (pd.MultiIndex.from_tuples(labels, names=names) if len(names) > 1
+                         else pd.Index(labels, name=names[0], tupleize_cols=False))
+    if "index_freq" in manifest:
+        frame.index = type(frame.index)(frame.index, freq=manifest["index_freq"])
+    if "index_names" in manifest:
+        frame.index = frame.index.set_names(decode(manifest["index_names"]))
+    return frame
+
+
+def _save_data(kind: str, value: Any, path: Path, text: str | None) -> dict[str, Any]:
+    """Write the data file; return the kind-specific manifest fields."""
+    if kind == "parquet":
+        info = {"rows": len(value), "columns": [str(c) for c in value.columns]}
+        return _frame_to_parquet(value, path, info)
+    if kind == "series":
+        info = {"rows": len(value), "dtype": str(value.dtype),
+                "series_name": _labels([value.name])[0]}
+        return _frame_to_parquet(value.to_frame(name=_SERIES_COLUMN), path, info)
+    if kind == "npy":
+        import numpy as np
+        _write(path, lambda handle: np.save(handle, value, allow_pickle=False))
+        return {"shape": list(value.shape), "dtype": str(value.dtype)}
+    if kind == "skops":
+        import skops.io
+        _write(path, lambda handle: skops.io.dump(value, handle))
+        # The types beyond skops' defaults that this file needs; load trusts these and no more.
+        return {"trusted": skops.io.get_untrusted_types(file=path)}
+    if kind == "json":
+        assert text is not None
+        atomic_write(path, text)
+        shown = json.dumps(display(decode(json.loads(text))), ensure_ascii=False)
+        return {"value": json.loads(shown)} if len(shown.encode()) < _VALUE_LIMIT else {}
+    _write(path, lambda handle: pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL))
+    return {}
+
+
+def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, step: str) -> dict:
+    _check_name(name)
+    prefix = f"step `{step}`: " if step else ""
+    kind, text = _classify(value, allow_pickle)
+    if kind is None:
+        detail = type_name(value)
+        if type(value) in (list, tuple, dict):  # say what inside makes it unsupported
+            try:
+                encode(value)
+            except NotJSON as exc:
+                detail += f" holding {exc}"
+            except RecursionError:
+                detail += " that contains itself"
+        raise ArtifactError(
+            f"{prefix}variable `{name}` is a {detail}, which jupyter-mlops cannot pass between "
+            "steps safely; create it in the step that uses it, or export with --allow-pickle "
+            f"(supported: {SUPPORTED})"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.{_EXT[kind]}"
+    try:
+        old = _read_manifest(name, folder, str(folder))["file"]
+    except ArtifactError:
+        old = None
+    try:
+        extra = _save_data(kind, value, path, text)
+    except Exception as exc:
+        raise ArtifactError(
+            f"{prefix}variable `{name}` ({type_name(value)}) could not be saved as {kind}: {exc}"
+        ) from exc
+    manifest = {"name": name, "kind": kind, "file": path.name, "sha256": sha256_file(path),
+                "bytes": path.stat().st_size, "python_type": type_name(value), "role": role,
+                **extra}
+    # The manifest last: it never names a missing or half-written data file.
+    atomic_write(folder / f"{name}.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    if old is not None and old != path.name:  # the value changed kind: drop the stale file
+        with contextlib.suppress(OSError):
+            (folder / old).unlink()
+    return manifest
+
+
+def save(value: Any, name: str, folder: str | Path, *, role: str = "value",
+         allow_pickle: bool = False) -> dict[str, Any]:
+    """Write ``value`` to ``folder/<name>.<ext>`` and its manifest to ``folder/<name>.json``.
+
+    ``folder`` may be an fsspec URL (a ``str``), where the files are written locally first.
+    Returns the manifest. Raises ArtifactError if the value's type cannot be passed safely
+    (unless ``allow_pickle``), in which case nothing is written.
+    """
+    with remote.writable(folder) as local:
+        return _save(value, name, local, role, allow_pickle, step="")
+
+
+def read_manifest(name: str, folder: str | Path) -> dict[str, Any]:
+    """The manifest of artifact ``name`` in ``folder`` (a path or an fsspec URL);
+    ArtifactError if missing or corrupt."""
+    _check_name(name)
+    with remote.readable(folder, [name]) as local:
+        return _read_manifest(name, local, _shown(folder))
+
+
+def _shown(folder: str | Path) -> str:
+    """``folder`` as messages name it: a URL as given, a path as a path."""
+    return str(folder).rstrip("/") if remote.is_url(folder) else str(Path(folder))
+
+
+def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
+    """The manifest in the local ``folder``; messages call the folder ``shown``."""
+    _check_name(name)
+    path = folder / f"{name}.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"no artifact `{name}` in {shown}: {_RERUN}") from None
+    except (OSError, ValueError):
+        manifest = None
+    # The file must be exactly the one its name and kind give, so no manifest can point
+    # outside the folder.
+    if (not isinstance(manifest, dict) or manifest.get("kind") not in _EXT
+            or not isinstance(manifest.get("sha256"), str)
+            or manifest.get("file") != f"{name}.{_EXT[manifest['kind']]}"):
+        raise ArtifactError(f"the manifest of artifact `{name}` ({shown}/{path.name}) is "
+                            f"corrupt; {_RERUN}")
+    return manifest
+
+
+def _load_data(kind: str, path: Path, manifest: dict[str, Any]) -> Any:
+    if kind == "parquet":
+        return _frame_from_parquet(path, manifest)
+    if kind == "series":
+        series = _frame_from_parquet(path, manifest)[_SERIES_COLUMN]
+        series.name = decode(manifest.get("series_name"))
+        return series
+    if kind == "npy":
+        import numpy as np
+        return np.load(path, allow_pickle=False)
+    if kind == "skops":
+        import skops.io
+        from skops.io.exceptions import UntrustedTypesFoundException
+        trusted = manifest.get("trusted", [])
+        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+            raise ValueError("its manifest's trusted list is not a list of type names")
+        try:
+            return skops.io.load(path, trusted=trusted)
+        except UntrustedTypesFoundException as exc:
+            raise ArtifactError(
+                f"artifact `{manifest['name']}` ({path}) holds types its manifest does not "
+                f"trust, so it was not loaded ({exc}); {_RERUN}"
+            ) from exc
+    if kind == "json":
+        return decode(json.loads(path.read_text(encoding="utf-8")))
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def load(name: str, folder: str | Path, *, sha256: str | None = None,
+         allow_pickle: bool = False) -> Any:
+    """Load artifact ``name`` from ``folder`` after checking its file's sha256.
+
+    The hash must match the manifest and, if given, ``sha256``; otherwise the file was
+    changed after it was written and ArtifactError is raised. Pickles need ``allow_pickle``.
+    ``folder`` may be an fsspec URL (a ``str``): the files are copied to a temporary folder.
+    """
+    _check_name(name)
+    with remote.readable(folder, [name]) as local:
+        return _load(name, local, _shown(folder), sha256, allow_pickle)
+
+
+def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle: bool) -> Any:
+    manifest = _read_manifest(name, folder, shown)
+    kind, path = manifest["kind"], folder / manifest["file"]
+    if kind == "pickle" and not allow_pickle:
+        raise ArtifactError(
+            f"artifact `{name}` in {shown} is a pickle (it was saved with --allow-pickle); "
+            "loading a pickle can run any code, so opt in with --allow-pickle to load it"
+        )
+    if not path.is_file():
+        raise ArtifactError(f"artifact `{name}` in {shown} has no data file {path.name}; {_RERUN}")
+    actual = sha256_file(path)
+    for expected, who in ((manifest["sha256"], "its manifest"), (sha256, "the pipeline")):
+        if expected and actual != expected:
+            raise ArtifactError(
+                f"artifact `{name}` in {shown} was changed after it was written ({who} expects "
+                f"sha256 {expected[:12]}…, the file has {actual[:12]}…); {_RERUN}"
+            )
+    try:
+        return _load_data(kind, path, manifest)
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(
+            f"artifact `{name}` in {shown} could not be loaded as {kind}: {exc}; {_RERUN}"
+        ) from exc
+
+
+def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folder: str | Path,
+                 *, allow_pickle: bool = False, step: str = "") -> dict[str, dict[str, Any]]:
+    """Save a step's outputs from its kernel ``namespace``; return ``{name: manifest}``.
+
+    ``outputs`` is ``[{"name": ..., "role": ..., "required": ...}]``. A required output that
+    is missing or of an unsupported type is an ArtifactError, raised before anything is
+    written; an optional one is skipped. ``folder`` may be an fsspec URL (a ``str``).
+    """
+    who = f"step `{step}`" if step else "this step"
+    chosen = []
+    for output in outputs:
+        name, required = output["name"], output.get("required", True)
+        if name not in namespace:
+            if required:
+                raise ArtifactError(
+                    f"{who} should output `{name}`, but the notebook has no variable `{name}` "
+                    f"when the step ends; assign `{name}` in the step, or make the output optional"
+                )
+            continue
+        if kind_of(namespace[name], allow_pickle) is None:
+            if required:  # _save raises the one-line message naming the type
+                _save(namespace[name], name, Path(folder), "", allow_pickle, step)
+            continue
+        chosen.append((name, output.get("role", "value")))
+    with remote.writable(folder) as local:  # a URL gets every data file before a manifest
+        return {name: _save(namespace[name], name, local, role, allow_pickle, step)
+                for name, role in chosen}
+
+
+def load_inputs(namespace: dict[str, Any], inputs: dict[str, str], folder: str | Path, *,
+                allow_pickle: bool = False) -> None:
+    """Load each ``{varname: expected_sha256 or ""}`` from ``folder`` (a path or an fsspec
+    URL) into ``namespace``, all or none."""
+    for name in inputs:
+        _check_name(name)
+    with remote.readable(folder, list(inputs)) as local:
+        loaded = {name: _load(name, local, _shown(folder), expected or None, allow_pickle)
+                  for name, expected in inputs.items()}
+    namespace.update(loaded)

@@ -1,0 +1,229 @@
+"""``jupyter mlops monitor``: new data against the served run, as drift and as metrics.
+
+The reference is the run in service (the promoted one, else the latest that succeeded): the
+profile of whichever of its data frames shares the most columns with the new data, tested
+column by column with ``drift_report``. With labels, the served model predicts the new rows
+and the metrics the notebook recorded are computed again and held to their thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+from ..pipeline.spec import PipelineSpec
+from .model import data_profiles, load_run_model, open_store
+from .retrain import RetrainPolicy, read_policy
+
+EXIT_UNHEALTHY = 3
+"""The exit status of ``monitor`` when data drifted or a metric crossed its threshold."""
+
+_CLASSIFICATION = ("accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
+                   "log_loss")
+_REGRESSION = ("r2", "mae", "mse", "rmse")
+
+
+def read_table(path: str | Path) -> Any:
+    """A CSV, Parquet or JSON-lines file as a DataFrame; MlopsError naming the file."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlopsError(f"no data file {path}; give --data a CSV, Parquet or JSON-lines file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            frame = pd.read_json(path, lines=suffix != ".json")
+        else:
+            frame = pd.read_csv(path)
+    except Exception as err:  # pandas' parsers raise many types; all mean "not readable"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise MlopsError(f"cannot read {path} as a table ({reason}); give a CSV, Parquet or "
+                         "JSON-lines file") from None
+    if len(frame) == 0:
+        raise MlopsError(f"{path} has no rows; there is nothing to monitor")
+    return frame
+
+
+def _reference(run: dict[str, Any], columns: list[str]) -> tuple[str, str, dict[str, Any]]:
+    """The run's data profile sharing the most columns with the new data; of equals, a
+    training frame, then the earliest."""
+    best: tuple[tuple[int, bool], str, str, dict[str, Any]] | None = None
+    for step, name, profile in data_profiles(run):
+        shared = sum(1 for c in profile["columns"] if c["name"] in columns)
+        rank = (shared, "train" in name.lower())
+        if shared and (best is None or rank > best[0]):
+            best = (rank, step, name, profile)
+    if best is None:
+        raise MlopsError(f"the new data shares no column with any data frame of run "
+                         f"{run['run_id']}; its columns are {', '.join(columns[:10])}")
+    return best[1], best[2], best[3]
+
+
+def metric_value(name: str, y_true: Any, model: Any, frame: Any) -> float | None:
+    """Metric ``name`` of ``model`` on ``frame`` against ``y_true``, for the metric names
+    jupyter-mlops knows; None for others."""
+    from sklearn import metrics
+
+    key = name.lower()
+    if key not in _CLASSIFICATION + _REGRESSION:
+        return None
+    if key in ("roc_auc", "log_loss"):
+        if not hasattr(model, "predict_proba"):
+            return None
+        proba = model.predict_proba(frame)
+        if key == "log_loss":
+            return float(metrics.log_loss(y_true, proba, labels=model.classes_))
+        if proba.shape[1] != 2 or len(set(y_true.tolist())) < 2:
+            return None
+        return float(metrics.roc_auc_score(y_true, proba[:, 1]))
+    predicted = model.predict(frame)
+    if key in ("f1", "precision", "recall"):
+        average = "binary" if len(getattr(model, "classes_", [])) == 2 else "macro"
+        scorer = {"f1": metrics.f1_score, "precision": metrics.precision_score,
+                  "recall": metrics.recall_score}[key]
+        return float(scorer(y_true, predicted, average=average, zero_division=0))
+    simple = {"accuracy": metrics.accuracy_score,
+              "balanced_accuracy": metrics.balanced_accuracy_score, "r2": metrics.r2_score,
+              "mae": metrics.mean_absolute_error, "mse": metrics.mean_squared_error}
+    if key == "rmse":
+        return math.sqrt(float(metrics.mean_squared_error(y_true, predicted)))
+    return float(simple[key](y_true, predicted))
+
+
+def _metrics(store: Any, run: dict[str, Any], frame: Any, labels: str,
+             thresholds: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each recorded metric computed again on the new rows, with its threshold."""
+    if labels not in frame.columns:
+        raise MlopsError(f"--labels {labels}: the new data has no column `{labels}`; its "
+                         f"columns are {', '.join(map(str, frame.columns[:20]))}")
+    served = load_run_model(store, run["run_id"])
+    names = [c["name"] for c in served.columns]
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise MlopsError(f"the new data lacks the model's input columns {', '.join(missing)}; "
+                         f"give rows with the columns model `{served.name}` takes, or leave "
+                         "out --labels to check drift only")
+    known = frame[frame[labels].notna()]
+    if len(known) == 0:
+        raise MlopsError(f"column `{labels}` of the new data has no values")
+    results = []
+    for name in run["metrics"]:
+        rule = thresholds.get(name, {})
+        entry: dict[str, Any] = {"name": name, "run_value": run["metrics"][name],
+                                 "min": rule.get("min"), "max": rule.get("max")}
+        try:
+            value = metric_value(name, known[labels], served.model, known[names])
+        except (ValueError, TypeError) as err:
+            entry.update(value=None, ok=None, note=f"not computed: {err}")
+            results.append(entry)
+            continue
+        if value is None:
+            entry.update(value=None, ok=None, note="not computed: jupyter-mlops recomputes "
+                         + ", ".join(_CLASSIFICATION + _REGRESSION))
+        else:
+            low, high = entry["min"], entry["max"]
+            entry.update(value=value, ok=(low is None or value >= low)
+                         and (high is None or value <= high))
+        results.append(entry)
+    return results
+
+
+def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = None,
+            store: str | Path | None = None, policy: RetrainPolicy | None = None,
+            frame: Any = None) -> dict[str, Any]:
+    """The monitoring report of ``data`` (or of ``frame``, already read from it) against
+    the served run of ``pipeline_dir``.
+
+    ``healthy`` is False when the share of drifted columns reaches the policy's
+    ``drift_share`` or a recomputed metric is beyond its threshold; ``reasons`` says which.
+    """
+    from ..runtime.drift import check_schema, drift_report
+
+    spec = PipelineSpec.read(pipeline_dir)
+    policy = policy or read_policy(pipeline_dir)
+    frame = read_table(data) if frame is None else frame
+    frame.columns = [str(c) for c in frame.columns]
+    run_store = open_store(pipeline_dir, store)
+    try:
+        run_id = run_store.served_run(spec.name)
+        if run_id is None:
+            raise MlopsError(f"pipeline `{spec.name}` has no succeeded run to compare with; "
+                             f"run it first with `jupyter mlops run {pipeline_dir}`")
+        run = run_store.run(run_id)
+        step, name, profile = _reference(run, list(frame.columns))
+        shared = [c["name"] for c in profile["columns"] if c["name"] in frame.columns]
+        subset = frame[shared]
+        problems = [p for p in check_schema(profile, subset) if "is missing" not in p]
+        drift = drift_report(profile, subset, threshold_share=policy.drift_share)
+        thresholds = {**spec.checks.get("metrics", {}), **policy.metrics}
+        metrics = _metrics(run_store, run, frame, labels, thresholds) if labels else []
+    finally:
+        run_store.close()
+    reasons = []
+    if drift["dataset_drift"]:
+        reasons.append(f"{len(drift['drifted'])} of {len(drift['columns'])} columns drifted "
+                       f"({', '.join(drift['drifted'])}), at or above the share "
+                       f"{policy.drift_share:g}")
+    for entry in metrics:
+        if entry["ok"] is False:
+            line = entry["min"] if entry["min"] is not None and entry["value"] < entry[
+                "min"] else entry["max"]
+            reasons.append(f"metric `{entry['name']}` is {entry['value']:.4g} on the new data, "
+                           f"beyond its threshold {line:.4g} (the run had "
+                           f"{entry['run_value']:.4g})")
+    return {
+        "pipeline": spec.name, "run_id": run["run_id"], "data": str(Path(data).resolve()),
+        "rows": len(frame), "checked": time.time(),
+        "reference": {"step": step, "variable": name, "rows": profile.get("rows")},
+        "missing": [c["name"] for c in profile["columns"] if c["name"] not in frame.columns],
+        "new_columns": [c for c in frame.columns
+                        if c not in {col["name"] for col in profile["columns"]}],
+        "schema": problems, "drift": drift, "metrics": metrics, "labels": labels,
+        "healthy": not reasons, "reasons": reasons, "profile": profile,
+    }
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The report in a few lines for the terminal."""
+    drift = report["drift"]
+    ref = report["reference"]
+    lines = [f"Monitored {report['rows']:,} rows of {report['data']} against run "
+             f"{report['run_id']} (`{ref['variable']}` of step {ref['step']}): "
+             + ("healthy" if report["healthy"] else "UNHEALTHY"),
+             f"  drift: {len(drift['drifted'])} of {len(drift['columns'])} columns "
+             f"(share {drift['share']:.2f})"
+             + (f": {', '.join(drift['drifted'])}" if drift["drifted"] else "")]
+    for entry in report["metrics"]:
+        if entry["value"] is None:
+            lines.append(f"  {entry['name']}: {entry['note']}")
+        else:
+            mark = "ok" if entry["ok"] else "BEYOND THRESHOLD"
+            lines.append(f"  {entry['name']} = {entry['value']:.4g} (run {entry['run_value']:.4g}"
+                         f", min {entry['min']}, max {entry['max']}): {mark}")
+    lines += [f"  schema: {p}" for p in report["schema"]]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], folder: str | Path, frame: Any) -> list[Path]:
+    """``monitor.json`` and ``monitor.html`` (a plot per column) in ``folder``, atomically."""
+    import json
+
+    from ..runtime._files import atomic_write
+    from .monitorhtml import render_html
+
+    folder = Path(folder)
+    data = {k: v for k, v in report.items() if k != "profile"}
+    paths = [folder / "monitor.json", folder / "monitor.html"]
+    try:
+        atomic_write(paths[0], json.dumps(data, indent=1, allow_nan=False, default=str) + "\n")
+        atomic_write(paths[1], render_html(report, frame))
+    except OSError as err:
+        raise MlopsError(f"cannot write the report into {folder} ({err.strerror}); choose "
+                         "another --report folder") from None
+    return paths
