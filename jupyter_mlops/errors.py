@@ -8,6 +8,7 @@
     ├── AnalysisError          problems found by the analysis (undefined names, cycles, ...)
     ├── SpecError              a missing or malformed ``pipeline.yaml``
     ├── ParameterError         a ``-p NAME=VALUE`` that the spec does not accept
+    ├── OptionError            a setting of a run or an export that cannot be used
     ├── ArtifactError          a value that cannot be passed between steps, or a bad hash
     ├── ContractError          in a pipeline run: data or a metric broke what the notebook saw
     └── StepFailed             a step of a run failed (the CLI exits 1, not 2)
@@ -74,6 +75,19 @@ class SpecError(MlopsError):
 
 class ParameterError(MlopsError):
     """A parameter value given on the command line does not fit the pipeline."""
+
+
+class OptionError(MlopsError):
+    """A setting of an operation (a run's parallelism, its executor) that cannot be used.
+
+    The core says what is wrong in the domain's words; ``option`` names the setting (a field
+    of :class:`~jupyter_mlops.run.options.RunOptions`) so that each face can name it in its
+    own: the CLI its flag, the server its form field.
+    """
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class ArtifactError(MlopsError):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import write_notebook
 
-from jupyter_mlops.errors import AnalysisError, SpecError
+from jupyter_mlops.errors import AnalysisError, OptionError
 from jupyter_mlops.pipeline.export import export
 from jupyter_mlops.pipeline.spec import PipelineSpec
 
@@ -116,8 +116,9 @@ def test_export_refuses_a_folder_that_is_not_a_pipeline(notebook: Path, tmp_path
     target = tmp_path / "busy"
     target.mkdir()
     (target / "thesis.tex").write_text("precious")
-    with pytest.raises(SpecError, match="not a jupyter-mlops pipeline"):
+    with pytest.raises(OptionError, match="not a jupyter-mlops pipeline") as info:
         export(notebook, target)
+    assert info.value.option == "output"
     assert [p.name for p in target.iterdir()] == ["thesis.tex"]
 
 

@@ -87,7 +87,8 @@ def test_dask_without_its_extra(tmp_path: Path) -> None:
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.endswith(
-        "error: --executor dask needs Dask distributed; pip install 'jupyter-mlops[dask]'")
+        "error: the Dask executor needs Dask distributed, which is not installed; pip install "
+        "'jupyter-mlops[dask]'")
 
 
 def test_a_dag_file_where_airflow_is_missing(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ def test_without_mlflow_the_command_says_which_extra(tmp_path: Path) -> None:
             f"sys.exit(main(['run', {str(tmp_path / 'n_pipeline')!r}, '--mlflow', 'sqlite:///x.db']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("jupyter mlops: error: --mlflow needs MLflow, which is not "
-                                   "installed; pip install 'jupyter-mlops[mlflow]'")
+    assert done.stderr.strip() == ("jupyter mlops: error: mirroring a run to MLflow needs "
+                                   "MLflow, which is not installed; pip install "
+                                   "'jupyter-mlops[mlflow]'")
     assert not (tmp_path / "n_pipeline" / "runs").exists()

@@ -77,7 +77,7 @@ def test_only_without_upstream_results_says_what_to_do(pipeline: Path, cli) -> N
 
 def test_bad_selections_are_user_errors(pipeline: Path, cli) -> None:
     for args, message in ((["--only", "zz"], "no step `zz`"),
-                          (["--only", "a", "--from", "b"], "cannot be used together"),
+                          (["--only", "a", "--from", "b"], "not both"),
                           (["--resume", "nope"], "no run `nope`")):
         done = cli("run", str(pipeline), *args)
         assert done.returncode == 2, done.stderr

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import build_notebook
 
-from jupyter_mlops.errors import ParameterError, SpecError
+from jupyter_mlops.errors import OptionError, ParameterError, SpecError
 from jupyter_mlops.notebook.analysis import analyze
 from jupyter_mlops.notebook.reader import parse_notebook
 from jupyter_mlops.pipeline.build import build_spec
@@ -261,10 +261,11 @@ def test_parse_parameters_value_may_hold_equals_signs():
 
 def test_parse_parameters_needs_name_equals_value():
     spec = real_spec()
-    with pytest.raises(ParameterError) as info:
+    with pytest.raises(OptionError) as info:
         spec.parse_parameters(["n=1", "bad"])
-    assert str(info.value) == "`-p bad` needs the form NAME=VALUE, e.g. -p alpha=0.5"
-    with pytest.raises(ParameterError, match="`-p =3` needs the form NAME=VALUE"):
+    assert str(info.value) == "`bad` needs the form NAME=VALUE, e.g. alpha=0.5"
+    assert info.value.option == "parameters"
+    with pytest.raises(OptionError, match="`=3` needs the form NAME=VALUE"):
         spec.parse_parameters(["=3"])
 
 

@@ -20,6 +20,7 @@ import pytest
 from test_kernelpool import _kernels, _notebook, _pipeline, _run
 
 from jupyter_mlops.execution.kernelpool import KernelPool
+from jupyter_mlops.execution.stepexec import KernelCommand
 from jupyter_mlops.execution.zygote import ForkedKernel, launcher
 from jupyter_mlops.runtime.artifacts import load
 
@@ -139,7 +140,8 @@ def _pool(plan: list[tuple[str, tuple[str, ...], bool]], tmp_path: Path) -> Kern
     modules of the notebook's own folder are never imported ahead)."""
     workdir = tmp_path / "work"
     workdir.mkdir()
-    return KernelPool("python3", workdir, ARGUMENTS, 1, None, lambda key: plan)
+    return KernelPool(KernelCommand("python3", str(workdir), tuple(ARGUMENTS)), 1, None,
+                      lambda key: plan)
 
 
 def _lease(pool: KernelPool, key: str) -> Any:
@@ -238,8 +240,8 @@ def test_a_successor_zygote_imports_new_packages_while_the_first_goes_on_forking
              "c": [("json", (), False), ("xml.dom.minidom", (), False)]}
     workdir = tmp_path / "work"
     workdir.mkdir()
-    pool = KernelPool("python3", workdir, ARGUMENTS, 1, lambda: ["b", "c"],
-                      lambda key: plans[key])
+    pool = KernelPool(KernelCommand("python3", str(workdir), tuple(ARGUMENTS)), 1,
+                      lambda: ["b", "c"], lambda key: plans[key])
     try:
         first, _ = _lease(pool, "a")
         zygote = pool.zygote

@@ -1,4 +1,4 @@
-"""``run --executor dask --scheduler ADDRESS``: each step's notebook runs on a Dask worker.
+"""The Dask executor: each step's notebook runs on a worker of a Dask cluster.
 
 The runner keeps scheduling, caching and recording in this process; only the papermill call
 moves to the cluster, so results and run records are the same as with the local executor.
@@ -17,40 +17,58 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import MlopsError
-from .stepexec import Module, close_thread_loop, execute_step, step_plan
+from ..errors import MlopsError, OptionError
+from .executors import CellListener, Executor, ExecutorSettings
+from .stepexec import KernelCommand, Module, StepCall, close_thread_loop, execute_step, step_plan
 
 EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
 
 # On a worker: a kernel pool per (kernel, working directory, kernel arguments), and what each
 # step notebook's kernel imports ahead.
-_POOLS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+_POOLS: dict[KernelCommand, Any] = {}
 _PLANS: dict[str, list[Module]] = {}
-_ASKED: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}  # step notebooks prepared for
+_ASKED: dict[KernelCommand, set[str]] = {}  # step notebooks prepared for
 _LOCK = threading.Lock()
 
 
-class DaskExecutor:
+class DaskExecutor(Executor):
     """A connection to a Dask scheduler that runs step notebooks on its workers."""
+
+    name = "dask"
 
     def __init__(self, address: str) -> None:
         try:
             from distributed import Client
         except ImportError:
-            raise MlopsError(f"--executor dask needs Dask distributed; {EXTRA_HINT}") from None
+            raise MlopsError(f"the Dask executor needs Dask distributed, which is not "
+                             f"installed; {EXTRA_HINT}") from None
         try:
             self.client = Client(address, timeout=10)
         except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address
-            raise MlopsError(f"cannot reach the Dask scheduler at {address} ({err}); check "
-                             "the address (e.g. tcp://127.0.0.1:8786)") from None
+            raise OptionError(f"cannot reach the Dask scheduler at {address} ({err}); check "
+                              "the address (e.g. tcp://127.0.0.1:8786)",
+                              option="scheduler") from None
         #: The worker that prepares a kernel for each step notebook.
         self.prepared: dict[str, str] = {}
         self.sent: set[str] = set()
         self._lock = threading.Lock()
 
-    def run(self, **kwargs: Any) -> None:
-        """Run :func:`execute_step` on a worker and wait; its exception comes back as is."""
-        notebook = kwargs["notebook"]
+    @classmethod
+    def open(cls, settings: ExecutorSettings) -> DaskExecutor:
+        """Connect to the scheduler at ``settings.address``."""
+        if not settings.address:
+            raise OptionError("the Dask executor needs the address of a scheduler, e.g. "
+                              "tcp://127.0.0.1:8786", option="scheduler")
+        return cls(settings.address)
+
+    def parallelism(self) -> int | None:
+        """As many steps at once as the cluster has workers."""
+        return len(self.client.scheduler_info().get("workers", {})) or None
+
+    def run(self, call: StepCall, on_cell: CellListener | None = None) -> None:
+        """Run :func:`execute_step` on a worker and wait; its exception comes back as is. A
+        callback cannot cross to a worker: ``on_cell`` is not told of cells."""
+        notebook = call.notebook
         with self._lock:
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
@@ -59,7 +77,7 @@ class DaskExecutor:
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
-        future = self.client.submit(_run_on_worker, kwargs, upcoming[:1], plans, pure=False,
+        future = self.client.submit(_run_on_worker, call, upcoming[:1], plans, pure=False,
                                     **where)
         address = future.result()
         if upcoming:
@@ -116,31 +134,29 @@ def _plan(notebook: str) -> list[Module]:
     return [] if name is None else step_plan(spec, folder, name)
 
 
-def _run_on_worker(call: dict[str, Any], upcoming: list[str],
-                   plans: dict[str, list[Module]]) -> str:
+def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, list[Module]]) -> str:
     """On a worker: run the step in the kernel prepared for it (or a fresh one) while the
     kernel of ``upcoming`` starts; return this worker's address."""
     from distributed import get_worker
 
     from .kernelpool import KernelPool
 
-    key = (call["kernel"], call["workdir"], tuple(call["extra_arguments"]))
+    key = call.kernel
     with _LOCK:
         _PLANS.update(plans)
         pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[key] = KernelPool(call["kernel"], call["workdir"],
-                                            call["extra_arguments"], 1,
-                                            plan=lambda n: _PLANS.get(n, []))
+            pool = _POOLS[key] = KernelPool(call.kernel, 1, plan=lambda n: _PLANS.get(n, []))
         pool.planner = lambda: list(upcoming)
         # a kernel prepared for a step that went elsewhere would hold the pool's one place
-        stale = _ASKED.setdefault(key, set()) - {call["notebook"]}
+        stale = _ASKED.setdefault(key, set()) - {call.notebook}
         _ASKED[key] = set(upcoming)
     for notebook in stale:
         pool.discard(notebook)
-    lease = pool.lease(call["notebook"])
+    # the pool on a worker knows steps by their notebooks
+    lease = pool.lease(call.notebook)
     try:
-        execute_step(**call, kernel_manager=None if lease is None else lease.wait)
+        execute_step(call, kernel_manager=None if lease is None else lease.wait)
     finally:
         if lease is not None:
             lease.release()

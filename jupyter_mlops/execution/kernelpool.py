@@ -33,10 +33,9 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .stepexec import LOCAL_CHECK, Module
+from .stepexec import LOCAL_CHECK, KernelCommand, Module
 
 if TYPE_CHECKING:
     from .zygote import Zygote, _Member
@@ -99,14 +98,13 @@ class KernelPool:
     event loop in a thread of the pool's own. :meth:`close` shuts every kernel down.
     """
 
-    def __init__(self, kernel_name: str, workdir: str | Path, extra_arguments: list[str],
-                 size: int, planner: Planner | None = None,
-                 plan: Callable[[str], list[Module]] | None = None,
-                 startup_timeout: float = 60.0, fork: bool = True,
-                 preload: Callable[[str], list[Module]] | None = None) -> None:
-        self.kernel_name = kernel_name
-        self.workdir = str(workdir)
-        self.extra_arguments = list(extra_arguments)
+    def __init__(self, kernel: KernelCommand, size: int, planner: Planner | None = None,
+                 plan: Callable[[str], list[Module]] | None = None, *,
+                 preload: Callable[[str], list[Module]] | None = None,
+                 startup_timeout: float = 60.0, fork: bool = True) -> None:
+        self.kernel_name = kernel.name
+        self.workdir = str(kernel.workdir)
+        self.extra_arguments = list(kernel.extra_arguments)
         self.size = max(1, size)
         self.planner = planner
         self.plan = plan

@@ -7,6 +7,7 @@ import ast
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,30 @@ if TYPE_CHECKING:
 
 #: A module to import ahead: (name, the names a ``from`` import takes, whether it may fail).
 Module = tuple[str, tuple[str, ...], bool]
+
+
+@dataclass(frozen=True)
+class KernelCommand:
+    """The kernel a pipeline's steps run in: its kernelspec, the folder it works in (the
+    notebook's), and arguments added to its command line."""
+
+    name: str
+    workdir: str
+    extra_arguments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """One step notebook to execute into ``output``, as every executor receives it."""
+
+    step: str
+    notebook: str
+    output: str
+    kernel: KernelCommand
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: Seconds a cell may run before it is interrupted; None: no limit.
+    cell_timeout: float | None = None
+
 #: Python source defining ``_local(top)``, run where modules are imported ahead (a kernel's
 #: warm-up, :mod:`.kernelpool`; the zygote, :mod:`.zygote_main`): is a top-level module the
 #: user's own, found in the notebook's folder (an earlier step may still be writing it)?
@@ -43,13 +68,11 @@ _SETUP_IDS = ("mlops-header", "mlops-parameters", "mlops-setup", "mlops-load-ext
 _MAGIC = "__mlops_magic__"
 
 
-def execute_step(notebook: str, output: str, parameters: dict[str, Any], kernel: str,
-                 cell_timeout: float | None, workdir: str, extra_arguments: list[str],
-                 on_cell: Callable[[int, int, Any], None] | None = None,
+def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None = None,
                  kernel_manager: Callable[[], Any] | None = None) -> None:
-    """Run ``notebook`` into ``output`` with papermill's mlops engine, the kernel working in
-    ``workdir``; a timed-out cell is interrupted so papermill marks it. Raises what papermill
-    raises.
+    """Run ``call.notebook`` into ``call.output`` with papermill's mlops engine, the kernel
+    working in its folder; a timed-out cell is interrupted so papermill marks it. Raises what
+    papermill raises.
 
     ``kernel_manager``, called once papermill is imported (a kernel starts meanwhile), gives
     a started kernel to run in (see :mod:`.kernelpool`), or None: papermill starts one. The
@@ -62,10 +85,11 @@ def execute_step(notebook: str, output: str, parameters: dict[str, Any], kernel:
     if manager is not None:
         extra["km"] = manager
     papermill.execute_notebook(
-        notebook, output, parameters=parameters, kernel_name=kernel, progress_bar=False,
-        engine_name="mlops", on_cell=on_cell, execution_timeout=cell_timeout,
-        interrupt_on_timeout=True, resources={"metadata": {"path": workdir}},
-        extra_arguments=extra_arguments, **extra)
+        call.notebook, call.output, parameters=call.parameters, kernel_name=call.kernel.name,
+        progress_bar=False, engine_name="mlops", on_cell=on_cell,
+        execution_timeout=call.cell_timeout, interrupt_on_timeout=True,
+        resources={"metadata": {"path": call.kernel.workdir}},
+        extra_arguments=list(call.kernel.extra_arguments), **extra)
 
 
 def check_kernel(name: str) -> list[str]:

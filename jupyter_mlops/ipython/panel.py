@@ -196,17 +196,16 @@ class MlopsPanel(widgets.VBox):
         self.show(f"{step.name}: {event}{seconds}")
 
     def _run(self, folder: Path) -> None:
-        import hashlib
-
+        from ..pipeline.freshness import stale_export
         from ..pipeline.spec import PipelineSpec
         from ..run.report import summary
         from ..run.runner import run_pipeline
 
         try:
             spec = PipelineSpec.read(folder)
-            if spec.source_sha256 != hashlib.sha256(self.notebook.read_bytes()).hexdigest():
-                self.show(f"note: {self.notebook.name} changed since the export; click Export "
-                          "to run its latest cells")
+            note = stale_export(spec, folder)
+            if note is not None:
+                self.show(f"note: {note}")
             result = run_pipeline(folder, listener=self._progress)
         except MlopsError as err:
             self.status.value = "run failed"

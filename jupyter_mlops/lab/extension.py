@@ -19,8 +19,11 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .. import __version__
-from ..errors import AnalysisError, MlopsError
+from ..errors import AnalysisError, MlopsError, OptionError
 from .jobs import LabJobs
+
+#: The request field that holds each option the library may refuse (an OptionError's option).
+FIELDS = {"parameters": "parameters", "output": "path"}
 
 _RUN_ID = r"[0-9A-Za-z][0-9A-Za-z_.-]*"
 
@@ -48,6 +51,9 @@ def _answers_json(method: Handler) -> Handler:
         except AnalysisError as err:
             self._reply(400, {"error": str(err).splitlines()[0], "cell": err.cell,
                               "problems": [p.to_dict() for p in err.problems]})
+        except OptionError as err:  # the field of the request that holds the bad setting
+            self._reply(400, {"error": str(err).splitlines()[0], "cell": None,
+                              "field": FIELDS.get(err.option, err.option)})
         except MlopsError as err:
             self._reply(400, {"error": str(err).splitlines()[0], "cell": err.cell})
         except tornado.web.HTTPError:
@@ -153,7 +159,8 @@ class AnalyzeHandler(_Base):
 
     def _analyze(self, path: Path) -> dict[str, Any]:
         from ..pipeline.export import default_folder, plan
-        from ..pipeline.spec import SPEC_FILE
+        from ..pipeline.freshness import stale_export
+        from ..pipeline.spec import SPEC_FILE, PipelineSpec
         from ..run.report import describe_json
         from .view import captured_summary
 
@@ -163,6 +170,9 @@ class AnalyzeHandler(_Base):
         data["notebook"] = self.relative(path)
         data["pipeline_dir"] = self.relative(folder)
         data["exported"] = (folder / SPEC_FILE).is_file()
+        # the pipeline folder's own spec, not this analysis': has the notebook moved on?
+        data["stale"] = stale_export(PipelineSpec.read(folder), folder) \
+            if data["exported"] else None
         data["captured"] = captured_summary(path)
         return data
 
@@ -267,3 +277,7 @@ def load(server_app: Any) -> None:
     web_app.settings.setdefault("mlops_jobs", LabJobs())
     web_app.add_handlers(".*$", handlers(web_app.settings["base_url"]))
     server_app.log.info("jupyter-mlops %s: server extension loaded at /mlops/", __version__)
+    if not (Path(__file__).resolve().parent.parent / "labextension" / "package.json").is_file():
+        # an editable install on a machine without Node.js: the endpoints work, the panel is absent
+        server_app.log.warning("jupyter-mlops: the JupyterLab sidebar was not built; install "
+                               "Node.js 20 and run `pip install -e .` again to get it")

@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AnalysisError, Problem, SpecError
+from ..errors import AnalysisError, OptionError, Problem, SpecError
 from ..notebook.analysis import Analysis, analyze
 from ..notebook.captures import read_record
 from ..notebook.reader import read_notebook
@@ -122,17 +122,17 @@ def _check_target(folder: Path) -> PipelineSpec | None:
     if not folder.exists():
         return None
     if not folder.is_dir():
-        raise SpecError(f"{folder} exists and is not a folder; choose another -o")
+        raise OptionError(f"{folder} exists and is not a folder; choose another output folder",
+                          option="output")
     if (folder / SPEC_FILE).is_file():
         try:
             return PipelineSpec.read(folder)
         except SpecError:
             return None  # a broken spec of ours: the new export replaces it
     if any(folder.iterdir()):
-        raise SpecError(
+        raise OptionError(
             f"{folder} exists and is not a jupyter-mlops pipeline (no {SPEC_FILE}); "
-            "choose another folder with -o, or empty it"
-        )
+            "choose another output folder, or empty it", option="output")
     return None
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError, SpecError
+from ..errors import OptionError, ParameterError, SpecError
 from ..notebook.analysis import Output
 from ..notebook.params import Parameter
 from ..runtime._files import atomic_write
@@ -88,7 +88,8 @@ class PipelineSpec:
         for text in assignments:
             name, sep, raw = text.partition("=")
             if not sep or not name.strip():
-                raise ParameterError(f"`-p {text}` needs the form NAME=VALUE, e.g. -p alpha=0.5")
+                raise OptionError(f"`{text}` needs the form NAME=VALUE, e.g. alpha=0.5",
+                                  option="parameters")
             values[name.strip()] = self.parameter(name.strip()).parse(raw)
         return values
 

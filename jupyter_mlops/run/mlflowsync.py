@@ -1,4 +1,4 @@
-"""``run --mlflow URI``: mirror a run into MLflow (parameters, metrics, model, notebooks).
+"""The MLflow mirror: a finished run copied into MLflow (parameters, metrics, model, notebooks).
 
 The model goes as its skops file, never pickled; the requirements are the packages the steps
 import, given explicitly, so MLflow spends no time inferring them.
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError
+from .mirrors import Mirror
 
 if TYPE_CHECKING:
     from .results import RunResult
@@ -24,8 +25,8 @@ def require_mlflow() -> Any:
     try:
         import mlflow
     except ImportError:
-        raise MlopsError(f"--mlflow needs MLflow, which is not installed; {EXTRA_HINT}") \
-            from None
+        raise MlopsError(f"mirroring a run to MLflow needs MLflow, which is not installed; "
+                         f"{EXTRA_HINT}") from None
     return mlflow
 
 
@@ -72,3 +73,19 @@ def mirror_run(result: RunResult, uri: str, packages: dict[str, str]) -> str:
         client.log_artifact(run_id, str(run_file))
     client.set_terminated(run_id, "FINISHED" if result.status == "succeeded" else "FAILED")
     return run_id
+
+
+class MlflowMirror(Mirror):
+    """Mirrors runs to the MLflow tracking server or store at its target URI."""
+
+    name = "mlflow"
+
+    @classmethod
+    def open(cls, target: str) -> MlflowMirror:
+        """Say which extra is missing before anything runs."""
+        require_mlflow()
+        return cls(target)
+
+    def mirror(self, result: RunResult, packages: dict[str, str]) -> str:
+        """Log ``result`` to MLflow; the MLflow run id."""
+        return mirror_run(result, self.target, packages)

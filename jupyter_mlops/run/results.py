@@ -57,8 +57,13 @@ class RunResult:
     started: float = field(default_factory=time.time)
     ended: float | None = None
     error: str | None = None
-    #: The MLflow run this run was mirrored to, with ``--mlflow``.
-    mlflow_run_id: str | None = None
+    #: The id each mirror gave this run, by mirror name (``{"mlflow": MLFLOW_RUN_ID}``).
+    mirrored: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The MLflow run this run was mirrored to, if it was."""
+        return self.mirrored.get("mlflow")
 
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON-able data (``run.json``)."""

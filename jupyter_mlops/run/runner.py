@@ -2,7 +2,9 @@
 
 Each run gets a folder ``RUNS/RUN_ID/`` with the executed step notebooks (``steps/``), the
 artifacts each step saved (``artifacts/STEP/``) and ``run.json``, which is rewritten
-atomically whenever a step changes state, so anyone can follow a run by reading it.
+atomically whenever a step changes state, so anyone can follow a run by reading it. Where
+the step notebooks execute is an executor's business (:mod:`..execution.executors`), and
+where a finished run is mirrored a mirror's (:mod:`.mirrors`): the runner imports neither.
 """
 
 from __future__ import annotations
@@ -13,20 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError, SpecError
-from ..execution.daskexec import DaskExecutor
-from ..execution.kernelpool import KernelPool
-from ..execution.stepexec import (
-    check_kernel,
-    close_thread_loop,
-    execute_step,
-    step_plan,
-    zygote_plan,
-)
+from ..execution.executors import Executor, ExecutorSettings, RunPlan, open_executor
+from ..execution.stepexec import KernelCommand, StepCall, check_kernel, step_plan, zygote_plan
 from ..pipeline.spec import SPEC_FILE, PipelineSpec, Step
 from ..pipeline.stepnotebook import (
     ARTIFACTS_PARAMETER,
@@ -46,40 +42,51 @@ from .cache import (
     step_strings,
 )
 from .failure import describe_failure, mark_timeout
-from .mlflowsync import mirror_run, require_mlflow
+from .mirrors import Mirror, open_mirror
+from .options import RunOptions
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .store import RunStore, default_store
 
 
-class _Run:
-    """One run in progress; the scheduler around papermill."""
+@dataclass
+class _Plan:
+    """What a run was asked to do, checked before anything started."""
 
-    def __init__(self, spec: PipelineSpec, pipeline_dir: Path, result: RunResult,
-                 jobs: int, cell_timeout: float | None, listener: Listener | None,
-                 fail_on_drift: bool = False, store: RunStore | None = None,
-                 modes: dict[str, str] | None = None,
-                 environments: dict[str, dict[str, Any]] | None = None,
-                 kernel_arguments: list[str] | None = None) -> None:
-        self.fail_on_drift = fail_on_drift
+    spec: PipelineSpec
+    folder: Path
+    options: RunOptions
+    #: Parameter values: the spec's defaults, then what the run was given.
+    values: dict[str, Any]
+    #: Each step's mode (:mod:`.selection`).
+    modes: dict[str, str]
+    #: Each step's kernel environment: Python, packages, git commit (:mod:`.cache`).
+    environments: dict[str, dict[str, Any]]
+    kernel: KernelCommand
+    fail_on_drift: bool
+
+
+class _Run:
+    """One run in progress; the scheduler around the executor."""
+
+    def __init__(self, plan: _Plan, result: RunResult, store: RunStore | None,
+                 executor: Executor, jobs: int, listener: Listener | None) -> None:
+        self.plan = plan
+        self.spec = plan.spec
+        self.pipeline_dir = plan.folder
+        self.fail_on_drift = plan.fail_on_drift
+        self.cell_timeout = plan.options.cell_timeout
+        self.modes = plan.modes
+        self.environments = plan.environments
+        self.strings = {s.name: step_strings(plan.folder / s.notebook) for s in plan.spec.steps}
         self.store = store
-        self.modes = modes or {s.name: RUN for s in spec.steps}
-        self.environments = environments or {}
-        self.strings = {s.name: step_strings(pipeline_dir / s.notebook) for s in spec.steps}
-        self.spec = spec
-        self.pipeline_dir = pipeline_dir
+        self.executor = executor
         self.result = result
         self.jobs = jobs
-        self.cell_timeout = cell_timeout
         self.listener = listener
         self.lock = threading.Lock()
-        self.by_name = {s.name: r for s, r in zip(spec.steps, result.steps, strict=True)}
-        self.kernel_arguments = kernel_arguments or []
-        self.pooling = True  # start kernels ahead, in a pool (not with Dask)
-        self.pool: KernelPool | None = None
+        self.by_name = {s.name: r for s, r in zip(plan.spec.steps, result.steps, strict=True)}
         self.executing = self.stopping = False  # a step ran (no cache hit); Ctrl-C was hit
-        #: With ``--executor dask``, where step notebooks run instead of here.
-        self.dask: DaskExecutor | None = None
 
     def emit(self, event: str, step: StepResult) -> None:
         with self.lock:
@@ -118,8 +125,7 @@ class _Run:
                 hit = reuse(self.store, state.cache_key, step, artifacts / step.name)
                 if hit is not None:
                     state.cached_from, state.outputs, state.checks = hit
-                    if self.pool is not None:
-                        self.pool.discard(step.name)
+                    self.executor.skip(step.name)
                     state.status, state.ended = "done", time.time()
                     self.record(state)
                     self.emit("cached", state)
@@ -137,17 +143,11 @@ class _Run:
         state.status = "running"
         self.emit("started", state)
         self.executing = True
-        lease = self.pool.lease(step.name) if self.pool is not None else None
-        call = {"notebook": str(self.pipeline_dir / step.notebook), "output": str(output),
-                "parameters": values, "kernel": self.spec.kernel["name"],
-                "cell_timeout": self.cell_timeout, "workdir": str(self.workdir()),
-                "extra_arguments": self.kernel_arguments}
+        call = StepCall(step=step.name, notebook=str(self.pipeline_dir / step.notebook),
+                        output=str(output), kernel=self.plan.kernel, parameters=values,
+                        cell_timeout=self.cell_timeout)
         try:
-            if self.dask is not None:
-                self.dask.run(**call)  # a callback cannot cross to a worker: no cell progress
-            else:
-                execute_step(**call, on_cell=self.cell_listener(state),
-                             kernel_manager=None if lease is None else lease.wait)
+            self.executor.run(call, self.cell_listener(state))
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
             if self.cell_timeout is not None:
                 mark_timeout(output, self.cell_timeout)
@@ -159,10 +159,6 @@ class _Run:
         else:
             state.status = "done"
             state.outputs = _read_outputs(artifacts / step.name, step)
-        finally:
-            if lease is not None:
-                lease.release()
-            close_thread_loop()
         state.checks = _read_checks(artifacts / step.name)
         state.ended = time.time()
         self.record(state)
@@ -206,7 +202,7 @@ class _Run:
                 code_sha256=step.code_sha256, parameters=used)
 
     def workdir(self) -> Path:
-        return (self.pipeline_dir / self.spec.workdir).resolve()
+        return Path(self.plan.kernel.workdir)
 
     def schedule(self) -> None:
         """Start every step whose upstream steps are done; stop starting on a failure."""
@@ -216,24 +212,19 @@ class _Run:
                 state.status = "skipped"
                 self.record(state)
         waiting = [s for s in self.spec.steps if self.by_name[s.name].status == "pending"]
-        if self.pooling and self.dask is None:
-            # one more than -j waits: a chain of short steps then warms two kernels ahead
-            self.pool = KernelPool(self.spec.kernel["name"], self.workdir(),
-                                   self.kernel_arguments, self.jobs + 1, self.upcoming,
-                                   partial(step_plan, self.spec, self.pipeline_dir),
-                                   preload=partial(zygote_plan, self.spec, self.pipeline_dir))
+        self.executor.start(RunPlan(
+            self.plan.kernel, self.jobs, self.upcoming,
+            partial(step_plan, self.spec, self.pipeline_dir),
+            preload=partial(zygote_plan, self.spec, self.pipeline_dir)))
         threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
         try:
             self.dispatch(threads, waiting)
-        except BaseException:  # Ctrl-C: kill the kernels, so running steps end now
+        except BaseException:  # Ctrl-C: stop the kernels, so running steps end now
             self.stopping = True
-            if self.pool is not None:
-                self.pool.kill()
+            self.executor.kill()
             raise
         finally:
             threads.shutdown(wait=True)
-            if self.pool is not None:
-                self.pool.close()  # every kernel it started, used or not, is shut down
         for step in waiting:
             state = self.by_name[step.name]
             state.status = "not run"
@@ -276,74 +267,74 @@ def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:
     return found
 
 
-def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = None,
-                 *, runs_dir: str | Path | None = None, jobs: int | None = None,
-                 cell_timeout: float | None = None, listener: Listener | None = None,
-                 run_id: str | None = None, fail_on_drift: bool | None = None,
-                 store: str | Path | None = None, force: bool | list[str] = False,
-                 only: list[str] | None = None, start: str | None = None,
-                 resume: str | None = None, started_by: str = "api",
-                 mlflow: str | None = None, executor: str = "local",
-                 scheduler: str | None = None, kernel_pool: bool = True) -> RunResult:
+def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = None, *,
+                 listener: Listener | None = None, options: RunOptions | None = None,
+                 **settings: Any) -> RunResult:
     """Run the pipeline in ``pipeline_dir``; return the run's result (failed or not).
 
-    ``parameters`` are typed values (see :meth:`PipelineSpec.parse_parameters`);
-    ``fail_on_drift`` overrides the spec's setting of the same name. Every run is recorded
-    in ``store`` (default ``PIPELINE/.mlops/store.sqlite``); a step whose content key is
-    there already reuses its outputs unless ``force`` is True or names it. ``only`` runs
-    just those steps and ``start`` a step and all after it, upstream steps coming from the
-    store; ``resume`` re-runs the failed and unfinished steps of an earlier run in place;
-    ``mlflow`` (a tracking URI) mirrors the finished run into MLflow; ``executor="dask"``
-    runs the step notebooks on the Dask cluster at ``scheduler``; ``kernel_pool=False``
-    starts each step's kernel when the step starts instead of ahead (:mod:`.kernelpool`).
-    User errors (a bad folder, parameter, step or kernel) raise :class:`MlopsError` before
-    anything starts.
+    How to run it is ``options`` (:class:`.RunOptions`), or the same settings as keywords
+    (``runs_dir=``, ``jobs=``, ``fail_on_drift=``, ...); ``parameters`` are typed values
+    added to them. Every run is recorded in the run store; a step whose content key is
+    there already reuses its outputs unless forced. ``listener`` hears of every change of
+    state. User errors (a bad folder, parameter, step, option or kernel) raise
+    :class:`MlopsError` before anything starts.
     """
-    folder = Path(pipeline_dir)
+    if options is None:
+        options = RunOptions.of(**settings)
+    elif settings:
+        raise TypeError("give run_pipeline options or keyword settings, not both")
+    if parameters:
+        options = replace(options, parameters={**options.parameters, **parameters})
+    plan = _plan(Path(pipeline_dir), options.validate())
+    mirrors = [open_mirror(name, target) for name, target in options.mirrors.items()]
+    executor = open_executor(options.executor,
+                             ExecutorSettings(options.address, options.kernel_pool))
+    try:
+        result = _execute(plan, executor, listener)
+    finally:
+        executor.close()
+    _mirror(result, mirrors, plan.environments)
+    return result
+
+
+def _plan(folder: Path, options: RunOptions) -> _Plan:
+    """Read and check everything a run needs before it starts."""
     spec = PipelineSpec.read(folder)
     values = {p.name: p.default for p in spec.parameters}
-    for name, value in (parameters or {}).items():
+    for name, value in options.parameters.items():
         spec.parameter(name)  # unknown names are refused here
         values[name] = value
-    if jobs is not None and jobs < 1:
-        raise MlopsError(f"-j needs a number of parallel steps of at least 1, got {jobs}")
-    if cell_timeout is not None and cell_timeout <= 0:
-        raise MlopsError(f"--cell-timeout needs a positive number of seconds, got {cell_timeout}")
     for step in spec.steps:
         if not (folder / step.notebook).is_file():
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
-    kernel_arguments = check_kernel(spec.kernel["name"])
-    if mlflow is not None:
-        require_mlflow()  # say which extra is missing before anything runs
-    if executor not in ("local", "dask"):
-        raise MlopsError(f"unknown executor `{executor}`; use local or dask")
-    if executor == "dask" and not scheduler:
-        raise MlopsError("--executor dask needs --scheduler ADDRESS, e.g. tcp://127.0.0.1:8786")
-    dask = DaskExecutor(scheduler) if executor == "dask" and scheduler else None
-    modes = select(spec, only, start, {"*"} if force is True else set(force or []))
+    arguments = check_kernel(spec.kernel["name"])
+    force = options.force
+    modes = select(spec, list(options.only), options.start,
+                   {"*"} if force is True else set(force or ()))
+    fail_on_drift = options.fail_on_drift
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
     environments = {s.name: environment(spec.kernel["name"], step_imports(folder / s.notebook),
                                         folder.resolve()) for s in spec.steps}
-    run_store = RunStore(store if store is not None else default_store(folder))
+    kernel = KernelCommand(spec.kernel["name"], str((folder / spec.workdir).resolve()),
+                           tuple(arguments))
+    return _Plan(spec, folder, options, values, modes, environments, kernel, fail_on_drift)
+
+
+def _execute(plan: _Plan, executor: Executor, listener: Listener | None) -> RunResult:
+    """Open the run in the store, run its steps, and record how it ended."""
+    options = plan.options
+    store = RunStore(options.store if options.store is not None else default_store(plan.folder))
     try:
-        if resume is not None:
-            if parameters:
-                raise MlopsError("--resume re-runs with the run's own parameters; drop -p")
-            result = _reopen(run_store, resume, spec)
+        if options.resume is not None:
+            result = _reopen(store, options.resume, plan.spec)
         else:
-            result = _new_run(run_store, spec, folder, values, runs_dir, run_id, environments,
-                              started_by)
+            result = _new_run(store, plan, options.runs_dir, options.run_id)
     except BaseException:
-        run_store.close()
-        if dask is not None:
-            dask.close()
+        store.close()
         raise
-    if dask is not None and jobs is None:
-        jobs = len(dask.client.scheduler_info().get("workers", {})) or None
-    runner = _Run(spec, folder, result, jobs or os.cpu_count() or 1, cell_timeout, listener,
-                  fail_on_drift, run_store, modes, environments, kernel_arguments)
-    runner.dask, runner.pooling = dask, kernel_pool
+    jobs = options.jobs or executor.parallelism() or os.cpu_count() or 1
+    runner = _Run(plan, result, store, executor, jobs, listener)
     try:
         runner.schedule()
     finally:
@@ -352,39 +343,44 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
             s.status not in ("done", "skipped") for s in result.steps) else "succeeded"
         result.error = failed[0].error if failed else None
         result.ended = time.time()
-        run_store.finish_run(result.run_id, result.status, result.error)
-        run_store.close()
-        if dask is not None:
-            dask.close()
+        store.finish_run(result.run_id, result.status, result.error)
+        store.close()
         runner.emit("finished", result.steps[-1])
-    if mlflow is not None:
-        packages = {k: v for e in environments.values() for k, v in e["packages"].items()}
-        try:
-            result.mlflow_run_id = mirror_run(result, mlflow, packages)
-        except MlopsError:
-            raise
-        except Exception as err:  # MLflow's own errors: a bad URI, a store it cannot open
-            raise MlopsError(f"run {result.run_id} {result.status}, but mirroring it to MLflow "
-                             f"at {mlflow} failed: {type(err).__name__}: {err}") from None
     return result
 
 
-def _new_run(store: RunStore, spec: PipelineSpec, folder: Path, values: dict[str, Any],
-             runs_dir: str | Path | None, run_id: str | None,
-             environments: dict[str, dict[str, Any]], started_by: str) -> RunResult:
+def _mirror(result: RunResult, mirrors: list[Mirror],
+            environments: dict[str, dict[str, Any]]) -> None:
+    """Copy the finished run to each mirror; a mirror's own failure is one line."""
+    packages = {k: v for e in environments.values() for k, v in e["packages"].items()}
+    for mirror in mirrors:
+        try:
+            mirrored = mirror.mirror(result, packages)
+        except MlopsError:
+            raise
+        except Exception as err:  # the tracker's own errors: a bad URI, a store it cannot open
+            raise MlopsError(f"run {result.run_id} {result.status}, but mirroring it to "
+                             f"{mirror.name} at {mirror.target} failed: "
+                             f"{type(err).__name__}: {err}") from None
+        result.mirrored[mirror.name] = mirrored
+
+
+def _new_run(store: RunStore, plan: _Plan, runs_dir: str | Path | None,
+             run_id: str | None) -> RunResult:
     run_id = run_id or new_run_id()
+    spec, folder, environments = plan.spec, plan.folder, plan.environments
     base = Path(runs_dir) if runs_dir is not None else folder / "runs"
     # absolute: the kernels run in the notebook's folder, not in ours
     run_folder = (base / run_id).resolve()
     (run_folder / "steps").mkdir(parents=True, exist_ok=False)
     first = environments[spec.steps[0].name]
     store.start_run(
-        run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, values,
+        run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, plan.values,
         {"python": first["python"], "git_commit": first["git_commit"],
          "steps": {n: e["packages"] for n, e in environments.items()}},
-        started_by, [s.name for s in spec.steps])
+        plan.options.started_by, [s.name for s in spec.steps])
     return RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
-                     parameters=values, steps=[StepResult(s.name) for s in spec.steps])
+                     parameters=plan.values, steps=[StepResult(s.name) for s in spec.steps])
 
 
 def _reopen(store: RunStore, run_id: str, spec: PipelineSpec) -> RunResult:

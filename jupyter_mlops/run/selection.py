@@ -6,7 +6,7 @@ Every step gets a mode: ``run`` (unless its key is cached), ``force`` (run even 
 
 from __future__ import annotations
 
-from ..errors import MlopsError
+from ..errors import OptionError
 from ..pipeline.spec import PipelineSpec
 
 RUN, FORCE, REUSE, SKIP = "run", "force", "reuse", "skip"
@@ -42,7 +42,8 @@ def select(spec: PipelineSpec, only: list[str] | None = None, start: str | None 
     """The mode of every step (see the module docstring)."""
     force = force or set()
     if only and start:
-        raise MlopsError("--only and --from cannot be used together; pick one")
+        raise OptionError("choose the steps to run by name or by the first one, not both",
+                          option="only")
     for name in [*(only or []), *([start] if start else []), *(force - {"*"})]:
         spec.step(name)  # an unknown name is refused before anything runs
     if only:

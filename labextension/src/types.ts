@@ -70,6 +70,8 @@ export interface IAnalysis {
   notebook: string;
   pipeline_dir: string;
   exported: boolean;
+  /** Why the exported pipeline no longer matches the notebook, or null. */
+  stale: string | null;
   captured: ICaptured;
 }
 

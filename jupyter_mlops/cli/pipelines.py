@@ -1,0 +1,181 @@
+"""``export``, ``show``, ``run`` and ``test``: from a notebook to a pipeline, and running it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+from .common import say
+
+
+def add_commands(sub: Any) -> None:
+    """Add this module's subcommands to the CLI's subparsers."""
+    export = sub.add_parser("export", help="write a pipeline folder from a notebook",
+                            description="Write a pipeline folder (pipeline.yaml, one notebook "
+                            "per step, README.md) from a marked notebook.")
+    export.add_argument("notebook", metavar="NOTEBOOK")
+    export.add_argument("-o", "--output", metavar="DIR",
+                        help="pipeline folder (default: <stem>_pipeline/ beside the notebook)")
+    export.add_argument("--split", choices=["headings"],
+                        help="start a step at each level-2 markdown heading")
+    export.add_argument("--allow-pickle", action="store_true",
+                        help="pass values of other types between steps with pickle (opt-in: "
+                        "only load pickles you trust)")
+    export.set_defaults(handler=cmd_export)
+
+    show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
+                          description="Show what a notebook would export to, or what a "
+                          "pipeline folder holds.")
+    show.add_argument("target", metavar="NOTEBOOK|PIPELINE_DIR")
+    show.add_argument("--json", action="store_true", help="print JSON (what the sidebar reads)")
+    show.add_argument("--split", choices=["headings"],
+                      help="start a step at each level-2 markdown heading")
+    show.set_defaults(handler=cmd_show)
+
+    run = sub.add_parser("run", help="run a pipeline folder with papermill",
+                         description="Run a pipeline: steps in dependency order, independent "
+                         "steps in parallel, each executed notebook kept in the run's folder.")
+    run.add_argument("pipeline", metavar="PIPELINE_DIR")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a pipeline parameter (repeatable)")
+    run.add_argument("--runs-dir", metavar="DIR", help="where runs go (default: PIPELINE_DIR/runs)")
+    run.add_argument("-j", "--jobs", type=int, metavar="N",
+                     help="steps run at once (default: the number of cores)")
+    run.add_argument("--cell-timeout", type=float, metavar="S",
+                     help="fail a cell that runs longer than S seconds")
+    run.add_argument("--store", metavar="PATH",
+                     help="the run store (default: PIPELINE_DIR/.mlops/store.sqlite)")
+    run.add_argument("--force", nargs="?", const="*", action="append", metavar="STEP",
+                     help="run every step (or STEP, repeatable) even if unchanged")
+    run.add_argument("--only", action="append", metavar="STEP",
+                     help="run just STEP (repeatable); upstream results come from the store")
+    run.add_argument("--from", dest="start", metavar="STEP",
+                     help="run STEP and every step after it; upstream results from the store")
+    run.add_argument("--resume", metavar="RUN_ID",
+                     help="re-run the failed and unfinished steps of an earlier run")
+    run.add_argument("--no-pool", dest="kernel_pool", action="store_false",
+                     help="start each step's kernel when the step starts, not ahead of it")
+    run.add_argument("--executor", default="local", metavar="NAME",
+                     help="where step notebooks run: local (default) or dask (needs "
+                     "jupyter-mlops[dask])")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="the Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    run.add_argument("--mlflow", metavar="URI",
+                     help="mirror the run into MLflow at this tracking URI "
+                     "(needs jupyter-mlops[mlflow])")
+    run.add_argument("--fail-on-drift", action="store_true", default=None,
+                     help="fail a step whose data drifted from what the notebook saw "
+                     "(default: warn, or the pipeline's own setting)")
+    run.set_defaults(handler=cmd_run)
+
+    test = sub.add_parser("test", help="run the tests generated for a pipeline",
+                          description="Run the pytest tests that export generated from what "
+                          "the notebook captured; extra arguments go to pytest.")
+    test.add_argument("pipeline", metavar="PIPELINE_DIR")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS")
+    test.set_defaults(handler=cmd_test)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``jupyter mlops export``."""
+    from ..pipeline.export import export
+
+    result = export(args.notebook, args.output, split=args.split, allow_pickle=args.allow_pickle)
+    for warning in result.warnings:
+        say(f"warning: {warning.message}")
+    steps = ", ".join(s.name for s in result.spec.steps)
+    print(f"Exported {Path(args.notebook).name} to {result.folder}/ "
+          f"({len(result.spec.steps)} steps: {steps})")
+    print(f"Run it with: jupyter mlops run {result.folder}")
+    return 0
+
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``jupyter mlops show``."""
+    import json
+
+    from ..pipeline.spec import PipelineSpec
+    from ..run.report import describe, describe_json
+
+    target = Path(args.target)
+    if target.is_dir():
+        spec, analysis = PipelineSpec.read(target), None
+    else:
+        from ..pipeline.export import plan
+
+        analysis, spec = plan(target, split=args.split)
+    if args.json:
+        print(json.dumps(describe_json(spec, analysis), indent=1, default=str))
+    else:
+        print(describe(spec, analysis))
+    return 2 if analysis is not None and analysis.errors else 0
+
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
+
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``jupyter mlops run``."""
+    import logging
+
+    from ..pipeline.freshness import stale_export
+    from ..pipeline.spec import PipelineSpec
+    from ..run.options import RunOptions
+    from ..run.report import progress_printer, summary
+    from ..run.runner import run_pipeline
+
+    # Each failure is reported once, in our own words; papermill's log lines would repeat it.
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    spec = PipelineSpec.read(args.pipeline)
+    note = stale_export(spec, args.pipeline)
+    if note is not None:
+        say(f"warning: {note}")
+    options = RunOptions(
+        parameters=spec.parse_parameters(args.parameter), runs_dir=args.runs_dir,
+        jobs=args.jobs, cell_timeout=args.cell_timeout, fail_on_drift=args.fail_on_drift,
+        store=args.store, force=True if "*" in (args.force or []) else tuple(args.force or ()),
+        only=tuple(args.only or ()), start=args.start, resume=args.resume,
+        mirrors={"mlflow": args.mlflow} if args.mlflow else {}, executor=args.executor,
+        address=args.scheduler, kernel_pool=args.kernel_pool, started_by=f"cli:{_user()}")
+    result = run_pipeline(args.pipeline, options=options, listener=progress_printer(spec))
+    print(summary(result))
+    if result.mlflow_run_id:
+        print(f"Mirrored to MLflow at {args.mlflow}: run {result.mlflow_run_id}")
+    if result.status != "succeeded":
+        say(result.error or "the run did not finish")
+        return 1
+    return 0
+
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """``jupyter mlops test``: pytest on the pipeline's generated tests; exit 1 if any fail."""
+    import subprocess
+
+    from ..pipeline.gentests import TESTS_DIR
+    from ..pipeline.spec import PipelineSpec
+
+    folder = Path(args.pipeline)
+    PipelineSpec.read(folder)  # a clear error for a folder that is not a pipeline
+    tests = folder / TESTS_DIR
+    if not (tests / "test_pipeline.py").is_file():
+        raise MlopsError(f"{folder} has no generated tests; export the notebook again with "
+                         "this jupyter-mlops")
+    extra = [a for a in args.pytest_args if a != "--"]
+    code = subprocess.call([sys.executable, "-m", "pytest", str(tests), "-p",
+                            "no:cacheprovider", "-q", *extra])
+    return 0 if code == 0 else 1 if code == 1 else 2
+
+
