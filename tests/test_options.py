@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import write_notebook
+
 from jupyter_mlops.cli.app import describe_error
 from jupyter_mlops.errors import OptionError
 from jupyter_mlops.execution.executors import ExecutorSettings, executor_names, open_executor
@@ -48,7 +48,7 @@ def test_run_options_keep_the_keywords_run_pipeline_always_took() -> None:
     assert options.mirrors == {"mlflow": "sqlite:///m.db"}
     assert options.address == "tcp://127.0.0.1:8786"
     assert options.force == ("a",) and options.only == ("b",)
-    with pytest.raises(TypeError, match="unknown run option.*jbos"):
+    with pytest.raises(TypeError, match=r"unknown run option.*jbos"):
         RunOptions.of(jbos=2)
 
 
