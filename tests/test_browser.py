@@ -117,11 +117,11 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         store = RunStore(default_store(root / "diabetes/diabetes_pipeline"))
         run = store.runs(1)[0]
         store.close()
-        assert run["status"] == "succeeded" and run["started_by"] == "jupyterlab"
-        assert run["parameters"]["n_estimators"] == 60  # typed, not "60"
+        assert run.status == "succeeded" and run.started_by == "jupyterlab"
+        assert run.parameters["n_estimators"] == 60  # typed, not "60"
         metrics = row.locator(".jp-mlops-metrics").text_content()
-        assert set(run["metrics"]) == {"rmse", "mae", "r2"}
-        for name, value in run["metrics"].items():
+        assert set(run.metrics) == {"rmse", "mae", "r2"}
+        for name, value in run.metrics.items():
             assert f"{name}={float(value):.4g}" in metrics, metrics
 
         # the run's executed notebooks open from the history

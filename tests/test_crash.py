@@ -159,11 +159,11 @@ def _verify_store(path: Path) -> list[dict[str, Any]]:
     finally:
         store.close()
     for run in runs:
-        assert run["status"] in STATUSES, run
-        for step in run["steps"]:
-            for name, manifest in step["outputs"].items():
-                data = Path(run["folder"]) / "artifacts" / step["step"] / manifest["file"]
-                assert data.is_file(), f"the store records {name} of {run['run_id']}, missing"
+        assert run.status in STATUSES, run
+        for step in run.steps:
+            for name, manifest in step.outputs.items():
+                data = Path(run.folder) / "artifacts" / step.step / manifest["file"]
+                assert data.is_file(), f"the store records {name} of {run.run_id}, missing"
                 assert sha256_file(data) == manifest["sha256"], f"{data} fails its hash"
     return runs
 
@@ -224,7 +224,7 @@ def test_kill_the_runner_while_a_step_runs(tmp_path: Path, runs: Runs) -> None:
     runs.cleanup()  # the kernel it orphaned
 
     assert _verify_files(runs_dir, strict=True) == 1  # first's output, whole
-    killed = {r["run_id"]: r for r in _verify_store(default_store(pipeline))}
+    killed = {r.run_id: r for r in _verify_store(default_store(pipeline))}
     assert killed.get(folder.name, {"status": "running"})["status"] == "running"
     assert json.loads((folder / "run.json").read_text())["status"] == "running"
 

@@ -205,8 +205,8 @@ def test_cli_no_pool_starts_each_kernel_with_its_step(tmp_path: Path, marker: Pa
     store = RunStore(default_store(pipeline))
     run = store.runs(1)[0]
     store.close()
-    a_ended = run["steps"][0]["ended"]
-    assert _imported(marker)[int(run["metrics"]["kernel_pid"])] > a_ended
+    a_ended = run.steps[0].ended
+    assert _imported(marker)[int(run.metrics["kernel_pid"])] > a_ended
 
 
 @pytest.mark.kernel

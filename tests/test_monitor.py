@@ -49,7 +49,7 @@ def test_same_data_is_healthy_with_a_plot_per_column(pipeline: Path, run: dict[s
     code, report, stdout = _monitor(pipeline, data, tmp_path / "report")
     assert code == 0, stdout
     assert report["healthy"] and report["reasons"] == []
-    assert report["run_id"] == run["run_id"]
+    assert report["run_id"] == run.run_id
     # the run's training frame is the reference: the columns the new data shares with it
     assert report["reference"]["variable"] == "X_train"
     assert sorted(report["drift"]["columns"]) == ["a", "b", "c"]
@@ -83,11 +83,11 @@ def test_metrics_are_computed_again_on_labelled_data(pipeline: Path, run: dict[s
     data = make_data(tmp_path / "labelled.csv", 500, seed=13)
     code, report, _ = _monitor(pipeline, data, tmp_path / "good", "--labels", "label")
     frame = pd.read_csv(data)
-    model = load("model", Path(run["folder"]) / "artifacts" / "train")
+    model = load("model", Path(run.folder) / "artifacts" / "train")
     expected = float((model.predict(frame[["a", "b", "c"]]) == frame["label"]).mean())
     (accuracy,) = report["metrics"]
     assert accuracy["name"] == "accuracy" and accuracy["value"] == pytest.approx(expected)
-    assert accuracy["run_value"] == run["metrics"]["accuracy"]
+    assert accuracy["run_value"] == run.metrics["accuracy"]
     assert accuracy["min"] is not None and accuracy["ok"] is True
     assert code == 0
 
@@ -105,7 +105,7 @@ def test_metric_formulas_match_scikit_learn(pipeline: Path, run: dict[str, Any],
     from sklearn import metrics
 
     frame = pd.read_csv(make_data(tmp_path / "m.csv", 300, seed=15))
-    model = load("model", Path(run["folder"]) / "artifacts" / "train")
+    model = load("model", Path(run.folder) / "artifacts" / "train")
     X, y = frame[["a", "b", "c"]], frame["label"]
     assert metric_value("f1", y, model, X) == pytest.approx(
         metrics.f1_score(y, model.predict(X)))

@@ -61,15 +61,15 @@ def test_drift_retrains_and_the_better_run_is_promoted(pipeline: Path, tmp_path:
     store = _store(pipeline)
     try:
         new = store.run(outcome["run_id"])
-        assert new["parameters"]["data_path"] == str(data.resolve())
-        assert new["replaces"] == first
-        assert new["trigger"]["trigger"] in ("drift", "metrics")
-        assert new["trigger"]["scores"]["a"] < 0.05  # the KS p-value that triggered it
-        assert new["started_by"].startswith("retrain:")
+        assert new.parameters["data_path"] == str(data.resolve())
+        assert new.replaces == first
+        assert new.trigger["trigger"] in ("drift", "metrics")
+        assert new.trigger["scores"]["a"] < 0.05  # the KS p-value that triggered it
+        assert new.started_by.startswith("retrain:")
         assert store.served_run("loop") == outcome["run_id"]
         (decision,) = store.promotions("loop")
-        assert decision["promoted"] and decision["served"] == outcome["run_id"]
-        assert decision["previous"] == first and "not worse" in decision["reason"]
+        assert decision.promoted and decision.served == outcome["run_id"]
+        assert decision.previous == first and "not worse" in decision.reason
     finally:
         store.close()
     # the next monitor compares with the promoted run: the moved data is its own now
@@ -107,9 +107,9 @@ def test_a_worse_run_is_not_promoted_and_the_decision_is_recorded(pipeline: Path
     try:
         assert store.served_run("loop") == served
         decision = store.promotions("loop")[-1]
-        assert not decision["promoted"] and decision["candidate"] == outcome["run_id"]
-        assert decision["served"] == served and decision["reason"]
-        assert store.run(outcome["run_id"])["replaces"] == served
+        assert not decision.promoted and decision.candidate == outcome["run_id"]
+        assert decision.served == served and decision.reason
+        assert store.run(outcome["run_id"]).replaces == served
     finally:
         store.close()
 
@@ -179,13 +179,13 @@ def test_an_older_store_gains_the_new_columns(tmp_path: Path) -> None:
     store = RunStore(path)
     try:
         old = store.run("r0")
-        assert old["trigger"] is None and old["replaces"] is None
+        assert old.trigger is None and old.replaces is None
         assert store.served_run("p") == "r0"
         store.start_run("r1", "p", "x", tmp_path / "r1", {}, {}, "me", ["a"])
         store.set_trigger("r1", {"trigger": "drift", "scores": {"a": 0.01}}, "r0")
         new = store.run("r1")
-        assert new["trigger"] == {"trigger": "drift", "scores": {"a": 0.01}}
-        assert new["replaces"] == "r0"
+        assert new.trigger == {"trigger": "drift", "scores": {"a": 0.01}}
+        assert new.replaces == "r0"
         store.record_promotion("p", "r0", candidate="r1", previous="r0", promoted=False,
                                reason="r1 is running")
         store.finish_run("r1", "succeeded", None)
@@ -193,4 +193,4 @@ def test_an_older_store_gains_the_new_columns(tmp_path: Path) -> None:
         assert store.served_run("p") == "r0"
     finally:
         store.close()
-    assert RunStore(path).run("r1")["replaces"] == "r0"  # opening it again changes nothing
+    assert RunStore(path).run("r1").replaces == "r0"  # opening it again changes nothing

@@ -67,7 +67,7 @@ def _rows(path: Path, count: int) -> list[dict[str, Any]]:
 
 
 def _model(run: dict[str, Any]) -> Any:
-    folder = Path(run["folder"]) / "artifacts" / "train"
+    folder = Path(run.folder) / "artifacts" / "train"
     return load("model", folder)
 
 
@@ -240,7 +240,7 @@ def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
                 first_run["run_id"]
             assert served.metrics()[("mlops_model_switches_total", ())] == 1
             # a promoted run whose model file changed after it was written is not loaded
-            model_file = Path(store.run(second)["folder"]) / "artifacts" / "train" / "model.skops"
+            model_file = Path(store.run(second).folder) / "artifacts" / "train" / "model.skops"
             original = model_file.read_bytes()
             model_file.write_bytes(original + b"tampered")
             try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import run_cli, write_notebook
 from tornado.httpclient import HTTPClientError
+from wire import assert_wire
 
 pytestmark = pytest.mark.kernel
 
@@ -77,6 +78,7 @@ async def test_version_answers(jp_fetch: Any) -> None:
 async def test_analyze_is_show_json(jp_fetch: Any, jp_root_dir: Path) -> None:
     small_notebook(jp_root_dir)
     code, data = await call(jp_fetch, "POST", "analyze", body={"path": "work/small.ipynb"})
+    assert_wire(data, "IAnalysis")
     assert code == 200, data
     assert [s["name"] for s in data["pipeline"]["steps"]] == ["make", "total"]
     assert [p["name"] for p in data["pipeline"]["parameters"]] == ["scale", "sleep"]
@@ -95,6 +97,7 @@ async def test_export_run_and_history(jp_fetch: Any, jp_root_dir: Path) -> None:
     small_notebook(jp_root_dir)
     code, data = await call(jp_fetch, "POST", "export", body={"path": "work/small.ipynb"})
     assert code == 200, data
+    assert_wire(data, "IExportReply")
     assert data["pipeline_dir"] == "work/small_pipeline"
     assert data["steps"] == ["make", "total"]
     assert (jp_root_dir / "work/small_pipeline/pipeline.yaml").is_file()
@@ -102,8 +105,10 @@ async def test_export_run_and_history(jp_fetch: Any, jp_root_dir: Path) -> None:
     code, data = await call(jp_fetch, "POST", "runs",
                             body={"pipeline": "work/small_pipeline", "parameters": {"scale": 3}})
     assert code == 202, data
+    assert_wire(data, "IRunStarted")
     run_id = data["run_id"]
     run = await wait_for_run(jp_fetch, "work/small_pipeline", run_id)
+    assert_wire(run, "IRunStatus")
     assert run["status"] == "succeeded", run
     assert run["parameters"]["scale"] == 3
     assert [s["status"] for s in run["steps"]] == ["done", "done"]
@@ -119,6 +124,7 @@ async def test_export_run_and_history(jp_fetch: Any, jp_root_dir: Path) -> None:
             break
         await asyncio.sleep(0.2)
     assert data["active"] == []
+    assert_wire(data, "IRunsReply")
     latest = data["runs"][0]
     assert latest["run_id"] == run_id and latest["status"] == "succeeded"
     assert latest["metrics"] == {"score": pytest.approx(1.35)}  # 3 * 45 / 100
@@ -253,6 +259,8 @@ async def test_user_errors_are_json_4xx(jp_fetch: Any, jp_root_dir: Path) -> Non
         code, data = await call(jp_fetch, method, *parts, body=body, params=params)
         assert code == status, (parts, body, data)
         assert isinstance(data, dict) and words in data["error"], (parts, data)
+        assert_wire(data, "IErrorReply")
         assert "Traceback" not in data["error"] and "\n" not in data["error"]
     code, data = await call(jp_fetch, "POST", "export", body={"path": "bad.ipynb"})
     assert data["cell"] == 1 and data["problems"][0]["cell"] == 1
+    assert_wire(data, "IErrorReply")

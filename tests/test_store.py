@@ -16,6 +16,7 @@ import pytest
 from conftest import run_cli, write_notebook
 
 from jupyter_mlops.errors import MlopsError
+from jupyter_mlops.run.records import StepRecord
 from jupyter_mlops.run.store import RunStore, default_store
 from jupyter_mlops.runtime._files import sha256_file
 
@@ -47,9 +48,9 @@ def _verify_run(run: dict[str, Any]) -> int:
     """Every output the store records for a run is a file whose sha256 is the manifest's,
     beside a manifest file that says the same; the number checked."""
     checked = 0
-    for step in run["steps"]:
-        for name, manifest in step["outputs"].items():
-            folder = Path(run["folder"]) / "artifacts" / step["step"]
+    for step in run.steps:
+        for name, manifest in step.outputs.items():
+            folder = Path(run.folder) / "artifacts" / step.step
             assert sha256_file(folder / manifest["file"]) == manifest["sha256"], (run, name)
             assert json.loads((folder / f"{name}.json").read_text()) == manifest
             checked += 1
@@ -111,8 +112,8 @@ def test_runs_list_show_and_diff(tmp_path: Path) -> None:
     # a does not use k: reused from the first run; b does: it ran
     assert re.search(rf"^  a: done \(reused from {ids[0]}\), ", text, re.M), text
     assert re.search(r"^  b: done, \d+\.\d s$", text, re.M), text
-    for step in run["steps"]:
-        for name, manifest in step["outputs"].items():
+    for step in run.steps:
+        for name, manifest in step.outputs.items():
             assert f"    {name}: json sha256 {manifest['sha256'][:12]}" in text, text
     data = sha256_file(tmp_path / "data.csv")[:12]
     assert f"    reads data.csv: sha256 {data}" in text, text
@@ -198,7 +199,7 @@ def _record(store: RunStore, run_id: str, step: str, **overrides: Any) -> None:
                               "notebook": f"{step}.ipynb", "error": None, "checks": [],
                               "outputs": {}, "files": {}}
     fields.update(overrides)
-    store.record_step(run_id, step, **fields)
+    store.record_step(StepRecord(run_id, step, **fields))
 
 
 def test_runstore_round_trip(tmp_path: Path) -> None:
@@ -206,13 +207,13 @@ def test_runstore_round_trip(tmp_path: Path) -> None:
     store = RunStore(path)
     _start(store, "run-1", ["load", "train"], tmp_path)
     run = store.run("run-1")
-    assert run["status"] == "running" and run["ended"] is None
-    assert run["parameters"] == {"n": 3, "name": "x"}
-    assert run["folder"] == str(tmp_path / "run-1")
-    assert [(s["step"], s["status"]) for s in run["steps"]] == [("load", "pending"),
+    assert run.status == "running" and run.ended is None
+    assert run.parameters == {"n": 3, "name": "x"}
+    assert run.folder == str(tmp_path / "run-1")
+    assert [(s.step, s.status) for s in run.steps] == [("load", "pending"),
                                                                  ("train", "pending")]
     store.mark_step("run-1", "load", "running", 5.0)
-    assert store.run("run-1")["steps"][0]["status"] == "running"
+    assert store.run("run-1").steps[0].status == "running"
 
     frame = _manifest("df", "a" * 64)
     acc = _manifest("acc", "b" * 64, role="metrics", value=0.75)
@@ -226,12 +227,12 @@ def test_runstore_round_trip(tmp_path: Path) -> None:
     assert store.artifacts("run-1", "load") == {"df": frame}
     assert store.artifacts("run-1", "nope") == {}
     run = store.run("run-1")
-    assert run["status"] == "succeeded" and run["ended"] >= run["started"]
-    assert run["metrics"] == {"acc": 0.75}
-    steps = {s["step"]: s for s in run["steps"]}
-    assert steps["load"]["files"] == {"data.csv": "c" * 64}
-    assert steps["train"]["checks"] == [{"kind": "metric"}]
-    assert steps["train"]["outputs"] == {"acc": acc}
+    assert run.status == "succeeded" and run.ended >= run.started
+    assert run.metrics == {"acc": 0.75}
+    steps = {s.step: s for s in run.steps}
+    assert steps["load"].files == {"data.csv": "c" * 64}
+    assert steps["train"].checks == [{"kind": "metric"}]
+    assert steps["train"].outputs == {"acc": acc}
 
     # a reused step and a failed one make no cache entry; a second run is listed first
     time.sleep(0.01)
@@ -243,20 +244,20 @@ def test_runstore_round_trip(tmp_path: Path) -> None:
     store.finish_run("run-2", "failed", "boom")
     assert store.cached("key-load") == ("run-1", "load")
     assert store.cached("key-failed") is None
-    assert [r["run_id"] for r in store.runs()] == ["run-2", "run-1"]
-    assert [r["run_id"] for r in store.runs(limit=1)] == ["run-2"]
-    assert store.run("run-2")["error"] == "boom"
-    assert store.run("run-2")["steps"][0]["cached_from"] == "run-1"
+    assert [r.run_id for r in store.runs()] == ["run-2", "run-1"]
+    assert [r.run_id for r in store.runs(limit=1)] == ["run-2"]
+    assert store.run("run-2").error == "boom"
+    assert store.run("run-2").steps[0].cached_from == "run-1"
     with pytest.raises(MlopsError, match="no run `run-3`"):
         store.run("run-3")
     with pytest.raises(MlopsError, match="no run `run-`"):  # ambiguous: two runs match
         store.run("run-")
-    assert store.run("n-2")["run_id"] == "run-2"
+    assert store.run("n-2").run_id == "run-2"
     store.close()
 
     # everything is on disk: another connection sees it
     again = RunStore(path)
-    assert [r["status"] for r in again.runs()] == ["failed", "succeeded"]
+    assert [r.status for r in again.runs()] == ["failed", "succeeded"]
     assert again.cached("key-train") == ("run-1", "train")
     again.close()
 
@@ -281,10 +282,10 @@ def test_record_step_is_one_transaction(tmp_path: Path) -> None:
     for reader in (store, RunStore(path)):
         after = reader.run("run-1")
         assert after == before
-        steps = {s["step"]: s for s in after["steps"]}
-        assert steps["load"]["status"] == "done" and steps["load"]["cache_key"] == "key-load"
-        assert steps["load"]["outputs"] == {"df": good}
-        assert steps["train"]["status"] == "pending" and steps["train"]["cache_key"] is None
+        steps = {s.step: s for s in after.steps}
+        assert steps["load"].status == "done" and steps["load"].cache_key == "key-load"
+        assert steps["load"].outputs == {"df": good}
+        assert steps["train"].status == "pending" and steps["train"].cache_key is None
         assert reader.artifacts("run-1", "train") == {}
         assert reader.cached("key-new") is None and reader.cached("key-train") is None
     rows = sqlite3.connect(path).execute(
@@ -313,14 +314,14 @@ def test_four_concurrent_runs_share_one_store(tmp_path: Path) -> None:
     store = RunStore(default_store(pipeline))
     runs = store.runs()
     store.close()
-    assert {r["run_id"] for r in runs} == ids
-    assert all(r["status"] == "succeeded" for r in runs)
+    assert {r.run_id for r in runs} == ids
+    assert all(r.status == "succeeded" for r in runs)
     for run in runs:
-        assert [s["status"] for s in run["steps"]] == ["done", "done"]
-        assert run["metrics"] == {"score": 10.0}
+        assert [s.status for s in run.steps] == ["done", "done"]
+        assert run.metrics == {"score": 10.0}
         assert _verify_run(run) == 2
-        for step in run["steps"]:
-            assert step["cached_from"] is None or step["cached_from"] in ids
+        for step in run.steps:
+            assert step.cached_from is None or step.cached_from in ids
     db = sqlite3.connect(default_store(pipeline))
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     # every cache entry points at a step that really ran, in a run of the store

@@ -70,9 +70,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             from ..runtime._files import atomic_write
 
             data = store.run(action[1])
-            history = [store.run(r["run_id"]) for r in store.runs(limit=1000)
-                       if r["pipeline"] == data["pipeline"]]
-            target = Path(args.output) if args.output else Path(data["folder"]) / "report.html"
+            history = [r for r in store.runs(limit=1000) if r.pipeline == data.pipeline]
+            target = Path(args.output) if args.output else Path(data.folder) / "report.html"
             atomic_write(target, render_report(data, history))
             data, text = {"report": str(target)}, f"Wrote {target}"
         elif action[0] == "lineage" and len(action) == 2 and ":" in action[1]:
@@ -87,7 +86,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
                              "`lineage RUN_ID:VARIABLE`")
     finally:
         store.close()
-    print(json.dumps(data, indent=1, default=str) if args.json else text)
+    print(json.dumps(_plain(data), indent=1, default=str) if args.json else text)
     return 0
 
 
+def _plain(data: Any) -> Any:
+    """Records as the JSON-able data ``--json`` prints."""
+    if isinstance(data, list):
+        return [_plain(item) for item in data]
+    return data.to_dict() if hasattr(data, "to_dict") else data

@@ -171,7 +171,7 @@ def _recorded_folder(pipeline: Path, run_id: str) -> Path | None:
         return None
     store = RunStore(path)
     try:
-        return Path(store.run(run_id)["folder"])
+        return Path(store.run(run_id).folder)
     except MlopsError:
         return None
     finally:

@@ -42,17 +42,15 @@ def run_history(pipeline: Path, jobs: LabJobs, limit: int = 20) -> list[dict[str
         store.close()
     history = []
     for run in runs:
-        status = run["status"]
-        job = jobs.jobs.get(run["run_id"])
+        status = run.status
+        job = jobs.jobs.get(run.run_id)
         if job is not None and not job.running and status == "running":
             status = "cancelled" if job.cancelled else "failed"
         elif job is not None and job.cancelled and status == "failed":
             status = "cancelled"
-        ended = run.get("ended")
         history.append({
-            "run_id": run["run_id"], "status": status, "started": run["started"],
-            "ended": ended, "duration": None if ended is None else ended - run["started"],
-            "metrics": run["metrics"], "parameters": run["parameters"],
-            "started_by": run.get("started_by"), "error": run.get("error"),
+            "run_id": run.run_id, "status": status, "started": run.started,
+            "ended": run.ended, "duration": run.duration, "metrics": run.metrics,
+            "parameters": run.parameters, "started_by": run.started_by, "error": run.error,
         })
     return history

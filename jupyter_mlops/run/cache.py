@@ -193,8 +193,9 @@ def reuse(store: RunStore, key: str, step: Step, target: Path
         earlier = store.run(run_id)
     except Exception:  # a store entry we cannot read is a miss, not a failure
         return None
-    folder = Path(earlier["folder"]) / "artifacts" / step_name
-    checks = next((s["checks"] for s in earlier["steps"] if s["step"] == step_name), [])
+    folder = Path(earlier.folder) / "artifacts" / step_name
+    recorded = earlier.step(step_name)
+    checks = recorded.checks if recorded is not None else []
     manifests = store.artifacts(run_id, step_name)
     required = {o.name for o in step.outputs if o.required}
     if not required <= set(manifests):

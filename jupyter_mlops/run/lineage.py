@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import MlopsError
+from .records import RunRecord, StepRecord
 from .store import RunStore
 
 
-def _producer(run: dict[str, Any], variable: str, step: str | None = None) -> dict[str, Any]:
-    steps = [s for s in run["steps"] if variable in s["outputs"]
-             and (step is None or s["step"] == step)]
+def _producer(run: RunRecord, variable: str, step: str | None = None) -> StepRecord:
+    steps = [s for s in run.steps if variable in s.outputs and (step is None or s.step == step)]
     if not steps:
-        known = sorted({n for s in run["steps"] for n in s["outputs"]})
-        raise MlopsError(f"run {run['run_id']} has no output `{variable}`; its outputs are: "
+        known = sorted({n for s in run.steps for n in s.outputs})
+        raise MlopsError(f"run {run.run_id} has no output `{variable}`; its outputs are: "
                          f"{', '.join(known) or 'none'}")
     return steps[-1]
 
@@ -25,11 +25,11 @@ def lineage(store: RunStore, run_id: str, variable: str) -> dict[str, Any]:
     def node(name: str, step_name: str | None) -> dict[str, Any]:
         step = _producer(run, name, step_name)
         return {
-            "variable": name, "sha256": step["outputs"][name]["sha256"],
-            "run": run["run_id"], "step": step["step"], "cached_from": step["cached_from"],
-            "code_sha256": step["code_sha256"], "parameters": step["parameters"],
-            "files": step["files"],
-            "inputs": [node(n, i["step"]) for n, i in sorted(step["inputs"].items())],
+            "variable": name, "sha256": step.outputs[name]["sha256"],
+            "run": run.run_id, "step": step.step, "cached_from": step.cached_from,
+            "code_sha256": step.code_sha256, "parameters": step.parameters,
+            "files": step.files,
+            "inputs": [node(n, i["step"]) for n, i in sorted(step.inputs.items())],
         }
 
     return node(variable, None)

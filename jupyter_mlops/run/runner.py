@@ -44,6 +44,7 @@ from .cache import (
 from .failure import describe_failure, mark_timeout
 from .mirrors import Mirror, open_mirror
 from .options import RunOptions
+from .records import StepRecord
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .store import RunStore, default_store
@@ -193,13 +194,14 @@ class _Run:
         inputs = {name: {"step": producer, "sha256": self.by_name[producer].outputs.get(
             name, {}).get("sha256", "")} for name, producer in step.inputs.items()}
         used = {n: self.result.parameters.get(n) for n in step.parameters}
+        record = StepRecord(
+            self.result.run_id, state.name, status=state.status, started=state.started,
+            ended=state.ended, cache_key=state.cache_key, cached_from=state.cached_from,
+            notebook=state.notebook, error=state.error, checks=state.checks,
+            files=state.files, inputs=inputs, code_sha256=step.code_sha256, parameters=used,
+            outputs=state.outputs)
         with self.lock:
-            self.store.record_step(
-                self.result.run_id, state.name, status=state.status, started=state.started,
-                ended=state.ended, cache_key=state.cache_key, cached_from=state.cached_from,
-                notebook=state.notebook, error=state.error, checks=state.checks,
-                outputs=state.outputs, files=state.files, inputs=inputs,
-                code_sha256=step.code_sha256, parameters=used)
+            self.store.record_step(record)
 
     def workdir(self) -> Path:
         return Path(self.plan.kernel.workdir)
@@ -386,19 +388,18 @@ def _new_run(store: RunStore, plan: _Plan, runs_dir: str | Path | None,
 def _reopen(store: RunStore, run_id: str, spec: PipelineSpec) -> RunResult:
     """An earlier run, its finished steps kept, ready to run the rest in its own folder."""
     earlier = store.run(run_id)
-    if earlier["pipeline"] != spec.name:
-        raise MlopsError(f"run {earlier['run_id']} is of pipeline `{earlier['pipeline']}`, not "
+    if earlier.pipeline != spec.name:
+        raise MlopsError(f"run {earlier.run_id} is of pipeline `{earlier.pipeline}`, not "
                          f"`{spec.name}`")
-    recorded = {s["step"]: s for s in earlier["steps"]}
     steps = []
     for step in spec.steps:
         state = StepResult(step.name)
-        row = recorded.get(step.name)
-        if row is not None and row["status"] == "done":
-            state.status, state.started, state.ended = "done", row["started"], row["ended"]
-            state.outputs, state.checks = row["outputs"], row["checks"]
-            state.cached_from, state.notebook = row["cached_from"], row["notebook"] or ""
+        row = earlier.step(step.name)
+        if row is not None and row.status == "done":
+            state.status, state.started, state.ended = "done", row.started, row.ended
+            state.outputs, state.checks = row.outputs, row.checks
+            state.cached_from, state.notebook = row.cached_from, row.notebook or ""
         steps.append(state)
-    store.reopen_run(earlier["run_id"])
-    return RunResult(run_id=earlier["run_id"], folder=Path(earlier["folder"]),
-                     pipeline=spec.name, parameters=earlier["parameters"], steps=steps)
+    store.reopen_run(earlier.run_id)
+    return RunResult(run_id=earlier.run_id, folder=Path(earlier.folder),
+                     pipeline=spec.name, parameters=earlier.parameters, steps=steps)

@@ -5,80 +5,79 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .records import RunRecord
+
 
 def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)) if stamp else "-"
 
 
-def _seconds(run: dict[str, Any]) -> str:
-    if run.get("ended") is None:
-        return "-"
-    return f"{run['ended'] - run['started']:.1f} s"
+def _seconds(run: RunRecord) -> str:
+    return "-" if run.duration is None else f"{run.duration:.1f} s"
 
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def runs_table(runs: list[dict[str, Any]]) -> str:
+def runs_table(runs: list[RunRecord]) -> str:
     """One line per run, newest first: id, status, start, duration, steps run, metrics."""
     if not runs:
         return "No runs yet: `jupyter mlops run PIPELINE_DIR` records one."
     lines = [f"{'run':<23}  {'status':<9}  {'started':<19}  {'time':>8}  steps      metrics"]
     for run in runs:
-        ran = sum(1 for s in run["steps"] if s["status"] == "done" and not s["cached_from"])
-        cached = sum(1 for s in run["steps"] if s["cached_from"])
-        metrics = ", ".join(f"{k}={_short(v)}" for k, v in run["metrics"].items())
-        lines.append(f"{run['run_id']:<23}  {run['status']:<9}  {_when(run['started'])}  "
+        ran = sum(1 for s in run.steps if s.status == "done" and not s.cached_from)
+        cached = sum(1 for s in run.steps if s.cached_from)
+        metrics = ", ".join(f"{k}={_short(v)}" for k, v in run.metrics.items())
+        lines.append(f"{run.run_id:<23}  {run.status:<9}  {_when(run.started)}  "
                      f"{_seconds(run):>8}  {ran} run, {cached} cached  {metrics}"
                      f"{_serving(run)}")
     return "\n".join(lines)
 
 
-def _serving(run: dict[str, Any]) -> str:
+def _serving(run: RunRecord) -> str:
     """`` [served]`` for the run in service, and why a retraining run started."""
-    notes = ["served"] if run.get("served") else []
-    trigger = run.get("trigger")
+    notes = ["served"] if run.served else []
+    trigger = run.trigger
     if isinstance(trigger, dict):
-        replaces = f" of {run['replaces']}" if run.get("replaces") else ""
+        replaces = f" of {run.replaces}" if run.replaces else ""
         notes.append(f"retrain ({trigger.get('trigger', '?')}){replaces}")
     return f"  [{'; '.join(notes)}]" if notes else ""
 
 
-def run_details(run: dict[str, Any]) -> str:
+def run_details(run: RunRecord) -> str:
     """Everything recorded about one run."""
-    lines = [f"Run {run['run_id']} of `{run['pipeline']}`: {run['status']}, started "
-             f"{_when(run['started'])} by {run['started_by']}, {_seconds(run)}",
-             f"  folder:      {run['folder']}",
-             f"  spec sha256: {run['spec_sha256']}",
-             f"  python:      {run['environment'].get('python')}, git commit "
-             f"{run['environment'].get('git_commit') or '-'}"]
-    if run["parameters"]:
+    lines = [f"Run {run.run_id} of `{run.pipeline}`: {run.status}, started "
+             f"{_when(run.started)} by {run.started_by}, {_seconds(run)}",
+             f"  folder:      {run.folder}",
+             f"  spec sha256: {run.spec_sha256}",
+             f"  python:      {run.environment.get('python')}, git commit "
+             f"{run.environment.get('git_commit') or '-'}"]
+    if run.parameters:
         lines.append("  parameters:  " + ", ".join(f"{k}={v!r}"
-                                                   for k, v in run["parameters"].items()))
-    if run.get("error"):
-        lines.append(f"  error:       {run['error']}")
-    if isinstance(run.get("trigger"), dict):
-        reasons = "; ".join(run["trigger"].get("reasons") or []) or run["trigger"].get(
+                                                   for k, v in run.parameters.items()))
+    if run.error:
+        lines.append(f"  error:       {run.error}")
+    if isinstance(run.trigger, dict):
+        reasons = "; ".join(run.trigger.get("reasons") or []) or run.trigger.get(
             "trigger", "?")
-        lines.append(f"  retraining:  {reasons}; would replace {run.get('replaces') or '-'}")
+        lines.append(f"  retraining:  {reasons}; would replace {run.replaces or '-'}")
     lines.append("Steps:")
-    for step in run["steps"]:
-        took = "-" if step["ended"] is None or step["started"] is None else \
-            f"{step['ended'] - step['started']:.1f} s"
-        origin = f" (reused from {step['cached_from']})" if step["cached_from"] else ""
-        lines.append(f"  {step['step']}: {step['status']}{origin}, {took}")
-        for name, manifest in step["outputs"].items():
+    for step in run.steps:
+        took = "-" if step.duration is None else f"{step.duration:.1f} s"
+        origin = f" (reused from {step.cached_from})" if step.cached_from else ""
+        lines.append(f"  {step.step}: {step.status}{origin}, {took}")
+        for name, manifest in step.outputs.items():
             lines.append(f"    {name}: {manifest.get('kind')} sha256 {manifest['sha256'][:12]}")
-        for path, digest in step.get("files", {}).items():
+        for path, digest in step.files.items():
             lines.append(f"    reads {path}: sha256 {digest[:12]}")
-    if run["metrics"]:
+    if run.metrics:
         lines.append("Metrics: " + ", ".join(f"{k} = {_short(v)}"
-                                             for k, v in run["metrics"].items()))
+                                             for k, v in run.metrics.items()))
     return "\n".join(lines)
 
 
-def runs_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+def runs_diff(a: RunRecord, b: RunRecord) -> str:
     """Parameters, data fingerprints, artifacts and metrics of two runs side by side."""
     rows: list[tuple[str, str, str]] = []
 
@@ -88,18 +87,18 @@ def runs_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
             mark = "" if x == y else "  *"
             rows.append((f"{section} {key}{mark}", _short(x), _short(y)))
 
-    compare("param", a["parameters"], b["parameters"])
-    files_a = {f"{s['step']}:{p}": d[:12] for s in a["steps"] for p, d in s["files"].items()}
-    files_b = {f"{s['step']}:{p}": d[:12] for s in b["steps"] for p, d in s["files"].items()}
+    compare("param", a.parameters, b.parameters)
+    files_a = {f"{s.step}:{p}": d[:12] for s in a.steps for p, d in s.files.items()}
+    files_b = {f"{s.step}:{p}": d[:12] for s in b.steps for p, d in s.files.items()}
     compare("file", files_a, files_b)
-    out_a = {f"{s['step']}.{n}": m["sha256"][:12] for s in a["steps"]
-             for n, m in s["outputs"].items()}
-    out_b = {f"{s['step']}.{n}": m["sha256"][:12] for s in b["steps"]
-             for n, m in s["outputs"].items()}
+    out_a = {f"{s.step}.{n}": m["sha256"][:12] for s in a.steps
+             for n, m in s.outputs.items()}
+    out_b = {f"{s.step}.{n}": m["sha256"][:12] for s in b.steps
+             for n, m in s.outputs.items()}
     compare("output", out_a, out_b)
-    compare("metric", a["metrics"], b["metrics"])
+    compare("metric", a.metrics, b.metrics)
     width = max([len(r[0]) for r in rows] + [5])
-    lines = [f"{'':<{width}}  {a['run_id']:<23}  {b['run_id']}"]
+    lines = [f"{'':<{width}}  {a.run_id:<23}  {b.run_id}"]
     lines += [f"{name:<{width}}  {x:<23}  {y}" for name, x, y in rows]
     lines.append("(* differs)")
     return "\n".join(lines)

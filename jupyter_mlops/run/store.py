@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
+from .records import Promotion, RunRecord, StepRecord
 
 STORE_DIR = ".mlops"
 STORE_FILE = "store.sqlite"
@@ -132,36 +133,29 @@ class RunStore:
             db.executemany("INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,?)",
                            [(run_id, step, "pending") for step in steps])
 
-    def record_step(self, run_id: str, step: str, *, status: str, started: float | None,
-                    ended: float | None, cache_key: str | None, cached_from: str | None,
-                    notebook: str, error: str | None, checks: list[dict[str, Any]],
-                    outputs: dict[str, dict[str, Any]],
-                    files: dict[str, str] | None = None,
-                    inputs: dict[str, dict[str, str]] | None = None,
-                    code_sha256: str | None = None,
-                    parameters: dict[str, Any] | None = None) -> None:
+    def record_step(self, record: StepRecord) -> None:
         """A step's final state with its artifacts and metrics, in one transaction; a
         successful step's cache key then points at this run."""
+        r = record
         with self._tx() as db:
             db.execute("UPDATE steps SET status=?, started=?, ended=?, cache_key=?, "
                        "cached_from=?, notebook=?, error=?, checks=?, files=?, inputs=?, "
                        "code_sha256=?, parameters=? WHERE run_id=? AND step=?",
-                       (status, started, ended, cache_key, cached_from, notebook, error,
-                        json.dumps(checks), json.dumps(files or {}), json.dumps(inputs or {}),
-                        code_sha256, json.dumps(parameters or {}, default=str), run_id, step))
-            db.execute("DELETE FROM artifacts WHERE run_id=? AND step=?", (run_id, step))
+                       (r.status, r.started, r.ended, r.cache_key, r.cached_from, r.notebook,
+                        r.error, json.dumps(r.checks), json.dumps(r.files),
+                        json.dumps(r.inputs), r.code_sha256,
+                        json.dumps(r.parameters, default=str), r.run_id, r.step))
+            db.execute("DELETE FROM artifacts WHERE run_id=? AND step=?", (r.run_id, r.step))
             db.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?)",
-                           [(run_id, step, name, m["sha256"], json.dumps(m))
-                            for name, m in outputs.items()])
-            db.execute("DELETE FROM metrics WHERE run_id=? AND step=?", (run_id, step))
+                           [(r.run_id, r.step, name, m["sha256"], json.dumps(m))
+                            for name, m in r.outputs.items()])
+            db.execute("DELETE FROM metrics WHERE run_id=? AND step=?", (r.run_id, r.step))
             db.executemany("INSERT INTO metrics VALUES (?,?,?,?)",
-                           [(run_id, step, name, float(m["value"]))
-                            for name, m in outputs.items()
-                            if m.get("role") == "metrics" and isinstance(m.get("value"),
-                                                                        (int, float))])
-            if status == "done" and cache_key and cached_from is None:
+                           [(r.run_id, r.step, name, value)
+                            for name, value in r.metrics().items()])
+            if r.status == "done" and r.cache_key and r.cached_from is None:
                 db.execute("INSERT OR REPLACE INTO cache VALUES (?,?,?,?)",
-                           (cache_key, run_id, step, time.time()))
+                           (r.cache_key, r.run_id, r.step, time.time()))
 
     def mark_step(self, run_id: str, step: str, status: str, started: float | None) -> None:
         """A step's state while it runs (started)."""
@@ -212,8 +206,9 @@ class RunStore:
                                (run_id, step)).fetchall()
         return {name: json.loads(manifest) for name, manifest in rows}
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        """One run with its steps, artifacts and metrics; MlopsError if unknown."""
+    def run(self, run_id: str) -> RunRecord:
+        """One run with its steps, artifacts and metrics; MlopsError if unknown. A part of
+        an id that matches one run only finds it."""
         row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             matches = self.db.execute("SELECT run_id FROM runs WHERE run_id LIKE ?",
@@ -223,37 +218,35 @@ class RunStore:
             raise MlopsError(f"no run `{run_id}` in {self.path}; `jupyter mlops runs` lists "
                              "them")
         columns = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
-        run = dict(zip(columns, row, strict=True))
-        run["parameters"] = json.loads(run["parameters"])
-        run["environment"] = json.loads(run["environment"])
-        run["trigger"] = json.loads(run["trigger"]) if run.get("trigger") else None
+        data = dict(zip(columns, row, strict=True))
+        for key in ("parameters", "environment"):
+            data[key] = json.loads(data[key])
+        data["trigger"] = json.loads(data["trigger"]) if data.get("trigger") else None
+        run = RunRecord(**data)
         step_cols = [d[0] for d in self.db.execute("SELECT * FROM steps LIMIT 0").description]
-        run["steps"] = []
         for step_row in self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid",
-                                        (run["run_id"],)):
+                                        (run.run_id,)):
             step = dict(zip(step_cols, step_row, strict=True))
-            step["checks"] = json.loads(step["checks"])
-            step["files"] = json.loads(step["files"])
-            step["inputs"] = json.loads(step["inputs"])
-            step["parameters"] = json.loads(step["parameters"])
-            step["outputs"] = self.artifacts(run["run_id"], step["step"])
-            run["steps"].append(step)
-        run["metrics"] = {name: value for name, value in self.db.execute(
-            "SELECT name, value FROM metrics WHERE run_id=? ORDER BY rowid", (run["run_id"],))}
+            for key in ("checks", "files", "inputs", "parameters"):
+                step[key] = json.loads(step[key])
+            run.steps.append(StepRecord(**step, outputs=self.artifacts(run.run_id,
+                                                                       step["step"])))
+        run.metrics = {name: value for name, value in self.db.execute(
+            "SELECT name, value FROM metrics WHERE run_id=? ORDER BY rowid", (run.run_id,))}
         return run
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> list[RunRecord]:
         """The latest runs, newest first, each with its metrics; ``served`` marks the run
         each pipeline serves (see :meth:`served_run`)."""
         rows = self.db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT ?",
                                (limit,)).fetchall()
         runs = [self.run(row[0]) for row in rows]
-        served = {name: self.served_run(name) for name in {r["pipeline"] for r in runs}}
+        served = {name: self.served_run(name) for name in {r.pipeline for r in runs}}
         for run in runs:
-            run["served"] = served[run["pipeline"]] == run["run_id"]
+            run.served = served[run.pipeline] == run.run_id
         return runs
 
-    def promotions(self, pipeline: str | None = None) -> list[dict[str, Any]]:
+    def promotions(self, pipeline: str | None = None) -> list[Promotion]:
         """Promotion decisions, oldest first (of one pipeline, or all)."""
         query = "SELECT * FROM promotions"
         args: tuple[Any, ...] = ()
@@ -261,10 +254,12 @@ class RunStore:
             query, args = query + " WHERE pipeline=?", (pipeline,)
         cursor = self.db.execute(query + " ORDER BY decided, rowid", args)
         columns = [d[0] for d in cursor.description]
-        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-        for row in rows:
-            row["promoted"] = bool(row["promoted"])
-        return rows
+        decisions = []
+        for row in cursor.fetchall():
+            data = dict(zip(columns, row, strict=True))
+            data["promoted"] = bool(data["promoted"])
+            decisions.append(Promotion(**data))
+        return decisions
 
     def served_run(self, pipeline: str | None = None) -> str | None:
         """The run to serve: the one the latest promotion decision left in service, else

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
+from ..run.records import RunRecord
 from ..run.store import RunStore, default_store
 from ..runtime._files import atomic_write
 
@@ -48,21 +49,21 @@ def open_store(pipeline: str | Path | None, store: str | Path | None) -> RunStor
     return RunStore(path)
 
 
-def _folder(run: dict[str, Any], step: str) -> Path:
-    return Path(run["folder"]) / "artifacts" / step
+def _folder(run: RunRecord, step: str) -> Path:
+    return Path(run.folder) / "artifacts" / step
 
 
-def model_outputs(run: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def model_outputs(run: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
     """(step, name, manifest) of each model the run saved, in step order."""
-    return [(s["step"], name, m) for s in run["steps"] for name, m in s["outputs"].items()
+    return [(s.step, name, m) for s in run.steps for name, m in s.outputs.items()
             if m.get("role") == "model"]
 
 
-def pick_model(run: dict[str, Any], name: str | None) -> tuple[str, str, dict[str, Any]]:
+def pick_model(run: RunRecord, name: str | None) -> tuple[str, str, dict[str, Any]]:
     """The model to serve: ``name``, or the last model in step order (the final one)."""
     models = model_outputs(run)
     if not models:
-        raise MlopsError(f"run {run['run_id']} saved no model; mark the cell that fits it "
+        raise MlopsError(f"run {run.run_id} saved no model; mark the cell that fits it "
                          "with `%%mlops model VAR` and run the pipeline again")
     if name is None:
         return models[-1]
@@ -70,10 +71,10 @@ def pick_model(run: dict[str, Any], name: str | None) -> tuple[str, str, dict[st
         if found[1] == name:
             return found
     known = ", ".join(m[1] for m in models)
-    raise MlopsError(f"run {run['run_id']} has no model `{name}`; its models are {known}")
+    raise MlopsError(f"run {run.run_id} has no model `{name}`; its models are {known}")
 
 
-def data_profiles(run: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def data_profiles(run: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
     """(step, name, profile) of each data frame or series the run saved, in step order.
 
     Each profile is computed once and kept in ``RUN/profiles/`` (named by the artifact's
@@ -82,27 +83,27 @@ def data_profiles(run: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     from ..runtime.profile import profile_data
 
     found = []
-    for step in run["steps"]:
-        for name, manifest in step["outputs"].items():
+    for step in run.steps:
+        for name, manifest in step.outputs.items():
             if manifest.get("role") != "data" or manifest.get("kind") not in (
                     "parquet", "series"):
                 continue
-            cache = Path(run["folder"]) / PROFILES_DIR / (
-                f"{step['step']}.{name}.{manifest['sha256'][:16]}.json")
+            cache = Path(run.folder) / PROFILES_DIR / (
+                f"{step.step}.{name}.{manifest['sha256'][:16]}.json")
             try:
                 profile = json.loads(cache.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                value = load(name, _folder(run, step["step"]), sha256=manifest["sha256"])
+                value = load(name, _folder(run, step.step), sha256=manifest["sha256"])
                 profile = profile_data(value, name)
                 try:
                     atomic_write(cache, json.dumps(profile, allow_nan=False))
                 except OSError:
                     pass  # a read-only run folder: profile again next time
-            found.append((step["step"], name, profile))
+            found.append((step.step, name, profile))
     return found
 
 
-def _input_profile(run: dict[str, Any], features: list[str]) -> dict[str, Any]:
+def _input_profile(run: RunRecord, features: list[str]) -> dict[str, Any]:
     """The profile of the frame the model was fitted on: one holding all its features,
     the fewest other columns, and a name with ``train`` in it before others."""
     wanted = set(features)
@@ -112,13 +113,13 @@ def _input_profile(run: dict[str, Any], features: list[str]) -> dict[str, Any]:
         if wanted <= have:
             candidates.append((len(have - wanted), "train" not in name.lower(), step, profile))
     if not candidates:
-        raise MlopsError(f"run {run['run_id']} saved no data frame with the model's input "
+        raise MlopsError(f"run {run.run_id} saved no data frame with the model's input "
                          f"columns ({', '.join(features)}); mark the training frame with "
                          "`%%mlops data X_train` and run the pipeline again")
     return min(candidates, key=lambda c: c[:2])[3]
 
 
-def _target_profile(run: dict[str, Any]) -> dict[str, Any] | None:
+def _target_profile(run: RunRecord) -> dict[str, Any] | None:
     series = [(("train" not in name.lower()), p) for _, name, p in data_profiles(run)
               if p.get("kind") == "Series"]
     return min(series, key=lambda s: s[0])[1] if series else None
@@ -130,18 +131,18 @@ def load_run_model(store: RunStore, run_id: str, name: str | None = None,
     from ..runtime.artifacts import load
 
     run = store.run(run_id)
-    if run["status"] != "succeeded":
-        raise MlopsError(f"run {run['run_id']} {run['status']}; serve or monitor a run that "
+    if run.status != "succeeded":
+        raise MlopsError(f"run {run.run_id} {run.status}; serve or monitor a run that "
                          "succeeded (`jupyter mlops runs` lists them)")
     step, model_name, manifest = pick_model(run, name)
     model = load(model_name, _folder(run, step), sha256=manifest["sha256"],
                  allow_pickle=allow_pickle)
     if not hasattr(model, "predict"):
-        raise MlopsError(f"`{model_name}` of run {run['run_id']} is a {type(model).__name__} "
+        raise MlopsError(f"`{model_name}` of run {run.run_id} is a {type(model).__name__} "
                          "with no predict method; it cannot be served")
     features = getattr(model, "feature_names_in_", None)
     if features is None:
-        raise MlopsError(f"model `{model_name}` of run {run['run_id']} was fitted without "
+        raise MlopsError(f"model `{model_name}` of run {run.run_id} was fitted without "
                          "column names; fit it on a pandas DataFrame so its inputs can be "
                          "checked by name")
     features = [str(f) for f in features]
@@ -150,7 +151,7 @@ def load_run_model(store: RunStore, run_id: str, name: str | None = None,
     columns = [by_name[f] for f in features]
     reference = {**profile, "columns": columns}
     classes = getattr(model, "classes_", None)
-    return RunModel(run_id=run["run_id"], pipeline=run["pipeline"], step=step,
+    return RunModel(run_id=run.run_id, pipeline=run.pipeline, step=step,
                     name=model_name, model=model, columns=columns, profile=reference,
                     classes=None if classes is None else list(classes.tolist()),
                     target_profile=_target_profile(run))

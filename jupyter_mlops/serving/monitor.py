@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import MlopsError
 from ..pipeline.spec import PipelineSpec
+from ..run.records import RunRecord
 from .model import data_profiles, load_run_model, open_store
 from .retrain import RetrainPolicy, read_policy
 
@@ -50,7 +51,7 @@ def read_table(path: str | Path) -> Any:
     return frame
 
 
-def _reference(run: dict[str, Any], columns: list[str]) -> tuple[str, str, dict[str, Any]]:
+def _reference(run: RunRecord, columns: list[str]) -> tuple[str, str, dict[str, Any]]:
     """The run's data profile sharing the most columns with the new data; of equals, a
     training frame, then the earliest."""
     best: tuple[tuple[int, bool], str, str, dict[str, Any]] | None = None
@@ -61,7 +62,7 @@ def _reference(run: dict[str, Any], columns: list[str]) -> tuple[str, str, dict[
             best = (rank, step, name, profile)
     if best is None:
         raise MlopsError(f"the new data shares no column with any data frame of run "
-                         f"{run['run_id']}; its columns are {', '.join(columns[:10])}")
+                         f"{run.run_id}; its columns are {', '.join(columns[:10])}")
     return best[1], best[2], best[3]
 
 
@@ -96,13 +97,13 @@ def metric_value(name: str, y_true: Any, model: Any, frame: Any) -> float | None
     return float(simple[key](y_true, predicted))
 
 
-def _metrics(store: Any, run: dict[str, Any], frame: Any, labels: str,
+def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
              thresholds: dict[str, Any]) -> list[dict[str, Any]]:
     """Each recorded metric computed again on the new rows, with its threshold."""
     if labels not in frame.columns:
         raise MlopsError(f"--labels {labels}: the new data has no column `{labels}`; its "
                          f"columns are {', '.join(map(str, frame.columns[:20]))}")
-    served = load_run_model(store, run["run_id"])
+    served = load_run_model(store, run.run_id)
     names = [c["name"] for c in served.columns]
     missing = [n for n in names if n not in frame.columns]
     if missing:
@@ -113,9 +114,9 @@ def _metrics(store: Any, run: dict[str, Any], frame: Any, labels: str,
     if len(known) == 0:
         raise MlopsError(f"column `{labels}` of the new data has no values")
     results = []
-    for name in run["metrics"]:
+    for name in run.metrics:
         rule = thresholds.get(name, {})
-        entry: dict[str, Any] = {"name": name, "run_value": run["metrics"][name],
+        entry: dict[str, Any] = {"name": name, "run_value": run.metrics[name],
                                  "min": rule.get("min"), "max": rule.get("max")}
         try:
             value = metric_value(name, known[labels], served.model, known[names])
@@ -178,7 +179,7 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
                            f"beyond its threshold {line:.4g} (the run had "
                            f"{entry['run_value']:.4g})")
     return {
-        "pipeline": spec.name, "run_id": run["run_id"], "data": str(Path(data).resolve()),
+        "pipeline": spec.name, "run_id": run.run_id, "data": str(Path(data).resolve()),
         "rows": len(frame), "checked": time.time(),
         "reference": {"step": step, "variable": name, "rows": profile.get("rows")},
         "missing": [c["name"] for c in profile["columns"] if c["name"] not in frame.columns],

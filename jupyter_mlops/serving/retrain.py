@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError, SpecError
 from ..pipeline.spec import SPEC_FILE, PipelineSpec
+from ..run.records import RunRecord
 
 if TYPE_CHECKING:
     from ..run.results import Listener
@@ -132,20 +133,20 @@ def directions(checks: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def decide(new: dict[str, Any], current: dict[str, Any] | None, checks: dict[str, Any],
+def decide(new: RunRecord, current: RunRecord | None, checks: dict[str, Any],
            tolerance: float = 0.0) -> tuple[bool, str]:
     """The promotion rule: (promote?, why) for run ``new`` against the served ``current``."""
-    if new["status"] != "succeeded":
-        return False, f"run {new['run_id']} {new['status']}: {new.get('error') or 'see its steps'}"
-    failed = [c for s in new["steps"] for c in s["checks"]
+    if new.status != "succeeded":
+        return False, f"run {new.run_id} {new.status}: {new.error or 'see its steps'}"
+    failed = [c for s in new.steps for c in s.checks
               if c.get("check") in ("schema", "metric") and c.get("ok") is False]
     if failed:
-        return False, f"run {new['run_id']} failed {len(failed)} of its checks"
+        return False, f"run {new.run_id} failed {len(failed)} of its checks"
     if current is None:
         return True, "no run was served before"
     worse, compared = [], []
     for name, direction in directions(checks).items():
-        a, b = new["metrics"].get(name), current["metrics"].get(name)
+        a, b = new.metrics.get(name), current.metrics.get(name)
         if a is None or b is None:
             continue
         compared.append(f"{name} {a:.4g} vs {b:.4g}")
@@ -201,9 +202,9 @@ def retrain(pipeline_dir: str | Path, data: str | Path, trigger: dict[str, Any],
         new = run_store.run(result.run_id)
         served = run_store.run(current) if current else None
         promoted, reason = decide(new, served, spec.checks, policy.tolerance)
-        now_served = new["run_id"] if promoted else (current or "")
+        now_served = new.run_id if promoted else (current or "")
         if now_served:
-            run_store.record_promotion(spec.name, now_served, candidate=new["run_id"],
+            run_store.record_promotion(spec.name, now_served, candidate=new.run_id,
                                        previous=current, promoted=promoted, reason=reason)
     finally:
         run_store.close()

@@ -19,7 +19,7 @@ export function stepNameProblem(name: string): string | null {
 
 /**
  * The cell's tags with its role replaced: every `mlops:` tag and papermill's `parameters`
- * go, the new role's tag comes in (one tag per name, as jupyter_mlops.roles.mark_to_tags).
+ * go, the new role's tag comes in (one tag per name, as jupyter_mlops.notebook.roles.mark_to_tags).
  */
 export function tagsWithRole(tags: string[], role: Role, stepName = ''): string[] {
   const kept = tags.filter(t => !t.startsWith('mlops:') && t !== 'parameters');

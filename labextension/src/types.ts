@@ -1,9 +1,10 @@
 /**
- * The wire format of the /mlops/ endpoints: mirrors jupyter_mlops.report.describe_json,
- * jupyter_mlops.labview and jupyter_mlops.results (run.json) on the Python side.
+ * The wire format of the /mlops/ endpoints: mirrors jupyter_mlops.run.report.describe_json,
+ * jupyter_mlops.lab.view and jupyter_mlops.run.results (run.json) on the Python side;
+ * tests/test_wire.py and the server tests hold them to what the server sends.
  */
 
-/** A pipeline parameter (spec.Parameter). */
+/** A pipeline parameter (notebook.params.Parameter). */
 export interface IParameter {
   name: string;
   type: string;
@@ -12,14 +13,14 @@ export interface IParameter {
   cell?: number | null;
 }
 
-/** A value a step hands on (spec.Output). */
+/** A value a step hands on (notebook.analysis.Output). */
 export interface IOutput {
   name: string;
   role: string;
   required: boolean;
 }
 
-/** A step of the pipeline (spec.Step). */
+/** A step of the pipeline (pipeline.spec.Step). */
 export interface IStep {
   name: string;
   notebook: string;
@@ -54,7 +55,7 @@ export interface IProblem {
   severity: string;
 }
 
-/** What the notebook's kernel captured (labview.captured_summary). */
+/** What the notebook's kernel captured (lab.view.captured_summary). */
 export interface ICaptured {
   params: Record<string, unknown>;
   data: Record<string, { variable: string; rows: number | null; columns: number }>;
@@ -82,7 +83,7 @@ export interface IExportReply {
   warnings: IProblem[];
 }
 
-/** One step of a run as run.json has it (results.StepResult). */
+/** One step of a run as run.json has it (run.results.StepResult). */
 export interface IStepState {
   name: string;
   status: string;
@@ -97,7 +98,7 @@ export interface IStepState {
   notebook_path: string;
 }
 
-/** GET /mlops/runs/ID (results.RunResult plus the server's view). */
+/** GET /mlops/runs/ID (run.results.RunResult plus the server's view). */
 export interface IRunStatus {
   run_id: string;
   status: string;
@@ -108,7 +109,7 @@ export interface IRunStatus {
   cancelled?: boolean;
 }
 
-/** One line of the run history (labview.run_history). */
+/** One line of the run history (lab.view.run_history). */
 export interface IRunSummary {
   run_id: string;
   status: string;
@@ -138,4 +139,6 @@ export interface IErrorReply {
   error: string;
   cell: number | null;
   problems?: IProblem[];
+  /** The request field that holds a refused setting (e.g. parameters). */
+  field?: string;
 }

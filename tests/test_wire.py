@@ -1,0 +1,49 @@
+"""The sidebar's TypeScript types against the Python shapes they mirror.
+
+The server tests hold real responses to these types (``wire.assert_wire``); here the types
+that mirror a Python dataclass field for field are compared with it, so a field added on one
+side and not the other fails."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import REPO
+from wire import interfaces
+
+from jupyter_mlops.errors import Problem
+from jupyter_mlops.notebook.analysis import Output
+from jupyter_mlops.notebook.params import Parameter
+from jupyter_mlops.notebook.roles import ROLES
+from jupyter_mlops.pipeline.spec import Step
+from jupyter_mlops.run.results import StepResult
+
+
+def _fields(kind: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(kind)}
+
+
+@pytest.mark.parametrize(("interface", "kind", "left_out"), [
+    ("IParameter", Parameter, set()),
+    ("IOutput", Output, set()),
+    # the sidebar needs no code hash
+    ("IStep", Step, {"code_sha256"}),
+    # the sidebar shows no manifests, checks or files; notebook becomes notebook_path
+    ("IStepState", StepResult, {"outputs", "checks", "notebook", "cache_key", "files"}),
+])
+def test_a_wire_type_declares_the_fields_of_its_dataclass(interface: str, kind: type,
+                                                         left_out: set[str]) -> None:
+    declared = set(interfaces()[interface])
+    python = _fields(kind) | ({"duration", "notebook_path"} if kind is StepResult else set())
+    assert declared == python - left_out, (declared ^ (python - left_out))
+
+
+def test_iproblem_is_problem_to_dict() -> None:
+    assert set(interfaces()["IProblem"]) == set(Problem("m", 1).to_dict())
+
+
+def test_the_sidebar_offers_the_roles_of_the_library() -> None:
+    text = (REPO / "labextension" / "src" / "tags.ts").read_text(encoding="utf-8")
+    listed = text.split("export const ROLES = [", 1)[1].split("]", 1)[0]
+    assert [r.strip().strip("'") for r in listed.split(",")] == list(ROLES)
