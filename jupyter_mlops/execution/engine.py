@@ -415,9 +415,10 @@ class MlopsEngine(NBClientEngine):
                                  log_output: bool = False, stdout_file: Any = None,
                                  stderr_file: Any = None, start_timeout: float = 60,
                                  execution_timeout: float | None = None,
-                                 on_cell: OnCell | None = None,
                                  **kwargs: Any) -> nbformat.NotebookNode:
-        """Run the managed notebook with :class:`MlopsNotebookClient` (arguments as papermill's)."""
+        """Run the managed notebook with :class:`MlopsNotebookClient` (arguments as
+        papermill's; ``on_cell``, told of each cell as it starts, comes among ``kwargs``)."""
+        on_cell: OnCell | None = kwargs.pop("on_cell", None)
         kwargs = remove_args(["input_path"], **kwargs)
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
         final_kwargs = merge_kwargs(
