@@ -189,6 +189,17 @@ async def test_cancel_stops_the_run_and_its_kernels(jp_fetch: Any, jp_root_dir: 
     code, data = await call(jp_fetch, "DELETE", "runs", run_id,
                             params={"pipeline": "work/small_pipeline"})
     assert code == 409 and "already finished" in data["error"]
+    # recorded so, not only in the server's memory: a restarted server shows it cancelled
+    from jupyter_mlops.run.store import RunStore, default_store
+
+    pipeline = jp_root_dir / "work/small_pipeline"
+    record = json.loads((pipeline / "runs" / run_id / "run.json").read_text(encoding="utf-8"))
+    assert record["status"] == "cancelled"
+    store = RunStore(default_store(pipeline))
+    try:
+        assert store.run(run_id).status == "cancelled"
+    finally:
+        store.close()
 
 
 async def test_every_verb_needs_the_token(jp_fetch: Any, jp_root_dir: Path) -> None:

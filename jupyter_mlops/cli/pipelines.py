@@ -139,9 +139,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Each failure is reported once, in our own words; papermill's log lines would repeat it.
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     spec = PipelineSpec.read(args.pipeline)
-    note = stale_export(spec, args.pipeline)
-    if note is not None:
-        say(f"warning: {note}")
+    printer = progress_printer(spec)
+    notes = [stale_export(spec, args.pipeline)]
+
+    def listener(event: str, run: Any, step: Any) -> None:
+        # said once the run has started: a run refused before it starts says only why
+        note = notes.pop() if notes else None
+        if note is not None:
+            say(f"warning: {note}")
+        printer(event, run, step)
+
     options = RunOptions(
         parameters=spec.parse_parameters(args.parameter), runs_dir=args.runs_dir,
         jobs=args.jobs, cell_timeout=args.cell_timeout, fail_on_drift=args.fail_on_drift,
@@ -149,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         only=tuple(args.only or ()), start=args.start, resume=args.resume,
         mirrors={"mlflow": args.mlflow} if args.mlflow else {}, executor=args.executor,
         address=args.scheduler, kernel_pool=args.kernel_pool, started_by=f"cli:{_user()}")
-    result = run_pipeline(args.pipeline, options=options, listener=progress_printer(spec))
+    result = run_pipeline(args.pipeline, options=options, listener=listener)
     print(summary(result))
     if result.mlflow_run_id:
         print(f"Mirrored to MLflow at {args.mlflow}: run {result.mlflow_run_id}")

@@ -52,6 +52,7 @@ class DaskExecutor(Executor):
         self.prepared: dict[str, str] = {}
         self.sent: set[str] = set()
         self._lock = threading.Lock()
+        self.closed = False
 
     @classmethod
     def open(cls, settings: ExecutorSettings) -> DaskExecutor:
@@ -87,6 +88,9 @@ class DaskExecutor(Executor):
     def close(self) -> None:
         """Shut down the kernels the workers started ahead, and disconnect from the
         scheduler (the cluster keeps running)."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.client.run(_close_pools)
         except Exception:  # a worker that is gone has no kernels left to close

@@ -61,6 +61,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -417,8 +418,12 @@ class MlopsEngine(NBClientEngine):
                                  execution_timeout: float | None = None,
                                  **kwargs: Any) -> nbformat.NotebookNode:
         """Run the managed notebook with :class:`MlopsNotebookClient` (arguments as
-        papermill's; ``on_cell``, told of each cell as it starts, comes among ``kwargs``)."""
+        papermill's; among ``kwargs``, ``on_cell`` is told of each cell as it starts, and a
+        kernel this starts appends its own stdout and stderr to ``kernel_log``)."""
+        from .kernellog import output_to
+
         on_cell: OnCell | None = kwargs.pop("on_cell", None)
+        kernel_log: Path | None = kwargs.pop("kernel_log", None)
         kwargs = remove_args(["input_path"], **kwargs)
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
         final_kwargs = merge_kwargs(
@@ -433,7 +438,9 @@ class MlopsEngine(NBClientEngine):
         )
         client = MlopsNotebookClient(nb_man, on_cell=on_cell, **final_kwargs)
         try:
-            return client.execute()
+            # nbclient passes these on to the kernel's start, and jupyter_client to Popen
+            with output_to(kernel_log if client.owns_km else None) as output:
+                return client.execute(**output)
         finally:
             if not client.owns_km and client.kc is not None:
                 # given a started kernel (``km=``), nbclient leaves its own client open

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError
@@ -46,6 +47,8 @@ class RunPlan:
     upcoming: Callable[[], list[str]] = field(default=lambda: [])
     plan: Callable[[str], list[Module]] | None = None
     preload: Callable[[str], list[Module]] | None = None
+    #: The run's folder, whose ``logs/`` get each kernel's own output (:mod:`.kernellog`).
+    logs: Path | None = None
 
 
 class Executor:
@@ -80,7 +83,7 @@ class Executor:
         """Stop every step now (Ctrl-C)."""
 
     def close(self) -> None:
-        """Release what :meth:`open` and :meth:`start` took."""
+        """Release what :meth:`open` and :meth:`start` took; a second call does nothing."""
 
 
 def executor_names() -> list[str]:

@@ -21,6 +21,9 @@ Where the kernel allows it, kernels are not started but forked from a zygote (:m
 that imported what the steps import once, or from its successor, which imports the packages
 later steps need meanwhile; forks happen one at a time, in the order their kernels were
 asked for, so a later step's imports never hold up an earlier step's kernel.
+
+Given the run's folder (``logs``), each kernel's own stdout and stderr, forked or started, go
+to its step's log there, the zygote's to its own (:mod:`.kernellog`), not to the terminal.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .stepexec import LOCAL_CHECK, KernelCommand, Module
@@ -101,7 +105,8 @@ class KernelPool:
     def __init__(self, kernel: KernelCommand, size: int, planner: Planner | None = None,
                  plan: Callable[[str], list[Module]] | None = None, *,
                  preload: Callable[[str], list[Module]] | None = None,
-                 startup_timeout: float = 60.0, fork: bool = True) -> None:
+                 startup_timeout: float = 60.0, fork: bool = True,
+                 logs: Path | None = None) -> None:
         self.kernel_name = kernel.name
         self.workdir = str(kernel.workdir)
         self.extra_arguments = list(kernel.extra_arguments)
@@ -122,6 +127,8 @@ class KernelPool:
         self.zygote: Zygote | None = None
         #: What the zygote imports before it forks a step's kernel (else the step's plan).
         self.preload = preload
+        #: The run folder whose logs the kernels' own output goes to (None: inherited).
+        self.logs = logs
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="mlops-kernel-pool")
@@ -252,6 +259,7 @@ class KernelPool:
         """Start the kernel as nbclient would, then import ahead; True if it can be used."""
         from jupyter_client import AsyncKernelManager
 
+        from .kernellog import kernel_log, output_to
         from .kernelready import wait_ready
 
         manager = AsyncKernelManager(kernel_name=self.kernel_name)
@@ -263,6 +271,7 @@ class KernelPool:
             arguments.append("--HistoryManager.hist_file=:memory:")
         if self._forking is None:
             self._forking = asyncio.Lock()  # fair: first come, first forked
+        log = None if self.logs is None else kernel_log(self.logs, kernel.key)
         async with self._forking:
             zygote = await self._zygote(manager, kernel.key)
             if zygote is not None:
@@ -271,8 +280,11 @@ class KernelPool:
                 provisioner = ForkProvisioner(kernel_id=str(uuid.uuid4()), parent=manager,
                                               kernel_spec=manager.kernel_spec)
                 provisioner.zygote = zygote
+                provisioner.log = None if log is None else str(log)
                 manager.kernel_id, manager.provisioner = provisioner.kernel_id, provisioner
-            await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir)
+            with output_to(log) as output:
+                await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir,
+                                           **output)
             if zygote is not None:
                 await self._spawn(kernel.key)
         client = manager.client()
@@ -287,13 +299,16 @@ class KernelPool:
         """The zygote to fork step ``key``'s kernel from (:mod:`.zygote`), started on first
         use, once it imported what the step needs (:attr:`preload`); None if kernels cannot
         be forked (a kernel other than a plain ipykernel, a refused import)."""
+        from .kernellog import zygote_log
         from .zygote import Zygote, forkable, interpreter_of, kernel_env
 
         with self._lock:
             if self.zygote is None and self.fork and not self._closed:
                 spec = manager.kernel_spec
                 if forkable(spec):
-                    self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec))
+                    log = None if self.logs is None else zygote_log(self.logs)
+                    self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec),
+                                         log)
                 else:
                     self.fork = False
             zygote = self.zygote

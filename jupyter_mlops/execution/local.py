@@ -27,7 +27,7 @@ class LocalExecutor(Executor):
         warms two ahead."""
         if self.pooling:
             self.pool = KernelPool(plan.kernel, plan.parallelism + 1, plan.upcoming, plan.plan,
-                                   preload=plan.preload)
+                                   preload=plan.preload, logs=plan.logs)
 
     def run(self, call: StepCall, on_cell: CellListener | None) -> None:
         """Run the step in the kernel the pool holds for it, or in a new one."""
@@ -52,5 +52,6 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         """Shut down every kernel the pool started, used or not."""
-        if self.pool is not None:
-            self.pool.close()
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close()

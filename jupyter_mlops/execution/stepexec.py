@@ -41,6 +41,9 @@ class StepCall:
     parameters: dict[str, Any] = field(default_factory=dict)
     #: Seconds a cell may run before it is interrupted; None: no limit.
     cell_timeout: float | None = None
+    #: Where a kernel started for this step writes its own stdout and stderr
+    #: (:mod:`.kernellog`); None: where this process writes.
+    kernel_log: str | None = None
 
 #: Python source defining ``_local(top)``, run where modules are imported ahead (a kernel's
 #: warm-up, :mod:`.kernelpool`; the zygote, :mod:`.zygote_main`): is a top-level module the
@@ -76,7 +79,8 @@ def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None
 
     ``kernel_manager``, called once papermill is imported (a kernel starts meanwhile), gives
     a started kernel to run in (see :mod:`.kernelpool`), or None: papermill starts one. The
-    caller shuts a kernel it gave down.
+    caller shuts a kernel it gave down. A kernel papermill starts appends its own stdout and
+    stderr to ``kernel_log`` (:mod:`.kernellog`; None: inherited).
     """
     import papermill
 
@@ -84,6 +88,8 @@ def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None
     manager = kernel_manager() if kernel_manager is not None else None
     if manager is not None:
         extra["km"] = manager
+    elif call.kernel_log is not None:
+        extra["kernel_log"] = Path(call.kernel_log)
     papermill.execute_notebook(
         call.notebook, call.output, parameters=call.parameters, kernel_name=call.kernel.name,
         progress_bar=False, engine_name="mlops", on_cell=on_cell,

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,10 +149,13 @@ class _Member:
             self._refused(self.ask({"op": "import", "modules": missing}, timeout))
         return self.usable
 
-    def fork(self, argv: list[str], cwd: str, env: dict[str, str | None]) -> int | None:
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str | None],
+             log: str | None = None) -> int | None:
         """A new kernel process (its pid) running ``argv`` after the launcher, in ``cwd``,
-        with ``env`` set in (None: removed from) the zygote's environment; or None."""
-        reply = self.ask({"op": "fork", "argv": argv, "cwd": cwd, "env": env}, 30.0)
+        with ``env`` set in (None: removed from) the zygote's environment, its stdout and
+        stderr appended to ``log`` (None: the zygote's); or None."""
+        reply = self.ask({"op": "fork", "argv": argv, "cwd": cwd, "env": env, "log": log},
+                         30.0)
         return None if reply is None or reply.get("pid") is None else int(reply["pid"])
 
     def wait(self, pid: int, timeout: float | None = None) -> int | None:
@@ -174,7 +178,11 @@ class Zygote:
     kernels for the steps that need no new package: the two cores work at once.
     """
 
-    def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str]) -> None:
+    def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str],
+                 log: Path | None = None) -> None:
+        """Start the first zygote; its stdout and stderr go to ``log`` (None: ours)."""
+        from .kernellog import output_to
+
         #: The kernel's interpreter and its options, as the zygotes run them.
         self.interpreter = interpreter
         self.env = env
@@ -184,10 +192,12 @@ class Zygote:
         channels = [(*os.pipe(), *os.pipe()) for _ in range(2)]
         theirs = [fd for c in channels for fd in (c[0], c[3])]
         try:
-            self.process = subprocess.Popen(
-                [*interpreter, "-c", _START, str(channels[0][0]), str(channels[0][3]),
-                 f"{channels[1][0]},{channels[1][3]}"], cwd=workdir, env=env,
-                stdin=subprocess.DEVNULL, pass_fds=theirs, start_new_session=True)
+            with output_to(log) as output:
+                self.process = subprocess.Popen(
+                    [*interpreter, "-c", _START, str(channels[0][0]), str(channels[0][3]),
+                     f"{channels[1][0]},{channels[1][3]}"], cwd=workdir, env=env,
+                    stdin=subprocess.DEVNULL, pass_fds=theirs, start_new_session=True,
+                    **output)
         finally:
             for fd in theirs:
                 os.close(fd)
@@ -256,11 +266,28 @@ class Zygote:
         self.kill()
         self.process.wait()
         members = [self.first, *([self.successor] if self.successor is not None else [])]
+        if self.successor is not None and self.successor.pid is not None:
+            _wait_gone(self.successor.pid)  # not our child: killed with the group, reaped by init
         for fd in [*(m.requests for m in members), *(self._spare or ())]:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait, a while at most, until process ``pid`` has ended (gone, or a zombie), so no
+    process of a run is left when the run returns."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.Error:
+            return
+        time.sleep(0.01)
 
 
 class ForkedKernel:
@@ -329,6 +356,9 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
     """Launches a kernel by forking the zygote; as jupyter_client would where it cannot."""
 
     zygote: _Member | None = None
+    #: Where a forked kernel appends its stdout and stderr (None: the zygote's); a kernel
+    #: started instead gets them from ``launch_kernel``'s arguments.
+    log: str | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         """Fork the kernel from the zygote when the command and environment allow."""
@@ -346,7 +376,7 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             env["JPY_PARENT_PID"] = str(zygote.pid)
             # MPLBACKEND is left as the zygote set it, as ipykernel would have set it
             own: dict[str, str | None] = {k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"}}
-            pid = zygote.fork(split[1], cwd, own)
+            pid = zygote.fork(split[1], cwd, own, self.log)
         if pid is None:
             return await super().launch_kernel(cmd, **kwargs)
         self.process = ForkedKernel(pid, zygote)

@@ -17,8 +17,9 @@ importing: the client then stops using this zygote.
 
 Protocol: JSON lines in on fd ``argv[1]``, out on fd ``argv[2]``. In: ``{"op": "import",
 "modules": [[name, [names], optional], ...]}`` -> ``{"ok": bool, "why": str}``;
-``{"op": "fork", "argv": [...], "cwd": str, "env": {name: value or null}}`` ->
-``{"pid": int}`` (``env`` sets or removes the variables a kernel's launch sets per kernel);
+``{"op": "fork", "argv": [...], "cwd": str, "env": {name: value or null}, "log": str or
+null}`` -> ``{"pid": int}`` (``env`` sets or removes the variables a kernel's launch sets per
+kernel; ``log``, a file the kernel appends its own stdout and stderr to);
 ``{"op": "spawn", "modules": [...]}`` -> ``{"pid": int or null}``: a successor zygote,
 forked from this one, imports ``modules`` and answers on a spare channel as to an
 ``import``, then serves requests there. Unasked:
@@ -154,6 +155,8 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if request.get("log"):
+            _output_to(request["log"])
         os.chdir(request["cwd"])
         # the zygote's environment, with what imports changed in it (scikit-learn sets
         # KMP_* variables), and the kernel's own variables
@@ -170,7 +173,11 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
         sys.argv = [ipykernel_launcher.__file__, *request["argv"]]
         # read from the environment when the zygote imported ipykernel, before it was set
         parent = int(os.environ.get("JPY_PARENT_PID") or 0)
-        kernelapp.IPKernelApp.launch_instance(parent_handle=parent)
+        # what launch_instance does, keeping the app to end its threads in order below
+        app = kernelapp.IPKernelApp.instance(parent_handle=parent)
+        app.initialize()
+        app.start()
+        _end_channel_threads(app)
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
@@ -189,6 +196,38 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _output_to(path: str) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to the end of ``path``:
+    a kernel started by jupyter_client gets them from ``Popen`` the same way, while a forked
+    one would otherwise share the zygote's."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _end_channel_threads(app: Any, timeout: float = 10.0) -> None:
+    """Let the kernel's control (and shell channel) thread finish before the exit functions
+    run.
+
+    A shutdown request is handled on the control thread: it stops the main loop, then
+    publishes its ``idle`` status through the IOPub thread. Once the main loop returns,
+    ipykernel's exit functions stop that IOPub thread and close the sockets it is woken
+    through, while the control thread may not have published yet: its send then fails on a
+    closed socket (``ZMQError: Socket operation on non-socket``, logged by tornado as an
+    uncaught exception). Ended here first, as ipykernel's own ``close`` ends them only after
+    the IOPub thread, nothing publishes once IOPub is closing.
+    """
+    for name in ("control_thread", "shell_channel_thread"):
+        thread = getattr(app, name, None)
+        if thread is None or not thread.is_alive():
+            continue
+        thread.stop()  # after the callbacks already queued: the request ends first
+        thread.join(timeout)
 
 
 def _forked(channels: tuple[int, ...]) -> int:

@@ -248,15 +248,17 @@ class RunHandler(_Base):
     @tornado.web.authenticated
     @_answers_json
     async def delete(self, run_id: str) -> None:
-        """Cancel a run this server started; its kernels are shut down."""
+        """Cancel a run this server started; its kernels are shut down. 409 once it has
+        ended (a second cancel answers once the first has ended it)."""
         folder = self.pipeline(self.get_query_argument("pipeline", ""))
         job = self.jobs.jobs.get(run_id)
         if job is None or job.pipeline != folder:
             raise _Refused(404, f"run `{run_id}` of `{self.relative(folder)}` was not started "
                                 "by this server, so it cannot be cancelled here")
-        if not job.running:
-            raise _Refused(409, f"run `{run_id}` has already finished")
-        self.jobs.cancel(run_id)
+        # off the event loop: a run already being cancelled is waited for (bounded)
+        if not await self.blocking(self.jobs.cancel, run_id):
+            state = "is still being cancelled" if job.running else "has already finished"
+            raise _Refused(409, f"run `{run_id}` {state}")
         self._reply(202, {"run_id": run_id, "status": "cancelling"})
 
 

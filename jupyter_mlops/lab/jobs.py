@@ -5,6 +5,14 @@ server while kernels start, and must be cancellable. A child process (``python -
 jupyter_mlops.lab.runprocess``) gives all three: the server only reads the ``run.json`` the runner
 keeps rewriting, and cancelling is a SIGINT, which the runner turns into a failed run whose
 kernels are shut down.
+
+A job's state changes only under its lock: ``running`` until its process exits
+(``finished``), or ``cancelling`` from a cancel until then (``cancelled``). One thread per
+job waits for the process and makes that change; nothing else asks the process whether it
+runs (``Popen.poll()`` answers None, "running", while another thread waits on the same
+process, even for one that has exited). A cancelled run's ``run.json`` and store record say
+``cancelled`` once its process is gone, so the run does not show as running, or merely
+failed, after the server restarts.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ from typing import Any
 from ..errors import MlopsError
 from ..run.results import RUN_FILE, new_run_id
 
+#: Seconds a cancelled run has to end after SIGINT, then again after SIGTERM, before SIGKILL.
+GRACE = 5.0
+
 
 @dataclass
 class LabJob:
-    """One run the server started: its process and where its record lands."""
+    """One run the server started: its process, its state and where its record lands."""
 
     run_id: str
     pipeline: Path
@@ -35,12 +46,32 @@ class LabJob:
     process: subprocess.Popen[bytes]
     log: Path
     started: float = field(default_factory=time.time)
-    cancelled: bool = False
+    #: ``running``, ``cancelling``, ``finished`` or ``cancelled``; changed under ``lock``.
+    state: str = "running"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Set once the process has exited and ``state`` says how the run ended.
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def running(self) -> bool:
-        """True while the child process has not exited."""
-        return self.process.poll() is None
+        """True until the child process has exited (as its waiter saw, :meth:`watch`)."""
+        return not self.ended.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled (its process may still be ending)."""
+        return self.state in ("cancelling", "cancelled")
+
+    def watch(self) -> None:
+        """Wait for the process (this job's only waiter), then record how the run ended."""
+        self.process.wait()
+        with self.lock:  # a cancel now finds it ended, and only waits for the record below
+            self.state = "cancelled" if self.state == "cancelling" else "finished"
+        try:
+            if self.state == "cancelled":
+                _record_cancelled(self)
+        finally:
+            self.ended.set()
 
     def last_lines(self, count: int = 5) -> list[str]:
         """The end of what the run printed (its one-line error, when it failed)."""
@@ -75,33 +106,41 @@ class LabJobs:
                                        stdin=subprocess.DEVNULL, start_new_session=True)
         job = LabJob(run_id, pipeline, folder, process, log)
         self.jobs[run_id] = job
+        threading.Thread(target=job.watch, daemon=True, name=f"mlops-run-{run_id}").start()
         return job
 
-    def cancel(self, run_id: str) -> LabJob:
-        """Stop a running run: interrupt it and its kernels, then terminate what lingers.
+    def cancel(self, run_id: str, wait: float = 2 * GRACE + 5) -> bool:
+        """Stop a running run: interrupt it and its kernels, then terminate what lingers;
+        True if this call cancelled it, False if it had ended or was being cancelled.
 
         The interrupt reaches the cell a kernel is running (kernels live in sessions of their
         own, so they are signalled one by one): the step fails as a Ctrl-C would fail it, the
-        run's record is finished, and no kernel is left behind.
+        run's record is finished, and no kernel is left behind. A run already being cancelled
+        is waited for, up to ``wait`` seconds (its end is bounded by the escalation to
+        SIGKILL), so the answer says it has ended once it has.
         """
         import psutil
 
         job = self.jobs.get(run_id)
         if job is None:
             raise MlopsError(f"run `{run_id}` was not started by this server")
-        if not job.running:
-            return job
-        job.cancelled = True
-        try:
-            kernels = psutil.Process(job.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return job
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(job.process.pid, signal.SIGINT)  # stop scheduling further steps
-        _signal(kernels, signal.SIGINT)
-        threading.Thread(target=_escalate, args=(job,), daemon=True,
-                         name=f"mlops-cancel-{run_id}").start()
-        return job
+        with job.lock:
+            cancelling = job.state == "running"
+            if cancelling:
+                job.state = "cancelling"
+                try:
+                    kernels = psutil.Process(job.process.pid).children(recursive=True)
+                except psutil.NoSuchProcess:  # exited: its waiter records it cancelled
+                    kernels = []
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(job.process.pid, signal.SIGINT)  # stop scheduling further steps
+                _signal(kernels, signal.SIGINT)
+        if cancelling:
+            threading.Thread(target=_escalate, args=(job,), daemon=True,
+                             name=f"mlops-cancel-{run_id}").start()
+        else:
+            job.ended.wait(wait)
+        return cancelling
 
     def status(self, pipeline: Path, run_id: str) -> dict[str, Any]:
         """The run as ``run.json`` has it now, plus the server's view of its process."""
@@ -145,21 +184,44 @@ def _signal(processes: list[Any], signum: int) -> None:
             process.send_signal(signum)
 
 
-def _escalate(job: LabJob, grace: float = 5.0) -> None:
+def _escalate(job: LabJob, grace: float = GRACE) -> None:
     """SIGTERM, then SIGKILL, what a cancelled run leaves running after ``grace`` seconds."""
     import psutil
 
     for signum in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            job.process.wait(grace)
+        if job.ended.wait(grace):  # not the process's own wait: :meth:`LabJob.watch` has it
             return
-        except subprocess.TimeoutExpired:
-            pass
         try:
             parent = psutil.Process(job.process.pid)
             _signal([*parent.children(recursive=True), parent], signum)
         except psutil.NoSuchProcess:
             return
+
+
+def _record_cancelled(job: LabJob) -> None:
+    """Say in the ended run's ``run.json`` and store record that it was cancelled, unless it
+    ended otherwise first (a run that succeeded as the cancel came stays succeeded)."""
+    from ..run.store import RunStore, default_store
+    from ..runtime._files import atomic_write
+
+    record = job.folder / RUN_FILE
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # it ended before writing one: nothing to correct
+        return
+    if data.get("status") not in ("starting", "running", "failed"):
+        return
+    data["status"] = "cancelled"
+    data["error"] = data.get("error") or "cancelled from JupyterLab"
+    data["ended"] = data.get("ended") or time.time()
+    atomic_write(record, json.dumps(data, indent=1, default=str))
+    path = default_store(job.pipeline)
+    if path.is_file():
+        store = RunStore(path)
+        try:
+            store.finish_run(job.run_id, "cancelled", data["error"])
+        finally:
+            store.close()
 
 
 def _recorded_folder(pipeline: Path, run_id: str) -> Path | None:

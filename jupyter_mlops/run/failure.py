@@ -55,8 +55,16 @@ def _where(cell: dict[str, Any] | None, source: str) -> tuple[str, int | None]:
 
 
 def describe_failure(err: BaseException, step: Step, output: Path,
-                     cell_timeout: float | None, source: str) -> tuple[str, int | None]:
-    """(the one-line message, the source cell number or None) for a step that failed."""
+                     cell_timeout: float | None, source: str,
+                     kernel_log: Path | None = None) -> tuple[str, int | None]:
+    """(the one-line message, the source cell number or None) for a step that failed.
+
+    When no cell says why (the kernel died, or did not start or answer), the last line of
+    the kernel's own output (``kernel_log``, :mod:`.kernellog`) is quoted: the one place a
+    kernel's stderr reaches the user.
+    """
+    from ..execution.kernellog import last_words
+
     cell, error_output = _failed_cell(output)
     where, origin = _where(cell, source)
     ename = getattr(err, "ename", None) or (error_output or {}).get("ename")
@@ -73,6 +81,9 @@ def describe_failure(err: BaseException, step: Step, output: Path,
         reason = f"{ename}: {_first_line(evalue, limit)}" if evalue else ename
     else:
         reason = f"{name}: {_first_line(str(err))}"
+    words = last_words(kernel_log) if name == "DeadKernelError" or not ename else ""
+    if words:
+        reason += f"; the kernel's last output: {words} (all of it in {kernel_log})"
     return f"step `{step.name}` failed{where}: {reason} (see {output})", origin
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import MlopsError, SpecError
 from ..execution.executors import Executor, ExecutorSettings, RunPlan, open_executor
+from ..execution.kernellog import kernel_log, tidy_logs
 from ..execution.stepexec import KernelCommand, StepCall, check_kernel, step_plan, zygote_plan
 from ..pipeline.spec import SPEC_FILE, PipelineSpec, Step
 from ..pipeline.stepnotebook import (
@@ -144,16 +145,17 @@ class _Run:
         state.status = "running"
         self.emit("started", state)
         self.executing = True
+        log = kernel_log(self.result.folder, step.name)
         call = StepCall(step=step.name, notebook=str(self.pipeline_dir / step.notebook),
                         output=str(output), kernel=self.plan.kernel, parameters=values,
-                        cell_timeout=self.cell_timeout)
+                        cell_timeout=self.cell_timeout, kernel_log=str(log))
         try:
             self.executor.run(call, self.cell_listener(state))
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
             if self.cell_timeout is not None:
                 mark_timeout(output, self.cell_timeout)
-            state.error, state.cell = describe_failure(err, step, output, self.cell_timeout,
-                                                       self.spec.source)
+            state.error, state.cell = describe_failure(
+                err, step, output, self.cell_timeout, self.spec.source, log)
             if self.stopping:
                 state.error = f"step `{step.name}` was interrupted (see {output})"
             state.status = "failed"
@@ -217,7 +219,8 @@ class _Run:
         self.executor.start(RunPlan(
             self.plan.kernel, self.jobs, self.upcoming,
             partial(step_plan, self.spec, self.pipeline_dir),
-            preload=partial(zygote_plan, self.spec, self.pipeline_dir)))
+            preload=partial(zygote_plan, self.spec, self.pipeline_dir),
+            logs=self.result.folder))
         threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
         try:
             self.dispatch(threads, waiting)
@@ -227,6 +230,8 @@ class _Run:
             raise
         finally:
             threads.shutdown(wait=True)
+            self.executor.close()  # every kernel it started, used or not, is shut down
+            tidy_logs(self.result.folder)  # the kernels have ended: keep logs with something
         for step in waiting:
             state = self.by_name[step.name]
             state.status = "not run"
