@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from loop_helpers import Server, build_pipeline, make_data, one_line_error, wait
 
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.pipeline.spec import PipelineSpec
+from jupyter_mlops.run.records import RunRecord, StepRecord
 from jupyter_mlops.run.store import RunStore, default_store
 from jupyter_mlops.serving.retrain import data_parameter, decide, read_policy
 
@@ -118,8 +120,8 @@ def test_promotion_rule_follows_each_metrics_direction() -> None:
     checks = {"metrics": {"rmse": {"value": 3.0, "max": 3.3, "direction": "lower"},
                           "r2": {"value": 0.8, "min": 0.7}}}
 
-    def run(run_id: str, **metrics: float) -> dict[str, Any]:
-        return {"run_id": run_id, "status": "succeeded", "steps": [], "metrics": metrics}
+    def run(run_id: str, **metrics: float) -> RunRecord:
+        return RunRecord(run_id, "loop", "0" * 64, "succeeded", 0.0, "/runs", metrics=metrics)
 
     current = run("old", rmse=3.0, r2=0.8)
     assert decide(run("new", rmse=2.9, r2=0.8), current, checks)[0] is True
@@ -127,10 +129,10 @@ def test_promotion_rule_follows_each_metrics_direction() -> None:
     assert not promoted and "rmse 3.1 is worse than 3" in reason
     assert decide(run("new", rmse=3.1, r2=0.85), current, checks, tolerance=0.2)[0] is True
     assert not decide(run("new", rmse=2.0, r2=0.79), current, checks)[0]
-    failed = {**run("new", rmse=1.0, r2=0.9), "status": "failed", "error": "boom"}
+    failed = replace(run("new", rmse=1.0, r2=0.9), status="failed", error="boom")
     assert decide(failed, current, checks) == (False, "run new failed: boom")
     broken = run("new", rmse=1.0)
-    broken["steps"] = [{"checks": [{"check": "schema", "ok": False}]}]
+    broken.steps = [StepRecord("new", "check", checks=[{"check": "schema", "ok": False}])]
     assert not decide(broken, current, checks)[0]
     assert decide(run("new"), None, checks) == (True, "no run was served before")
 

@@ -29,6 +29,7 @@ from loop_helpers import (
     wait_for,
 )
 
+from jupyter_mlops.run.records import RunRecord
 from jupyter_mlops.run.store import RunStore, default_store
 from jupyter_mlops.runtime.artifacts import load
 
@@ -44,7 +45,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(pipeline: Path) -> dict[str, Any]:
+def first_run(pipeline: Path) -> RunRecord:
     store = RunStore(default_store(pipeline))
     try:
         return store.runs()[0]
@@ -53,8 +54,8 @@ def first_run(pipeline: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server(pipeline: Path, first_run: dict[str, Any]) -> Iterator[Server]:
-    served = Server(first_run["run_id"], "-C", str(pipeline), "--window", "100")
+def server(pipeline: Path, first_run: RunRecord) -> Iterator[Server]:
+    served = Server(first_run.run_id, "-C", str(pipeline), "--window", "100")
     yield served
     code, err = served.stop()
     assert code == 0, err  # a SIGTERM ends it cleanly
@@ -71,19 +72,19 @@ def _model(run: dict[str, Any]) -> Any:
     return load("model", folder)
 
 
-def test_predictions_are_the_models_own(server: Server, first_run: dict[str, Any],
+def test_predictions_are_the_models_own(server: Server, first_run: RunRecord,
                                         tmp_path: Path) -> None:
     rows = _rows(make_data(tmp_path / "new.csv", 50, seed=3), 50)
     status, body = server.predict(rows)
     assert status == 200, body
     expected = _model(first_run).predict(pd.DataFrame(rows)).tolist()
     assert body["predictions"] == expected
-    assert body["run_id"] == first_run["run_id"] and body["model"] == "model"
+    assert body["run_id"] == first_run.run_id and body["model"] == "model"
     # one record alone, and the {"records": [...]} form
     assert server.predict(rows[0])[1]["predictions"] == expected[:1]
     assert server.predict({"records": rows[:3]})[1]["predictions"] == expected[:3]
     health = server.get_json("/health")
-    assert health["status"] == "ok" and health["run_id"] == first_run["run_id"]
+    assert health["status"] == "ok" and health["run_id"] == first_run.run_id
     assert health["inputs"] == ["a", "b", "c"]
 
 
@@ -225,7 +226,7 @@ def test_load_with_malformed_requests_keeps_serving_with_flat_memory(
 
 
 def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
-        pipeline: Path, first_run: dict[str, Any]) -> None:
+        pipeline: Path, first_run: RunRecord) -> None:
     second = run_pipeline_cli(pipeline, "-p", "C=0.01")
     store = RunStore(default_store(pipeline))
     try:
@@ -233,11 +234,11 @@ def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
         served = Server(str(pipeline), "--check-every", "0.2")
         try:
             assert served.get_json("/health")["run_id"] == second
-            store.record_promotion("loop", first_run["run_id"], candidate=first_run["run_id"],
+            store.record_promotion("loop", first_run.run_id, candidate=first_run.run_id,
                                    previous=second, promoted=True, reason="test")
-            wait_for(served, first_run["run_id"])
+            wait_for(served, first_run.run_id)
             assert served.predict(_rows(pipeline.parent / "data.csv", 1))[1]["run_id"] == \
-                first_run["run_id"]
+                first_run.run_id
             assert served.metrics()[("mlops_model_switches_total", ())] == 1
             # a promoted run whose model file changed after it was written is not loaded
             model_file = Path(store.run(second).folder) / "artifacts" / "train" / "model.skops"
@@ -245,14 +246,14 @@ def test_serving_a_pipeline_follows_promotions_and_refuses_a_changed_model(
             model_file.write_bytes(original + b"tampered")
             try:
                 store.record_promotion("loop", second, candidate=second,
-                                       previous=first_run["run_id"], promoted=True,
+                                       previous=first_run.run_id, promoted=True,
                                        reason="test")
                 deadline = time.monotonic() + 20
                 while "warning" not in served.get_json("/health"):
                     assert time.monotonic() < deadline, "the changed model was not noticed"
                     time.sleep(0.1)
                 health = served.get_json("/health")
-                assert health["run_id"] == first_run["run_id"]
+                assert health["run_id"] == first_run.run_id
                 assert "changed after it was written" in health["warning"]
             finally:
                 model_file.write_bytes(original)

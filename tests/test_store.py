@@ -16,7 +16,7 @@ import pytest
 from conftest import run_cli, write_notebook
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.run.records import StepRecord
+from jupyter_mlops.run.records import RunRecord, StepRecord
 from jupyter_mlops.run.store import RunStore, default_store
 from jupyter_mlops.runtime._files import sha256_file
 
@@ -44,7 +44,7 @@ def _run_id(stdout: str) -> str:
     return match.group(1)
 
 
-def _verify_run(run: dict[str, Any]) -> int:
+def _verify_run(run: RunRecord) -> int:
     """Every output the store records for a run is a file whose sha256 is the manifest's,
     beside a manifest file that says the same; the number checked."""
     checked = 0
@@ -95,8 +95,14 @@ def test_runs_list_show_and_diff(tmp_path: Path) -> None:
     steps = {s["step"]: s for s in failure["steps"]}
     assert steps["a"]["status"] == "failed" and "failing on purpose" in steps["a"]["error"]
     assert steps["a"]["outputs"] == {}
-    for run in runs[1:]:
-        assert _verify_run(run) == 2
+    store = RunStore(default_store(pipeline))
+    try:  # what --json printed is what the store holds
+        for listed_run in runs[1:]:
+            record = store.run(listed_run["run_id"])
+            assert record.to_dict() == {**listed_run, "served": record.served}
+            assert _verify_run(record) == 2
+    finally:
+        store.close()
 
     table = run_cli("runs", "-C", str(pipeline))
     assert table.returncode == 0
@@ -112,8 +118,8 @@ def test_runs_list_show_and_diff(tmp_path: Path) -> None:
     # a does not use k: reused from the first run; b does: it ran
     assert re.search(rf"^  a: done \(reused from {ids[0]}\), ", text, re.M), text
     assert re.search(r"^  b: done, \d+\.\d s$", text, re.M), text
-    for step in run.steps:
-        for name, manifest in step.outputs.items():
+    for step in run["steps"]:
+        for name, manifest in step["outputs"].items():
             assert f"    {name}: json sha256 {manifest['sha256'][:12]}" in text, text
     data = sha256_file(tmp_path / "data.csv")[:12]
     assert f"    reads data.csv: sha256 {data}" in text, text

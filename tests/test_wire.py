@@ -16,7 +16,7 @@ from jupyter_mlops.errors import Problem
 from jupyter_mlops.notebook.analysis import Output
 from jupyter_mlops.notebook.params import Parameter
 from jupyter_mlops.notebook.roles import ROLES
-from jupyter_mlops.pipeline.spec import Step
+from jupyter_mlops.pipeline.spec import PipelineSpec, Step
 from jupyter_mlops.run.results import StepResult
 
 
@@ -27,8 +27,7 @@ def _fields(kind: type) -> set[str]:
 @pytest.mark.parametrize(("interface", "kind", "left_out"), [
     ("IParameter", Parameter, set()),
     ("IOutput", Output, set()),
-    # the sidebar needs no code hash
-    ("IStep", Step, {"code_sha256"}),
+    ("IStep", Step, set()),
     # the sidebar shows no manifests, checks or files; notebook becomes notebook_path
     ("IStepState", StepResult, {"outputs", "checks", "notebook", "cache_key", "files"}),
 ])
@@ -37,6 +36,11 @@ def test_a_wire_type_declares_the_fields_of_its_dataclass(interface: str, kind: 
     declared = set(interfaces()[interface])
     python = _fields(kind) | ({"duration", "notebook_path"} if kind is StepResult else set())
     assert declared == python - left_out, (declared ^ (python - left_out))
+
+
+def test_ipipeline_is_the_spec_as_pipeline_yaml_holds_it() -> None:
+    spec = PipelineSpec("p", "p.ipynb", "0" * 64, ".", {"name": "python3"}, [], [])
+    assert set(interfaces()["IPipeline"]) == set(spec.to_dict())
 
 
 def test_iproblem_is_problem_to_dict() -> None:

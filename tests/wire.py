@@ -11,7 +11,7 @@ from conftest import REPO
 
 TYPES = REPO / "labextension" / "src" / "types.ts"
 #: Interfaces that mirror a Python shape field for field: no key may be missing or extra.
-EXACT = {"IAnalysis", "IPipeline", "IParameter", "IOutput", "ICellInfo", "IProblem",
+EXACT = {"IAnalysis", "IPipeline", "IStep", "IParameter", "IOutput", "ICellInfo", "IProblem",
          "IExportReply", "IRunSummary", "IRunsReply", "IRunStarted", "ICaptured"}
 
 

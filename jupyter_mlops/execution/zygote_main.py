@@ -185,6 +185,11 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
         import traceback
 
         traceback.print_exc()
+        sys.stderr.flush()
+        # a kernel that failed to start (a port taken since it was chosen) ends now: ipykernel's
+        # exit functions would wait forever to end the ZeroMQ context of its half-made sockets,
+        # and the pool starts a kernel afresh once this one is seen dead
+        os._exit(1)
     finally:
         try:  # what interpreter shutdown does: wait for the user's threads, run atexit
             import atexit

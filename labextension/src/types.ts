@@ -25,18 +25,26 @@ export interface IStep {
   name: string;
   notebook: string;
   cells: number[];
+  code_sha256: string;
   inputs: Record<string, string>;
   outputs: IOutput[];
   parameters: string[];
   after: string[];
 }
 
-/** The pipeline spec as pipeline.yaml holds it. */
+/** The pipeline spec as pipeline.yaml holds it (pipeline.spec.PipelineSpec.to_dict). */
 export interface IPipeline {
+  version: number;
   name: string;
+  source: string;
+  source_sha256: string;
+  workdir: string;
+  kernel: Record<string, string>;
+  allow_pickle: boolean;
   parameters: IParameter[];
   steps: IStep[];
   edges: [string, string][];
+  checks: Record<string, unknown>;
 }
 
 /** One cell of the notebook: its role and the step it belongs to. */
