@@ -258,3 +258,46 @@ def test_a_successor_zygote_imports_new_packages_while_the_first_goes_on_forking
     finally:
         pool.close()
     assert not _kernels()
+
+
+@pytest.mark.kernel
+def test_a_forked_kernel_whose_port_was_taken_ends_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ports are chosen before a kernel binds them; one taken in between (by any process of
+    the machine) must end that kernel at once, not leave it hanging in ipykernel's exit
+    functions until the start times out, and the pool then starts one afresh."""
+    import socket
+
+    from jupyter_client.provisioning import local_provisioner
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    find = local_provisioner.LocalPortCache.find_available_port
+    asked: list[str] = []
+
+    def iopub_is_taken(cache: Any, ip: str) -> int:
+        asked.append(ip)
+        # the first kernel's IOPub port (shell, iopub, stdin, hb, control): its shell socket
+        # is bound and open when the IOPub bind fails, which ending ZeroMQ waits for
+        return port if len(asked) == 2 else find(cache, ip)
+
+    monkeypatch.setattr(local_provisioner.LocalPortCache, "find_available_port", iopub_is_taken)
+    pool = _pool([("json", (), False)], tmp_path)
+    try:
+        started = time.monotonic()
+        kernel = pool.lease("a")
+        assert kernel is not None
+        manager = kernel.wait()
+        waited = time.monotonic() - started
+        assert pool.zygote is not None, "the kernel was not forked: nothing tested"
+        # dead at once: the pool gives no kernel (the step starts its own) well before the
+        # 60 s a kernel may take to start
+        assert manager is None
+        assert waited < 30, f"a kernel that could not bind waited {waited:.0f} s"
+        kernel.release()
+    finally:
+        pool.close()
+        taken.close()
+    assert not _kernels()
