@@ -91,6 +91,19 @@ async def test_analyze_is_show_json(jp_fetch: Any, jp_root_dir: Path) -> None:
     shown = run_cli("show", str(jp_root_dir / "work/small.ipynb"), "--json")
     assert shown.returncode == 0, shown.stderr
     assert {k: data[k] for k in ("pipeline", "cells", "problems")} == json.loads(shown.stdout)
+    assert data["stale"] is None
+
+
+async def test_analyze_says_when_the_export_is_older_than_the_notebook(
+        jp_fetch: Any, jp_root_dir: Path) -> None:
+    small_notebook(jp_root_dir)
+    assert (await call(jp_fetch, "POST", "export", body={"path": "work/small.ipynb"}))[0] == 200
+    code, data = await call(jp_fetch, "POST", "analyze", body={"path": "work/small.ipynb"})
+    assert code == 200 and data["exported"] is True and data["stale"] is None
+    small_notebook(jp_root_dir, sleep=1)  # the author edits a cell and saves
+    code, data = await call(jp_fetch, "POST", "analyze", body={"path": "work/small.ipynb"})
+    assert_wire(data, "IAnalysis")
+    assert "small.ipynb changed since the export" in data["stale"]
 
 
 async def test_export_run_and_history(jp_fetch: Any, jp_root_dir: Path) -> None:

@@ -81,6 +81,7 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
       {!a && !s.error && <p className="jp-mlops-empty">Analysing…</p>}
       {a && (
         <>
+          {a.stale && <div className="jp-mlops-warning jp-mlops-stale">Exported pipeline: {a.stale}</div>}
           {a.problems.length > 0 && (
             <Section title="Problems">
               <Problems problems={a.problems} onCell={actions.scrollToCell} />
