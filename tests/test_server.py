@@ -17,6 +17,8 @@ from conftest import run_cli, write_notebook
 from tornado.httpclient import HTTPClientError
 from wire import assert_wire
 
+from jupyter_mlops.notebook.roles import ROLES
+
 pytestmark = pytest.mark.kernel
 
 
@@ -92,6 +94,7 @@ async def test_analyze_is_show_json(jp_fetch: Any, jp_root_dir: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert {k: data[k] for k in ("pipeline", "cells", "problems")} == json.loads(shown.stdout)
     assert data["stale"] is None
+    assert data["roles"] == list(ROLES)
 
 
 async def test_analyze_says_when_the_export_is_older_than_the_notebook(

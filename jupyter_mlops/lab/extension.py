@@ -158,6 +158,7 @@ class AnalyzeHandler(_Base):
         self._reply(200, await self.blocking(self._analyze, path))
 
     def _analyze(self, path: Path) -> dict[str, Any]:
+        from ..notebook.roles import ROLES
         from ..pipeline.export import default_folder, plan
         from ..pipeline.freshness import stale_export
         from ..pipeline.spec import SPEC_FILE, PipelineSpec
@@ -170,6 +171,7 @@ class AnalyzeHandler(_Base):
         data["notebook"] = self.relative(path)
         data["pipeline_dir"] = self.relative(folder)
         data["exported"] = (folder / SPEC_FILE).is_file()
+        data["roles"] = list(ROLES)  # the sidebar's buttons: one list, the library's
         # the pipeline folder's own spec, not this analysis': has the notebook moved on?
         data["stale"] = stale_export(PipelineSpec.read(folder), folder) \
             if data["exported"] else None

@@ -76,7 +76,7 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
         </div>
       )}
       <Section title="Mark cells">
-        <RoleButtons activeCell={actions.activeCell()} onRole={actions.setRole} />
+        <RoleButtons roles={a?.roles ?? []} activeCell={actions.activeCell()} onRole={actions.setRole} />
       </Section>
       {!a && !s.error && <p className="jp-mlops-empty">Analysing…</p>}
       {a && (

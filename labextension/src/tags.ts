@@ -1,8 +1,10 @@
 import { ICellModel } from '@jupyterlab/cells';
 
-/** The roles a cell can take (DESIGN.md, "Cell roles"); "none" clears the role. */
-export const ROLES = ['setup', 'params', 'step', 'data', 'model', 'metrics', 'skip'] as const;
-export type Role = (typeof ROLES)[number] | 'none';
+/**
+ * A cell role: one of those the server lists with each analysis (`IAnalysis.roles`, the
+ * library's own list), or "none", which clears the role.
+ */
+export type Role = string;
 
 const STEP_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

@@ -79,6 +79,8 @@ export interface IAnalysis {
   notebook: string;
   pipeline_dir: string;
   exported: boolean;
+  /** The cell roles, in the library's order (jupyter_mlops.notebook.roles.ROLES). */
+  roles: string[];
   /** Why the exported pipeline no longer matches the notebook, or null. */
   stale: string | null;
   captured: ICaptured;

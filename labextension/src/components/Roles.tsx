@@ -1,9 +1,11 @@
 import * as React from 'react';
 
-import { ROLES, Role, stepNameProblem } from '../tags';
+import { Role, stepNameProblem } from '../tags';
 
 /** Buttons that set the active cell's role by writing its `mlops:` tag. */
 export function RoleButtons(props: {
+  /** The roles the library knows (from the analysis); none until it arrives. */
+  roles: string[];
   activeCell: number | null;
   onRole: (role: Role, stepName: string) => string | null;
 }): JSX.Element {
@@ -42,7 +44,7 @@ export function RoleButtons(props: {
         </button>
       </div>
       <div className="jp-mlops-role-row">
-        {ROLES.filter(r => r !== 'step').map(role => (
+        {props.roles.filter(r => r !== 'step').map(role => (
           <button
             key={role}
             className="jp-mlops-role"
