@@ -292,7 +292,7 @@ def test_cell_timeout_interrupts_and_marks_the_cell(tmp_path: Path) -> None:
     assert elapsed < 20, f"the run took {elapsed:.1f} s despite --cell-timeout 2"
     assert_no_traceback(result)
     last = result.stderr.splitlines()[-1]
-    for fragment in ("`wait`", "cell 3", "slow.ipynb", "--cell-timeout 2"):
+    for fragment in ("`wait`", "cell 3", "slow.ipynb", "time limit of 2 s"):
         assert fragment in last, f"{fragment!r} not in {last!r}"
 
     run = _only_run(tmp_path / "runs")
@@ -302,6 +302,23 @@ def test_cell_timeout_interrupts_and_marks_the_cell(tmp_path: Path) -> None:
     assert any(o.output_type == "error" for o in cell.outputs)
     assert "timeout" in "".join(o.get("text", "") for o in cell.outputs)
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert {s["name"]: s["status"] for s in record["steps"]} == {"load": "done",
+                                                                 "wait": "failed"}
+
+
+@pytest.mark.kernel
+def test_a_cell_timeout_in_fractions_of_a_second_counts_whole_seconds(tmp_path: Path) -> None:
+    """papermill's client counts whole seconds: 1.5 s is a limit of 2 s, not an error in
+    every step."""
+    pipe = _export(tmp_path, "quick", "%%mlops step load\nx = 1",
+                   "%%mlops step wait\nimport time\ntime.sleep(5)\ny = x")
+    result = run_cli("run", str(pipe), "--cell-timeout", "1.5", "--runs-dir",
+                     str(tmp_path / "runs"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert_no_traceback(result)
+    last = result.stderr.splitlines()[-1]
+    assert "`wait`" in last and "time limit of 2 s" in last, last
+    record = json.loads((_only_run(tmp_path / "runs") / "run.json").read_text(encoding="utf-8"))
     assert {s["name"]: s["status"] for s in record["steps"]} == {"load": "done",
                                                                  "wait": "failed"}
 

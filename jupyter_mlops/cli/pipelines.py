@@ -45,7 +45,7 @@ def add_commands(sub: Any) -> None:
     run.add_argument("-j", "--jobs", type=int, metavar="N",
                      help="steps run at once (default: the number of cores)")
     run.add_argument("--cell-timeout", type=float, metavar="S",
-                     help="fail a cell that runs longer than S seconds")
+                     help="fail a cell that runs longer than S seconds (whole seconds, rounded up)")
     run.add_argument("--store", metavar="PATH",
                      help="the run store (default: PIPELINE_DIR/.mlops/store.sqlite)")
     run.add_argument("--force", nargs="?", const="*", action="append", metavar="STEP",

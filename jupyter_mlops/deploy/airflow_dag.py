@@ -14,6 +14,7 @@ the tasks after it check what they load against those.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -239,8 +240,10 @@ def write_dag(pipeline_dir: str | Path, dags_dir: str | Path, *, artifacts: str 
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise MlopsError(f"--retries needs a whole number of at least 0, got {retries!r}")
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise MlopsError(f"--timeout needs a positive number of seconds, got {timeout}")
+    if timeout is not None:
+        timeout = math.ceil(timeout)  # papermill's client counts whole seconds
     if artifacts is None:
         location = str(folder / "runs" / "airflow")
     elif is_url(artifacts):

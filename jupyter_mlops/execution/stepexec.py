@@ -39,8 +39,8 @@ class StepCall:
     output: str
     kernel: KernelCommand
     parameters: dict[str, Any] = field(default_factory=dict)
-    #: Seconds a cell may run before it is interrupted; None: no limit.
-    cell_timeout: float | None = None
+    #: Whole seconds a cell may run before it is interrupted; None: no limit.
+    cell_timeout: int | None = None
     #: Where a kernel started for this step writes its own stdout and stderr
     #: (:mod:`.kernellog`); None: where this process writes.
     kernel_log: str | None = None

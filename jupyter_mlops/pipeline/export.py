@@ -12,7 +12,7 @@ from ..errors import AnalysisError, OptionError, Problem, SpecError
 from ..notebook.analysis import Analysis, analyze
 from ..notebook.captures import read_record
 from ..notebook.reader import read_notebook
-from ..runtime._files import atomic_write
+from ..runtime._files import atomic_write, dir_mode
 from .build import build_spec
 from .contract import CONTRACT_DIR, build_contract
 from .gentests import TESTS_DIR, render_tests
@@ -139,6 +139,7 @@ def _check_target(folder: Path) -> PipelineSpec | None:
 def _swap_in(folder: Path, sub: str, files: dict[str, bytes], ours: set[str]) -> None:
     """Replace ``folder/sub`` by the rendered files under ``sub/``, keeping the user's own."""
     staging = Path(tempfile.mkdtemp(prefix=f".{sub}-", dir=folder))
+    staging.chmod(dir_mode())  # mkdtemp's 0o700 would become steps/ itself
     try:
         for name, data in files.items():
             if name.startswith(f"{sub}/"):

@@ -71,8 +71,8 @@ def describe_failure(err: BaseException, step: Step, output: Path,
     evalue = getattr(err, "evalue", None) or (error_output or {}).get("evalue", "")
     name = type(err).__name__
     if cell_timeout is not None and (ename == "KeyboardInterrupt" or name == "CellTimeoutError"):
-        reason = (f"the cell ran longer than --cell-timeout {cell_timeout:g} s and was "
-                  "interrupted; make it faster or raise the timeout")
+        reason = (f"the cell ran longer than its time limit of {cell_timeout:g} s and was "
+                  "interrupted; make it faster or raise the cell timeout")
     elif name == "DeadKernelError":
         reason = "the kernel died (out of memory, or a crash in compiled code)"
     elif ename:
@@ -103,8 +103,8 @@ def mark_timeout(output: Path, cell_timeout: float) -> None:
                for o in outputs):
             outputs.append({
                 "output_type": "stream", "name": "stderr",
-                "text": f"jupyter-mlops: this cell ran longer than --cell-timeout "
-                        f"{cell_timeout:g} s and was interrupted.\n",
+                "text": f"jupyter-mlops: this cell ran longer than its time limit (cell "
+                        f"timeout) of {cell_timeout:g} s and was interrupted.\n",
             })
             meta = cell.setdefault("metadata", {}).setdefault("papermill", {})
             meta["status"] = "failed"

@@ -9,6 +9,7 @@ own name for it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -73,12 +74,20 @@ class RunOptions:
         settings["only"] = tuple(settings.get("only") or ())
         return cls(**settings)
 
+    @property
+    def cell_limit(self) -> int | None:
+        """The cell timeout in the whole seconds papermill's client counts, rounded up (a
+        limit of 2.5 s is 3 s), or None."""
+        return None if self.cell_timeout is None else math.ceil(self.cell_timeout)
+
     def validate(self) -> RunOptions:
         """Refuse settings that cannot be used, before anything starts; return ``self``."""
         if self.jobs is not None and self.jobs < 1:
             raise OptionError(f"a run needs at least 1 step at a time, got {self.jobs}",
                               option="jobs")
-        if self.cell_timeout is not None and self.cell_timeout <= 0:
+        if self.cell_timeout is not None and not (
+                isinstance(self.cell_timeout, (int, float)) and math.isfinite(self.cell_timeout)
+                and self.cell_timeout > 0):
             raise OptionError("a cell timeout needs a positive number of seconds, got "
                               f"{self.cell_timeout}", option="cell_timeout")
         if self.only and self.start:

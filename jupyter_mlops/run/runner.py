@@ -77,7 +77,7 @@ class _Run:
         self.spec = plan.spec
         self.pipeline_dir = plan.folder
         self.fail_on_drift = plan.fail_on_drift
-        self.cell_timeout = plan.options.cell_timeout
+        self.cell_timeout = plan.options.cell_limit
         self.modes = plan.modes
         self.environments = plan.environments
         self.strings = {s.name: step_strings(plan.folder / s.notebook) for s in plan.spec.steps}

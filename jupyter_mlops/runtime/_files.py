@@ -5,7 +5,45 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """This process's umask, as it is now. Linux says it in /proc; elsewhere it can only be
+    read by setting it, done under a lock and put back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a file created with ``open`` gets here (0o644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    """The mode a folder created with ``mkdir`` gets here (0o755 under umask 022)."""
+    return 0o777 & ~_umask()
+
+
+def temporary_file(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` to be renamed onto it, with the mode ``open`` would
+    give ``path``: ``mkstemp`` makes it 0o600, which other users (an Airflow worker, a web
+    server, a container's user) could not read."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, file_mode())
+    return fd, tmp
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -13,7 +51,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

@@ -7,14 +7,13 @@ import json
 import os
 import pickle
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ArtifactError
 from . import remote
-from ._files import atomic_write, sha256_file
+from ._files import atomic_write, sha256_file, temporary_file
 from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 
 __all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
@@ -64,7 +63,7 @@ def _check_name(name: Any) -> None:
 
 def _write(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
     """Let ``writer`` fill a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
