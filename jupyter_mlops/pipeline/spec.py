@@ -6,6 +6,7 @@ source notebook.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from ..errors import OptionError, ParameterError, SpecError
 from ..notebook.analysis import Output
 from ..notebook.params import Parameter
+from ..notebook.roles import STEP_NAME
 from ..runtime._files import atomic_write
 from ..runtime._jsonvalues import json_like
 
@@ -151,6 +153,7 @@ class PipelineSpec:
                                 f"`{parameter.type}`")
         if not spec.steps:
             raise SpecError(f"{where} has no steps; export the notebook again")
+        _check_names(spec, where)
         names = {s.name for s in spec.steps}
         for step in spec.steps:
             for upstream in step.after:
@@ -182,3 +185,33 @@ class PipelineSpec:
             raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \
                 from None
         return cls.from_dict(data, str(path))
+
+
+#: What names read from pipeline.yaml may be, each matched whole: they become file names,
+#: task ids and words of generated Python, shell and Dockerfiles, so a hand-edited one must
+#: never carry quotes, newlines or shell syntax into them.
+_NAMES = {
+    "pipeline name": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
+    "kernel name": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
+    "step notebook": re.compile(r"steps/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.ipynb"),
+    "parameter name": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    "output name": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+}
+
+
+def _check_names(spec: PipelineSpec, where: str) -> None:
+    """Refuse a name of ``pipeline.yaml`` that is not of its kind, naming it."""
+    named = [("pipeline name", spec.name), ("kernel name", spec.kernel.get("name", ""))]
+    named += [("parameter name", p.name) for p in spec.parameters]
+    for step in spec.steps:
+        if not isinstance(step.name, str) or not STEP_NAME.fullmatch(step.name):
+            raise SpecError(f"{where}: step name {step.name!r} is not valid; use letters, "
+                            "digits, `_` or `-`, starting with a letter (export the notebook "
+                            "again)")
+        named += [("step notebook", step.notebook)]
+        named += [("output name", o.name) for o in step.outputs]
+        named += [("parameter name", n) for n in step.parameters]
+    for kind, value in named:
+        if not isinstance(value, str) or not _NAMES[kind].fullmatch(value):
+            raise SpecError(f"{where}: {kind} {value!r} is not valid; export the notebook "
+                            "again")
