@@ -324,3 +324,25 @@ def test_a_hand_edited_name_that_would_reach_generated_code_is_refused(
     with pytest.raises(SpecError) as info:
         PipelineSpec.from_dict(data, "pipeline.yaml")
     assert repr(value) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_steps_that_wait_for_each_other_are_refused() -> None:
+    data = real_spec().to_dict()
+    first, last = data["steps"][0], data["steps"][-1]
+    first["after"] = [*first["after"], last["name"]]
+    with pytest.raises(SpecError, match="wait for each other in a cycle"):
+        PipelineSpec.from_dict(data, "pipeline.yaml")
+
+
+def test_yaml_aliases_and_oversized_specs_are_refused(tmp_path: Path) -> None:
+    """A few lines of nested aliases expand to gigabytes; a spec never needs one."""
+    folder = tmp_path / "p"
+    real_spec().write(folder)
+    text = (folder / SPEC_FILE).read_text(encoding="utf-8")
+    laughs = "".join(f"l{i}: &l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}]\n" for i in range(1, 9))
+    (folder / SPEC_FILE).write_text("l0: &l0 [x]\n" + laughs + text, encoding="utf-8")
+    with pytest.raises(SpecError, match=r"YAML alias \(\*l0\) at line 2"):
+        PipelineSpec.read(folder)
+    (folder / SPEC_FILE).write_text(text + "#" * (9 << 20), encoding="utf-8")
+    with pytest.raises(SpecError, match="more than a pipeline spec holds"):
+        PipelineSpec.read(folder)

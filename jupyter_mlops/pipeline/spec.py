@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, ParameterError, SpecError
-from ..notebook.analysis import Output
+from ..notebook.analysis import Output, find_cycle
 from ..notebook.params import Parameter
 from ..notebook.roles import STEP_NAME
 from ..runtime._files import atomic_write
@@ -22,6 +22,8 @@ __all__ = ["Output", "Parameter", "PipelineSpec", "Step", "json_like"]
 
 SPEC_VERSION = 1
 SPEC_FILE = "pipeline.yaml"
+#: A spec is a few kilobytes; one far larger is not one of ours (YAML can expand to gigabytes).
+MAX_SPEC_BYTES = 8 << 20
 #: Types a pipeline parameter may have; each maps to how ``-p NAME=VALUE`` text is read.
 PARAMETER_TYPES = ("int", "float", "str", "bool", "list", "dict", "None")
 #: What an output is: a declared data frame, a model, metrics, or a value a later step needs.
@@ -160,6 +162,10 @@ class PipelineSpec:
                 if upstream not in names:
                     raise SpecError(f"{where}: step `{step.name}` waits for unknown step "
                                     f"`{upstream}`")
+        cycle = find_cycle({s.name: list(s.after) for s in spec.steps})
+        if cycle:
+            raise SpecError(f"{where}: the steps wait for each other in a cycle "
+                            f"({' -> '.join([*cycle, cycle[0]])}); remove one `after`")
         return spec
 
     @classmethod
@@ -178,8 +184,12 @@ class PipelineSpec:
                 f"{folder} is not a pipeline folder (no {SPEC_FILE}); create one with "
                 "`jupyter mlops export NOTEBOOK`"
             )
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path} is {path.stat().st_size:,} bytes, more than a pipeline "
+                            f"spec holds ({MAX_SPEC_BYTES:,} at most); export the notebook "
+                            "again")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_no_alias_loader())
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             reason = str(err).splitlines()[0]
             raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \
@@ -215,3 +225,20 @@ def _check_names(spec: PipelineSpec, where: str) -> None:
         if not isinstance(value, str) or not _NAMES[kind].fullmatch(value):
             raise SpecError(f"{where}: {kind} {value!r} is not valid; export the notebook "
                             "again")
+
+
+def _no_alias_loader() -> type:
+    """A safe YAML loader that refuses aliases: a spec never needs them, and nested ones
+    expand a small file into gigabytes (the "billion laughs")."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.YAMLError(f"it uses a YAML alias (*{event.anchor}) at line "
+                                     f"{event.start_mark.line + 1}, which a pipeline spec "
+                                     "never does")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
