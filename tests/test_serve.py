@@ -282,3 +282,34 @@ def test_serve_user_errors_are_one_line(pipeline: Path, tmp_path: Path) -> None:
         port = str(taken.getsockname()[1])
         line = one_line_error(run_cli("serve", str(pipeline), "--port", port))
     assert "cannot listen" in line and port in line
+
+
+def test_the_drift_window_keeps_no_long_or_broken_text() -> None:
+    """A window of 1,000 rows must not hold 1,000 one-megabyte strings, nor a lone surrogate
+    that breaks every later scrape."""
+    import numpy as np
+
+    from jupyter_mlops.serving.metrics import ServeMetrics
+    from jupyter_mlops.serving.model import RunModel
+
+    columns = [{"name": "c", "kind": "categorical"}, {"name": "a", "kind": "numeric"}]
+    model = RunModel("r", "p", "s", "m", None, columns, {"columns": []})
+    metrics = ServeMetrics(model, window=100)
+    records = [{"c": "x" * 1_000_000, "a": 1.0}, {"c": "\ud800", "a": 2.0},
+               {"c": "small", "a": 3.0}]
+    metrics.predicted(records, np.array([0.1, 0.2, 0.3]))
+    kept = list(metrics.window)
+    assert sum(len(v) for row in kept for v in row if isinstance(v, str)) < 100
+    assert kept[2] == ("small", 3.0) and kept[0][1] == 1.0
+    for row in kept:
+        row[0].encode("utf-8")  # no lone surrogate left
+
+
+def test_a_lone_surrogate_in_a_request_leaves_metrics_answering(server: Server) -> None:
+    rows = [{"a": 0.1 * i, "b": 0.0, "c": "\ud800"} for i in range(40)]
+    status, body = server.predict(rows)
+    if status == 200:  # kept in the window: every later scrape must still answer
+        server.metrics()
+    else:
+        assert status == 422, body
+    assert server.request("GET", "/metrics")[0] == 200

@@ -19,6 +19,28 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 ENDPOINTS = ("/predict", "/health", "/metrics")
 MIN_WINDOW = 30
 """Fewer recent rows than this give no drift scores: the tests would say little."""
+MAX_KEPT_TEXT = 64
+"""Longer text in the drift window is kept as a short digest: the tests compare categories,
+and one client's megabyte strings must not stay in memory (a window is bounded in bytes)."""
+
+
+def kept(value: Any) -> Any:
+    """What the drift window keeps of one input value: numbers and short text as they are;
+    long text, or text that is not valid Unicode (a lone surrogate), as a digest that counts
+    as one unknown category."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if len(value) <= MAX_KEPT_TEXT:
+            return value
+    import hashlib
+
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"<text sha256:{digest}>"
 
 
 class ServeMetrics:
@@ -82,7 +104,7 @@ class ServeMetrics:
                 self.values.observe(float(value))
         names = [c["name"] for c in self.model.columns]
         # tuples straight from the records: cheaper than reading the frame back, per request
-        rows = [tuple(record[name] for name in names) for record in records]
+        rows = [tuple(kept(record[name]) for name in names) for record in records]
         with self.lock:
             self.window.extend(rows)
             self._fresh = True
