@@ -160,3 +160,24 @@ def test_show_json_matches_the_export(notebook: Path, cli) -> None:
     assert roles[3] == ("params", None) and roles[5] == ("step", "make")
     assert roles[7] == ("metrics", "total")
     assert data["problems"] == []
+
+
+@pytest.mark.parametrize("stem", ['quote"""name', "back\\slash", "it's"])
+def test_a_hostile_notebook_name_gives_generated_tests_that_parse(tmp_path: Path,
+                                                                   stem: str) -> None:
+    import ast
+
+    notebook = write_notebook(tmp_path / f"{stem}.ipynb", "%%mlops step a\nx = 1")
+    folder = export(notebook).folder
+    source = (folder / "tests" / "test_pipeline.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)  # a SyntaxError before
+    assert stem in (ast.get_docstring(tree) or "")
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999", "float('nan')", "[1.0, 1e999]"])
+def test_a_parameter_that_is_not_finite_stops_the_export(tmp_path: Path, value: str) -> None:
+    notebook = write_notebook(tmp_path / "nb.ipynb", f"%%mlops params\nx = {value}",
+                              "%%mlops step a\ny = x")
+    with pytest.raises(AnalysisError) as info:
+        export(notebook)
+    assert "cell 1" in str(info.value) or info.value.cell == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import math
 import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,6 +94,17 @@ def _type_of(value: Any) -> str | None:
     return _TYPE_NAMES.get(type(value))
 
 
+def _finite(value: Any) -> bool:
+    """No inf or nan anywhere in ``value`` (a number, or a list or dict of them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
 def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Parameter], list[Problem]]:
     """The parameters that a params cell's plain Python assigns, and its problems.
 
@@ -137,6 +149,10 @@ def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Paramete
                           "True/False, None, lists, dicts); compute it in a step instead")
             continue
         inferred = _type_of(default)
+        if not _finite(default):
+            problem(node, "is not a finite number; a parameter cannot be inf or nan (papermill "
+                          "and JSON cannot pass them); use a large number or None")
+            continue
         if inferred is None:
             problem(node, "has a type that a parameter cannot have; use int, float, str, bool, "
                           "None, or a list/dict of those")

@@ -131,7 +131,8 @@ def render_tests(spec: PipelineSpec, models: dict[str, Any]) -> dict[str, bytes]
     kept = {name: {**entry, "step": model_step[name]} for name, entry in models.items()
             if name in model_step}
     text = _TEMPLATE.format(
-        name=spec.name, source=spec.source.rsplit("/", 1)[-1], folder_hint=".",
+        name=_docstring_text(spec.name), source=_docstring_text(spec.source.rsplit("/", 1)[-1]),
+        folder_hint=".",
         models=json.dumps(kept, sort_keys=True),
         metrics=json.dumps(spec.checks.get("metrics", {}), sort_keys=True),
         data=json.dumps(spec.checks.get("data", {}), sort_keys=True),
@@ -139,3 +140,9 @@ def render_tests(spec: PipelineSpec, models: dict[str, Any]) -> dict[str, bytes]
     ini = "# Keeps these tests apart from any project around the pipeline folder.\n[pytest]\n"
     return {f"{TESTS_DIR}/test_pipeline.py": text.encode("utf-8"),
             f"{TESTS_DIR}/pytest.ini": ini.encode("utf-8")}
+
+
+def _docstring_text(text: str) -> str:
+    """``text`` as it may stand inside the generated file's docstring: a notebook's file name
+    can hold quotes or backslashes, which would end the docstring or escape its end."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
