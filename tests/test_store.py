@@ -336,3 +336,30 @@ def test_four_concurrent_runs_share_one_store(tmp_path: Path) -> None:
                          (run_id, step)).fetchone()
         assert row == ("done", None)
     db.close()
+
+
+def _open_when_released(path: str, barrier: Any, errors: Any) -> None:
+    barrier.wait()
+    try:
+        RunStore(path).close()
+    except Exception as err:  # what the test reports
+        errors.put(str(err))
+
+
+def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path: Path) -> None:
+    """Four runs of a pipeline started together each open its store, new: SQLite refuses one
+    at once ("database is locked") if the schema is made as reads that then write."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(15):
+        path = str(tmp_path / f"s{attempt}" / ".mlops" / "store.sqlite")
+        barrier, errors = context.Barrier(8), context.Queue()
+        procs = [context.Process(target=_open_when_released, args=(path, barrier, errors))
+                 for _ in range(8)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert errors.empty(), f"attempt {attempt}: {errors.get()}"
+        assert all(proc.exitcode == 0 for proc in procs)

@@ -70,6 +70,19 @@ _RUN_COLUMNS = ("run_id, pipeline, spec_sha256, status, started, ended, folder, 
                 "environment, started_by, error")
 
 
+def _while_locked(action: Any, timeout: float = 30.0) -> Any:
+    """Run ``action``, again while SQLite says the database is locked: switching a new store
+    to WAL needs it alone, and SQLite may refuse at once instead of waiting its timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def default_store(pipeline_dir: str | Path) -> Path:
     """Where a pipeline's runs are recorded unless ``--store`` says otherwise."""
     return Path(pipeline_dir) / STORE_DIR / STORE_FILE
@@ -85,10 +98,16 @@ class RunStore:
             # autocommit off by default: every `with self._tx()` is one transaction
             self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
                                       isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            self._migrate()
+            # the schema in one write transaction taken up front: made as reads that then
+            # write, several processes opening a new store at once could each be refused
+            # ("database is locked") without waiting, as SQLite avoids a deadlock
+            with self._tx() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                self._migrate()
         except (OSError, sqlite3.Error) as err:
             raise MlopsError(f"cannot open the run store {self.path} ({err}); check the path "
                              "or pass another with --store") from None
