@@ -271,7 +271,7 @@ def test_failing_and_timed_out_steps_are_marked_and_stop_every_kernel(
     slow = _pipeline(tmp_path / "slow", *head, "%%mlops step b\ntime.sleep(60)\ny = x", *tail)
     seen: set[int] = set()
     for pipeline, timeout, reason in ((failing, None, "ValueError: bad value"),
-                                      (slow, 2.0, "--cell-timeout 2 s")):
+                                      (slow, 2.0, "time limit of 2 s")):
         result = _run(pipeline, tmp_path / "runs", seen, jobs=1, cell_timeout=timeout)
         assert result.status == "failed"
         assert [s.status for s in result.steps] == ["done", "failed", "not run"]
