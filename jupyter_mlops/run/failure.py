@@ -60,8 +60,8 @@ def describe_failure(err: BaseException, step: Step, output: Path,
     """(the one-line message, the source cell number or None) for a step that failed.
 
     When no cell says why (the kernel died, or did not start or answer), the last line of
-    the kernel's own output (``kernel_log``, :mod:`.kernellog`) is quoted: the one place a
-    kernel's stderr reaches the user.
+    the kernel's own output (``kernel_log``, :mod:`..execution.kernellog`) is quoted: the
+    one place a kernel's stderr reaches the user.
     """
     from ..execution.kernellog import last_words
 

@@ -1,7 +1,7 @@
 """``jupyter mlops serve``: a run's model behind HTTP, on tornado.
 
 ``POST /predict`` takes JSON records and answers predictions; ``GET /health`` says which run
-is served; ``GET /metrics`` is Prometheus' text format (see :mod:`servemetrics`). Every
+is served; ``GET /metrics`` is Prometheus' text format (see :mod:`.metrics`). Every
 request a client gets wrong is a JSON 4xx (400 not JSON, 404/405 wrong route or verb, 413
 too large, 422 not the model's schema); a 5xx is a bug of ours. Serving a pipeline folder
 follows its store: when another run is promoted, the next check loads it (hash verified) off
