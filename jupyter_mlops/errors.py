@@ -106,3 +106,7 @@ class StepFailed(MlopsError):
     def __init__(self, message: str, *, step: str, cell: int | None = None) -> None:
         super().__init__(message, cell=cell)
         self.step = step
+
+
+class UnverifiedArtifactWarning(UserWarning):
+    """An artifact was loaded with no hash from outside its folder to check it against."""

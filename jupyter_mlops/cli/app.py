@@ -22,7 +22,7 @@ from .common import PROG, Parser, say
 FLAGS = {
     "jobs": "-j", "cell_timeout": "--cell-timeout", "only": "--only/--from", "start": "--from",
     "parameters": "-p", "executor": "--executor", "scheduler": "--scheduler",
-    "mirrors": "--mlflow", "output": "-o", "resume": "--resume",
+    "mirrors": "--mlflow", "output": "-o", "resume": "--resume", "trust": "--trust",
 }
 
 

@@ -24,6 +24,9 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--allow-pickle", action="store_true",
                         help="pass values of other types between steps with pickle (opt-in: "
                         "only load pickles you trust)")
+    export.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                        help="let a model file use this type (e.g. xgboost.XGBClassifier) "
+                        "beyond scikit-learn, numpy and scipy's; repeat for more")
     export.set_defaults(handler=cmd_export)
 
     show = sub.add_parser("show", help="show the steps, data flow, parameters and problems",
@@ -83,7 +86,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``jupyter mlops export``."""
     from ..pipeline.export import export
 
-    result = export(args.notebook, args.output, split=args.split, allow_pickle=args.allow_pickle)
+    result = export(args.notebook, args.output, split=args.split, allow_pickle=args.allow_pickle,
+                    trust=args.trust)
     for warning in result.warnings:
         say(f"warning: {warning.message}")
     steps = ", ".join(s.name for s in result.spec.steps)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..notebook.analysis import Analysis, slug, step_code_hash
 from .spec import PipelineSpec, Step
 
 
-def build_spec(analysis: Analysis, folder: Path, allow_pickle: bool = False) -> PipelineSpec:
-    """The pipeline spec for an export of ``analysis`` into ``folder`` (paths relative to it)."""
+def build_spec(analysis: Analysis, folder: Path, allow_pickle: bool = False,
+               trust: Iterable[str] = ()) -> PipelineSpec:
+    """The pipeline spec for an export of ``analysis`` into ``folder`` (paths relative to it);
+    ``trust`` names the types a model may need beyond the built-in trusted ones."""
     source = Path(os.path.relpath(analysis.notebook.path.resolve(), folder.resolve()))
     steps = [
         Step(
@@ -34,4 +37,5 @@ def build_spec(analysis: Analysis, folder: Path, allow_pickle: bool = False) -> 
         parameters=list(analysis.parameters),
         steps=steps,
         allow_pickle=allow_pickle,
+        trust=sorted(set(trust)),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ..notebook.analysis import Analysis, analyze
 from ..notebook.captures import read_record
 from ..notebook.reader import read_notebook
 from ..runtime._files import atomic_write, dir_mode
+from ..runtime.trust import check_type_names, refused
 from .build import build_spec
 from .contract import CONTRACT_DIR, build_contract
 from .gentests import TESTS_DIR, render_tests
@@ -38,19 +40,49 @@ def default_folder(notebook: str | Path) -> Path:
 
 
 def plan(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
-         allow_pickle: bool = False) -> tuple[Analysis, PipelineSpec]:
+         allow_pickle: bool = False, trust: Iterable[str] = ()) -> tuple[Analysis, PipelineSpec]:
     """Read and analyse ``notebook``; the spec as an export into ``folder`` would write it.
+
+    ``trust`` names the types a model may need beyond the built-in trusted ones.
 
     Problems are returned in the analysis, not raised, so that ``show`` can list them.
     """
     if split is not None and split not in SPLITS:
         raise SpecError(f"unknown split `{split}`; use one of: {', '.join(SPLITS)}")
+    try:
+        trust = check_type_names(trust, "")
+    except ValueError as err:
+        raise OptionError(str(err), option="trust") from None
     analysis = analyze(read_notebook(notebook), split=split)
     target = Path(folder) if folder is not None else default_folder(notebook)
-    spec = build_spec(analysis, target, allow_pickle=allow_pickle)
+    spec = build_spec(analysis, target, allow_pickle=allow_pickle, trust=trust)
     spec.checks, _, warnings = build_contract(analysis)
-    analysis.problems = hidden_state_hints(analysis.problems, analysis.notebook.path) + warnings
+    analysis.problems = (hidden_state_hints(analysis.problems, analysis.notebook.path)
+                         + warnings + untrusted_models(analysis, spec))
     return analysis, spec
+
+
+def untrusted_models(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:
+    """An error for each captured model that needs types neither built-in trust nor the
+    export's ``--trust`` covers: the run would refuse to save or load it."""
+    models = read_record(analysis.notebook.path).get("models", {})
+    problems = []
+    for plan_step in analysis.steps:
+        for name, output in plan_step.outputs.items():
+            entry = models.get(name)
+            if output.role != "model" or not isinstance(entry, dict):
+                continue
+            needed = [t for t in entry.get("trusted") or [] if isinstance(t, str)]
+            untrusted = refused(needed, spec.trust)
+            if untrusted:
+                cell = next((c.number for c in plan_step.cells if c.role == "model"), None)
+                flags = " ".join(f"--trust {t}" for t in untrusted)
+                problems.append(Problem(
+                    f"{analysis.notebook.name}: model `{name}` of step `{plan_step.name}` needs "
+                    f"types jupyter-mlops does not trust by default ({', '.join(untrusted)}); if "
+                    f"you trust the code that defines them, export with {flags}",
+                    cell, "error", name))
+    return problems
 
 
 def hidden_state_hints(problems: list[Problem], notebook: Path) -> list[Problem]:
@@ -199,14 +231,14 @@ def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None
 
 
 def export(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
-           allow_pickle: bool = False) -> ExportResult:
+           allow_pickle: bool = False, trust: Iterable[str] = ()) -> ExportResult:
     """Export ``notebook`` into ``folder`` (default ``<stem>_pipeline/`` beside it).
 
     Raises :class:`AnalysisError` with every problem when the notebook cannot become a
     pipeline; nothing is written then.
     """
     target = Path(folder) if folder is not None else default_folder(notebook)
-    analysis, spec = plan(notebook, target, split, allow_pickle)
+    analysis, spec = plan(notebook, target, split, allow_pickle, trust)
     if analysis.errors:
         raise AnalysisError(analysis.errors)
     old = _check_target(target)

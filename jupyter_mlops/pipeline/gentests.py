@@ -34,6 +34,7 @@ PIPELINE = Path(__file__).resolve().parent.parent
 MODELS = json.loads({models!r})
 METRICS = json.loads({metrics!r})
 DATA = json.loads({data!r})
+TRUST = {trust!r}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,13 @@ def run(tmp_path_factory):
 
 def _step(run, name):
     return next(s for s in run.steps if s.name == name)
+
+
+def _load(run, step, name):
+    """An output of the run, its hash checked against the runner's record of it."""
+    manifest = _step(run, step).outputs[name]
+    return load(name, Path(run.folder) / "artifacts" / step, sha256=manifest["sha256"],
+                trusted=TRUST)
 
 
 def test_the_pipeline_runs_on_its_defaults(run):
@@ -70,7 +78,7 @@ def test_model_is_what_the_notebook_fitted(run, name):
     expected = MODELS[name]
     step = _step(run, expected["step"])
     assert step.status == "done", step.error
-    model = load(name, Path(run.folder) / "artifacts" / step.name)
+    model = _load(run, step.name, name)
     kind = f"{{type(model).__module__}}.{{type(model).__qualname__}}"
     assert kind == expected["class"], (
         f"`{{name}}` is a {{kind}}, the notebook fitted a {{expected['class']}}")
@@ -89,13 +97,13 @@ def test_model_predicts_on_the_runs_data(run, name):
     features = expected.get("features_in")
     if not features:
         pytest.skip(f"`{{name}}` records no feature names to build a sample from")
-    model = load(name, Path(run.folder) / "artifacts" / expected["step"])
+    model = _load(run, expected["step"], name)
     sample = None
     for step in run.steps:
         for output, manifest in step.outputs.items():
             columns = set(manifest.get("columns", []))
             if manifest.get("kind") == "parquet" and set(features) <= columns:
-                sample = load(output, Path(run.folder) / "artifacts" / step.name).head(5)
+                sample = _load(run, step.name, output).head(5)
                 break
         if sample is not None:
             break
@@ -136,6 +144,7 @@ def render_tests(spec: PipelineSpec, models: dict[str, Any]) -> dict[str, bytes]
         models=json.dumps(kept, sort_keys=True),
         metrics=json.dumps(spec.checks.get("metrics", {}), sort_keys=True),
         data=json.dumps(spec.checks.get("data", {}), sort_keys=True),
+        trust=list(spec.trust),
     )
     ini = "# Keeps these tests apart from any project around the pipeline folder.\n[pytest]\n"
     return {f"{TESTS_DIR}/test_pipeline.py": text.encode("utf-8"),

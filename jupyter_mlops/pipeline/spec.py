@@ -17,6 +17,7 @@ from ..notebook.params import Parameter
 from ..notebook.roles import STEP_NAME
 from ..runtime._files import atomic_write
 from ..runtime._jsonvalues import json_like
+from ..runtime.trust import check_type_names
 
 __all__ = ["Output", "Parameter", "PipelineSpec", "Step", "json_like"]
 
@@ -58,6 +59,8 @@ class PipelineSpec:
     parameters: list[Parameter] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     allow_pickle: bool = False
+    #: Type names a model file may need beyond those ``runtime.trust`` trusts (``--trust``).
+    trust: list[str] = field(default_factory=list)
     #: What every run is held to: metric thresholds, data contracts, ``fail_on_drift``.
     checks: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
@@ -104,7 +107,7 @@ class PipelineSpec:
         data["edges"] = [list(edge) for edge in self.edges]
         return {key: data[key] for key in (
             "version", "name", "source", "source_sha256", "workdir", "kernel",
-            "allow_pickle", "parameters", "steps", "edges", "checks")}
+            "allow_pickle", "trust", "parameters", "steps", "edges", "checks")}
 
     def to_yaml(self) -> str:
         """The text of ``pipeline.yaml``."""
@@ -141,6 +144,7 @@ class PipelineSpec:
                 name=data["name"], source=data["source"], source_sha256=data["source_sha256"],
                 workdir=data["workdir"], kernel=dict(data["kernel"]), parameters=parameters,
                 steps=steps, allow_pickle=bool(data.get("allow_pickle", False)),
+                trust=check_type_names(data.get("trust") or [], f"{where}: `trust`: "),
                 checks=dict(data.get("checks") or {}), version=data["version"],
             )
         except KeyError as err:

@@ -76,6 +76,11 @@ def _code_cell(nbf: Any, source: str, cell_id: str, tags: list[str] | None = Non
     return cell
 
 
+def _trust(spec: PipelineSpec) -> str:
+    """The ``trusted=`` argument of the artifact calls, when the author trusts extra types."""
+    return f", trusted={list(spec.trust)!r}" if spec.trust else ""
+
+
 def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
                         spec: PipelineSpec) -> Any:
     """The nbformat notebook for ``step``."""
@@ -121,7 +126,7 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
             names = sorted(n for n, p in step.inputs.items() if p == producer)
             hashes = ", ".join(f"{n!r}: {HASHES_PARAMETER}.get({n!r}, '')" for n in names)
             lines.append(f"load_inputs(globals(), {{{hashes}}}, f\"{{{ARTIFACTS_PARAMETER}}}/"
-                         f"{producer}\", allow_pickle={spec.allow_pickle!r})")
+                         f"{producer}\", allow_pickle={spec.allow_pickle!r}{_trust(spec)})")
         nb.cells.append(_code_cell(nbf, "\n".join(lines), "mlops-inputs", ["mlops-inputs"]))
 
     markdown = {c.index: c for c in plan.markdown}
@@ -144,6 +149,6 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
             "from jupyter_mlops.runtime.artifacts import save_outputs\n\n"
             f"mlops_saved = save_outputs(globals(), {outputs}, f\"{{{ARTIFACTS_PARAMETER}}}/"
             f"{step.name}\", "
-            f"allow_pickle={spec.allow_pickle!r}, step={step.name!r})",
+            f"allow_pickle={spec.allow_pickle!r}, step={step.name!r}{_trust(spec)})",
             "mlops-outputs", ["mlops-outputs"]))
     return nb

@@ -384,7 +384,10 @@ def _new_run(store: RunStore, plan: _Plan, runs_dir: str | Path | None,
     store.start_run(
         run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, plan.values,
         {"python": first["python"], "git_commit": first["git_commit"],
-         "steps": {n: e["packages"] for n, e in environments.items()}},
+         "steps": {n: e["packages"] for n, e in environments.items()},
+         # what a model of this run may instantiate beyond the defaults, kept where the
+         # steps cannot write, for serving
+         "trust": list(spec.trust)},
         plan.options.started_by, [s.name for s in spec.steps])
     return RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
                      parameters=plan.values, steps=[StepResult(s.name) for s in spec.steps])

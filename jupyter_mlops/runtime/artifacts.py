@@ -7,12 +7,13 @@ import json
 import os
 import pickle
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ArtifactError
-from . import remote
+from ..errors import ArtifactError, UnverifiedArtifactWarning
+from . import remote, trust
 from ._files import atomic_write, sha256_file, temporary_file
 from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 
@@ -122,7 +123,8 @@ def _frame_from_parquet(path: Path, manifest: dict[str, Any]) -> Any:
     return frame
 
 
-def _save_data(kind: str, value: Any, path: Path, text: str | None) -> dict[str, Any]:
+def _save_data(kind: str, value: Any, path: Path, text: str | None,
+               trusted: list[str] | None) -> dict[str, Any]:
     """Write the data file; return the kind-specific manifest fields."""
     if kind == "parquet":
         info = {"rows": len(value), "columns": [str(c) for c in value.columns]}
@@ -138,8 +140,12 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None) -> dict[str,
     if kind == "skops":
         import skops.io
         _write(path, lambda handle: skops.io.dump(value, handle))
-        # The types beyond skops' defaults that this file needs; load trusts these and no more.
-        return {"trusted": skops.io.get_untrusted_types(file=path)}
+        # The types beyond skops' defaults that this file needs, for the reader's information:
+        # loading decides trust from runtime.trust, never from this list.
+        needed = skops.io.get_untrusted_types(file=path)
+        if trusted is not None:
+            _refuse_untrusted(needed, trusted, path, "cannot be saved", remove=True)
+        return {"trusted": needed}
     if kind == "json":
         assert text is not None
         atomic_write(path, text)
@@ -149,7 +155,24 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None) -> dict[str,
     return {}
 
 
-def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, step: str) -> dict:
+def _refuse_untrusted(needed: Iterable[str], trusted: list[str], path: Path, what: str,
+                      *, remove: bool = False) -> None:
+    """ArtifactError when a model file needs a type not trusted; ``remove`` deletes the file
+    first (a save leaves nothing behind)."""
+    refused = trust.refused(needed, trusted)
+    if refused:
+        if remove:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        names = " ".join(f"--trust {name}" for name in refused)
+        raise ArtifactError(
+            f"model file {path.name} {what}: it needs types jupyter-mlops does not trust by "
+            f"default ({', '.join(refused)}); if you trust the code that defines them, export "
+            f"the notebook again with {names}")
+
+
+def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, step: str,
+          trusted: list[str] | None) -> dict:
     _check_name(name)
     prefix = f"step `{step}`: " if step else ""
     kind, text = _classify(value, allow_pickle)
@@ -174,7 +197,9 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
     except ArtifactError:
         old = None
     try:
-        extra = _save_data(kind, value, path, text)
+        extra = _save_data(kind, value, path, text, trusted)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{prefix}variable `{name}`: {exc}") from None
     except Exception as exc:
         raise ArtifactError(
             f"{prefix}variable `{name}` ({type_name(value)}) could not be saved as {kind}: {exc}"
@@ -191,15 +216,18 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
 
 
 def save(value: Any, name: str, folder: str | Path, *, role: str = "value",
-         allow_pickle: bool = False) -> dict[str, Any]:
+         allow_pickle: bool = False, trusted: Iterable[str] | None = ()) -> dict[str, Any]:
     """Write ``value`` to ``folder/<name>.<ext>`` and its manifest to ``folder/<name>.json``.
 
     ``folder`` may be an fsspec URL (a ``str``), where the files are written locally first.
     Returns the manifest. Raises ArtifactError if the value's type cannot be passed safely
-    (unless ``allow_pickle``), in which case nothing is written.
+    (unless ``allow_pickle``), or if a model needs a type that is neither trusted by
+    ``runtime.trust`` nor named in ``trusted``; then nothing is written. ``trusted=None``
+    saves any model (the author's own session capturing it), recording what it needs.
     """
     with remote.writable(folder) as local:
-        return _save(value, name, local, role, allow_pickle, step="")
+        return _save(value, name, local, role, allow_pickle, step="",
+                     trusted=None if trusted is None else list(trusted))
 
 
 def read_manifest(name: str, folder: str | Path) -> dict[str, Any]:
@@ -235,7 +263,7 @@ def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
     return manifest
 
 
-def _load_data(kind: str, path: Path, manifest: dict[str, Any]) -> Any:
+def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[str]) -> Any:
     if kind == "parquet":
         return _frame_from_parquet(path, manifest)
     if kind == "series":
@@ -247,17 +275,11 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any]) -> Any:
         return np.load(path, allow_pickle=False)
     if kind == "skops":
         import skops.io
-        from skops.io.exceptions import UntrustedTypesFoundException
-        trusted = manifest.get("trusted", [])
-        if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
-            raise ValueError("its manifest's trusted list is not a list of type names")
-        try:
-            return skops.io.load(path, trusted=trusted)
-        except UntrustedTypesFoundException as exc:
-            raise ArtifactError(
-                f"artifact `{manifest['name']}` ({path}) holds types its manifest does not "
-                f"trust, so it was not loaded ({exc}); {_RERUN}"
-            ) from exc
+        # The file itself says what it needs; whether that may be loaded is decided here.
+        needed = skops.io.get_untrusted_types(file=path)
+        _refuse_untrusted(needed, trusted, path, f"of artifact `{manifest['name']}` was not "
+                          "loaded")
+        return skops.io.load(path, trusted=needed)
     if kind == "json":
         return decode(json.loads(path.read_text(encoding="utf-8")))
     with open(path, "rb") as handle:
@@ -265,19 +287,23 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any]) -> Any:
 
 
 def load(name: str, folder: str | Path, *, sha256: str | None = None,
-         allow_pickle: bool = False) -> Any:
+         allow_pickle: bool = False, trusted: Iterable[str] = ()) -> Any:
     """Load artifact ``name`` from ``folder`` after checking its file's sha256.
 
     The hash must match the manifest and, if given, ``sha256``; otherwise the file was
-    changed after it was written and ArtifactError is raised. Pickles need ``allow_pickle``.
+    changed after it was written and ArtifactError is raised. Without ``sha256`` (a hash from
+    the run store, which the folder's writer cannot change) an UnverifiedArtifactWarning says
+    that only the manifest's own hash was checked. Pickles need ``allow_pickle``; a model
+    loads only the types ``runtime.trust`` trusts plus those named in ``trusted``.
     ``folder`` may be an fsspec URL (a ``str``): the files are copied to a temporary folder.
     """
     _check_name(name)
     with remote.readable(folder, [name]) as local:
-        return _load(name, local, _shown(folder), sha256, allow_pickle)
+        return _load(name, local, _shown(folder), sha256, allow_pickle, list(trusted))
 
 
-def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle: bool) -> Any:
+def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle: bool,
+          trusted: list[str]) -> Any:
     manifest = _read_manifest(name, folder, shown)
     kind, path = manifest["kind"], folder / manifest["file"]
     if kind == "pickle" and not allow_pickle:
@@ -287,6 +313,12 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
         )
     if not path.is_file():
         raise ArtifactError(f"artifact `{name}` in {shown} has no data file {path.name}; {_RERUN}")
+    if not sha256:
+        warnings.warn(UnverifiedArtifactWarning(
+            f"artifact `{name}` in {shown} was loaded without a hash from the run store: only "
+            "its own manifest's hash was checked, and whoever can write that folder can "
+            "rewrite both; run the pipeline with `jupyter mlops run` to have every input "
+            "checked"), stacklevel=3)
     actual = sha256_file(path)
     for expected, who in ((manifest["sha256"], "its manifest"), (sha256, "the pipeline")):
         if expected and actual != expected:
@@ -295,7 +327,7 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
                 f"sha256 {expected[:12]}…, the file has {actual[:12]}…); {_RERUN}"
             )
     try:
-        return _load_data(kind, path, manifest)
+        return _load_data(kind, path, manifest, trusted)
     except ArtifactError:
         raise
     except Exception as exc:
@@ -305,13 +337,16 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
 
 
 def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folder: str | Path,
-                 *, allow_pickle: bool = False, step: str = "") -> dict[str, dict[str, Any]]:
+                 *, allow_pickle: bool = False, step: str = "",
+                 trusted: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Save a step's outputs from its kernel ``namespace``; return ``{name: manifest}``.
 
     ``outputs`` is ``[{"name": ..., "role": ..., "required": ...}]``. A required output that
     is missing or of an unsupported type is an ArtifactError, raised before anything is
     written; an optional one is skipped. ``folder`` may be an fsspec URL (a ``str``).
+    ``trusted`` names the types beyond ``runtime.trust``'s that a model may need.
     """
+    trusted = list(trusted)
     who = f"step `{step}`" if step else "this step"
     chosen = []
     for output in outputs:
@@ -325,21 +360,22 @@ def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folde
             continue
         if kind_of(namespace[name], allow_pickle) is None:
             if required:  # _save raises the one-line message naming the type
-                _save(namespace[name], name, Path(folder), "", allow_pickle, step)
+                _save(namespace[name], name, Path(folder), "", allow_pickle, step, trusted)
             continue
         chosen.append((name, output.get("role", "value")))
     with remote.writable(folder) as local:  # a URL gets every data file before a manifest
-        return {name: _save(namespace[name], name, local, role, allow_pickle, step)
+        return {name: _save(namespace[name], name, local, role, allow_pickle, step, trusted)
                 for name, role in chosen}
 
 
 def load_inputs(namespace: dict[str, Any], inputs: dict[str, str], folder: str | Path, *,
-                allow_pickle: bool = False) -> None:
+                allow_pickle: bool = False, trusted: Iterable[str] = ()) -> None:
     """Load each ``{varname: expected_sha256 or ""}`` from ``folder`` (a path or an fsspec
-    URL) into ``namespace``, all or none."""
+    URL) into ``namespace``, all or none; ``trusted`` as for ``load``."""
     for name in inputs:
         _check_name(name)
     with remote.readable(folder, list(inputs)) as local:
-        loaded = {name: _load(name, local, _shown(folder), expected or None, allow_pickle)
+        loaded = {name: _load(name, local, _shown(folder), expected or None, allow_pickle,
+                              list(trusted))
                   for name, expected in inputs.items()}
     namespace.update(loaded)

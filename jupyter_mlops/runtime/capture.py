@@ -113,7 +113,9 @@ def capture_model(name: str, namespace: Mapping[str, Any], folder: Path) -> dict
     classes = getattr(model, "classes_", None)
     if classes is not None:
         entry["classes"] = [_plain(c.item() if hasattr(c, "item") else c) for c in classes]
-    manifest = save(model, name, folder, role="model")
+    # trusted=None: the author's own model is saved whatever it needs; export then says
+    # which of its types must be trusted (--trust) for a pipeline to load it.
+    manifest = save(model, name, folder, role="model", trusted=None)
     entry["file"] = f"{folder.name}/{manifest['file']}"
     entry["sha256"] = manifest["sha256"]
     entry["trusted"] = manifest.get("trusted", [])

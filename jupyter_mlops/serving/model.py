@@ -135,8 +135,10 @@ def load_run_model(store: RunStore, run_id: str, name: str | None = None,
         raise MlopsError(f"run {run.run_id} {run.status}; serve or monitor a run that "
                          "succeeded (`jupyter mlops runs` lists them)")
     step, model_name, manifest = pick_model(run, name)
+    # The types its export trusted, as the runner recorded them where steps cannot write.
+    trusted = run.environment.get("trust") or []
     model = load(model_name, _folder(run, step), sha256=manifest["sha256"],
-                 allow_pickle=allow_pickle)
+                 allow_pickle=allow_pickle, trusted=[t for t in trusted if isinstance(t, str)])
     if not hasattr(model, "predict"):
         raise MlopsError(f"`{model_name}` of run {run.run_id} is a {type(model).__name__} "
                          "with no predict method; it cannot be served")
