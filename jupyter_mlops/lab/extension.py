@@ -2,14 +2,17 @@
 
 Each handler is a thin face over one library call (analyze, export, start / watch / cancel a
 run, list runs). Every verb is authenticated, state-changing ones are XSRF-checked by
-jupyter_server's ``APIHandler``, every path is resolved inside the server's root directory,
-and a user's mistake comes back as JSON ``{"error": ..., "cell": ...}`` with a 4xx status.
+jupyter_server's ``APIHandler``, every body and path goes through :mod:`.guard` (a JSON
+object; inside the server's root, symbolic links followed, hidden unless the contents
+manager allows), and a user's mistake comes back as JSON ``{"error": ..., "cell": ...}``
+with a 4xx status.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,21 +23,19 @@ from jupyter_server.utils import url_path_join
 
 from .. import __version__
 from ..errors import AnalysisError, MlopsError, OptionError
+from .guard import Refused as _Refused
+from .guard import check_inside, parse_body, relative_to, resolve_inside, shown
 from .jobs import LabJobs
+from .view import RecordError
 
 #: The request field that holds each option the library may refuse (an OptionError's option).
 FIELDS = {"parameters": "parameters", "output": "path"}
 
-_RUN_ID = r"[0-9A-Za-z][0-9A-Za-z_.-]*"
-
-
-class _Refused(Exception):
-    """A request for a path outside the server's root, or for something that is not there."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
+#: What a run id looks like (``run.results.new_run_id``, or a name given on the command line).
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
+#: What export writes into a pipeline folder, and what a run writes there.
+_EXPORTED = ("pipeline.yaml", "README.md", "steps", "contract", "tests")
+_RUN_WRITES = ("pipeline.yaml", "runs", ".mlops")
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -80,46 +81,35 @@ class _Base(APIHandler):
         self.finish(json.dumps(data, default=str))
 
     def body(self) -> dict[str, Any]:
-        """The request's JSON object."""
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise _Refused(400, "the request body is not JSON") from None
-        if not isinstance(data, dict):
-            raise _Refused(400, "the request body must be a JSON object")
-        return data
+        """The request's JSON object (400 for anything else)."""
+        return parse_body(self.request.body)
 
     def root(self) -> Path:
         """The server's root directory, resolved."""
         return Path(self.settings.get("server_root_dir") or ".").expanduser().resolve()
 
     def resolve(self, relative: Any, what: str) -> Path:
-        """``relative`` (a path as the contents API spells it) inside the root, or 403/404."""
-        if not isinstance(relative, str) or not relative.strip():
-            raise _Refused(400, f"missing `{what}`: a path relative to the server's root")
-        if Path(relative).is_absolute() or relative.startswith(("/", "\\")):
-            raise _Refused(403, f"`{relative}` is an absolute path; give {what} relative to the "
-                                "server's root")
-        root = self.root()
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root):
-            raise _Refused(403, f"`{relative}` is outside the server's root directory")
-        return path
+        """``relative`` (a path as the contents API spells it) inside the root, or 4xx."""
+        allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
+        return resolve_inside(self.root(), relative, what, allow_hidden)
 
     def relative(self, path: str | Path) -> str:
-        """``path`` as the contents API spells it (for links the sidebar opens)."""
-        try:
-            return Path(path).resolve().relative_to(self.root()).as_posix()
-        except ValueError:
-            return ""
+        """``path`` as the contents API spells it (for links the sidebar opens), or ""."""
+        return relative_to(self.root(), path)
 
     def notebook(self, relative: Any) -> Path:
-        """An existing notebook inside the root."""
+        """An existing notebook inside the root, whose capture record and pipeline folder
+        (which analysis reads and export writes) stay inside the root too."""
+        from ..notebook.captures import record_path
+        from ..pipeline.export import default_folder
+
         path = self.resolve(relative, "path")
         if path.suffix != ".ipynb":
-            raise _Refused(400, f"`{relative}` is not a notebook (.ipynb)")
-        if not path.is_file():
-            raise _Refused(404, f"no notebook `{relative}` under the server's root")
+            raise _Refused(400, f"`{shown(relative)}` is not a notebook (.ipynb)")
+        if not _is_file(path):
+            raise _Refused(404, f"no notebook `{shown(relative)}` under the server's root")
+        check_inside(self.root(), record_path(path))
+        check_inside(self.root(), default_folder(path), _EXPORTED + _RUN_WRITES)
         return path
 
     def pipeline(self, relative: Any) -> Path:
@@ -127,10 +117,18 @@ class _Base(APIHandler):
         from ..pipeline.spec import SPEC_FILE
 
         path = self.resolve(relative, "pipeline")
-        if not (path / SPEC_FILE).is_file():
-            raise _Refused(404, f"`{relative}` is not an exported pipeline (no {SPEC_FILE}); "
-                                "export the notebook first")
+        check_inside(self.root(), path, _RUN_WRITES)
+        if not _is_file(path / SPEC_FILE):
+            raise _Refused(404, f"`{shown(relative)}` is not an exported pipeline (no "
+                                f"{SPEC_FILE}); export the notebook first")
         return path
+
+    def run_id(self, run_id: str) -> str:
+        """The run id of the URL, if it can be one (400 otherwise)."""
+        if not _RUN_ID.fullmatch(run_id):
+            raise _Refused(400, f"`{shown(run_id)}` is not a run id; the run history lists "
+                                "the runs")
+        return run_id
 
     async def blocking(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function`` off the server's event loop (analysis of a big notebook, SQLite)."""
@@ -219,7 +217,8 @@ class RunsHandler(_Base):
 
         body = self.body()
         folder = self.pipeline(body.get("pipeline"))
-        given = body.get("parameters") or {}
+        given = body.get("parameters")
+        given = {} if given is None else given
         if not isinstance(given, dict):
             raise _Refused(400, "`parameters` must be an object of name: value")
         spec = PipelineSpec.read(folder)
@@ -237,9 +236,12 @@ class RunHandler(_Base):
     @_answers_json
     async def get(self, run_id: str) -> None:
         """The run's record as it stands, with per-step progress and notebook links."""
+        run_id = self.run_id(run_id)
         folder = self.pipeline(self.get_query_argument("pipeline", ""))
         try:
-            data = await self.blocking(self.jobs.status, folder, run_id)
+            data = await self.blocking(self.jobs.status, folder, run_id, self.root())
+        except RecordError as err:  # there, but damaged or kept outside the root
+            raise _Refused(409, str(err)) from None
         except MlopsError as err:
             raise _Refused(404, str(err)) from None
         for step in data.get("steps", []):
@@ -252,6 +254,7 @@ class RunHandler(_Base):
     async def delete(self, run_id: str) -> None:
         """Cancel a run this server started; its kernels are shut down. 409 once it has
         ended (a second cancel answers once the first has ended it)."""
+        run_id = self.run_id(run_id)
         folder = self.pipeline(self.get_query_argument("pipeline", ""))
         job = self.jobs.jobs.get(run_id)
         if job is None or job.pipeline != folder:
@@ -264,6 +267,15 @@ class RunHandler(_Base):
         self._reply(202, {"run_id": run_id, "status": "cancelling"})
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; an unreadable path is refused (403), not a crash."""
+    try:
+        return path.is_file()
+    except OSError as err:
+        raise _Refused(403, f"`{shown(path.name)}` cannot be read ({err.strerror}); check "
+                            "its permissions") from None
+
+
 def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
     """The URL routes of the extension under ``base_url``."""
     return [
@@ -271,7 +283,7 @@ def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
         (url_path_join(base_url, "mlops", "analyze"), AnalyzeHandler),
         (url_path_join(base_url, "mlops", "export"), ExportHandler),
         (url_path_join(base_url, "mlops", "runs"), RunsHandler),
-        (url_path_join(base_url, "mlops", "runs", f"({_RUN_ID})"), RunHandler),
+        (url_path_join(base_url, "mlops", "runs", "([^/]+)"), RunHandler),
     ]
 
 

@@ -142,19 +142,27 @@ class LabJobs:
             job.ended.wait(wait)
         return cancelling
 
-    def status(self, pipeline: Path, run_id: str) -> dict[str, Any]:
-        """The run as ``run.json`` has it now, plus the server's view of its process."""
+    def status(self, pipeline: Path, run_id: str, root: Path | None = None) -> dict[str, Any]:
+        """The run as ``run.json`` has it now, plus the server's view of its process.
+
+        Raises :class:`~.view.RecordError` when the record is damaged, or (given ``root``)
+        kept outside ``root``; :class:`MlopsError` when there is no such run.
+        """
+        from .guard import relative_to
+        from .view import RecordError, read_run_file
+
         job = self.jobs.get(run_id)
         folder = job.folder if job is not None else _recorded_folder(pipeline, run_id)
+        if folder is not None and root is not None and not relative_to(root, folder):
+            raise RecordError(f"run `{run_id}` is recorded outside the server's root "
+                              f"directory; see it with `jupyter mlops runs show {run_id}`")
         data: dict[str, Any] = {"run_id": run_id, "status": "starting", "steps": []}
         if folder is not None:
             try:
-                data = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+                data = read_run_file(folder / RUN_FILE, f"{run_id}/{RUN_FILE}")
             except FileNotFoundError:
                 if job is None:
                     raise MlopsError(f"run `{run_id}` has no {RUN_FILE} in {folder}") from None
-            except ValueError:
-                pass  # never half-written (atomic), but an old run may be damaged: show little
         if job is not None:
             data["cancelled"] = job.cancelled
             if not job.running and data.get("status") in ("starting", "running"):

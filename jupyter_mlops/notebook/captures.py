@@ -43,8 +43,14 @@ def read_record(notebook: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("version") != RECORD_VERSION:
         raise MlopsError(f"{path} is not a capture record of this jupyter-mlops version; delete "
                          "it and run the marked cells again")
-    for key in _EMPTY:
-        data.setdefault(key, {})
+    for key in ("params", "data", "models", "metrics", "kernel"):
+        section = data.setdefault(key, {})
+        # entries are objects (the kernel section holds lists); anything else is a hand-edited
+        # or damaged file, which export and the sidebar must not trip over
+        if not isinstance(section, dict) or (
+                key != "kernel" and not all(isinstance(v, dict) for v in section.values())):
+            raise MlopsError(f"{path}: section `{key}` is not what jupyter-mlops writes; delete "
+                             "the file and run the marked cells again")
     return data
 
 

@@ -41,6 +41,8 @@ export interface IPipeline {
   workdir: string;
   kernel: Record<string, string>;
   allow_pickle: boolean;
+  /** Type names a model file may use beyond the built-in trusted ones (`--trust`). */
+  trust: string[];
   parameters: IParameter[];
   steps: IStep[];
   edges: [string, string][];
