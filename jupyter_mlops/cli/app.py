@@ -9,6 +9,7 @@ step exits 1. The library speaks of settings by their names; this face alone kno
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -23,6 +24,7 @@ FLAGS = {
     "jobs": "-j", "cell_timeout": "--cell-timeout", "only": "--only/--from", "start": "--from",
     "parameters": "-p", "executor": "--executor", "scheduler": "--scheduler",
     "mirrors": "--mlflow", "output": "-o", "resume": "--resume", "trust": "--trust",
+    "runs_dir": "--runs-dir",
 }
 
 
@@ -47,6 +49,7 @@ def describe_error(err: MlopsError) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``jupyter-mlops`` (and so of ``jupyter mlops``)."""
     skip_slow_optional_imports()
+    _text_never_fails(sys.stdout)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -54,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, so that a closed pipe is met inside the `try`
         return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except MlopsError as err:
         for line in describe_error(err):
             say(line)
@@ -62,12 +68,48 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+    except OSError as err:  # the system refused a file: a path, a permission, a full disk
+        say(f"error: {describe_os_error(err)}")
+        return 2
     except Exception as err:  # a bug of ours: say so in one line, traceback on request
         if os.environ.get("MLOPS_DEBUG"):
             raise
         say(f"internal error: {type(err).__name__}: {err} (please report it; set "
             "MLOPS_DEBUG=1 to see the traceback)")
         return 1
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a file the system refused, naming it and what to check."""
+    where = f"{err.filename}: " if err.filename is not None else ""
+    reason = err.strerror or str(err) or type(err).__name__
+    hint = {errno.ENOSPC: "free some disk space and try again",
+            errno.EDQUOT: "free some of your disk quota and try again",
+            errno.EROFS: "choose a folder on a writable disk"}.get(
+                err.errno or 0, "check the path and its permissions, or choose another")
+    return f"{where}{reason}; {hint}"
+
+
+def _reader_went_away() -> int:
+    """The reader of our output closed it (``| head``): stop quietly, as Unix tools do.
+
+    Python would otherwise complain once more when it flushes stdout at exit; pointing
+    stdout at devnull stops that (the recipe of Python's documentation, "Note on SIGPIPE").
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (embedded, captured)
+        pass
+    return 128 + 13  # what a shell reports for a tool that SIGPIPE ended
+
+
+def _text_never_fails(stream: object) -> None:
+    """Write characters the terminal cannot encode as escapes instead of failing on them:
+    a stored value (a parameter, a path) is never worth a crash of `runs` or `show`."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
 
 
 if __name__ == "__main__":

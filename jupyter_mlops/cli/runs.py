@@ -70,7 +70,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             from ..runtime._files import atomic_write
 
             data = store.run(action[1])
-            history = [r for r in store.runs(limit=1000) if r.pipeline == data.pipeline]
+            history = [r for r in store.runs(limit=1000)
+                       if r.pipeline == data.pipeline and not r.unreadable]
             target = Path(args.output) if args.output else Path(data.folder) / "report.html"
             atomic_write(target, render_report(data, history))
             data, text = {"report": str(target)}, f"Wrote {target}"

@@ -118,6 +118,7 @@ def run_history(pipeline: Path, jobs: LabJobs, limit: int = 20) -> list[dict[str
         history.append({
             "run_id": run.run_id, "status": status, "started": run.started,
             "ended": run.ended, "duration": run.duration, "metrics": run.metrics,
-            "parameters": run.parameters, "started_by": run.started_by, "error": run.error,
+            "parameters": run.parameters, "started_by": run.started_by,
+            "error": run.unreadable or run.error,
         })
     return history

@@ -93,6 +93,18 @@ def step_code_hash(analysis: Analysis, plan: StepPlan) -> str:
     return digest.hexdigest()
 
 
+def unreadable_code(err: Exception) -> str:
+    """Why Python cannot read a cell that is not a syntax error, and the fix: the end of a
+    problem's message, after "NOTEBOOK, cell N"."""
+    if isinstance(err, RecursionError):  # ast and the compiler recurse once per nesting level
+        return (" nests too deeply for Python to read (a very long chain like `1+1+...` or "
+                "brackets inside brackets); split it into smaller statements (the notebook "
+                "fails there too)")
+    if isinstance(err, MemoryError):
+        return " is too large for Python to read; split it into smaller cells"
+    return f" cannot be read as Python ({err}); remove what it names from the cell"
+
+
 def _only_code(names: CellNames) -> bool:
     """True for a cell that only imports and defines functions (a setup cell in disguise)."""
     data = [n for n, kind in names.defines.items() if kind not in _CODE_KINDS]
@@ -133,8 +145,9 @@ class _Analyzer:
                     line = f" on line {err.lineno + cell.line_offset}" if err.lineno else ""
                     self.problem(cell, f" has a syntax error{line}: {err.msg}; "
                                        "fix it (the notebook fails there too)")
-            except (ValueError, RecursionError) as err:
-                self.problem(cell, f" cannot be analysed: {err}")
+            except (ValueError, RecursionError, MemoryError) as err:
+                if cell.role not in ("skip", "params"):  # params: read_params says it
+                    self.problem(cell, unreadable_code(err))
 
     # -- 2. cells into setup, params, skip and steps -----------------------------------------
     def group(self) -> None:
@@ -205,7 +218,12 @@ class _Analyzer:
     def read_params(self) -> dict[str, Parameter]:
         found: dict[str, Parameter] = {}
         for cell in self.params:
-            parameters, problems = parse_params_cell(cell.python, self.where(cell), cell.number)
+            try:
+                parameters, problems = parse_params_cell(cell.python, self.where(cell),
+                                                         cell.number)
+            except (ValueError, RecursionError, MemoryError) as err:
+                self.problem(cell, unreadable_code(err))
+                continue
             self.problems += problems
             for parameter in parameters:
                 found.pop(parameter.name, None)

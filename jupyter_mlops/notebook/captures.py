@@ -37,6 +37,9 @@ def read_record(notebook: str | Path) -> dict[str, Any]:
         return json.loads(json.dumps(_EMPTY))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise MlopsError(f"{path} nests too deeply to be a capture record; delete it and run "
+                         "the marked cells again") from None
     except (OSError, ValueError) as err:
         raise MlopsError(f"{path} is not a readable capture record ({err}); delete it and run "
                          "the marked cells again") from None

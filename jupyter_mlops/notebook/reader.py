@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,9 @@ from typing import Any
 from ..errors import NotebookError, Problem, RoleError
 from .roles import Mark, parse_magic_line, parse_tags
 
+#: A lone UTF-16 surrogate (from a ``\ud800`` escape in the JSON): not text that can be
+#: written, hashed or run, so every later step would fail on it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 #: ``%%mlops ROLE`` as a cell's first line, or the line form ``%mlops ROLE``.
 _MLOPS_LINE = re.compile(r"^%%?mlops(?:[ \t]+(?P<args>.*))?$")
 #: Cell magics whose body runs in the user's namespace as ordinary Python.
@@ -95,35 +101,84 @@ def read_notebook(path: str | Path) -> SourceNotebook:
     are collected in ``problems`` so that all of them can be shown at once.
     """
     path = Path(path)
+    return parse_notebook(read_regular_file(path, "notebook"), path)
+
+
+def read_regular_file(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, a regular file; :class:`NotebookError` in one line otherwise.
+
+    Opened without blocking and checked before reading: a named pipe or a device would
+    otherwise hang the reader or never end.
+    """
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise NotebookError(f"{path}: no such notebook; check the path") from None
-    except IsADirectoryError:
-        raise NotebookError(f"{path} is a folder, not a notebook (.ipynb file)") from None
+        raise NotebookError(f"{path}: no such {what}; check the path") from None
     except OSError as err:
         raise NotebookError(f"{path}: cannot read it ({err.strerror})") from None
-    return parse_notebook(raw, path)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise NotebookError(f"{path} is a folder, not a {what} (.ipynb file)")
+        raise NotebookError(f"{path} is not a regular file (a named pipe, socket or device); "
+                            f"give the path of a {what} file")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read()
+        except OSError as err:
+            raise NotebookError(f"{path}: cannot read it ({err.strerror})") from None
 
 
 def parse_notebook(raw: bytes | str, path: str | Path = "notebook.ipynb") -> SourceNotebook:
     """Parse notebook JSON (bytes or text) that came from ``path``."""
     path = Path(path)
-    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    return from_dict(load_json(data, path.name), path, hashlib.sha256(data).hexdigest())
+
+
+def load_json(data: bytes, name: str,
+              fix: str = "open it in JupyterLab or restore it from version control") -> Any:
+    """The JSON of the notebook file ``name`` (a source notebook, or a step notebook of a
+    pipeline with its own ``fix``); :class:`NotebookError` in one line if Python cannot read
+    it: not JSON, nested deeper than Python's stack, or a number too long to convert."""
     try:
-        content = json.loads(data)
+        return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         where = f" (line {err.lineno}, column {err.colno})" if hasattr(err, "lineno") else ""
-        raise NotebookError(
-            f"{path.name} is not a notebook: it is not valid JSON{where}; open it in JupyterLab "
-            "or restore it from version control"
-        ) from None
-    return from_dict(content, path, hashlib.sha256(data).hexdigest())
+        raise NotebookError(f"{name} is not a notebook: it is not valid JSON{where}; "
+                            f"{fix}") from None
+    except RecursionError:  # json nests by recursion; Python's stack ends near 1,000 levels
+        raise NotebookError(f"{name} is not a notebook jupyter-mlops can read: its JSON nests "
+                            f"lists or objects too deeply; {fix}") from None
+    except ValueError as err:  # an integer longer than sys.get_int_max_str_digits() digits
+        what = (f"a number of more than {sys.get_int_max_str_digits()} digits"
+                if "digits" in str(err) else f"a value Python cannot read ({err})")
+        raise NotebookError(f"{name} is not a notebook jupyter-mlops can read: it holds "
+                            f"{what}; {fix}") from None
 
 
 def _require(ok: bool, path: Path, what: str) -> None:
     if not ok:
         raise NotebookError(f"{path.name} is not a valid notebook: {what}")
+
+
+def _check_text(value: Any, path: Path, where: str) -> None:
+    """Refuse a lone surrogate anywhere in ``value`` (a string, or JSON holding strings),
+    naming ``where`` it is: such text cannot be written, hashed or run."""
+    stack = [value]
+    while stack:  # by hand, not recursion: metadata may nest as deep as JSON allows
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str) and (match := _SURROGATE.search(item)):
+            at = f", line {item.count(chr(10), 0, match.start()) + 1}" if item is value else ""
+            raise NotebookError(
+                f"{path.name}, {where}{at} holds a broken character (a lone UTF-16 surrogate, "
+                f"\\u{ord(match.group()):04x}, which is not text); delete it or type it again "
+                "in JupyterLab")
 
 
 def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
@@ -140,6 +195,7 @@ def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
     _require(isinstance(cells, list), path, "the `cells` list is missing")
     metadata = content.get("metadata", {})
     _require(isinstance(metadata, dict), path, "`metadata` is not an object")
+    _check_text(metadata, path, "its metadata")
     for key in ("kernelspec", "language_info"):
         _require(isinstance(metadata.get(key) or {}, dict), path,
                  f"`metadata.{key}` is not an object")
@@ -170,6 +226,8 @@ def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
         cell_meta = raw_cell.get("metadata") or {}
         _require(isinstance(cell_meta, dict), path, f"cell {index + 1} has `metadata` that is "
                  "not an object")
+        _check_text(source, path, f"cell {index + 1}")
+        _check_text([cell_meta, raw_cell.get("id")], path, f"the metadata of cell {index + 1}")
         tags = cell_meta.get("tags") or []
         _require(isinstance(tags, list), path, f"cell {index + 1} has `tags` that are not a list")
         cell = Cell(
@@ -275,7 +333,8 @@ def normalised_python(python: str) -> str:
 
     try:
         return ast.dump(ast.parse(python))
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # code Python cannot read (the analysis says why, by cell) is hashed as written
         return python
 
 

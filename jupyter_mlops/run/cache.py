@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..notebook.reader import load_json, read_regular_file
 from ..pipeline.spec import Step
 from ..runtime._files import sha256_file, sha256_text
 from .store import RunStore
@@ -28,7 +29,8 @@ def _python_cells(notebook: Path) -> list[str]:
     Deliberately lighter than the reader (no IPython import): this runs on every run, cached
     or not, and only looks for imports and string literals.
     """
-    content = json.loads(notebook.read_text(encoding="utf-8"))
+    content = load_json(read_regular_file(notebook, "step notebook"), str(notebook),
+                        fix="export the notebook again")
     cells = []
     for cell in content.get("cells", []):
         if cell.get("cell_type") != "code":

@@ -78,6 +78,9 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     #: Whether its pipeline serves this run now (set by :meth:`RunStore.runs`).
     served: bool = False
+    #: Why the store could not read this run's record (a damaged row), else None; set by
+    #: :meth:`RunStore.runs`, which lists such a run with what it could read.
+    unreadable: str | None = None
 
     @property
     def duration(self) -> float | None:

@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import MlopsError, SpecError
+from ..errors import MlopsError, OptionError, SpecError
 from ..execution.executors import Executor, ExecutorSettings, RunPlan, open_executor
 from ..execution.kernellog import kernel_log, tidy_logs
 from ..execution.stepexec import KernelCommand, StepCall, check_kernel, step_plan, zygote_plan
@@ -342,13 +342,19 @@ def _execute(plan: _Plan, executor: Executor, listener: Listener | None) -> RunR
         raise
     jobs = options.jobs or executor.parallelism() or os.cpu_count() or 1
     runner = _Run(plan, result, store, executor, jobs, listener)
+    stopped: BaseException | None = None
     try:
         runner.schedule()
+    except BaseException as err:
+        stopped = err
+        raise
     finally:
         failed = [s for s in result.steps if s.status == "failed"]
         result.status = "failed" if failed or any(
             s.status not in ("done", "skipped") for s in result.steps) else "succeeded"
-        result.error = failed[0].error if failed else None
+        # a run stopped by something other than a step (the store, an interrupt) says why
+        result.error = failed[0].error if failed else (
+            f"{type(stopped).__name__}: {stopped}".rstrip(": ") if stopped else None)
         result.ended = time.time()
         store.finish_run(result.run_id, result.status, result.error)
         store.close()
@@ -379,7 +385,12 @@ def _new_run(store: RunStore, plan: _Plan, runs_dir: str | Path | None,
     base = Path(runs_dir) if runs_dir is not None else folder / "runs"
     # absolute: the kernels run in the notebook's folder, not in ours
     run_folder = (base / run_id).resolve()
-    (run_folder / "steps").mkdir(parents=True, exist_ok=False)
+    try:
+        (run_folder / "steps").mkdir(parents=True, exist_ok=False)
+    except OSError as err:
+        raise OptionError(f"cannot make the run's folder in {base}: "
+                          f"{err.strerror or err}; choose another folder",
+                          option="runs_dir") from None
     first = environments[spec.steps[0].name]
     store.start_run(
         run_id, spec.name, sha256_file(folder / SPEC_FILE), run_folder, plan.values,

@@ -26,6 +26,10 @@ def runs_table(runs: list[RunRecord]) -> str:
         return "No runs yet: `jupyter mlops run PIPELINE_DIR` records one."
     lines = [f"{'run':<23}  {'status':<9}  {'started':<19}  {'time':>8}  steps      metrics"]
     for run in runs:
+        if run.unreadable:  # one line, so that the runs around it still list
+            lines.append(f"{run.run_id:<23}  {run.status:<9}  {_when(run.started)}  "
+                         f"unreadable: {run.unreadable}")
+            continue
         ran = sum(1 for s in run.steps if s.status == "done" and not s.cached_from)
         cached = sum(1 for s in run.steps if s.cached_from)
         metrics = ", ".join(f"{k}={_short(v)}" for k, v in run.metrics.items())

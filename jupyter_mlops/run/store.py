@@ -70,6 +70,45 @@ _RUN_COLUMNS = ("run_id, pipeline, spec_sha256, status, started, ended, folder, 
                 "environment, started_by, error")
 
 
+class StoreWriteError(MlopsError):
+    """The run store refused a write (a full disk, a read-only file): the run it was
+    recording has failed, so the CLI exits 1."""
+
+    exit_code = 1
+
+    def __init__(self, path: Path, reason: str) -> None:
+        hint = ("another process holds it; try again when that one has finished"
+                if "locked" in reason else "free some disk space or make the store writable, "
+                "then run the pipeline again")
+        super().__init__(f"cannot write to the run store {path} ({reason}); {hint}")
+        #: What the system or SQLite said.
+        self.reason = reason
+
+
+class _Damaged(Exception):
+    """A row of the store that does not hold what jupyter-mlops wrote (edited or damaged
+    outside it); the message says which value."""
+
+
+def _decode(text: Any, kind: type, what: str) -> Any:
+    """The JSON value of a column, of type ``kind``; :class:`_Damaged` naming ``what``."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        raise _Damaged(f"{what} is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise _Damaged(f"{what} is not a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
+def _number(value: Any, what: str, optional: bool = False) -> Any:
+    """``value`` if it is a number (or None when ``optional``); :class:`_Damaged` else."""
+    if (value is None and optional) or (isinstance(value, (int, float))
+                                        and not isinstance(value, bool)):
+        return value
+    raise _Damaged(f"{what} is not a number")
+
+
 def _while_locked(action: Any, timeout: float = 30.0) -> Any:
     """Run ``action``, again while SQLite says the database is locked: switching a new store
     to WAL needs it alone, and SQLite may refuse at once instead of waiting its timeout."""
@@ -93,6 +132,8 @@ class RunStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: Per run, why a write of its records was refused: its end is recorded with it.
+        self.refused: dict[str, str] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit off by default: every `with self._tx()` is one transaction
@@ -108,9 +149,10 @@ class RunStore:
                     if statement.strip():
                         db.execute(statement)
                 self._migrate()
-        except (OSError, sqlite3.Error) as err:
-            raise MlopsError(f"cannot open the run store {self.path} ({err}); check the path "
-                             "or pass another with --store") from None
+        except (OSError, sqlite3.Error, StoreWriteError) as err:
+            reason = err.reason if isinstance(err, StoreWriteError) else _reason(err)
+            raise MlopsError(f"cannot open the run store {self.path} ({reason}); check the "
+                             "path or pass another with --store") from None
 
     def _migrate(self) -> None:
         """Add the columns a store made by an earlier jupyter-mlops lacks."""
@@ -130,21 +172,37 @@ class RunStore:
         self.db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+    def _tx(self, run_id: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a write the disk or SQLite refuses (full, read-only) is a
+        :class:`StoreWriteError`, remembered for ``run_id`` so that its end says why."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self._rollback()
+                raise
+            self.db.execute("COMMIT")
+        except (OSError, sqlite3.OperationalError) as err:  # not a bug's IntegrityError
+            self._rollback()
+            error = StoreWriteError(self.path, _reason(err))
+            if run_id is not None:
+                self.refused.setdefault(run_id, str(error))
+            raise error from None
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:  # SQLite may have rolled back by itself (a full disk)
+                pass
 
     # -- writing ---------------------------------------------------------------------------
     def start_run(self, run_id: str, pipeline: str, spec_sha256: str, folder: Path,
                   parameters: dict[str, Any], environment: dict[str, Any], started_by: str,
                   steps: list[str]) -> None:
         """Record a new run and its steps as pending, in one transaction."""
-        with self._tx() as db:
+        with self._tx(run_id) as db:
             db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, pipeline, spec_sha256, "running", time.time(), None,
                         str(folder), json.dumps(parameters, default=str),
@@ -156,7 +214,7 @@ class RunStore:
         """A step's final state with its artifacts and metrics, in one transaction; a
         successful step's cache key then points at this run."""
         r = record
-        with self._tx() as db:
+        with self._tx(r.run_id) as db:
             db.execute("UPDATE steps SET status=?, started=?, ended=?, cache_key=?, "
                        "cached_from=?, notebook=?, error=?, checks=?, files=?, inputs=?, "
                        "code_sha256=?, parameters=? WHERE run_id=? AND step=?",
@@ -178,28 +236,32 @@ class RunStore:
 
     def mark_step(self, run_id: str, step: str, status: str, started: float | None) -> None:
         """A step's state while it runs (started)."""
-        with self._tx() as db:
+        with self._tx(run_id) as db:
             db.execute("UPDATE steps SET status=?, started=? WHERE run_id=? AND step=?",
                        (status, started, run_id, step))
 
     def reopen_run(self, run_id: str) -> None:
         """A run being resumed: running again, its unfinished steps pending."""
-        with self._tx() as db:
+        self.refused.pop(run_id, None)
+        with self._tx(run_id) as db:
             db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL "
                        "WHERE run_id=?", (run_id,))
             db.execute("UPDATE steps SET status='pending', error=NULL WHERE run_id=? AND "
                        "status != 'done'", (run_id,))
 
     def finish_run(self, run_id: str, status: str, error: str | None) -> None:
-        """A run's end."""
-        with self._tx() as db:
+        """A run's end. A run some of whose records could not be written has failed, and
+        says why, whatever its steps did."""
+        if run_id in self.refused:
+            status, error = "failed", error or self.refused[run_id]
+        with self._tx(run_id) as db:
             db.execute("UPDATE runs SET status=?, ended=?, error=? WHERE run_id=?",
                        (status, time.time(), error, run_id))
 
     def set_trigger(self, run_id: str, trigger: dict[str, Any], replaces: str | None) -> None:
         """Record why a run started (``{"trigger": ..., "scores": ...}``) and the run it
         would replace; a retraining run is recorded by the runner first, then this."""
-        with self._tx() as db:
+        with self._tx(run_id) as db:
             db.execute("UPDATE runs SET trigger=?, replaces=? WHERE run_id=?",
                        (json.dumps(trigger, default=str), replaces, run_id))
 
@@ -223,12 +285,15 @@ class RunStore:
         """The manifests of a step's outputs in a run."""
         rows = self.db.execute("SELECT name, manifest FROM artifacts WHERE run_id=? AND step=?",
                                (run_id, step)).fetchall()
-        return {name: json.loads(manifest) for name, manifest in rows}
+        try:
+            return {name: _manifest(name, manifest) for name, manifest in rows}
+        except _Damaged as err:
+            raise self._unreadable(run_id, err) from None
 
     def run(self, run_id: str) -> RunRecord:
-        """One run with its steps, artifacts and metrics; MlopsError if unknown. A part of
-        an id that matches one run only finds it."""
-        row = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        """One run with its steps, artifacts and metrics; MlopsError if unknown or damaged.
+        A part of an id that matches one run only finds it."""
+        row = self.db.execute("SELECT run_id FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             matches = self.db.execute("SELECT run_id FROM runs WHERE run_id LIKE ?",
                                       (f"%{run_id}%",)).fetchall()
@@ -236,34 +301,74 @@ class RunStore:
                 return self.run(matches[0][0])
             raise MlopsError(f"no run `{run_id}` in {self.path}; `jupyter mlops runs` lists "
                              "them")
-        columns = [d[0] for d in self.db.execute("SELECT * FROM runs LIMIT 0").description]
-        data = dict(zip(columns, row, strict=True))
+        try:
+            return self._load(run_id)
+        except _Damaged as err:
+            raise self._unreadable(run_id, err) from None
+
+    def _unreadable(self, run_id: str, err: _Damaged) -> MlopsError:
+        return MlopsError(f"run {run_id} in {self.path} cannot be read: {err} (the store was "
+                          "changed outside jupyter-mlops); other runs are not affected; run "
+                          "the pipeline again for a new record")
+
+    def _load(self, run_id: str) -> RunRecord:
+        """The run ``run_id``, which exists; :class:`_Damaged` if a value of it is not what
+        was written, so that one damaged row cannot stop the others being read."""
+        cursor = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        columns = [d[0] for d in cursor.description]
+        data = dict(zip(columns, cursor.fetchone(), strict=True))
         for key in ("parameters", "environment"):
-            data[key] = json.loads(data[key])
-        data["trigger"] = json.loads(data["trigger"]) if data.get("trigger") else None
+            data[key] = _decode(data[key], dict, f"the `{key}` column")
+        data["trigger"] = (_decode(data["trigger"], dict, "the `trigger` column")
+                           if data.get("trigger") else None)
+        _number(data["started"], "the `started` column")
+        _number(data["ended"], "the `ended` column", optional=True)
         run = RunRecord(**data)
-        step_cols = [d[0] for d in self.db.execute("SELECT * FROM steps LIMIT 0").description]
-        for step_row in self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid",
-                                        (run.run_id,)):
+        cursor = self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid",
+                                 (run.run_id,))
+        step_cols = [d[0] for d in cursor.description]
+        for step_row in cursor.fetchall():
             step = dict(zip(step_cols, step_row, strict=True))
-            for key in ("checks", "files", "inputs", "parameters"):
-                step[key] = json.loads(step[key])
-            run.steps.append(StepRecord(**step, outputs=self.artifacts(run.run_id,
-                                                                       step["step"])))
-        run.metrics = {name: value for name, value in self.db.execute(
-            "SELECT name, value FROM metrics WHERE run_id=? ORDER BY rowid", (run.run_id,))}
+            of = f"of step `{step['step']}`"
+            for key, kind in (("checks", list), ("files", dict), ("inputs", dict),
+                              ("parameters", dict)):
+                step[key] = _decode(step[key], kind, f"the `{key}` column {of}")
+            _number(step["started"], f"the `started` column {of}", optional=True)
+            _number(step["ended"], f"the `ended` column {of}", optional=True)
+            rows = self.db.execute("SELECT name, manifest FROM artifacts WHERE run_id=? AND "
+                                   "step=?", (run.run_id, step["step"])).fetchall()
+            run.steps.append(StepRecord(**step, outputs={
+                name: _manifest(name, manifest) for name, manifest in rows}))
+        for name, value in self.db.execute(
+                "SELECT name, value FROM metrics WHERE run_id=? ORDER BY rowid", (run.run_id,)):
+            run.metrics[name] = _number(value, f"the value of metric `{name}`")
         return run
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         """The latest runs, newest first, each with its metrics; ``served`` marks the run
-        each pipeline serves (see :meth:`served_run`)."""
+        each pipeline serves (see :meth:`served_run`). A run whose record is damaged is
+        listed with what could be read and ``unreadable`` saying why."""
         rows = self.db.execute("SELECT run_id FROM runs ORDER BY started DESC LIMIT ?",
                                (limit,)).fetchall()
-        runs = [self.run(row[0]) for row in rows]
+        runs = []
+        for (run_id,) in rows:
+            try:
+                runs.append(self._load(run_id))
+            except _Damaged as err:
+                runs.append(self._placeholder(run_id, str(err)))
         served = {name: self.served_run(name) for name in {r.pipeline for r in runs}}
         for run in runs:
             run.served = served[run.pipeline] == run.run_id
         return runs
+
+    def _placeholder(self, run_id: str, why: str) -> RunRecord:
+        """A damaged run as far as its plain columns go."""
+        row = self.db.execute("SELECT pipeline, spec_sha256, status, started, folder FROM runs "
+                              "WHERE run_id=?", (run_id,)).fetchone()
+        pipeline, spec_sha256, status, started, folder = row
+        return RunRecord(run_id, str(pipeline), str(spec_sha256), str(status),
+                         started if isinstance(started, (int, float)) else 0.0, str(folder),
+                         unreadable=why)
 
     def promotions(self, pipeline: str | None = None) -> list[Promotion]:
         """Promotion decisions, oldest first (of one pipeline, or all)."""
@@ -293,3 +398,17 @@ class RunStore:
         row = self.db.execute(f"SELECT run_id FROM runs WHERE status='succeeded' {where}"
                               "ORDER BY started DESC LIMIT 1", args).fetchone()
         return None if row is None else str(row[0])
+
+
+def _manifest(name: str, text: Any) -> dict[str, Any]:
+    """An output's manifest from its column: an object with its sha256, as written."""
+    manifest: dict[str, Any] = _decode(text, dict, f"the manifest of output `{name}`")
+    if not isinstance(manifest.get("sha256"), str):
+        raise _Damaged(f"the manifest of output `{name}` has no sha256")
+    return manifest
+
+
+def _reason(err: BaseException) -> str:
+    """What the system or SQLite said, without Python's decoration."""
+    return (err.strerror if isinstance(err, OSError) and err.strerror else str(err)) or \
+        type(err).__name__
