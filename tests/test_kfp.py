@@ -193,8 +193,8 @@ def test_the_command_runs_papermill_on_the_step_notebook(compiled: dict[str, Any
     command, args = container["command"], container["args"]
     assert command[:2] == ["sh", "-c"]
     script = command[2]
-    assert 'ln -s "$1" "$run/artifacts/train_model"' in script
-    assert 'ln -s "$2" "$run/artifacts/load"' in script
+    assert 'ln -s "$1" "$run/artifacts/"train_model' in script
+    assert 'ln -s "$2" "$run/artifacts/"load' in script
     assert args[:2] == [output_path(), input_path("load")]
     papermill = args[2:]
     assert papermill[:3] == ["papermill", "/mlops/churn_pipeline/steps/02_train_model.ipynb",

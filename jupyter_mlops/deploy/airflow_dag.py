@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError, SpecError
+from ..pipeline.quoting import python_literal, python_text
 from ..pipeline.spec import PipelineSpec
 from ..runtime._files import atomic_write
 from ..runtime.remote import is_url
@@ -67,10 +68,10 @@ WORKDIR = {workdir}
 #: works in a local folder, copying its inputs down and its step's folder up).
 ARTIFACTS = {artifacts}
 KERNEL = {kernel}
-FAIL_ON_DRIFT = {drift!r}
-RETRIES = {retries!r}
+FAIL_ON_DRIFT = {drift}
+RETRIES = {retries}
 #: Time limit of each task and of each cell, in seconds (None: no limit).
-TIMEOUT = {timeout!r}
+TIMEOUT = {timeout}
 #: The type of each pipeline parameter, as pipeline.yaml gives it.
 TYPES = {types}
 #: Each step: its notebook (relative to PIPELINE), the parameters it uses, and its inputs
@@ -150,16 +151,17 @@ def _literal(value: Any, indent: int = 0) -> str:
     """Python source of a JSON-like ``value`` whose continuation lines start at ``indent``
     spaces: containers one item a line, long strings split, so every line stays short."""
     pad, inner = " " * indent, " " * (indent + 4)
-    if isinstance(value, str) and len(repr(value)) > 60:
+    if isinstance(value, str) and len(python_literal(value)) > 60:
         parts = [value[i:i + 50] for i in range(0, len(value), 50)]
-        return "(\n" + "".join(f"{inner}{p!r}\n" for p in parts) + pad + ")"
+        return "(\n" + "".join(f"{inner}{python_literal(p)}\n" for p in parts) + pad + ")"
     if isinstance(value, dict) and value:
-        items = "".join(f"{inner}{k!r}: {_literal(v, indent + 4)},\n" for k, v in value.items())
+        items = "".join(f"{inner}{python_literal(k)}: {_literal(v, indent + 4)},\n"
+                        for k, v in value.items())
         return "{\n" + items + pad + "}"
-    if isinstance(value, list) and len(repr(value)) > 60:
+    if isinstance(value, list) and len(python_literal(value)) > 60:
         items = "".join(f"{inner}{_literal(v, indent + 4)},\n" for v in value)
         return "[\n" + items + pad + "]"
-    return repr(value)
+    return python_literal(value)
 
 
 def _param(parameter: Any, indent: int) -> str:
@@ -168,7 +170,8 @@ def _param(parameter: Any, indent: int) -> str:
     arguments = [_literal(parameter.default, indent + 4)]
     schema = SCHEMA_TYPES.get(parameter.type)
     if schema is not None:
-        arguments.append(f"type={[schema, 'null'] if parameter.default is None else schema!r}")
+        arguments.append(
+            f"type={python_literal([schema, 'null'] if parameter.default is None else schema)}")
     if parameter.help:
         arguments.append(f"description={_literal(parameter.help, indent + 4)}")
     return "Param(\n" + "".join(f"{inner}{a},\n" for a in arguments) + " " * indent + ")"
@@ -184,14 +187,15 @@ def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: 
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
     steps = {s.name: {"notebook": s.notebook, "parameters": list(s.parameters),
                       "inputs": dict(s.inputs)} for s in spec.steps}
-    params_text = "{\n" + "".join(f"        {p.name!r}: {_param(p, 8)},\n"
+    params_text = "{\n" + "".join(f"        {python_literal(p.name)}: {_param(p, 8)},\n"
                                    for p in spec.parameters) + "    }" if spec.parameters else "{}"
     text = _HEADER.format(
-        name=spec.name, pipeline=_literal(str(pipeline_dir)),
+        name=python_text(spec.name), pipeline=_literal(str(pipeline_dir)),
         workdir=_literal(str((pipeline_dir / spec.workdir).resolve())),
         artifacts=_literal(artifacts), kernel=_literal(spec.kernel["name"]),
-        drift=bool(spec.checks.get("fail_on_drift", False)), retries=retries,
-        timeout=timeout, types=_literal({p.name: p.type for p in spec.parameters}),
+        drift=python_literal(bool(spec.checks.get("fail_on_drift", False))),
+        retries=python_literal(retries), timeout=python_literal(timeout),
+        types=_literal({p.name: p.type for p in spec.parameters}),
         steps=_literal(steps), dag_id=_literal(f"mlops_{name}", 4),
         description=_literal(f"jupyter-mlops pipeline {spec.name}", 4),
         params=params_text,
@@ -199,17 +203,18 @@ def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: 
     lines = []
     for step in spec.steps:
         lines += [
-            f"    @task(task_id={step.name!r})",
+            f"    @task(task_id={python_literal(step.name)})",
             f"    def step_{step.name}() -> dict[str, Any]:",
-            f'        """Run {step.notebook}."""',
-            f"        return run_step({step.name!r})",
+            f'        """Run {python_text(step.notebook)}."""',
+            f"        return run_step({python_literal(step.name)})",
             "",
         ]
     lines += ["    tasks = {"]
-    lines += [f"        {s.name!r}: step_{s.name}()," for s in spec.steps]
+    lines += [f"        {python_literal(s.name)}: step_{s.name}()," for s in spec.steps]
     lines += ["    }"]
     for upstream, downstream in spec.edges:
-        lines.append(f"    tasks[{upstream!r}] >> tasks[{downstream!r}]")
+        lines.append(f"    tasks[{python_literal(upstream)}] >> "
+                     f"tasks[{python_literal(downstream)}]")
     return text + "\n".join(lines) + "\n"
 
 

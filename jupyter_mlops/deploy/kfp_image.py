@@ -11,7 +11,6 @@ steps run in the working directory's place.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import posixpath
 import re
@@ -19,6 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import MlopsError
+from ..pipeline.quoting import (
+    QuotingError,
+    dockerfile_comment,
+    dockerfile_exec,
+    dockerfile_path,
+    shell_word,
+)
 from ..pipeline.spec import PipelineSpec
 from ..run.cache import package_versions, step_imports, step_strings
 
@@ -162,27 +169,35 @@ def dockerfile(layout: ImageLayout, output_dir: Path, spec: PipelineSpec, image:
     kernel = spec.kernel["name"]
     display = str(spec.kernel.get("display_name", kernel))
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    lines = [
-        f"# The image of the Kubeflow pipeline `{spec.name}`, written by `jupyter mlops kfp`.",
-        f"# The build context is {from_here} (relative to this file's folder):",
-        f"#   cd {from_here} && docker build -f {source(output_dir / 'Dockerfile')} -t {image} .",
-        "# It holds the pipeline and what its steps read beside the notebook (the files and",
-        "# folders they name, the modules they import), laid out as here; the steps run in",
-        f"# {layout.workdir}, the notebook's folder, as in a local run.",
+    build = ["docker", "build", "-f", source(output_dir / "Dockerfile"), "-t", image, "."]
+    comments = [
+        f"The image of the Kubeflow pipeline `{spec.name}`, written by `jupyter mlops kfp`.",
+        f"The build context is {from_here} (relative to this file's folder):",
+        f"  cd {shell_word(from_here)} && {' '.join(shell_word(w) for w in build)}",
+        "It holds the pipeline and what its steps read beside the notebook (the files and",
+        "folders they name, the modules they import), laid out as here; the steps run in",
+        f"{layout.workdir}, the notebook's folder, as in a local run.",
     ]
     if layout.absolute:
-        lines.append("# Not in the image (absolute paths the steps name; mount them): "
-                     + ", ".join(layout.absolute))
-    lines += [
+        comments.append("Not in the image (absolute paths the steps name; mount them): "
+                        + ", ".join(layout.absolute))
+    try:
+        workdir = dockerfile_path(layout.workdir)
+    except QuotingError as err:
+        raise MlopsError(str(err)) from None
+    # exec forms, each word a JSON string: no shell reads a name, and a line break in one
+    # cannot end the instruction
+    lines = [f"# {dockerfile_comment(c)}" for c in comments] + [
         f"FROM python:{python}-slim",
-        f"COPY {json.dumps([source(output_dir / 'requirements.txt'), '/tmp/requirements.txt'])}",
-        # exec form, each word a JSON string: no shell reads the kernel's names, and a
-        # newline in one cannot end the instruction
-        "RUN " + json.dumps(["pip", "install", "--no-cache-dir", "-r", "/tmp/requirements.txt"]),
-        "RUN " + json.dumps(["python", "-m", "ipykernel", "install", "--name", kernel,
-                             "--display-name", display]),
+        "COPY " + dockerfile_exec([source(output_dir / "requirements.txt"),
+                                   "/tmp/requirements.txt"]),
+        "RUN " + dockerfile_exec(["pip", "install", "--no-cache-dir", "-r",
+                                  "/tmp/requirements.txt"]),
+        "RUN " + dockerfile_exec(["python", "-m", "ipykernel", "install", "--name", kernel,
+                                  "--display-name", display]),
     ]
-    lines += [f"COPY {json.dumps([source(layout.root / c), layout.image_path(layout.root / c)])}"
+    lines += ["COPY " + dockerfile_exec([source(layout.root / c),
+                                         layout.image_path(layout.root / c)])
               for c in layout.copies]
-    lines += [f"WORKDIR {layout.workdir}", ""]
+    lines += [f"WORKDIR {workdir}", ""]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
+from ..pipeline.quoting import shell_word
 from ..pipeline.spec import PipelineSpec, Step
 from ..pipeline.stepnotebook import (
     ARTIFACTS_PARAMETER,
@@ -79,10 +80,10 @@ def _parameter_flags(name: str, type_name: str, value: Any) -> list[Any]:
 
 def _wrapper(step: Step, producers: list[str]) -> str:
     """The sh script of a step: link the artifacts into a run folder, then run ``"$@"``."""
-    lines = ["set -eu", f"run={RUN_FOLDER}", 'rm -rf "$run"',
+    lines = ["set -eu", f"run={shell_word(RUN_FOLDER)}", 'rm -rf "$run"',
              'mkdir -p "$run/artifacts" "$run/steps" "$1"',
-             f'ln -s "$1" "$run/artifacts/{step.name}"']
-    lines += [f'ln -s "${i + 2}" "$run/artifacts/{producer}"'
+             f'ln -s "$1" "$run/artifacts/"{shell_word(step.name)}']
+    lines += [f'ln -s "${i + 2}" "$run/artifacts/"{shell_word(producer)}'
               for i, producer in enumerate(producers)]
     lines += [f"shift {len(producers) + 1}", 'exec "$@"']
     return "\n".join(lines)

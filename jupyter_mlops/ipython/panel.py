@@ -8,7 +8,6 @@ background thread so the kernel stays free.
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import MlopsError
+from ..pipeline.quoting import html_text
 
 if TYPE_CHECKING:
     from ..pipeline.spec import Parameter
@@ -89,9 +89,9 @@ def metric_rows(recorded: Mapping[str, Any]) -> list[str]:
 
 
 def _section(title: str, rows: list[str], empty: str) -> widgets.HTML:
-    items = "".join(f"<li>{html.escape(r)}</li>" for r in rows)
-    body = f"<ul>{items}</ul>" if rows else f"<p><i>{html.escape(empty)}</i></p>"
-    return widgets.HTML(f"<h4>{html.escape(title)}</h4>{body}")
+    items = "".join(f"<li>{html_text(r)}</li>" for r in rows)
+    body = f"<ul>{items}</ul>" if rows else f"<p><i>{html_text(empty)}</i></p>"
+    return widgets.HTML(f"<h4>{html_text(title)}</h4>{body}")
 
 
 class MlopsPanel(widgets.VBox):
@@ -128,8 +128,8 @@ class MlopsPanel(widgets.VBox):
         problems = all_problems(analysis, self.namespace, self.history)
         steps = " -> ".join(s.name for s in spec.steps) or "none"
         self.sections.children = [
-            widgets.HTML(f"<b>{html.escape(self.notebook.name)}</b> as saved on disk: "
-                         f"{len(spec.steps)} step(s): {html.escape(steps)}"),
+            widgets.HTML(f"<b>{html_text(self.notebook.name)}</b> as saved on disk: "
+                         f"{len(spec.steps)} step(s): {html_text(steps)}"),
             _section("Parameters", parameter_rows(analysis.parameters, record["params"]),
                      "no params cell"),
             _section("Data", data_rows(record["data"], keys), "no data recorded yet"),

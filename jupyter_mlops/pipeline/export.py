@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from ..runtime.trust import check_type_names, refused
 from .build import build_spec
 from .contract import CONTRACT_DIR, build_contract
 from .gentests import TESTS_DIR, render_tests
+from .quoting import markdown_code, markdown_table, python_literal, shell_word, yaml_text
 from .spec import SPEC_FILE, PipelineSpec
 from .stepnotebook import build_step_notebook
 
@@ -113,9 +115,10 @@ def render(analysis: Analysis, spec: PipelineSpec) -> dict[str, bytes]:
 def readme(spec: PipelineSpec) -> str:
     """The pipeline folder's README: what it is and how to run it."""
     lines = [
-        f"# Pipeline `{spec.name}`",
+        f"# Pipeline {markdown_code(spec.name)}",
         "",
-        f"Exported by jupyter-mlops from `{spec.source}`. Do not edit the step notebooks: "
+        f"Exported by jupyter-mlops from {markdown_code(spec.source)}. Do not edit the step "
+        "notebooks: "
         "edit the source notebook and export it again.",
         "",
         "## Run",
@@ -125,22 +128,25 @@ def readme(spec: PipelineSpec) -> str:
     ]
     if spec.parameters:
         example = spec.parameters[0]
-        lines.append(f"jupyter mlops run . -p {example.name}={example.default!r}")
+        text = example.default if isinstance(example.default, str) else \
+            json.dumps(example.default)  # what `-p` reads: str as it is, the rest as JSON
+        lines.append(f"jupyter mlops run . -p {shell_word(f'{example.name}={text}')}")
     lines += ["jupyter mlops show .           # steps, inputs, outputs, parameters",
               "jupyter mlops test .           # the tests generated from the notebook", "```", "",
               "## Steps", "", "| step | notebook | source cells | inputs | outputs | after |",
               "| --- | --- | --- | --- | --- | --- |"]
     for step in spec.steps:
-        inputs = ", ".join(f"`{n}` ({s})" for n, s in step.inputs.items()) or "-"
-        outputs = ", ".join(f"`{o.name}`" for o in step.outputs) or "-"
+        inputs = ", ".join(f"{markdown_code(n)} ({s})" for n, s in step.inputs.items()) or "-"
+        outputs = ", ".join(markdown_code(o.name) for o in step.outputs) or "-"
         after = ", ".join(step.after) or "-"
         cells = ", ".join(str(c) for c in step.cells)
-        lines.append(f"| {step.name} | `{step.notebook}` | {cells} | {inputs} | {outputs} | "
-                     f"{after} |")
+        lines.append(f"| {step.name} | {markdown_code(step.notebook)} | {cells} | {inputs} | "
+                     f"{outputs} | {after} |")
     lines += ["", "## Parameters", ""]
     if spec.parameters:
         lines += ["| name | type | default | help |", "| --- | --- | --- | --- |"]
-        lines += [f"| `{p.name}` | {p.type} | `{p.default!r}` | {p.help} |"
+        lines += [f"| {markdown_code(p.name)} | {p.type} | "
+                  f"{markdown_code(python_literal(p.default))} | {markdown_table(p.help)} |"
                   for p in spec.parameters]
     else:
         lines.append("None: mark a cell `%%mlops params` to add some.")
@@ -206,8 +212,7 @@ def keep_hand_written(folder: Path, text: bytes) -> bytes:
     kept = {k: raw[k] for k in HAND_WRITTEN if k in raw} if isinstance(raw, dict) else {}
     if not kept:
         return text
-    return text + yaml.safe_dump(kept, sort_keys=False, allow_unicode=True,
-                                 width=100).encode("utf-8")
+    return text + yaml_text(kept).encode("utf-8")
 
 
 def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None) -> None:

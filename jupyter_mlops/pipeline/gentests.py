@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .quoting import python_literal, python_text
 from .spec import PipelineSpec
 
 TESTS_DIR = "tests"
@@ -31,10 +32,10 @@ from jupyter_mlops.runtime.artifacts import load
 from jupyter_mlops.run.runner import run_pipeline
 
 PIPELINE = Path(__file__).resolve().parent.parent
-MODELS = json.loads({models!r})
-METRICS = json.loads({metrics!r})
-DATA = json.loads({data!r})
-TRUST = {trust!r}
+MODELS = json.loads({models})
+METRICS = json.loads({metrics})
+DATA = json.loads({data})
+TRUST = {trust}
 
 
 @pytest.fixture(scope="module")
@@ -139,19 +140,14 @@ def render_tests(spec: PipelineSpec, models: dict[str, Any]) -> dict[str, bytes]
     kept = {name: {**entry, "step": model_step[name]} for name, entry in models.items()
             if name in model_step}
     text = _TEMPLATE.format(
-        name=_docstring_text(spec.name), source=_docstring_text(spec.source.rsplit("/", 1)[-1]),
+        name=python_text(spec.name), source=python_text(spec.source.rsplit("/", 1)[-1]),
         folder_hint=".",
-        models=json.dumps(kept, sort_keys=True),
-        metrics=json.dumps(spec.checks.get("metrics", {}), sort_keys=True),
-        data=json.dumps(spec.checks.get("data", {}), sort_keys=True),
-        trust=list(spec.trust),
+        models=python_literal(json.dumps(kept, sort_keys=True)),
+        metrics=python_literal(json.dumps(spec.checks.get("metrics", {}), sort_keys=True)),
+        data=python_literal(json.dumps(spec.checks.get("data", {}), sort_keys=True)),
+        trust=python_literal(list(spec.trust)),
     )
     ini = "# Keeps these tests apart from any project around the pipeline folder.\n[pytest]\n"
     return {f"{TESTS_DIR}/test_pipeline.py": text.encode("utf-8"),
             f"{TESTS_DIR}/pytest.ini": ini.encode("utf-8")}
 
-
-def _docstring_text(text: str) -> str:
-    """``text`` as it may stand inside the generated file's docstring: a notebook's file name
-    can hold quotes or backslashes, which would end the docstring or escape its end."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")

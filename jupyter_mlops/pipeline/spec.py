@@ -18,6 +18,7 @@ from ..notebook.roles import STEP_NAME
 from ..runtime._files import atomic_write
 from ..runtime._jsonvalues import json_like
 from ..runtime.trust import check_type_names
+from .quoting import yaml_text
 
 __all__ = ["Output", "Parameter", "PipelineSpec", "Step", "json_like"]
 
@@ -110,12 +111,9 @@ class PipelineSpec:
             "allow_pickle", "trust", "parameters", "steps", "edges", "checks")}
 
     def to_yaml(self) -> str:
-        """The text of ``pipeline.yaml``."""
-        import yaml
-
+        """The text of ``pipeline.yaml`` (never with aliases, which ``read`` refuses)."""
         header = "# jupyter-mlops pipeline spec, written by `jupyter mlops export`.\n"
-        return header + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True,
-                                       width=100)
+        return header + yaml_text(self.to_dict())
 
     def write(self, folder: str | Path) -> Path:
         """Write ``pipeline.yaml`` into ``folder`` atomically; return its path."""
@@ -194,6 +192,9 @@ class PipelineSpec:
                             "again")
         try:
             data = yaml.load(path.read_text(encoding="utf-8"), Loader=_no_alias_loader())
+        except RecursionError:
+            raise SpecError(f"{path} nests too deeply to be a pipeline spec; export the "
+                            "notebook again") from None
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             reason = str(err).splitlines()[0]
             raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \

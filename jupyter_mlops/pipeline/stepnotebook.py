@@ -11,6 +11,7 @@ from typing import Any
 from ..notebook.analysis import Analysis, StepPlan
 from ..notebook.reader import Cell
 from ..notebook.roles import Mark
+from .quoting import python_comment, python_literal
 from .spec import Parameter, PipelineSpec, Step
 
 #: Runtime parameters every step notebook has besides the pipeline's own.
@@ -25,31 +26,27 @@ _OUR_TAGS = ("mlops:", "parameters", "injected-parameters", "step:", "block:", "
              "pipeline-parameters", "pipeline-metrics", "imports", "functions")
 
 
-def _python_literal(value: Any) -> str:
-    return repr(value)
-
-
 def parameters_source(parameters: list[Parameter], step_name: str = "") -> str:
     """The parameters cell: ``name: type = default  # help`` lines papermill can inspect."""
     lines = ["# Parameters: papermill (and `jupyter mlops run -p NAME=VALUE`) override these."]
     for parameter in parameters:
         annotation = "" if parameter.type == "None" else f": {parameter.type}"
-        comment = f"  # {parameter.help}" if parameter.help else ""
-        lines.append(f"{parameter.name}{annotation} = {_python_literal(parameter.default)}"
+        comment = f"  # {python_comment(parameter.help)}" if parameter.help else ""
+        lines.append(f"{parameter.name}{annotation} = {python_literal(parameter.default)}"
                      f"{comment}")
     lines.append(f'{ARTIFACTS_PARAMETER}: str = "artifacts"  # folder of the run\'s artifacts')
     lines.append(f"{HASHES_PARAMETER}: dict = {{}}  # sha256 of each input, checked on load")
     lines.append(f'{PIPELINE_PARAMETER}: str = ""  # pipeline folder: when set, data and '
                  "metric cells check the contract")
-    lines.append(f"{STEP_PARAMETER}: str = {step_name!r}  # this step's name")
+    lines.append(f"{STEP_PARAMETER}: str = {python_literal(step_name)}  # this step's name")
     lines.append(f"{DRIFT_PARAMETER}: bool = False  # fail the step when its data drifted")
     return "\n".join(lines)
 
 
 def _magic_line(mark: Mark, line_form: bool) -> str:
     parts = [mark.role, *mark.variables]
-    parts += [f"--min {n}={v!r}" for n, v in mark.minimums]
-    parts += [f"--max {n}={v!r}" for n, v in mark.maximums]
+    parts += [f"--min {n}={python_literal(v)}" for n, v in mark.minimums]
+    parts += [f"--max {n}={python_literal(v)}" for n, v in mark.maximums]
     return ("%mlops " if line_form else "%%mlops ") + " ".join(parts)
 
 
@@ -78,7 +75,7 @@ def _code_cell(nbf: Any, source: str, cell_id: str, tags: list[str] | None = Non
 
 def _trust(spec: PipelineSpec) -> str:
     """The ``trusted=`` argument of the artifact calls, when the author trusts extra types."""
-    return f", trusted={list(spec.trust)!r}" if spec.trust else ""
+    return f", trusted={python_literal(list(spec.trust))}" if spec.trust else ""
 
 
 def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
@@ -124,9 +121,11 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
         producers = sorted(set(step.inputs.values()), key=[s.name for s in spec.steps].index)
         for producer in producers:
             names = sorted(n for n, p in step.inputs.items() if p == producer)
-            hashes = ", ".join(f"{n!r}: {HASHES_PARAMETER}.get({n!r}, '')" for n in names)
+            hashes = ", ".join(f"{python_literal(n)}: {HASHES_PARAMETER}.get("
+                               f"{python_literal(n)}, '')" for n in names)
             lines.append(f"load_inputs(globals(), {{{hashes}}}, f\"{{{ARTIFACTS_PARAMETER}}}/"
-                         f"{producer}\", allow_pickle={spec.allow_pickle!r}{_trust(spec)})")
+                         f"{producer}\", allow_pickle={python_literal(spec.allow_pickle)}"
+                         f"{_trust(spec)})")
         nb.cells.append(_code_cell(nbf, "\n".join(lines), "mlops-inputs", ["mlops-inputs"]))
 
     markdown = {c.index: c for c in plan.markdown}
@@ -141,14 +140,15 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
                                    cell.number))
 
     if step.outputs:
-        outputs = repr([{"name": o.name, "role": o.role, "required": o.required}
-                        for o in step.outputs])
+        outputs = python_literal([{"name": o.name, "role": o.role, "required": o.required}
+                                  for o in step.outputs])
         nb.cells.append(_code_cell(
             nbf,
             "# Outputs of this step, saved for the steps after it.\n"
             "from jupyter_mlops.runtime.artifacts import save_outputs\n\n"
             f"mlops_saved = save_outputs(globals(), {outputs}, f\"{{{ARTIFACTS_PARAMETER}}}/"
             f"{step.name}\", "
-            f"allow_pickle={spec.allow_pickle!r}, step={step.name!r}{_trust(spec)})",
+            f"allow_pickle={python_literal(spec.allow_pickle)}, "
+            f"step={python_literal(step.name)}{_trust(spec)})",
             "mlops-outputs", ["mlops-outputs"]))
     return nb

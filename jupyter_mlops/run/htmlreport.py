@@ -4,11 +4,11 @@ metric's history across runs, as plots."""
 from __future__ import annotations
 
 import base64
-import html
 import io
 import time
 from typing import Any
 
+from ..pipeline.quoting import html_text
 from .records import RunRecord, StepRecord
 
 
@@ -55,7 +55,7 @@ def _history_plot(name: str, history: list[tuple[float, float, str]], current: s
 
 def render_report(run: RunRecord, history: list[RunRecord]) -> str:
     """The page for ``run``; ``history`` holds the pipeline's runs (any order)."""
-    esc = html.escape
+    esc = html_text
     ordered = sorted(history, key=lambda r: r.started)
     def took(step: StepRecord) -> str:
         if step.duration is None:

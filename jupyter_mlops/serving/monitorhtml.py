@@ -5,9 +5,10 @@ file)."""
 from __future__ import annotations
 
 import base64
-import html
 import io
 from typing import Any
+
+from ..pipeline.quoting import html_text
 
 
 def _png(figure: Any) -> str:
@@ -80,7 +81,7 @@ def _plot(column: dict[str, Any], series: Any, result: dict[str, Any] | None) ->
 
 def render_html(report: dict[str, Any], frame: Any) -> str:
     """The whole page."""
-    esc = html.escape
+    esc = html_text
     drift = report["drift"]
     verdict = "healthy" if report["healthy"] else "unhealthy"
     parts = [
