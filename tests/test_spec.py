@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,8 @@ def test_step_missing_field_is_malformed():
 
 
 def test_kernel_of_the_wrong_shape_is_malformed():
-    with pytest.raises(SpecError, match=r"pipeline\.yaml is malformed"):
+    with pytest.raises(SpecError, match=r"^pipeline\.yaml: `kernel` is 'python3', which is "
+                       r"not valid \(must be object\)"):
         PipelineSpec.from_dict(base_dict(kernel="python3"))
 
 
@@ -162,7 +164,9 @@ def test_unknown_parameter_type():
     bad = [{"name": "n", "type": "complex", "default": 1}]
     with pytest.raises(SpecError) as info:
         PipelineSpec.from_dict(base_dict(parameters=bad))
-    assert str(info.value) == "pipeline.yaml: parameter `n` has unknown type `complex`"
+    assert str(info.value).startswith(
+        "pipeline.yaml: `parameters[0].type` (of parameter `n`) is 'complex', which is not "
+        "valid (must be one of ['int', 'float', 'str', 'bool', 'list', 'dict', 'None'])")
 
 
 def test_step_waiting_for_unknown_step():
@@ -346,3 +350,60 @@ def test_yaml_aliases_and_oversized_specs_are_refused(tmp_path: Path) -> None:
     (folder / SPEC_FILE).write_text(text + "#" * (9 << 20), encoding="utf-8")
     with pytest.raises(SpecError, match="more than a pipeline spec holds"):
         PipelineSpec.read(folder)
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """``base_dict()`` with the field at ``path`` (``steps.0.cells``) set to ``value``."""
+    data = json.loads(json.dumps(base_dict()))
+    *parents, last = path.split(".")
+    target: Any = data
+    for key in parents:
+        target = target[int(key)] if key.isdigit() else target[key]
+    target[int(last) if last.isdigit() else last] = value
+    return data
+
+
+WRONG_TYPES = [
+    ("name", 5, "name"), ("source", ["a"], "source"), ("workdir", None, "workdir"),
+    ("kernel", "python3", "kernel"), ("kernel.name", 3, "kernel.name"),
+    ("allow_pickle", "yes", "allow_pickle"), ("trust", "os.system", "trust"),
+    ("parameters", {"n": 1}, "parameters"), ("parameters.0.help", ["x"], "parameters[0].help"),
+    ("steps", {"a": 1}, "steps"), ("steps.0.cells", "1-3", "steps[0].cells"),
+    ("steps.0.cells.0", "x", "steps[0].cells[0]"), ("steps.0.inputs", ["df"], "steps[0].inputs"),
+    ("steps.0.outputs", "df", "steps[0].outputs"), ("steps.0.after", "load", "steps[0].after"),
+    ("steps.0.outputs.0", {"name": "df", "role": "table"}, "steps[0].outputs[0].role"),
+    ("checks", [1], "checks"), ("checks.fail_on_drift", "no", "checks.fail_on_drift"),
+    ("checks.metrics", {"acc": {"min": "high"}}, "checks.metrics.acc.min"),
+    ("checks.data", {"d": {"step": "s", "variable": "d", "file": "../../etc/passwd"}},
+     "checks.data.d.file"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), WRONG_TYPES,
+                         ids=[w[0] for w in WRONG_TYPES])
+def test_a_field_of_the_wrong_type_is_one_line_naming_it(path: str, value: Any,
+                                                        field: str) -> None:
+    data = _with(path, value)
+    if path.startswith("steps.0.outputs.0") and not data["steps"][0]["outputs"]:
+        pytest.skip("the real spec's first step has no outputs")
+    with pytest.raises(SpecError) as info:
+        PipelineSpec.from_dict(data)
+    assert f"`{field}`" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_published_schema_accepts_what_export_writes() -> None:
+    # every test that exports and runs reads its spec back through the schema too
+    from jupyter_mlops.pipeline.schema import validate
+
+    validate(yaml.safe_load(real_spec().to_yaml()), "pipeline.yaml")
+
+
+def test_the_sidebar_wire_type_declares_the_schemas_fields() -> None:
+    """``IPipeline`` in the sidebar's types.ts and the schema name the same top-level fields
+    (the schema adds the hand-written ``retrain`` section, which the sidebar does not show)."""
+    from wire import interfaces
+
+    from jupyter_mlops.pipeline.schema import schema
+
+    assert set(interfaces()["IPipeline"]) == set(schema()["properties"]) - {"retrain"}

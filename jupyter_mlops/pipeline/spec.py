@@ -19,6 +19,7 @@ from ..runtime._files import atomic_write
 from ..runtime._jsonvalues import json_like
 from ..runtime.trust import check_type_names
 from .quoting import yaml_text
+from .schema import validate
 
 __all__ = ["Output", "Parameter", "PipelineSpec", "Step", "json_like"]
 
@@ -131,6 +132,7 @@ class PipelineSpec:
                 f"{where} has spec version {data.get('version')!r}; this jupyter-mlops reads "
                 f"version {SPEC_VERSION}: export the notebook again"
             )
+        validate(data, where)
         try:
             parameters = [Parameter(**p) for p in data.get("parameters") or []]
             steps = []
