@@ -17,7 +17,8 @@ from loop_helpers import build_pipeline, make_data, one_line_error
 
 from jupyter_mlops.run.store import RunStore, default_store
 from jupyter_mlops.runtime.artifacts import load
-from jupyter_mlops.serving.monitor import metric_value, monitor
+from jupyter_mlops.serving.monitor import monitor
+from jupyter_mlops.serving.scoring import metric_value
 
 pytestmark = pytest.mark.kernel
 

@@ -137,6 +137,102 @@ def test_promotion_rule_follows_each_metrics_direction() -> None:
     assert decide(run("new"), None, checks) == (True, "no run was served before")
 
 
+
+def _record(run_id: str, **metrics: float) -> RunRecord:
+    return RunRecord(run_id, "loop", "0" * 64, "succeeded", 0.0, "/runs", metrics=metrics)
+
+
+def test_without_checks_the_direction_comes_from_the_metrics_name() -> None:
+    # the churn example records accuracy, f1 and roc_auc with no checks: a worse retrain
+    # was promoted ("no metric with a known direction to compare")
+    served = _record("old", accuracy=0.7857, f1=0.5643, roc_auc=0.8414)
+    worse = _record("new", accuracy=0.7667, f1=0.4262, roc_auc=0.8188)
+    promoted, reason = decide(worse, served, {})
+    assert not promoted
+    assert "accuracy 0.7667 is worse than 0.7857 (higher is better)" in reason
+    assert "each on its own evaluation" in reason
+    better = _record("new", accuracy=0.80, f1=0.60, roc_auc=0.85)
+    promoted, reason = decide(better, served, {})
+    assert promoted and "accuracy 0.8 vs 0.7857" in reason
+    assert decide(_record("n", val_loss=0.2), _record("o", val_loss=0.3), {})[0]
+    assert not decide(_record("n", neg_mean_squared_error=-2.0),
+                      _record("o", neg_mean_squared_error=-1.0), {})[0]
+
+
+def test_what_cannot_be_compared_is_not_promoted_automatically() -> None:
+    promoted, reason = decide(_record("new", widgets=3.0), _record("old", widgets=2.0), {})
+    assert not promoted
+    assert "`widgets` has no known direction" in reason
+    assert "jupyter mlops promote new" in reason and "widgets 3 vs 2" in reason
+    promoted, reason = decide(_record("new", accuracy=0.9), _record("old", f1=0.5), {})
+    assert not promoted and "no metric in common" in reason
+    # a check's direction wins over the name
+    checks = {"metrics": {"widgets": {"value": 2.0, "max": 2.5}}}
+    assert decide(_record("new", widgets=1.0), _record("old", widgets=2.0), checks)[0]
+
+
+def test_figures_on_the_same_data_replace_each_runs_own() -> None:
+    served = _record("old", accuracy=0.70)
+    new = _record("new", accuracy=0.90)  # better on its own split, worse on the new rows
+    promoted, reason = decide(new, served, {}, same_data={"accuracy": (0.60, 0.65)},
+                              basis="both models on the 600 labelled rows of the new data")
+    assert not promoted
+    assert reason == ("accuracy 0.6 is worse than 0.65 (higher is better) (both models on "
+                      "the 600 labelled rows of the new data)")
+
+
+@pytest.mark.parametrize(("name", "direction"), [
+    ("accuracy", "higher"), ("test_accuracy", "higher"), ("valF1", "higher"),
+    ("roc_auc", "higher"), ("r2", "higher"), ("rmse", "lower"), ("val_loss", "lower"),
+    ("mean_absolute_error", "lower"), ("neg_log_loss", "higher"), ("widgets", None),
+    ("loss_score", None)])
+def test_metric_direction_by_name(name: str, direction: str | None) -> None:
+    from jupyter_mlops.serving.scoring import metric_direction
+
+    assert metric_direction(name) == direction
+
+
+def test_a_worse_retrain_without_checks_stays_out_and_promote_decides_by_hand(
+        pipeline: Path, tmp_path: Path) -> None:
+    store = _store(pipeline)
+    served = store.served_run("loop")
+    store.close()
+    spec_file = pipeline / "pipeline.yaml"
+    original = spec_file.read_text()
+    spec = PipelineSpec.read(pipeline)
+    spec.checks = {**spec.checks, "metrics": {}}  # as the churn example: no metric checks
+    # one column of three moves: drift at a share of 0.3 starts the retraining
+    spec_file.write_text(spec.to_yaml() + "retrain:\n  drift_share: 0.3\n")
+    try:
+        noise = make_data(tmp_path / "shuffled.csv", 600, shift=-3.0, random_labels=True,
+                          seed=31)
+        code, report = _monitor_json(pipeline, noise, "--retrain", "--report",
+                                     str(tmp_path / "r"), "--labels", "label")
+    finally:
+        spec_file.write_text(original)
+    assert code == 3
+    outcome = report["retrain"]
+    assert outcome["status"] == "succeeded" and outcome["promoted"] is False, outcome["reason"]
+    assert "accuracy" in outcome["reason"] and "is worse than" in outcome["reason"]
+    assert "held-out rows, X_test/y_test of step prepare" in outcome["reason"]
+    # the author looks at the figures and decides otherwise: by hand, recorded
+    done = run_cli("promote", outcome["run_id"], "-C", str(pipeline))
+    assert done.returncode == 0, done.stderr
+    assert f"over run {served}" in done.stdout and "accuracy" in done.stdout
+    again = run_cli("promote", outcome["run_id"], "-C", str(pipeline))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "served already" in again.stderr
+    store = _store(pipeline)
+    try:
+        assert store.served_run("loop") == outcome["run_id"]
+        decision = store.promotions("loop")[-1]
+        assert decision.promoted and decision.reason.startswith("promoted by ")
+        # leave the module's pipeline as it was for the tests after this one
+        store.record_promotion("loop", served, candidate=served, previous=outcome["run_id"],
+                               promoted=True, reason="restored by the test")
+    finally:
+        store.close()
+
 def test_the_data_parameter_is_found_or_named(pipeline: Path) -> None:
     spec = PipelineSpec.read(pipeline)
     assert data_parameter(spec, pipeline) == "data_path"

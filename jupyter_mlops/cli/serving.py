@@ -55,6 +55,17 @@ def add_commands(sub: Any) -> None:
     monitor.add_argument("--json", action="store_true", help="print the report as JSON")
     monitor.set_defaults(handler=cmd_monitor)
 
+    promote = sub.add_parser("promote", help="serve a run from now on, decided by hand",
+                             description="Serve RUN_ID from now on: the decision the "
+                             "automatic rule leaves to you (a metric of unknown direction, "
+                             "no metric in common), recorded with the figures.")
+    promote.add_argument("run_id", metavar="RUN_ID")
+    promote.add_argument("-C", "--pipeline", default=".", metavar="PIPELINE_DIR",
+                         help="the pipeline folder (default: .)")
+    promote.add_argument("--store", metavar="PATH", help="the run store (default: "
+                         "PIPELINE_DIR/.mlops/store.sqlite)")
+    promote.set_defaults(handler=cmd_promote)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``jupyter mlops serve``: runs until interrupted."""
@@ -101,6 +112,21 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                          indent=1, default=str))
     return 0 if report["healthy"] else EXIT_UNHEALTHY
 
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """``jupyter mlops promote``."""
+    import getpass
+
+    from ..serving.retrain import promote
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment (some containers)
+        user = "hand"
+    reason = promote(args.pipeline, args.run_id, store=args.store, by=user)
+    print(f"Run {args.run_id} is served now: {reason}")
+    return 0
 
 
 def _retrain(args: argparse.Namespace, report: dict[str, Any], policy: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ and the metrics the notebook recorded are computed again and held to their thres
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,10 @@ from ..pipeline.spec import PipelineSpec
 from ..run.records import RunRecord
 from .model import data_profiles, load_run_model, open_store
 from .retrain import RetrainPolicy, read_policy
+from .scoring import KNOWN_METRICS, metric_value
 
 EXIT_UNHEALTHY = 3
 """The exit status of ``monitor`` when data drifted or a metric crossed its threshold."""
-
-_CLASSIFICATION = ("accuracy", "balanced_accuracy", "f1", "precision", "recall", "roc_auc",
-                   "log_loss")
-_REGRESSION = ("r2", "mae", "mse", "rmse")
-
 
 def read_table(path: str | Path) -> Any:
     """A CSV, Parquet or JSON-lines file as a DataFrame; MlopsError naming the file."""
@@ -66,37 +61,6 @@ def _reference(run: RunRecord, columns: list[str]) -> tuple[str, str, dict[str, 
     return best[1], best[2], best[3]
 
 
-def metric_value(name: str, y_true: Any, model: Any, frame: Any) -> float | None:
-    """Metric ``name`` of ``model`` on ``frame`` against ``y_true``, for the metric names
-    jupyter-mlops knows; None for others."""
-    from sklearn import metrics
-
-    key = name.lower()
-    if key not in _CLASSIFICATION + _REGRESSION:
-        return None
-    if key in ("roc_auc", "log_loss"):
-        if not hasattr(model, "predict_proba"):
-            return None
-        proba = model.predict_proba(frame)
-        if key == "log_loss":
-            return float(metrics.log_loss(y_true, proba, labels=model.classes_))
-        if proba.shape[1] != 2 or len(set(y_true.tolist())) < 2:
-            return None
-        return float(metrics.roc_auc_score(y_true, proba[:, 1]))
-    predicted = model.predict(frame)
-    if key in ("f1", "precision", "recall"):
-        average = "binary" if len(getattr(model, "classes_", [])) == 2 else "macro"
-        scorer = {"f1": metrics.f1_score, "precision": metrics.precision_score,
-                  "recall": metrics.recall_score}[key]
-        return float(scorer(y_true, predicted, average=average, zero_division=0))
-    simple = {"accuracy": metrics.accuracy_score,
-              "balanced_accuracy": metrics.balanced_accuracy_score, "r2": metrics.r2_score,
-              "mae": metrics.mean_absolute_error, "mse": metrics.mean_squared_error}
-    if key == "rmse":
-        return math.sqrt(float(metrics.mean_squared_error(y_true, predicted)))
-    return float(simple[key](y_true, predicted))
-
-
 def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
              thresholds: dict[str, Any]) -> list[dict[str, Any]]:
     """Each recorded metric computed again on the new rows, with its threshold."""
@@ -126,7 +90,7 @@ def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
             continue
         if value is None:
             entry.update(value=None, ok=None, note="not computed: jupyter-mlops recomputes "
-                         + ", ".join(_CLASSIFICATION + _REGRESSION))
+                         + ", ".join(KNOWN_METRICS))
         else:
             low, high = entry["min"], entry["max"]
             entry.update(value=value, ok=(low is None or value >= low)

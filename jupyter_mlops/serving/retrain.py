@@ -12,8 +12,13 @@ of the notebook keeps it)::
       tolerance: 0.0            # how much worse than the served run a new run may score
 
 The promotion rule: the new run is served from now on only if it succeeded (its data and
-metric checks passed) and none of its metrics with a known direction is worse than the
-served run's by more than ``tolerance``. Either way the decision is recorded in the store.
+metric checks passed) and none of the metrics both runs have is worse than the served run's
+by more than ``tolerance``, each in its direction (from the checks, else from the metric's
+name). Both models are scored on the new run's held-out rows (new data, fitted on by
+neither) when it saved them, else each run's own figures are compared. A metric of unknown
+direction, or none in common, keeps the served run: jupyter-mlops cannot tell, says so, and
+``jupyter mlops promote RUN_ID`` decides by hand. Either way the decision is recorded in the
+store with the figures it used.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MlopsError, SpecError
 from ..pipeline.spec import SPEC_FILE, PipelineSpec
 from ..run.records import RunRecord
+from .scoring import metric_direction, metric_value
 
 if TYPE_CHECKING:
     from ..run.results import Listener
@@ -119,23 +125,26 @@ def data_parameter(spec: PipelineSpec, pipeline_dir: str | Path,
                      "in pipeline.yaml")
 
 
-def directions(checks: dict[str, Any]) -> dict[str, str]:
-    """``{metric: "higher" | "lower"}`` for each metric whose checks say which way is better."""
-    found = {}
-    for name, rule in (checks.get("metrics") or {}).items():
-        if not isinstance(rule, dict):
-            continue
-        direction = rule.get("direction")
-        if direction not in ("higher", "lower"):
-            direction = "higher" if "min" in rule else "lower" if "max" in rule else None
-        if direction is not None:
-            found[name] = direction
-    return found
+def directions(checks: dict[str, Any], names: Any = ()) -> dict[str, str | None]:
+    """``{metric: "higher" | "lower" | None}`` for each metric of the checks and each of
+    ``names``: from its check, else from its name (:func:`.scoring.metric_direction`)."""
+    rules = checks.get("metrics") or {}
+    return {name: metric_direction(name, rules.get(name))
+            for name in dict.fromkeys([*rules, *names])}
 
 
 def decide(new: RunRecord, current: RunRecord | None, checks: dict[str, Any],
-           tolerance: float = 0.0) -> tuple[bool, str]:
-    """The promotion rule: (promote?, why) for run ``new`` against the served ``current``."""
+           tolerance: float = 0.0, *, same_data: dict[str, tuple[float, float]] | None = None,
+           basis: str = "") -> tuple[bool, str]:
+    """The promotion rule: (promote?, why, with the figures) for ``new`` against ``current``.
+
+    ``new`` is promoted only if it succeeded, passed its checks, and no metric both runs
+    have is worse by more than ``tolerance`` in its direction. The figures compared are
+    ``same_data`` (``{metric: (new, current)}``, both models scored on the same rows, as
+    ``basis`` says) when given, else the metrics each run recorded on its own evaluation.
+    A metric whose direction is unknown, or no metric in common, blocks the automatic
+    promotion: jupyter-mlops cannot tell, so it says so and keeps the served run.
+    """
     if new.status != "succeeded":
         return False, f"run {new.run_id} {new.status}: {new.error or 'see its steps'}"
     failed = [c for s in new.steps for c in s.checks
@@ -144,27 +153,106 @@ def decide(new: RunRecord, current: RunRecord | None, checks: dict[str, Any],
         return False, f"run {new.run_id} failed {len(failed)} of its checks"
     if current is None:
         return True, "no run was served before"
-    worse, compared = [], []
-    for name, direction in directions(checks).items():
-        a, b = new.metrics.get(name), current.metrics.get(name)
-        if a is None or b is None:
-            continue
-        compared.append(f"{name} {a:.4g} vs {b:.4g}")
-        if (direction == "higher" and a < b - tolerance) or (
-                direction == "lower" and a > b + tolerance):
-            worse.append(f"{name} {a:.4g} is worse than {b:.4g} ({direction} is better)")
+    by_hand = f"promote it by hand with `jupyter mlops promote {new.run_id}`"
+    if same_data:
+        pairs, where = dict(same_data), basis or "on the same data"
+    else:
+        pairs = {n: (new.metrics[n], current.metrics[n]) for n in new.metrics
+                 if n in current.metrics}
+        where = basis or "each on its own evaluation"
+    if not pairs:
+        return False, (f"runs {new.run_id} and {current.run_id} record no metric in common, "
+                       f"so jupyter-mlops cannot tell which is better; {by_hand}")
+    ways = directions(checks, pairs)
+    unknown = sorted(n for n in pairs if ways.get(n) is None)
+    figures = ", ".join(f"{n} {a:.4g} vs {b:.4g}" for n, (a, b) in pairs.items())
+    if unknown:
+        return False, (f"metric {', '.join(f'`{n}`' for n in unknown)} has no known direction "
+                       "(no check says whether higher is better, nor its name), so "
+                       f"jupyter-mlops cannot tell whether the new run is better ({figures}, "
+                       f"{where}); {by_hand}, or add a check with --min/--max to the metric")
+    worse = [f"{n} {a:.4g} is worse than {b:.4g} ({ways[n]} is better)"
+             for n, (a, b) in pairs.items()
+             if (ways[n] == "higher" and a < b - tolerance)
+             or (ways[n] == "lower" and a > b + tolerance)]
     if worse:
-        return False, "; ".join(worse)
-    if not compared:
-        return True, "passed its checks; no metric with a known direction to compare"
-    return True, "passed its checks and is not worse: " + ", ".join(compared)
+        return False, "; ".join(worse) + f" ({where})"
+    return True, f"passed its checks and is not worse ({where}): {figures}"
+
+
+_HELD_OUT = ("test", "val", "valid", "eval", "holdout", "hold_out")
+
+
+def evaluation_split(run: RunRecord, features: list[str]) -> tuple[Any, Any, str] | None:
+    """``(X, y, "X_test/y_test of step S")``: the held-out rows a run saved, found by name
+    (``test``, ``val``, ``eval``, ``holdout``; never ``train``) among its data frames holding
+    all of ``features``, with the series of the same rows and name suffix; None if none.
+
+    Each file's hash is checked against the run store, as for every load."""
+    from ..runtime.artifacts import load
+
+    frames, series = [], []
+    for step in run.steps:
+        for name, manifest in step.outputs.items():
+            lowered = name.lower()
+            if "train" in lowered or not any(h in lowered for h in _HELD_OUT):
+                continue
+            if manifest.get("kind") == "parquet" and set(features) <= set(
+                    manifest.get("columns") or []):
+                frames.append((step.step, name, manifest))
+            elif manifest.get("kind") == "series":
+                series.append((step.step, name, manifest))
+    for step, name, manifest in frames:
+        suffix = name.lower().partition("_")[2]
+        for y_step, y_name, y_manifest in series:
+            if y_manifest.get("rows") == manifest.get("rows") and \
+                    y_name.lower().partition("_")[2] == suffix:
+                folder = Path(run.folder) / "artifacts"
+                X = load(name, folder / step, sha256=manifest["sha256"])
+                y = load(y_name, folder / y_step, sha256=y_manifest["sha256"])
+                return X, y, f"{name}/{y_name} of step {step}"
+    return None
+
+
+def same_data_metrics(store: Any, new: RunRecord, current: RunRecord,
+                      names: list[str]) -> tuple[dict[str, tuple[float, float]], str]:
+    """Both runs' models scored on the new run's held-out rows (new data neither model was
+    fitted on): ``({metric: (new, current)}, basis)``; empty, with the reason, when that
+    cannot be done."""
+    from .model import load_run_model
+
+    try:
+        models = [load_run_model(store, run.run_id) for run in (new, current)]
+    except MlopsError as err:
+        return {}, f"each on its own evaluation: {err}"
+    features = sorted({c["name"] for m in models for c in m.columns})
+    split = evaluation_split(new, features)
+    if split is None:
+        return {}, ("each on its own evaluation: the new run saved no held-out frame (such "
+                    "as X_test with y_test) holding both models' input columns")
+    X, y, which = split
+    scored: dict[str, tuple[float, float]] = {}
+    for name in names:
+        values = []
+        for model in models:
+            columns = [c["name"] for c in model.columns]
+            try:
+                values.append(metric_value(name, y, model.model, X[columns]))
+            except (ValueError, TypeError):
+                values.append(None)
+        if values[0] is not None and values[1] is not None:
+            scored[name] = (values[0], values[1])
+    if not scored:
+        return {}, "each on its own evaluation: no metric both runs record can be recomputed"
+    return scored, f"both models on the new run's held-out rows, {which} ({len(X):,} rows)"
 
 
 def retrain(pipeline_dir: str | Path, data: str | Path, trigger: dict[str, Any], *,
             store: str | Path | None = None, policy: RetrainPolicy | None = None,
             listener: Listener | None = None) -> dict[str, Any]:
     """Run the pipeline on ``data`` (as its data parameter), record why and what it would
-    replace, then apply the promotion rule and record the decision.
+    replace, then apply the promotion rule and record the decision. Both models are
+    compared on the new run's held-out rows where it saved them (:func:`evaluation_split`).
 
     Returns ``{"run_id", "status", "replaces", "promoted", "reason", "served"}``.
     """
@@ -201,7 +289,12 @@ def retrain(pipeline_dir: str | Path, data: str | Path, trigger: dict[str, Any],
     try:
         new = run_store.run(result.run_id)
         served = run_store.run(current) if current else None
-        promoted, reason = decide(new, served, spec.checks, policy.tolerance)
+        same, basis = {}, ""
+        if served is not None and new.status == "succeeded":
+            names = [n for n in new.metrics if n in served.metrics]
+            same, basis = same_data_metrics(run_store, new, served, names)
+        promoted, reason = decide(new, served, spec.checks, policy.tolerance,
+                                  same_data=same, basis=basis)
         now_served = new.run_id if promoted else (current or "")
         if now_served:
             run_store.record_promotion(spec.name, now_served, candidate=new.run_id,
@@ -221,3 +314,41 @@ def _set_trigger(store_path: Path, run_id: str, trigger: dict[str, Any],
         run_store.set_trigger(run_id, trigger, replaces)
     finally:
         run_store.close()
+
+
+def promote(pipeline_dir: str | Path, run_id: str, *, store: str | Path | None = None,
+            by: str = "hand") -> str:
+    """Serve run ``run_id`` of the pipeline in ``pipeline_dir`` from now on, whatever the
+    rule would say (the author has looked at the figures), and record the decision.
+
+    Returns the reason recorded; MlopsError for a run that is not of this pipeline, did not
+    succeed, or is served already.
+    """
+    from .model import open_store
+
+    spec = PipelineSpec.read(pipeline_dir)
+    run_store = open_store(pipeline_dir, store)
+    try:
+        run = run_store.run(run_id)
+        if run.pipeline != spec.name:
+            raise MlopsError(f"run {run.run_id} is of pipeline `{run.pipeline}`, not "
+                             f"`{spec.name}`")
+        if run.status != "succeeded":
+            raise MlopsError(f"run {run.run_id} {run.status}; only a run that succeeded can be "
+                             "served")
+        current = run_store.served_run(spec.name)
+        if current == run.run_id:
+            raise MlopsError(f"run {run.run_id} is served already")
+        figures = ""
+        if current:
+            served = run_store.run(current)
+            common = [n for n in run.metrics if n in served.metrics]
+            figures = ", ".join(f"{n} {run.metrics[n]:.4g} vs {served.metrics[n]:.4g}"
+                                for n in common)
+        reason = f"promoted by {by}" + (f" over run {current}" if current else "") + (
+            f" ({figures})" if figures else "")
+        run_store.record_promotion(spec.name, run.run_id, candidate=run.run_id,
+                                   previous=current, promoted=True, reason=reason)
+    finally:
+        run_store.close()
+    return reason
