@@ -112,6 +112,19 @@ def _generated_tests(root: Path) -> subprocess.CompletedProcess[str]:
                            str(root / "model_pipeline")], capture_output=True, text=True)
 
 
+def _recorded(pipeline: Path) -> tuple[list[str], str | None]:
+    """The runs in the pipeline's own store and the one it serves."""
+    from jupyter_mlops.run.store import RunStore, default_store
+
+    if not default_store(pipeline).exists():
+        return [], None
+    store = RunStore(default_store(pipeline))
+    try:
+        return [r.run_id for r in store.runs()], store.served_run()
+    finally:
+        store.close()
+
+
 def test_generated_tests_pass_then_catch_changes(pipeline: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -119,10 +132,13 @@ def test_generated_tests_pass_then_catch_changes(pipeline: Path, tmp_path: Path)
     shutil.copytree(pipeline.parent, root, ignore=shutil.ignore_patterns("runs"))
     text = (root / "model_pipeline" / "tests" / "test_pipeline.py").read_text()
     assert "LogisticRegression" in text and "accuracy" in text
+    before = _recorded(root / "model_pipeline")
     passed = _generated_tests(root)
     assert passed.returncode == 0, passed.stdout
     # runs, the data contract, the model twice (kind and parameters, predictions), the metric
     assert "5 passed" in passed.stdout and "skipped" not in passed.stdout
+    # a test run stays out of the pipeline's own store: never served, never listed
+    assert _recorded(root / "model_pipeline") == before
 
     original = (root / "data.csv").read_text()
     pd.read_csv(root / "data.csv").drop(columns=["b"]).to_csv(root / "data.csv", index=False)

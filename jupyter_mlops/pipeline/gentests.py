@@ -40,8 +40,12 @@ TRUST = {trust}
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One run of the pipeline on its defaults; drift fails it, as a test should."""
-    return run_pipeline(PIPELINE, runs_dir=tmp_path_factory.mktemp("runs"), fail_on_drift=True)
+    """One run of the pipeline on its defaults; drift fails it, as a test should. It goes
+    into a store and folder of its own: a test run is never served nor listed with the
+    pipeline's runs, and nothing it records points into pytest's temporary folders."""
+    folder = tmp_path_factory.mktemp("runs")
+    return run_pipeline(PIPELINE, runs_dir=folder, store=folder / "store.sqlite",
+                        fail_on_drift=True)
 
 
 def _step(run, name):
