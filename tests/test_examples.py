@@ -73,6 +73,26 @@ def test_example_pipeline_scores_as_the_notebook(notebook: Path, tmp_path: Path)
     tested = run_cli("test", str(folder))
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "failed" not in tested.stdout and "skipped" not in tested.stdout
+    if notebook.stem == "churn":
+        _a_raw_sample_is_compared_with_the_raw_frame(work, folder, tmp_path)
+
+
+def _a_raw_sample_is_compared_with_the_raw_frame(work: Path, folder: Path,
+                                                 tmp_path: Path) -> None:
+    """A random half of the raw file is raw input: compared with the frame the load step
+    read, not the cleaned one (NaN in the file became "Unknown" in the clean step)."""
+    import pandas as pd
+
+    sample = tmp_path / "half.csv"
+    pd.read_csv(work / "data" / "churn.csv").sample(frac=0.5, random_state=3).to_csv(
+        sample, index=False)
+    done = run_cli("monitor", str(folder), "--data", str(sample), "--report",
+                   str(tmp_path / "monitor"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "monitor" / "monitor.json").read_text())
+    assert report["reference"]["stage"] == "raw input", report["reference"]
+    assert report["reference"]["step"] == "load"
+    assert report["drift"]["drifted"] == [] and report["healthy"]
 
 
 def _spec_of(notebook: Path) -> PipelineSpec:

@@ -64,19 +64,71 @@ def test_same_data_is_healthy_with_a_plot_per_column(pipeline: Path, run: dict[s
 
 def test_shifted_data_is_drift_and_exit_3(pipeline: Path, tmp_path: Path) -> None:
     data = make_data(tmp_path / "shifted.csv", 500, shift=2.0, seed=12)
-    code, report, _ = _monitor(pipeline, data, tmp_path / "one")
-    # one column of three is under the default share of 0.5: reported, still healthy
-    assert code == 0 and report["drift"]["drifted"] == ["a"]
+    code, report, stdout = _monitor(pipeline, data, tmp_path / "one")
+    # one column of three is under the default share of 0.5, but it is the one the model
+    # leans on most (the label follows a, then c, then b): unhealthy by importance
+    assert report["drift"]["drifted"] == ["a"]
     assert report["drift"]["columns"]["a"]["drift"] is True
     assert report["drift"]["share"] == pytest.approx(1 / 3)
+    weighted = report["importance"]
+    assert weighted["method"].startswith("permutation importance on X_test/y_test")
+    assert weighted["share"] >= 0.3 and list(weighted["columns"]) == ["a"]
+    assert code == 3, stdout
+    (reason,) = report["reasons"]
+    assert reason.startswith(f"{weighted['share']:.2f} of the model's importance is on drifted "
+                             "columns (a ")
+    assert "importance on drifted columns" in stdout
+    # the same figures again: computed once per run, then read from the run's folder
+    assert list((Path(report_run_folder(pipeline)) / "profiles").glob("importance.model.*"))
     frame = pd.read_csv(data)
     frame["b"] = frame["b"] * 3
     frame.to_csv(data, index=False)
     code, report, stdout = _monitor(pipeline, data, tmp_path / "two")
     assert code == 3, stdout
     assert not report["healthy"] and report["drift"]["drifted"] == ["a", "b"]
-    assert report["reasons"] == ["2 of 3 columns drifted (a, b), at or above the share 0.5"]
+    assert report["reasons"][0] == "2 of 3 columns drifted (a, b), at or above the share 0.5"
     assert "UNHEALTHY" in stdout
+
+
+def report_run_folder(pipeline: Path) -> str:
+    from jupyter_mlops.run.store import RunStore, default_store
+
+    store = RunStore(default_store(pipeline))
+    try:
+        return store.run(store.served_run()).folder
+    finally:
+        store.close()
+
+
+def test_a_shift_in_a_column_the_model_barely_uses_stays_healthy(pipeline: Path,
+                                                                 tmp_path: Path) -> None:
+    data = make_data(tmp_path / "b.csv", 500, seed=15)
+    frame = pd.read_csv(data)
+    frame["b"] = frame["b"] + 2.0
+    frame.to_csv(data, index=False)
+    code, report, stdout = _monitor(pipeline, data, tmp_path / "b")
+    assert report["drift"]["drifted"] == ["b"]
+    assert report["importance"]["share"] < 0.3, report["importance"]
+    assert code == 0 and report["healthy"], stdout
+
+
+def test_the_reference_is_the_frame_most_like_the_new_data(pipeline: Path,
+                                                           tmp_path: Path) -> None:
+    data = make_data(tmp_path / "same.csv", 300, seed=16)
+    code, report, stdout = _monitor(pipeline, data, tmp_path / "ref")
+    assert code == 0, stdout
+    reference = report["reference"]
+    assert reference["variable"] == "X_train" and reference["stage"] == "model input"
+    assert reference["why"] == ("3 of the new data's 4 columns shared with `X_train`'s 3 "
+                                "(similarity 0.75)")
+    assert "compared with: model input `X_train` of step prepare" in stdout
+    _, report, _ = _monitor(pipeline, data, tmp_path / "ref2", "--stage", "prepare")
+    assert report["reference"]["step"] == "prepare"
+    done = run_cli("monitor", str(pipeline), "--data", str(data), "--stage", "nope",
+                   "--report", str(tmp_path / "ref3"))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("has no step `nope`; its steps are prepare, train, "
+                                        "evaluate")
 
 
 def test_metrics_are_computed_again_on_labelled_data(pipeline: Path, run: dict[str, Any],

@@ -44,6 +44,9 @@ def add_commands(sub: Any) -> None:
                          help="a CSV, Parquet or JSON-lines file")
     monitor.add_argument("--labels", metavar="COLUMN",
                          help="the column of true outcomes: recompute the metrics")
+    monitor.add_argument("--stage", metavar="STEP",
+                         help="compare with a frame of this step (default: the frame whose "
+                         "columns are most like the new data's)")
     monitor.add_argument("--report", metavar="DIR", help="where monitor.json and monitor.html "
                          "go (default: PIPELINE_DIR/monitoring/TIME/)")
     monitor.add_argument("--retrain", action="store_true",
@@ -94,7 +97,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     policy = read_policy(args.pipeline)
     frame = read_table(args.data)
     report = monitor(args.pipeline, args.data, labels=args.labels, store=args.store,
-                     policy=policy, frame=frame)
+                     policy=policy, frame=frame, stage=args.stage)
     folder = Path(args.report) if args.report else Path(args.pipeline) / "monitoring" / \
         time.strftime("%Y%m%d-%H%M%S")
     paths = write_report(report, folder, frame)

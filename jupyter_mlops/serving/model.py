@@ -74,8 +74,10 @@ def pick_model(run: RunRecord, name: str | None) -> tuple[str, str, dict[str, An
     raise MlopsError(f"run {run.run_id} has no model `{name}`; its models are {known}")
 
 
-def data_profiles(run: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
-    """(step, name, profile) of each data frame or series the run saved, in step order.
+def data_profiles(run: RunRecord, *, every_frame: bool = False
+                  ) -> list[tuple[str, str, dict[str, Any]]]:
+    """(step, name, profile) of each data frame or series the run saved, in step order:
+    those marked ``%%mlops data``, or with ``every_frame`` all it passed between steps.
 
     Each profile is computed once and kept in ``RUN/profiles/`` (named by the artifact's
     hash, so it never describes other data than the artifact's)."""
@@ -85,8 +87,8 @@ def data_profiles(run: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
     found = []
     for step in run.steps:
         for name, manifest in step.outputs.items():
-            if manifest.get("role") != "data" or manifest.get("kind") not in (
-                    "parquet", "series"):
+            if (manifest.get("role") != "data" and not every_frame) or manifest.get(
+                    "kind") not in ("parquet", "series"):
                 continue
             cache = Path(run.folder) / PROFILES_DIR / (
                 f"{step.step}.{name}.{manifest['sha256'][:16]}.json")

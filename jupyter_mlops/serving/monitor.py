@@ -15,7 +15,9 @@ from typing import Any
 from ..errors import MlopsError
 from ..pipeline.spec import PipelineSpec
 from ..run.records import RunRecord
-from .model import data_profiles, load_run_model, open_store
+from .importance import drifted_importance, model_importance
+from .model import RunModel, load_run_model, open_store
+from .reference import choose_reference
 from .retrain import RetrainPolicy, read_policy
 from .scoring import KNOWN_METRICS, metric_value
 
@@ -46,19 +48,12 @@ def read_table(path: str | Path) -> Any:
     return frame
 
 
-def _reference(run: RunRecord, columns: list[str]) -> tuple[str, str, dict[str, Any]]:
-    """The run's data profile sharing the most columns with the new data; of equals, a
-    training frame, then the earliest."""
-    best: tuple[tuple[int, bool], str, str, dict[str, Any]] | None = None
-    for step, name, profile in data_profiles(run):
-        shared = sum(1 for c in profile["columns"] if c["name"] in columns)
-        rank = (shared, "train" in name.lower())
-        if shared and (best is None or rank > best[0]):
-            best = (rank, step, name, profile)
-    if best is None:
-        raise MlopsError(f"the new data shares no column with any data frame of run "
-                         f"{run.run_id}; its columns are {', '.join(columns[:10])}")
-    return best[1], best[2], best[3]
+def _served_model(store: Any, run: RunRecord) -> RunModel | None:
+    """The run's model, or None when it cannot be loaded (drift is still checked)."""
+    try:
+        return load_run_model(store, run.run_id)
+    except MlopsError:
+        return None
 
 
 def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
@@ -101,12 +96,15 @@ def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
 
 def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = None,
             store: str | Path | None = None, policy: RetrainPolicy | None = None,
-            frame: Any = None) -> dict[str, Any]:
+            frame: Any = None, stage: str | None = None) -> dict[str, Any]:
     """The monitoring report of ``data`` (or of ``frame``, already read from it) against
     the served run of ``pipeline_dir``.
 
-    ``healthy`` is False when the share of drifted columns reaches the policy's
-    ``drift_share`` or a recomputed metric is beyond its threshold; ``reasons`` says which.
+    The new data is compared with the run's frame most like it (:mod:`.reference`; among
+    step ``stage``'s frames when given). ``healthy`` is False when the share of drifted
+    columns reaches the policy's ``drift_share``, the share of the model's importance on
+    drifted columns reaches ``drift_importance`` (:mod:`.importance`), or a recomputed metric
+    is beyond its threshold; ``reasons`` says which, with the figures.
     """
     from ..runtime.drift import check_schema, drift_report
 
@@ -121,11 +119,17 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
             raise MlopsError(f"pipeline `{spec.name}` has no succeeded run to compare with; "
                              f"run it first with `jupyter mlops run {pipeline_dir}`")
         run = run_store.run(run_id)
-        step, name, profile = _reference(run, list(frame.columns))
+        served = _served_model(run_store, run)
+        reference = choose_reference(run, list(frame.columns), stage=stage, features=[
+            c["name"] for c in served.columns] if served else None)
+        profile = reference.profile
         shared = [c["name"] for c in profile["columns"] if c["name"] in frame.columns]
         subset = frame[shared]
         problems = [p for p in check_schema(profile, subset) if "is missing" not in p]
         drift = drift_report(profile, subset, threshold_share=policy.drift_share)
+        weighted = drifted_importance(model_importance(run, served), drift["drifted"],
+                                      list(drift["columns"])) if served else {
+            "share": None, "why": "the run's model could not be loaded"}
         thresholds = {**spec.checks.get("metrics", {}), **policy.metrics}
         metrics = _metrics(run_store, run, frame, labels, thresholds) if labels else []
     finally:
@@ -135,6 +139,10 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
         reasons.append(f"{len(drift['drifted'])} of {len(drift['columns'])} columns drifted "
                        f"({', '.join(drift['drifted'])}), at or above the share "
                        f"{policy.drift_share:g}")
+    if weighted["share"] is not None and weighted["share"] >= policy.drift_importance:
+        top = ", ".join(f"{c} {v:.2f}" for c, v in weighted["columns"].items())
+        reasons.append(f"{weighted['share']:.2f} of the model's importance is on drifted "
+                       f"columns ({top}), at or above {policy.drift_importance:g}")
     for entry in metrics:
         if entry["ok"] is False:
             line = entry["min"] if entry["min"] is not None and entry["value"] < entry[
@@ -145,7 +153,10 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
     return {
         "pipeline": spec.name, "run_id": run.run_id, "data": str(Path(data).resolve()),
         "rows": len(frame), "checked": time.time(),
-        "reference": {"step": step, "variable": name, "rows": profile.get("rows")},
+        "reference": {"step": reference.step, "variable": reference.variable,
+                      "rows": profile.get("rows"), "stage": reference.stage,
+                      "why": reference.why},
+        "importance": weighted,
         "missing": [c["name"] for c in profile["columns"] if c["name"] not in frame.columns],
         "new_columns": [c for c in frame.columns
                         if c not in {col["name"] for col in profile["columns"]}],
@@ -161,9 +172,17 @@ def summary(report: dict[str, Any]) -> str:
     lines = [f"Monitored {report['rows']:,} rows of {report['data']} against run "
              f"{report['run_id']} (`{ref['variable']}` of step {ref['step']}): "
              + ("healthy" if report["healthy"] else "UNHEALTHY"),
+             f"  compared with: {ref.get('stage', 'frame')} `{ref['variable']}` of step "
+             f"{ref['step']} ({ref.get('why', '')})",
              f"  drift: {len(drift['drifted'])} of {len(drift['columns'])} columns "
              f"(share {drift['share']:.2f})"
              + (f": {', '.join(drift['drifted'])}" if drift["drifted"] else "")]
+    weighted = report.get("importance") or {}
+    if weighted.get("share") is not None:
+        lines.append(f"  importance on drifted columns: {weighted['share']:.2f} of the model's "
+                     f"({weighted.get('method')})")
+    elif weighted:
+        lines.append(f"  importance on drifted columns: not computed ({weighted.get('why')})")
     for entry in report["metrics"]:
         if entry["value"] is None:
             lines.append(f"  {entry['name']}: {entry['note']}")

@@ -6,6 +6,7 @@ of the notebook keeps it)::
 
     retrain:
       drift_share: 0.5          # share of drifted columns that triggers a retraining
+      drift_importance: 0.3     # or share of the model's importance that drifted
       metrics:                  # thresholds of metrics recomputed on labelled new data
         accuracy: {min: 0.8}    # (default: the pipeline's own checks)
       data_parameter: data_path # the parameter that names the data (default: found)
@@ -44,10 +45,15 @@ class RetrainPolicy:
     """When to retrain and how to promote; ``defined`` when pipeline.yaml has one."""
 
     drift_share: float = 0.5
+    #: Share of the model's (permutation) importance whose columns drifted that is unhealthy.
+    drift_importance: float = 0.3
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     data_parameter: str | None = None
     tolerance: float = 0.0
     defined: bool = False
+
+
+_KEYS = ("drift_share", "drift_importance", "metrics", "data_parameter", "tolerance")
 
 
 def read_policy(pipeline_dir: str | Path) -> RetrainPolicy:
@@ -64,18 +70,19 @@ def read_policy(pipeline_dir: str | Path) -> RetrainPolicy:
         return RetrainPolicy()
     where = f"{path}: retrain"
     if not isinstance(section, dict):
-        raise SpecError(f"{where} must be a mapping (drift_share, metrics, data_parameter, "
-                        "tolerance)")
-    unknown = set(section) - {"drift_share", "metrics", "data_parameter", "tolerance"}
+        raise SpecError(f"{where} must be a mapping ({', '.join(_KEYS)})")
+    unknown = set(section) - set(_KEYS)
     if unknown:
         raise SpecError(f"{where} has unknown key `{sorted(unknown)[0]}`; it takes "
-                        "drift_share, metrics, data_parameter and tolerance")
+                        f"{', '.join(_KEYS)}")
     policy = RetrainPolicy(defined=True)
-    share = section.get("drift_share", policy.drift_share)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise SpecError(f"{where}.drift_share is {share!r}; give a share between 0 (excluded) "
-                        "and 1")
-    policy.drift_share = float(share)
+    for key in ("drift_share", "drift_importance"):
+        share = section.get(key, getattr(policy, key))
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or \
+                not 0 < share <= 1:
+            raise SpecError(f"{where}.{key} is {share!r}; give a share between 0 (excluded) "
+                            "and 1")
+        setattr(policy, key, float(share))
     tolerance = section.get("tolerance", 0.0)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise SpecError(f"{where}.tolerance is {tolerance!r}; give a number >= 0")
