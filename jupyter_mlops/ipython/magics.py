@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ContractError, MlopsError, RoleError
 from ..notebook.roles import Mark, parse_magic_line
-from .kernel import current_notebook, kernel_variables
+from .kernel import kernel_variables, locate_notebook
 
 
 def run_in_namespace(shell: Any, code: str) -> None:
@@ -70,8 +70,24 @@ def _capture_data(shell: Any, mark: Mark, code: str, notebook: Path) -> str:
         "columns)" for e in entries.values())
 
 
-def capture(shell: Any, mark: Mark, code: str) -> str | None:
-    """Capture what a cell of role ``mark`` made; a one-line summary, or None."""
+#: Roles whose cells write to the capture record.
+CAPTURING_ROLES = ("data", "params", "metrics", "model")
+
+
+def _notebook_for(shell: Any, mark: Mark, code: str, line: str) -> Path | None:
+    """The notebook whose record this cell's captures go to; None when the kernel cannot
+    tell. How it was found (or why not) is said once, at the cell that decided it."""
+    located = locate_notebook(shell, code, line, captures=mark.role in CAPTURING_ROLES)
+    if located.note and located.problem:
+        print(f"jupyter-mlops: {located.note}", file=sys.stderr)
+    elif located.note and os.environ.get("JUPYTER_MLOPS_QUIET") is None:
+        print(f"jupyter-mlops: {located.note}")
+    return located.notebook
+
+
+def capture(shell: Any, mark: Mark, code: str, line: str = "") -> str | None:
+    """Capture what a cell of role ``mark`` (``line`` its magic's arguments) made; a
+    one-line summary, or None."""
     from ..notebook.captures import model_folder, update_record
     from ..notebook.params import capture_params
     from ..runtime.capture import capture_metrics, capture_model
@@ -85,7 +101,9 @@ def capture(shell: Any, mark: Mark, code: str) -> str | None:
         return check(ns, mark.role, code_key(code), names)
     if ns.get("mlops_pipeline"):
         return None  # a pipeline step records nothing beside the source notebook
-    notebook = current_notebook(shell)
+    notebook = _notebook_for(shell, mark, code, line)
+    if notebook is None:
+        return None  # the kernel cannot tell where; it said so at its first marked cell
     if mark.role == "data":
         return _capture_data(shell, mark, code, notebook)
     if mark.role == "params":
@@ -138,7 +156,7 @@ def mlops(line: str, cell: str | None = None) -> None:
         run_in_namespace(shell, cell)
     # `%mlops metrics acc` (one %) captures what earlier cells made, running nothing
     try:
-        summary = capture(shell, mark, cell or "")
+        summary = capture(shell, mark, cell or "", line)
     except ContractError:
         raise  # in a pipeline run, a broken contract fails the step
     except MlopsError as err:

@@ -70,3 +70,39 @@ def update_record(notebook: str | Path, section: str, entries: dict[str, Any],
     # sorted keys and one item a line keep diffs of the record small in version control
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
     return path
+
+
+#: The record earlier versions wrote in the working folder when a kernel run by papermill or
+#: nbconvert was not told its notebook (the record of a ``notebook.ipynb`` that is not there).
+STRAY_RECORD = "notebook.mlops.json"
+
+
+def stray_record(notebook: str | Path, code_keys: set[str] | None = None,
+                 folders: tuple[Path, ...] = ()) -> tuple[Path, bool | None] | None:
+    """A stray ``notebook.mlops.json`` that may hold ``notebook``'s captures: (its path,
+    whether its data captures come from cells of ``notebook``, None when it cannot tell).
+
+    Only when ``notebook`` has no record of its own; looked for beside it and in
+    ``folders`` (the working folder), and only where no ``notebook.ipynb`` owns it.
+    """
+    path = Path(notebook)
+    if record_path(path).exists():
+        return None
+    for folder in dict.fromkeys((path.parent, *folders)):
+        stray = folder / STRAY_RECORD
+        try:
+            if not stray.is_file() or (folder / "notebook.ipynb").exists():
+                continue
+        except OSError:
+            continue
+        if stray.resolve() == record_path(path).resolve():
+            continue
+        try:
+            data = read_record(folder / "notebook.ipynb")
+        except MlopsError:
+            return stray, None
+        keys = {e.get("cell_key") for e in data["data"].values()} - {None}
+        if not keys or code_keys is None:
+            return stray, None
+        return stray, bool(keys & code_keys)
+    return None

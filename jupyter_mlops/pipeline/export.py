@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import AnalysisError, OptionError, Problem, SpecError
 from ..notebook.analysis import Analysis, analyze
-from ..notebook.captures import read_record
+from ..notebook.captures import read_record, record_path, stray_record
 from ..notebook.reader import read_notebook
 from ..runtime._files import atomic_write, dir_mode
 from ..runtime.trust import check_type_names, refused
@@ -60,8 +60,41 @@ def plan(notebook: str | Path, folder: str | Path | None = None, split: str | No
     spec = build_spec(analysis, target, allow_pickle=allow_pickle, trust=trust)
     spec.checks, _, warnings = build_contract(analysis)
     analysis.problems = (hidden_state_hints(analysis.problems, analysis.notebook.path)
-                         + warnings + untrusted_models(analysis, spec))
+                         + warnings + untrusted_models(analysis, spec)
+                         + stray_capture(analysis))
     return analysis, spec
+
+
+#: Roles whose ``%%mlops`` cells write to the capture record when they run.
+_CAPTURING = ("data", "model", "metrics", "params")
+
+
+def stray_capture(analysis: Analysis) -> list[Problem]:
+    """A warning when the notebook has no capture record but a stray ``notebook.mlops.json``
+    (beside it or in the working folder) may hold its captures: the pipeline would otherwise
+    silently check nothing."""
+    from ..notebook.reader import code_key
+
+    notebook = analysis.notebook
+    capturing = [c for c in notebook.cells if c.cell_type == "code" and c.mark is not None
+                 and c.mark.spelling == "magic" and c.role in _CAPTURING]
+    if not capturing:
+        return []
+    keys = {code_key(c.code) for c in notebook.cells if c.cell_type == "code"}
+    found = stray_record(notebook.path, keys, (Path.cwd(),))
+    if found is None:
+        return []
+    stray, matches = found
+    own = record_path(notebook.path).name
+    whose = {True: " (its data captures come from cells of this notebook)",
+             False: " (its data captures come from cells of another notebook)",
+             None: ""}[matches]
+    return [Problem(
+        f"{notebook.name} has no capture record ({own}), so the pipeline checks no captured "
+        f"data, model or metrics; {stray} exists{whose}: a papermill or nbconvert run that did "
+        f"not know its notebook wrote it. If it is this notebook's, rename it to {own} (and "
+        f"notebook.mlops/ to {notebook.path.stem}.mlops/), or run the notebook again with "
+        f"JUPYTER_MLOPS_NOTEBOOK={notebook.path.resolve()}", None, "warning")]
 
 
 def untrusted_models(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:

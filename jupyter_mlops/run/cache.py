@@ -23,8 +23,52 @@ from .store import RunStore
 KEY_VERSION = 1
 
 
-def _python_cells(notebook: Path) -> list[str]:
-    """The code cells of a step notebook with IPython lines (magics, ``!``) blanked.
+#: Cells jupyter-mlops writes into every step notebook around the user's code (see
+#: :func:`~jupyter_mlops.pipeline.stepnotebook.build_step_notebook`): their strings are ours
+#: (``"data"`` as an output's role, ``"jupyter_mlops"``), never a file the step reads.
+_GENERATED_CELLS = ("mlops-load-extension", "mlops-inputs", "mlops-outputs")
+_GENERATED_TAGS = ("mlops-inputs", "mlops-outputs")
+#: The parameters cell: the user's parameters (their defaults may name files) and ours.
+_PARAMETERS_CELL = "mlops-parameters"
+
+
+def _runtime_parameters() -> tuple[str, ...]:
+    from ..pipeline.stepnotebook import (
+        ARTIFACTS_PARAMETER,
+        DRIFT_PARAMETER,
+        HASHES_PARAMETER,
+        PIPELINE_PARAMETER,
+        STEP_PARAMETER,
+    )
+
+    return (ARTIFACTS_PARAMETER, HASHES_PARAMETER, PIPELINE_PARAMETER, STEP_PARAMETER,
+            DRIFT_PARAMETER)
+
+
+def _without_runtime_parameters(code: str) -> str:
+    """The parameters cell without the assignments of the runtime parameters every step
+    notebook has (``mlops_artifacts = "artifacts"``, ``mlops_step = "clean"``)."""
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    ours = set(_runtime_parameters())
+    lines = code.splitlines()
+    for statement in tree.body:
+        targets = (statement.targets if isinstance(statement, ast.Assign) else
+                   [statement.target] if isinstance(statement, ast.AnnAssign) else [])
+        if targets and all(isinstance(t, ast.Name) and t.id in ours for t in targets):
+            for number in range(statement.lineno - 1, statement.end_lineno or statement.lineno):
+                lines[number] = ""
+    return "\n".join(lines)
+
+
+def _python_cells(notebook: Path, user_only: bool = False) -> list[str]:
+    """The code cells of a step notebook with IPython lines (magics, ``!``) blanked; with
+    ``user_only``, only the code that came from the user's notebook (the cells
+    jupyter-mlops generates and its runtime parameters left out).
 
     Deliberately lighter than the reader (no IPython import): this runs on every run, cached
     or not, and only looks for imports and string literals.
@@ -33,22 +77,35 @@ def _python_cells(notebook: Path) -> list[str]:
                         fix="export the notebook again")
     cells = []
     for cell in content.get("cells", []):
-        if cell.get("cell_type") != "code":
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        cell_id = cell.get("id")
+        metadata = cell.get("metadata")
+        tags = metadata.get("tags") if isinstance(metadata, dict) else None
+        tags = tags if isinstance(tags, list) else []
+        if user_only and (cell_id in _GENERATED_CELLS
+                          or any(t in _GENERATED_TAGS for t in tags)):
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
         lines = ["" if line.lstrip().startswith(("%", "!")) else line
                  for line in source.splitlines()]
-        cells.append("\n".join(lines))
+        code = "\n".join(lines)
+        if user_only and (cell_id == _PARAMETERS_CELL or "parameters" in tags):
+            code = _without_runtime_parameters(code)
+        cells.append(code)
     return cells
 
 
 def step_strings(notebook: Path) -> list[str]:
-    """String literals in a step's code: the file names it may read (``"data/churn.csv"``)."""
+    """String literals in the user's code of a step: the file names it may read
+    (``"data/churn.csv"``). The code jupyter-mlops adds around it is not scanned: its
+    strings (an output's role ``"data"``) would match a ``data/`` folder the step never
+    reads, and re-run it whenever a file there changed."""
     import ast
 
     found: set[str] = set()
-    for code in _python_cells(notebook):
+    for code in _python_cells(notebook, user_only=True):
         try:
             tree = ast.parse(code)
         except SyntaxError:
