@@ -92,7 +92,8 @@ def test_shifted_data_warns_and_fails_on_request(pipeline: Path, tmp_path: Path)
     args = ("-p", f"data_path={tmp_path / 'shifted.csv'}")
     warned = _run(pipeline, *args, "--runs-dir", str(tmp_path / "a"))
     assert warned.returncode == 0, warned.stderr
-    assert "load: `df` drifted (a, b)" in warned.stdout
+    assert "load: warning: `df` drifted in 2 of" in warned.stdout
+    assert "columns (a, b)" in warned.stdout
     failed = _run(pipeline, *args, "--fail-on-drift", "--runs-dir", str(tmp_path / "b"))
     assert failed.returncode == 1
     assert "`df` drifted from the data the notebook saw" in failed.stderr
@@ -157,3 +158,17 @@ def test_generated_tests_pass_then_catch_changes(pipeline: Path, tmp_path: Path)
     worse = _generated_tests(root)
     assert worse.returncode == 1
     assert "under its threshold" in worse.stdout
+
+
+def test_a_passing_drift_check_with_drifted_columns_is_still_a_warning() -> None:
+    # a run whose data drifted in a few columns printed "load: 2 check(s) passed"
+    from jupyter_mlops.run.report import check_notes
+    from jupyter_mlops.run.results import StepResult
+
+    step = StepResult("load", checks=[
+        {"check": "schema", "variable": "df", "ok": True, "problems": []},
+        {"check": "drift", "variable": "df", "ok": True, "drifted": ["a", "b"],
+         "columns": {c: {} for c in "abcdefgh"}}])
+    assert check_notes(step) == [
+        "load: warning: `df` drifted in 2 of 8 columns (a, b), under the share that counts as "
+        "dataset drift", "load: 1 check(s) passed"]

@@ -144,15 +144,21 @@ def summary(result: RunResult) -> str:
 
 
 def check_notes(step: StepResult) -> list[str]:
-    """One line per check of a step that did not simply pass, plus a count of those that did."""
+    """One line per check of a step that did not simply pass (a drift check that passed with
+    some columns drifted included), plus a count of those that did."""
     notes, passed = [], 0
     for check in step.checks:
-        if check.get("ok"):
+        drifted = list(check.get("drifted") or []) if check.get("check") == "drift" else []
+        if check.get("ok") and not drifted:
             passed += 1
             continue
         if check.get("check") == "drift":
-            drifted = ", ".join(check.get("drifted", []))
-            notes.append(f"{step.name}: `{check['variable']}` drifted ({drifted})")
+            # a few drifted columns pass the dataset's share but are still worth a line
+            of = f"{len(drifted)} of {len(check.get('columns') or {})} columns"
+            notes.append(f"{step.name}: warning: `{check['variable']}` drifted in {of} "
+                         f"({', '.join(drifted)})"
+                         + (", under the share that counts as dataset drift"
+                            if check.get("ok") else ""))
         elif check.get("check") == "schema":
             notes.append(f"{step.name}: `{check['variable']}` " + "; ".join(check["problems"]))
         elif check.get("check") == "metric":
