@@ -57,18 +57,17 @@ def _served_model(store: Any, run: RunRecord) -> RunModel | None:
 
 
 def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
-             thresholds: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each recorded metric computed again on the new rows, with its threshold."""
+             thresholds: dict[str, Any], prepare: Any) -> tuple[list[dict[str, Any]], str]:
+    """Each recorded metric computed again on the new rows, with its threshold, and which
+    rows they were: raw rows go through the pipeline's preparation first (``prepare``)."""
     if labels not in frame.columns:
         raise MlopsError(f"--labels {labels}: the new data has no column `{labels}`; its "
                          f"columns are {', '.join(map(str, frame.columns[:20]))}")
     served = load_run_model(store, run.run_id)
     names = [c["name"] for c in served.columns]
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise MlopsError(f"the new data lacks the model's input columns {', '.join(missing)}; "
-                         f"give rows with the columns model `{served.name}` takes, or leave "
-                         "out --labels to check drift only")
+    note = "the new rows as given"
+    if any(n not in frame.columns for n in names):
+        frame, note = prepare(names)
     known = frame[frame[labels].notna()]
     if len(known) == 0:
         raise MlopsError(f"column `{labels}` of the new data has no values")
@@ -91,7 +90,7 @@ def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
             entry.update(value=value, ok=(low is None or value >= low)
                          and (high is None or value <= high))
         results.append(entry)
-    return results
+    return results, note
 
 
 def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = None,
@@ -131,7 +130,15 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
                                       list(drift["columns"])) if served else {
             "share": None, "why": "the run's model could not be loaded"}
         thresholds = {**spec.checks.get("metrics", {}), **policy.metrics}
-        metrics = _metrics(run_store, run, frame, labels, thresholds) if labels else []
+        def prepare(features: list[str]) -> tuple[Any, str]:
+            from .prepare import prepared_frame
+            from .retrain import data_parameter
+
+            return prepared_frame(pipeline_dir, run, features, data, str(labels),
+                                  data_parameter(spec, pipeline_dir, policy))
+
+        metrics, scored_on = _metrics(run_store, run, frame, labels, thresholds,
+                                      prepare) if labels else ([], "")
     finally:
         run_store.close()
     reasons = []
@@ -161,6 +168,7 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
         "new_columns": [c for c in frame.columns
                         if c not in {col["name"] for col in profile["columns"]}],
         "schema": problems, "drift": drift, "metrics": metrics, "labels": labels,
+        "metrics_on": scored_on,
         "healthy": not reasons, "reasons": reasons, "profile": profile,
     }
 
@@ -183,6 +191,8 @@ def summary(report: dict[str, Any]) -> str:
                      f"({weighted.get('method')})")
     elif weighted:
         lines.append(f"  importance on drifted columns: not computed ({weighted.get('why')})")
+    if report.get("metrics_on"):
+        lines.append(f"  metrics on: {report['metrics_on']}")
     for entry in report["metrics"]:
         if entry["value"] is None:
             lines.append(f"  {entry['name']}: {entry['note']}")
