@@ -66,8 +66,13 @@ def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
     served = load_run_model(store, run.run_id)
     names = [c["name"] for c in served.columns]
     note = "the new rows as given"
-    if any(n not in frame.columns for n in names):
-        frame, note = prepare(names)
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        try:
+            frame, note = prepare(names)
+        except MlopsError as err:
+            raise MlopsError(f"the new data lacks the model's input columns "
+                             f"{', '.join(missing)}, and {err}") from None
     known = frame[frame[labels].notna()]
     if len(known) == 0:
         raise MlopsError(f"column `{labels}` of the new data has no values")

@@ -50,7 +50,8 @@ def prepared_frame(pipeline_dir: str | Path, run: RunRecord, features: list[str]
     if found is None:
         raise MlopsError(f"run {run.run_id} saved no frame with the model's input columns and "
                          f"`{labels}`, so the new data cannot be prepared as the pipeline "
-                         "prepares it; give rows with the model's input columns")
+                         "prepares it; give rows with the model's input columns, or leave out "
+                         "--labels to check drift only")
     step, variable = found
     spec = PipelineSpec.read(pipeline_dir)
     steps = [s.name for s in spec.steps if s.name in upstream_of(spec, step) | {step}]
@@ -60,7 +61,7 @@ def prepared_frame(pipeline_dir: str | Path, run: RunRecord, features: list[str]
                                   store=Path(tmp) / "store.sqlite", runs_dir=tmp,
                                   only=tuple(steps), started_by="monitor")
         if result.status != "succeeded":
-            raise MlopsError(f"the pipeline's steps {', '.join(steps)} failed on the new data "
+            raise MlopsError(f"the pipeline's steps {', '.join(steps)} failed on it "
                              f"({result.error}); give rows with the model's input columns")
         outputs = next(s for s in result.steps if s.name == step).outputs
         frame = load(variable, Path(result.folder) / "artifacts" / step,
