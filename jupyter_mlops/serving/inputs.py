@@ -55,6 +55,14 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
     return payload
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """A name the client sent, for a one-line message: control characters and lone
+    surrogates escaped, a long one shortened (a megabyte key is not echoed back)."""
+    if not text.isprintable():
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def _kind_ok(kind: str, value: Any) -> bool:
     if kind == "numeric":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -87,7 +95,7 @@ def to_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]]) -> An
                 if name not in record:
                     raise InputError(422, f"record {i} has no column `{name}`; the model "
                                      f"takes {', '.join(names)}", name)
-            extra = next(str(k) for k in record if k not in known)
+            extra = shown(next(str(k) for k in record if k not in known))
             raise InputError(422, f"record {i} has column `{extra}`, which is not an input of "
                              f"the model; it takes {', '.join(names)}", extra)
     data: dict[str, Any] = {}
