@@ -18,6 +18,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Every character Python's str.splitlines() breaks at: none may reach a one-line message.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break written as its escape (``\\n``), so that a name a
+    user chose (a file, a tag, a value) cannot split the one line an error is."""
+    return text.translate(_LINE_BREAKS)
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value a user gave, as a message quotes it: on one line, and shortened past
+    ``limit`` characters (a 10,000-character value is not echoed back whole)."""
+    text = one_line(value if isinstance(value, str) else repr(value))
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
 
 class MlopsError(Exception):
     """Base of every error a user can cause; ``str(err)`` is the one line to show."""
@@ -25,6 +41,7 @@ class MlopsError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, cell: int | None = None) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
         self.cell = cell
@@ -55,6 +72,9 @@ class Problem:
     #: The variable the problem is about, where there is one (an undefined name).
     variable: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", one_line(self.message))
+
     def to_dict(self) -> dict[str, object]:
         """The problem as JSON-able data (for ``show --json`` and the server)."""
         return {"message": self.message, "cell": self.cell, "severity": self.severity}
@@ -66,7 +86,10 @@ class AnalysisError(MlopsError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         first = problems[0] if problems else Problem("unknown analysis problem")
-        super().__init__("\n".join(p.message for p in problems), cell=first.cell)
+        # one line per problem: each message is one line already (Problem sees to it)
+        text = "\n".join(p.message for p in problems)
+        Exception.__init__(self, text)
+        self.message, self.cell = text, first.cell
 
 
 class SpecError(MlopsError):

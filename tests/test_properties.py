@@ -20,9 +20,8 @@ is deterministic; the whole file takes about 35 s on two cores (the one example-
 pipeline run, marked ``kernel``, 4 s of it). MLOPS_HYPOTHESIS_SCALE=10 runs ten times the
 examples, for a longer hunt.
 
-A bug a property found in code outside serving/ is kept below as an example-based test
-marked ``xfail(strict=True)`` naming the file; the generators leave that input out (a comment
-says where) until the fix lands, when the strict xfail fails and the comment can go.
+Each bug a property found is kept below as an example-based test, and the generators produce
+such inputs too.
 """
 
 from __future__ import annotations
@@ -133,10 +132,8 @@ def params_source(draw: Any) -> str:
     """A params cell: literal assignments, mostly well typed, with hostile help comments."""
     lines = []
     for _ in range(draw(st.integers(0, 4))):
-        # (a non-ASCII name such as `ünï` exports into a pipeline.yaml that cannot be read
-        # back: a known bug, test_export_refuses_a_name_its_spec_cannot_hold)
         name = draw(st.sampled_from(["n", "scale", "label", "C", "alpha", "data_path",
-                                     "x", "class_", "mlops_step"]))
+                                     "x", "class_", "mlops_step", "ünï", "größe"]))
         value = draw(LITERALS)
         text = f"float({value!r})" if isinstance(value, float) and draw(one_in(10)) \
             else repr(value)
@@ -153,9 +150,7 @@ def params_source(draw: Any) -> str:
     return "\n".join(lines)
 
 
-#: (`_x`, a name roles.STEP_NAME accepts, is kept out: pipeline.schema.json refuses it, a
-#: known bug, test_a_step_name_the_notebook_accepts_reads_back)
-GOOD_STEP_NAMES = ["train", "load_data", "step-2", "x_", "evaluate", "Make"]
+GOOD_STEP_NAMES = ["train", "load_data", "step-2", "x_", "evaluate", "Make", "_x"]
 GOOD_ROLE_LINES = st.one_of(
     st.sampled_from(["setup", "params", "skip", "data", "metrics", "model"]),
     st.builds(lambda n: f"step {n}", st.sampled_from(GOOD_STEP_NAMES)),
@@ -180,14 +175,9 @@ ODD_ROLE_LINES = st.one_of(
 )
 ROLE_LINES = st.one_of(GOOD_ROLE_LINES, GOOD_ROLE_LINES, ODD_ROLE_LINES)
 
-#: What ``str.splitlines`` breaks a line at. Messages that echo a tag, a magic line or the
-#: notebook's file name break into several lines on these: known bugs (the xfail tests below),
-#: kept out of the generated tags, magic lines and names until they are fixed.
+#: What ``str.splitlines`` breaks a line at: messages that echo a tag, a magic line or the
+#: notebook's file name must still be one line when these are in them.
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-
-
-def flat(text: str) -> str:
-    return "".join(" " if c in LINE_BREAKS else c for c in text)
 
 
 TAGS = st.one_of(
@@ -197,13 +187,14 @@ TAGS = st.one_of(
     st.builds(lambda r, v: f"mlops:{r}={v}", st.sampled_from(["data", "model", "metrics",
                                                               "after", "setup"]),
               st.sampled_from(["X", "a,b", "x y", "", "1", "train", "a\nb"])),
+    st.sampled_from(["mlops:step=a\nb", "mlops:data=a\u2028b"]),
     st.sampled_from(["parameters", "injected-parameters", "pipeline-parameters", "imports",
                      "functions", "pipeline-metrics", "skip", "block:", "block:train",
                      "step:load", "prev:load", "prev:", "step:a b", "other-tag", "mlops:"]),
     st.builds(lambda n: f"step:{n}", st.sampled_from(ODD_NAMES)),
     st.builds(lambda n: f"prev:{n}", st.sampled_from(ODD_NAMES)),
     st.text(max_size=10),
-).map(flat)
+)
 
 
 @st.composite
@@ -211,9 +202,9 @@ def code_cell(draw: Any) -> dict[str, Any]:
     head = ""
     kind = draw(st.sampled_from(["plain", "magic", "line", "params"]))
     if kind == "magic":
-        head = "%%mlops " + flat(draw(ROLE_LINES)) + "\n"
+        head = "%%mlops " + draw(ROLE_LINES) + "\n"
     elif kind == "line":
-        head = "%mlops " + flat(draw(ROLE_LINES)) + "\n"
+        head = "%mlops " + draw(ROLE_LINES) + "\n"
     elif kind == "params":
         head = "%%mlops params\n" if draw(st.booleans()) else ""
     if kind == "params":
@@ -251,15 +242,14 @@ def other_cell(draw: Any) -> dict[str, Any]:
     return {"cell_type": kind, "id": draw(CELL_IDS), "metadata": {}, "source": text}
 
 
-#: Kernel names of the form pipeline.yaml accepts (or none). A hostile one is exported into
-#: a pipeline.yaml that cannot be read back: a known bug, see
-#: test_export_refuses_a_kernel_name_its_spec_cannot_hold below.
+#: Kernel names of the form pipeline.yaml accepts (or none), and hostile ones export refuses.
 KERNEL_NAMES = st.one_of(st.sampled_from(["python3", "python", "my-env", "conda-env-ds-py",
-                                          "py3.11", ""]),
+                                          "py3.11", "", "$(id)", "a b", "a\nb"]),
                          st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True))
 NOTEBOOK_NAMES = ["nb.ipynb", "My Notebook.ipynb", 'a"b.ipynb', "x;rm -rf ~.ipynb",
                   "$(id).ipynb", "ünï.ipynb", "-dash.ipynb", "'q'.ipynb",
-                  "1st.ipynb", "{x}.ipynb", "a`b`.ipynb", "___.ipynb", "a\\b.ipynb"]
+                  "1st.ipynb", "{x}.ipynb", "a`b`.ipynb", "___.ipynb", "a\\b.ipynb",
+                  "a\nb.ipynb", "a\u2028b.ipynb"]
 
 
 #: Marked cells that export as they are (after the two cells every notebook starts with).
@@ -506,7 +496,7 @@ VALUES = st.recursive(
                             st.dictionaries(st.one_of(st.sampled_from(HOSTILE),
                                                       st.text(max_size=6)), inner, max_size=3)),
     max_leaves=6,
-) | st.builds(_deep, st.sampled_from([10, 60]))  # 200 deep: a known bug, see below
+) | st.builds(_deep, st.sampled_from([10, 60, 200]))
 
 #: Where in pipeline.yaml a mutation lands (the base spec has 7 parameters and 2 steps).
 SPEC_FIELDS = [
@@ -548,15 +538,6 @@ def mutations(draw: Any) -> list[tuple[tuple[Any, ...], str, Any]]:
                     else st.sampled_from(["special", "any", "any", "any"]))
         value = draw({"hostile": st.sampled_from(HOSTILE), "special": _special_values(),
                       "any": VALUES}[kind])
-        if path[-1] == "default":
-            # a default that is no JSON value (a YAML date, bytes, a set, NaN) or is nested
-            # 200 deep is read, then breaks the DAG: known bugs, kept out until fixed
-            # (test_a_parameter_default_that_is_not_json_is_refused_by_the_spec)
-            value = _json_only(value)
-        if path == ("workdir",) and isinstance(value, str):
-            # a NUL in workdir is read, then crashes `airflow` (known bug, kept out until
-            # fixed: test_a_workdir_with_a_nul_is_refused_by_the_spec)
-            value = value.replace("\x00", "0")
         changes.append((path, op, value))
     return changes
 
@@ -1041,12 +1022,9 @@ def lab_requests(draw: Any) -> tuple[str, tuple[str, ...], Any, dict[str, str]]:
         good = "work/small_pipeline" if route == "runs" else "work/small.ipynb"
         body: Any = {field: good if draw(st.booleans()) else draw(LAB_VALUES)}
         if route == "runs" and draw(st.booleans()):
-            # (a long value is echoed whole in the error: a known bug,
-            # test_a_long_parameter_value_is_not_echoed_whole)
             body["parameters"] = draw(st.one_of(
                 st.dictionaries(st.sampled_from(["scale", "sleep", "x", MARK]),
-                                JSON_VALUES.filter(lambda v: len(json.dumps(v)) < 500),
-                                max_size=2), JSON_VALUES))
+                                JSON_VALUES, max_size=2), JSON_VALUES))
         if draw(one_in(5)):
             body[draw(st.text(max_size=5))] = draw(JSON_VALUES)
         shape = draw(st.sampled_from(["json"] * 6 + ["raw", "value"]))
@@ -1060,10 +1038,7 @@ def lab_requests(draw: Any) -> tuple[str, tuple[str, ...], Any, dict[str, str]]:
     if route == "run":
         run_id = draw(st.one_of(st.sampled_from(["20260101-000000-abcdef", "..", "-x",
                                                  "x" * 300, "a b", "%2e%2e"]),
-                                no_surrogate.filter(bool)).map(
-                                    # a `/` leaves the extension's routes: a known bug,
-                                    # test_an_unknown_mlops_url_is_a_json_404
-                                    lambda r: r.replace("/", "_")))
+                                no_surrogate.filter(bool)))
         return draw(st.sampled_from(["GET", "DELETE"])), ("runs", run_id), None, query
     return "GET", ((route,) if route != "runs" else ("runs",)), None, query
 
@@ -1098,8 +1073,7 @@ def test_any_request_to_the_server_extension_is_json_under_500(
     assert _listing(lab_root.parent) - _listing(lab_root) == before
 
 
-# Known bugs the property above found, kept as examples until they are fixed (strict: a fix
-# makes them pass, and then the generators above can produce these inputs again).
+# Inputs the properties above found that broke a door (each fixed), kept as examples.
 
 def _small_notebook(**metadata: Any) -> dict[str, Any]:
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": dict(metadata), "cells": [
@@ -1109,9 +1083,6 @@ def _small_notebook(**metadata: Any) -> dict[str, Any]:
          "source": "x = n + 1", "outputs": [], "execution_count": None}]}
 
 
-@pytest.mark.xfail(strict=True, reason="notebook/reader.py and every message naming the "
-                   "notebook use path.name as it is: a line break in the file name splits the "
-                   "one-line error (and each warning) into several lines")
 def test_a_notebook_name_with_a_line_break_still_gives_one_line_errors(tmp_path: Path) -> None:
     nb = _small_notebook()
     nb["nbformat"] = 3
@@ -1121,9 +1092,6 @@ def test_a_notebook_name_with_a_line_break_still_gives_one_line_errors(tmp_path:
     assert code == 2 and len(err.splitlines()) == 1, err
 
 
-@pytest.mark.xfail(strict=True, reason="notebook/roles.py echoes the tag or the %%mlops line "
-                   "as it is in its RoleError: a line break inside it (\\n in a tag; \\r, \\f or "
-                   "U+2028 in a magic line) splits the one-line error into several lines")
 @pytest.mark.parametrize(("tags", "first_line"), [
     (["mlops:data=a\nb"], ""), (["mlops:step=a\nb"], ""), (["mlops:a\nb"], ""),
     ([], "%%mlops step a\rb\n"), ([], "%%mlops data x\x0cy\n"), ([], "%%mlops a\u2028b\n")])
@@ -1139,9 +1107,6 @@ def test_a_line_break_in_a_tag_or_magic_line_gives_one_line_errors(
     assert len(err.splitlines()) == 1, err
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/build.py copies the notebook's kernelspec "
-                   "name into pipeline.yaml unchecked, and PipelineSpec.read then refuses it "
-                   "('kernel name ... is not valid; export the notebook again', which cannot help)")
 @pytest.mark.parametrize("kernel", ['"; import os; os.system("x") #', "a b", "$(id)", "a\nb"])
 def test_export_refuses_a_kernel_name_its_spec_cannot_hold(tmp_path: Path,
                                                            kernel: str) -> None:
@@ -1159,9 +1124,6 @@ def test_export_refuses_a_kernel_name_its_spec_cannot_hold(tmp_path: Path,
         check_exported_folder(tmp_path / "out")
 
 
-@pytest.mark.xfail(strict=True, reason="notebook/analysis.py accepts any Python identifier as "
-                   "a parameter or output name, but pipeline/spec.py _NAMES is ASCII only: "
-                   "`ünï = 0` exports into a pipeline.yaml that PipelineSpec.read refuses")
 @pytest.mark.parametrize(("params", "make", "use"), [
     ("ünï = 0", "x = 1", "y = x"), ("größe: int = 3", "x = 1", "y = x"),
     ("n = 3", "größe = n", "y = größe + 1")])
@@ -1184,9 +1146,6 @@ def test_export_refuses_a_name_its_spec_cannot_hold(tmp_path: Path, params: str,
         check_exported_folder(tmp_path / "out")
 
 
-@pytest.mark.xfail(strict=True, reason="notebook/reader.py from_dict compares `nbformat` with "
-                   "the int 4: a string \"4\" is refused as 'nbformat 4; jupyter-mlops reads "
-                   "nbformat 4', a message that contradicts itself")
 def test_a_string_nbformat_is_named_as_such() -> None:
     from jupyter_mlops.errors import NotebookError
     from jupyter_mlops.notebook.reader import parse_notebook
@@ -1221,10 +1180,6 @@ def assert_airflow_answer(folder: Path, dags: Path) -> None:
         assert code == 2 and len(err.splitlines()) == 1, (code, err)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/spec.py (and its schema) accept any YAML value "
-                   "as a parameter default; deploy/airflow_dag.py then raises QuotingError (a "
-                   "ValueError: `internal error` from the CLI) for a date, bytes, a set or NaN, "
-                   "and writes a DAG Python cannot parse for a list nested 200 deep")
 @pytest.mark.parametrize("default", [datetime.date(2024, 1, 2), b"\x00", {"a"}, math.nan,
                                      _deep(200)], ids=["date", "bytes", "set", "nan", "deep"])
 def test_a_parameter_default_that_is_not_json_is_refused_by_the_spec(
@@ -1233,19 +1188,12 @@ def test_a_parameter_default_that_is_not_json_is_refused_by_the_spec(
     assert_airflow_answer(folder, tmp_path / "dags")
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/spec.py (and its schema) accept a `workdir` "
-                   "holding a NUL; deploy/airflow_dag.py line 194 resolves it and raises "
-                   "ValueError('embedded null byte'): `internal error` from the CLI")
 def test_a_workdir_with_a_nul_is_refused_by_the_spec(base_pipeline: Path,
                                                      tmp_path: Path) -> None:
     folder = _mutated(base_pipeline, tmp_path, (("workdir",), "..\x00x"))
     assert_airflow_answer(folder, tmp_path / "dags")
 
 
-@pytest.mark.xfail(strict=True, reason="notebook/params.py Parameter.parse puts the whole value "
-                   "given into its ParameterError: a 10,000-character `-p` value (or `parameters` "
-                   "field of POST /mlops/runs) is echoed whole, and one with a line break "
-                   "splits the CLI's one-line error")
 @pytest.mark.parametrize("value", ["x" * 10_000, "1\n2"], ids=["long", "line-break"])
 def test_a_long_parameter_value_is_not_echoed_whole(base_pipeline: Path, value: str) -> None:
     code, _, err = run_main(["run", str(base_pipeline), "-p", f"n={value}"])
@@ -1253,10 +1201,6 @@ def test_a_long_parameter_value_is_not_echoed_whole(base_pipeline: Path, value: 
     assert len(err.splitlines()) == 1 and len(err) < 400, err[:500]
 
 
-@pytest.mark.xfail(strict=True, reason="lab/extension.py registers only its five routes: any "
-                   "other URL under /mlops/ (a run id holding `/`, a typo) gets jupyter_server's "
-                   "HTML 404 page, not JSON the sidebar can show; a catch-all "
-                   "(r'/mlops/.*' answering JSON 404) would fix it")
 @pytest.mark.parametrize("parts", [("nowhere",), ("runs", "a", "b")])
 def test_an_unknown_mlops_url_is_a_json_404(jp_fetch: Any, jp_asyncio_loop: Any,
                                            lab_root: Path, parts: tuple[str, ...]) -> None:
@@ -1276,10 +1220,6 @@ def test_an_unknown_mlops_url_is_a_json_404(jp_fetch: Any, jp_asyncio_loop: Any,
     assert_json_answer(code, data, parts)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/pipeline.schema.json's step_name pattern "
-                   "^[A-Za-z][A-Za-z0-9_-]*$ refuses a leading `_` that notebook/roles.py "
-                   "STEP_NAME accepts: `%%mlops step _prepare` exports into a pipeline.yaml "
-                   "that PipelineSpec.read refuses")
 @pytest.mark.parametrize("name", ["_prepare", "_x"])
 def test_a_step_name_the_notebook_accepts_reads_back(tmp_path: Path, name: str) -> None:
     from jupyter_mlops.notebook.roles import STEP_NAME
@@ -1294,10 +1234,6 @@ def test_a_step_name_the_notebook_accepts_reads_back(tmp_path: Path, name: str) 
     check_exported_folder(tmp_path / "out")
 
 
-@pytest.mark.xfail(strict=True, reason="deploy/kfp_pipeline.py compile_pipeline writes the "
-                   "compiled pipeline.yaml and requirements.txt, then renders the Dockerfile, "
-                   "which refuses a working directory holding a quote: exit 2 with two of the "
-                   "three files written (render all three, then write)")
 def test_kfp_refusing_a_workdir_writes_nothing(tmp_path: Path) -> None:
     pytest.importorskip("kfp")
     from conftest import write_notebook

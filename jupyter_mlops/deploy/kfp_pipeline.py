@@ -202,7 +202,9 @@ def compile_pipeline(pipeline_dir: str | Path, output: str | Path, *,
                          f"{type(err).__name__}: {reason}") from None
     docker = output.parent / "Dockerfile"
     reqs = output.parent / "requirements.txt"
-    atomic_write(output, text)
-    atomic_write(reqs, requirements(folder, spec, layout))
-    atomic_write(docker, dockerfile(layout, output.parent, spec, image))
+    # every text first: a refusal (a WORKDIR Docker cannot take) leaves nothing half-written
+    texts = {output: text, reqs: requirements(folder, spec, layout),
+             docker: dockerfile(layout, output.parent, spec, image)}
+    for path, content in texts.items():
+        atomic_write(path, content)
     return [output, docker, reqs]

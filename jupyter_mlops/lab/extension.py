@@ -145,6 +145,19 @@ class VersionHandler(_Base):
         self._reply(200, {"version": __version__})
 
 
+class NotFoundHandler(_Base):
+    """Any other URL under ``/mlops/``: a JSON 404 the sidebar can show, not an HTML page."""
+
+    @tornado.web.authenticated
+    @_answers_json
+    async def get(self, rest: str = "") -> None:
+        """Refuse, naming the routes there are."""
+        raise _Refused(404, f"no route /mlops/{shown(rest)}; the routes are /mlops/version, "
+                            "analyze, export, runs and runs/RUN_ID")
+
+    post = put = delete = patch = get
+
+
 class AnalyzeHandler(_Base):
     """``POST /mlops/analyze {"path"}``: what ``jupyter mlops show --json`` prints, and more."""
 
@@ -284,6 +297,7 @@ def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
         (url_path_join(base_url, "mlops", "export"), ExportHandler),
         (url_path_join(base_url, "mlops", "runs"), RunsHandler),
         (url_path_join(base_url, "mlops", "runs", "([^/]+)"), RunHandler),
+        (url_path_join(base_url, "mlops", "(.*)"), NotFoundHandler),
     ]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MlopsError, ParameterError, Problem
+from ..errors import MlopsError, ParameterError, Problem, shown
 from ..runtime._jsonvalues import json_like
 
 _TYPE_NAMES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
@@ -36,8 +36,8 @@ class Parameter:
         """
         def fail() -> ParameterError:
             return ParameterError(
-                f"parameter `{self.name}` is {self.type} (default {self.default!r}); "
-                f"`{text}` is not a valid {self.type}"
+                f"parameter `{self.name}` is {self.type} (default {shown(self.default)}); "
+                f"`{shown(text)}` is not a valid {self.type}"
             )
 
         if self.type == "str":

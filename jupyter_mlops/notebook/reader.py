@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotebookError, Problem, RoleError
+from ..errors import NotebookError, Problem, RoleError, shown
 from .roles import Mark, parse_magic_line, parse_tags
 
 #: A lone UTF-16 surrogate (from a ``\ud800`` escape in the JSON): not text that can be
@@ -186,6 +186,9 @@ def from_dict(content: Any, path: Path, sha256: str = "") -> SourceNotebook:
     _require(isinstance(content, dict), path, "the top level is not a JSON object")
     major = content.get("nbformat")
     _require(major is not None, path, "the `nbformat` field is missing")
+    if not isinstance(major, int) or isinstance(major, bool):
+        raise NotebookError(f"{path.name}: its `nbformat` field is {shown(major)}, not the "
+                            "number 4; open it in JupyterLab or restore it from version control")
     if major != 4:
         raise NotebookError(
             f"{path.name} is nbformat {major}; jupyter-mlops reads nbformat 4: convert it with "

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AnalysisError, OptionError, Problem, SpecError
+from ..errors import AnalysisError, OptionError, Problem, SpecError, shown
 from ..notebook.analysis import Analysis, analyze
 from ..notebook.captures import read_record, record_path, stray_record
 from ..notebook.reader import read_notebook
@@ -20,7 +20,7 @@ from .build import build_spec
 from .contract import CONTRACT_DIR, build_contract
 from .gentests import TESTS_DIR, render_tests
 from .quoting import markdown_code, markdown_table, python_literal, shell_word, yaml_text
-from .spec import SPEC_FILE, PipelineSpec
+from .spec import KERNEL_NAME, SPEC_FILE, PipelineSpec
 from .stepnotebook import build_step_notebook
 
 SPLITS = ("headings",)
@@ -61,8 +61,19 @@ def plan(notebook: str | Path, folder: str | Path | None = None, split: str | No
     spec.checks, _, warnings = build_contract(analysis)
     analysis.problems = (hidden_state_hints(analysis.problems, analysis.notebook.path)
                          + warnings + untrusted_models(analysis, spec)
-                         + stray_capture(analysis))
+                         + stray_capture(analysis) + _kernel_problems(analysis, spec))
     return analysis, spec
+
+
+def _kernel_problems(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:
+    """An error when the notebook's kernelspec name could not name a Jupyter kernel: it
+    would reach pipeline.yaml, papermill's -k and a Dockerfile."""
+    name = spec.kernel.get("name", "")
+    if isinstance(name, str) and KERNEL_NAME.fullmatch(name):
+        return []
+    return [Problem(f"{analysis.notebook.name}: its kernelspec name {shown(name)} is not the "
+                    "name of a Jupyter kernel (letters, digits, `_`, `.`, `-`); choose its "
+                    "kernel again in JupyterLab (Kernel > Change Kernel) and save it")]
 
 
 #: Roles whose ``%%mlops`` cells write to the capture record when they run.

@@ -6,12 +6,13 @@ source notebook.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptionError, ParameterError, SpecError
+from ..errors import OptionError, ParameterError, SpecError, shown
 from ..notebook.analysis import Output, find_cycle
 from ..notebook.params import Parameter
 from ..notebook.roles import STEP_NAME
@@ -154,6 +155,7 @@ class PipelineSpec:
             raise SpecError(f"{where} is malformed ({type(err).__name__}: {err}); export the "
                             "notebook again") from None
         for parameter in spec.parameters:
+            _check_default(parameter, where)
             if parameter.type not in PARAMETER_TYPES:
                 raise SpecError(f"{where}: parameter `{parameter.name}` has unknown type "
                                 f"`{parameter.type}`")
@@ -207,13 +209,48 @@ class PipelineSpec:
 #: What names read from pipeline.yaml may be, each matched whole: they become file names,
 #: task ids and words of generated Python, shell and Dockerfiles, so a hand-edited one must
 #: never carry quotes, newlines or shell syntax into them.
+#: What a kernelspec name may be (Jupyter's own rule, as `jupyter kernelspec install` has it).
+KERNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _NAMES = {
     "pipeline name": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
-    "kernel name": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
+    "kernel name": KERNEL_NAME,
     "step notebook": re.compile(r"steps/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.ipynb"),
-    "parameter name": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
-    "output name": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    # Python identifiers, ünï included: the notebook may use any, and they reach generated
+    # code only as string literals and file names
+    "parameter name": re.compile(r"[^\W\d]\w{0,254}"),
+    "output name": re.compile(r"[^\W\d]\w{0,254}"),
 }
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    if isinstance(value, list):
+        return all(map(_finite, value))
+    return True
+
+
+def _check_default(parameter: Parameter, where: str) -> None:
+    """A default is JSON a notebook, a DAG and a form can all hold: no YAML dates, bytes,
+    sets, NaN or infinity, and nested at most 20 levels."""
+    value = parameter.default
+    if _depth(value) > 20:
+        raise SpecError(f"{where}: the default of parameter `{parameter.name}` nests more than "
+                        "20 levels deep; give a flatter value")
+    if not json_like(value) or not _finite(value):
+        raise SpecError(f"{where}: the default of parameter `{parameter.name}` is "
+                        f"{shown(value)} ({type(value).__name__}), which is not a JSON value: "
+                        "quote a date, and use finite numbers, strings, lists and mappings")
 
 
 def _check_names(spec: PipelineSpec, where: str) -> None:
