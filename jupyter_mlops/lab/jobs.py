@@ -3,16 +3,19 @@
 A run started from the sidebar must go on when the browser tab closes, must not stall the
 server while kernels start, and must be cancellable. A child process (``python -m
 jupyter_mlops.lab.runprocess``) gives all three: the server only reads the ``run.json`` the runner
-keeps rewriting, and cancelling is a SIGINT, which the runner turns into a failed run whose
-kernels are shut down.
+keeps rewriting, and cancelling is a SIGTERM, which the runner turns into a clean stop: its
+kernels are killed and its record, in ``run.json`` and the store, says ``cancelled`` before
+it exits, whether or not this server is still there to see it.
 
 A job's state changes only under its lock: ``running`` until its process exits
 (``finished``), or ``cancelling`` from a cancel until then (``cancelled``). One thread per
 job waits for the process and makes that change; nothing else asks the process whether it
 runs (``Popen.poll()`` answers None, "running", while another thread waits on the same
-process, even for one that has exited). A cancelled run's ``run.json`` and store record say
-``cancelled`` once its process is gone, so the run does not show as running, or merely
-failed, after the server restarts.
+process, even for one that has exited). Should the runner not manage its own record (killed
+before it could), the server writes ``cancelled`` into ``run.json`` and the store once the
+process is gone, so the run does not show as running, or merely failed, after the server
+restarts. A run whose runner died on its own reads ``interrupted`` (the store decides it,
+:func:`~jupyter_mlops.run.store.runner_gone`), with the command that resumes it.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError
 from ..run.results import RUN_FILE, new_run_id
 
-#: Seconds a cancelled run has to end after SIGINT, then again after SIGTERM, before SIGKILL.
+if TYPE_CHECKING:
+    from ..run.records import RunRecord
+
+#: A cancelled run has twice this many seconds after SIGTERM to stop its kernels and record
+#: its end; then it and what it started are killed (SIGKILL).
 GRACE = 5.0
 
 
@@ -110,17 +117,15 @@ class LabJobs:
         return job
 
     def cancel(self, run_id: str, wait: float = 2 * GRACE + 5) -> bool:
-        """Stop a running run: interrupt it and its kernels, then terminate what lingers;
-        True if this call cancelled it, False if it had ended or was being cancelled.
+        """Stop a running run: SIGTERM to its runner, then SIGKILL to what lingers; True if
+        this call cancelled it, False if it had ended or was being cancelled.
 
-        The interrupt reaches the cell a kernel is running (kernels live in sessions of their
-        own, so they are signalled one by one): the step fails as a Ctrl-C would fail it, the
-        run's record is finished, and no kernel is left behind. A run already being cancelled
-        is waited for, up to ``wait`` seconds (its end is bounded by the escalation to
-        SIGKILL), so the answer says it has ended once it has.
+        The runner takes SIGTERM as a cancel (:func:`~jupyter_mlops.run.runner.stop_on_sigterm`):
+        it kills its kernels, records the run ``cancelled`` in ``run.json`` and the store, and
+        exits, so the record is final even if this server stops meanwhile. A run already
+        being cancelled is waited for, up to ``wait`` seconds (its end is bounded by the
+        escalation to SIGKILL), so the answer says it has ended once it has.
         """
-        import psutil
-
         job = self.jobs.get(run_id)
         if job is None:
             raise MlopsError(f"run `{run_id}` was not started by this server")
@@ -128,13 +133,8 @@ class LabJobs:
             cancelling = job.state == "running"
             if cancelling:
                 job.state = "cancelling"
-                try:
-                    kernels = psutil.Process(job.process.pid).children(recursive=True)
-                except psutil.NoSuchProcess:  # exited: its waiter records it cancelled
-                    kernels = []
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(job.process.pid, signal.SIGINT)  # stop scheduling further steps
-                _signal(kernels, signal.SIGINT)
+                with contextlib.suppress(ProcessLookupError):  # exited: its waiter records it
+                    os.kill(job.process.pid, signal.SIGTERM)
         if cancelling:
             threading.Thread(target=_escalate, args=(job,), daemon=True,
                              name=f"mlops-cancel-{run_id}").start()
@@ -145,6 +145,10 @@ class LabJobs:
     def status(self, pipeline: Path, run_id: str, root: Path | None = None) -> dict[str, Any]:
         """The run as ``run.json`` has it now, plus the server's view of its process.
 
+        A run this server did not start (it started before a restart, or elsewhere) that
+        ``run.json`` says runs is as the store reads it: ``interrupted`` when its runner is
+        gone, or how the store says it ended.
+
         Raises :class:`~.view.RecordError` when the record is damaged, or (given ``root``)
         kept outside ``root``; :class:`MlopsError` when there is no such run.
         """
@@ -152,7 +156,9 @@ class LabJobs:
         from .view import RecordError, read_run_file
 
         job = self.jobs.get(run_id)
-        folder = job.folder if job is not None else _recorded_folder(pipeline, run_id)
+        stored = None if job is not None else _recorded(pipeline, run_id)
+        folder = job.folder if job is not None else (
+            Path(stored.folder) if stored is not None else None)
         if folder is not None and root is not None and not relative_to(root, folder):
             raise RecordError(f"run `{run_id}` is recorded outside the server's root "
                               f"directory; see it with `jupyter mlops runs show {run_id}`")
@@ -175,6 +181,10 @@ class LabJobs:
                 data["error"] = " ".join(job.last_lines(1)) or None
         elif folder is None:
             raise MlopsError(f"no run `{run_id}` in {pipeline}; the history lists the runs")
+        elif (stored is not None and stored.status != "running"
+              and data.get("status") in ("starting", "running")):
+            data["status"] = stored.status  # interrupted, or ended as run.json could not say
+            data["error"] = stored.interrupted or stored.error
         return data
 
     def active(self, pipeline: Path) -> list[str]:
@@ -193,17 +203,17 @@ def _signal(processes: list[Any], signum: int) -> None:
 
 
 def _escalate(job: LabJob, grace: float = GRACE) -> None:
-    """SIGTERM, then SIGKILL, what a cancelled run leaves running after ``grace`` seconds."""
+    """SIGKILL a cancelled run's runner and what it started, if it has not ended within twice
+    ``grace`` seconds of its SIGTERM."""
     import psutil
 
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        if job.ended.wait(grace):  # not the process's own wait: :meth:`LabJob.watch` has it
-            return
-        try:
-            parent = psutil.Process(job.process.pid)
-            _signal([*parent.children(recursive=True), parent], signum)
-        except psutil.NoSuchProcess:
-            return
+    if job.ended.wait(2 * grace):  # not the process's own wait: :meth:`LabJob.watch` has it
+        return
+    try:
+        parent = psutil.Process(job.process.pid)
+        _signal([*parent.children(recursive=True), parent], signal.SIGKILL)
+    except psutil.NoSuchProcess:
+        return
 
 
 def _record_cancelled(job: LabJob) -> None:
@@ -232,8 +242,8 @@ def _record_cancelled(job: LabJob) -> None:
             store.close()
 
 
-def _recorded_folder(pipeline: Path, run_id: str) -> Path | None:
-    """The folder of a run the store knows, or None."""
+def _recorded(pipeline: Path, run_id: str) -> RunRecord | None:
+    """The record of a run the store knows (its status as read now), or None."""
     from ..run.store import RunStore, default_store
 
     path = default_store(pipeline)
@@ -241,7 +251,7 @@ def _recorded_folder(pipeline: Path, run_id: str) -> Path | None:
         return None
     store = RunStore(path)
     try:
-        return Path(store.run(run_id).folder)
+        return store.run(run_id)
     except MlopsError:
         return None
     finally:

@@ -2,7 +2,10 @@
 
 The server extension (:mod:`jupyter_mlops.lab.jobs`) chooses the run id, so it can show the
 run's progress from its first second; this entry point only calls :func:`run_pipeline` with
-it. Its output goes to a log the server reads for the one-line error of a failed run.
+it. Its output goes to a log the server reads for the one-line error of a failed run. A cancel
+from the sidebar is a SIGTERM, which the run turns into a record that says
+``cancelled from JupyterLab`` (in the store and ``run.json``) before this process exits, so
+the record is final even if the server is gone by then.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     skip_slow_optional_imports()
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
-        from ..run.runner import run_pipeline
+        from ..run.runner import run_pipeline, stop_on_sigterm
 
-        result = run_pipeline(args.pipeline, json.loads(args.parameters), run_id=args.run_id,
-                              started_by="jupyterlab")
+        with stop_on_sigterm("cancelled from JupyterLab"):
+            result = run_pipeline(args.pipeline, json.loads(args.parameters),
+                                  run_id=args.run_id, started_by="jupyterlab")
     except MlopsError as err:
         print(f"error: {str(err).splitlines()[0]}", flush=True)
         return err.exit_code

@@ -96,7 +96,11 @@ def _entries(record: dict[str, Any], section: str) -> list[tuple[str, dict[str, 
 
 
 def run_history(pipeline: Path, jobs: LabJobs, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest runs of ``pipeline``: status, duration, metrics, who started them."""
+    """The latest runs of ``pipeline``: status, duration, metrics, who started them.
+
+    A run whose runner is gone reads ``interrupted``, its error saying why and how to resume
+    it (the store decides, :func:`~jupyter_mlops.run.store.runner_gone`); one this server
+    cancelled reads ``cancelled`` while its end is being recorded."""
     from ..run.store import RunStore, default_store
 
     path = default_store(pipeline)
@@ -109,16 +113,16 @@ def run_history(pipeline: Path, jobs: LabJobs, limit: int = 20) -> list[dict[str
         store.close()
     history = []
     for run in runs:
-        status = run.status
+        status, error = run.status, run.unreadable or run.interrupted or run.error
         job = jobs.jobs.get(run.run_id)
-        if job is not None and not job.running and status == "running":
-            status = "cancelled" if job.cancelled else "failed"
-        elif job is not None and job.cancelled and status == "failed":
-            status = "cancelled"
+        if job is not None and job.cancelled and (
+                status in ("interrupted", "failed") or (status == "running" and not job.running)):
+            status, error = "cancelled", run.error or "cancelled from JupyterLab"
+        elif job is not None and not job.running and status == "running":
+            status = "failed"  # its process has ended, its record says nothing of it
         history.append({
             "run_id": run.run_id, "status": status, "started": run.started,
             "ended": run.ended, "duration": run.duration, "metrics": run.metrics,
-            "parameters": run.parameters, "started_by": run.started_by,
-            "error": run.unreadable or run.error,
+            "parameters": run.parameters, "started_by": run.started_by, "error": error,
         })
     return history

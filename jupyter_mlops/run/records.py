@@ -7,6 +7,8 @@ monitoring and the sidebar read their attributes. ``to_dict`` gives the JSON tha
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,6 +83,18 @@ class RunRecord:
     #: Why the store could not read this run's record (a damaged row), else None; set by
     #: :meth:`RunStore.runs`, which lists such a run with what it could read.
     unreadable: str | None = None
+    #: The process that runs (or ran) it: its pid, its host's name, and the time the
+    #: process started (``psutil.Process.create_time()``, which tells a reused pid apart);
+    #: None in a run recorded by a jupyter-mlops older than these columns.
+    runner_pid: int | None = None
+    runner_host: str | None = None
+    runner_started: float | None = None
+    #: When its runner last said it was alive (every few seconds while it runs).
+    heartbeat: float | None = None
+    #: Why a run recorded as running has no runner any more, with the figures that show it
+    #: and how to resume it; its ``status`` then reads ``interrupted``. Decided when the
+    #: store reads the run (:func:`.store.runner_gone`), never written to the store.
+    interrupted: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -94,6 +108,25 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """The run as JSON-able data."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """The process that runs a run, as the store records it: enough to tell, later, whether
+    it is still there (:func:`.store.runner_gone`)."""
+
+    pid: int
+    host: str
+    #: When the process started (``psutil.Process.create_time()``): a pid the system gave
+    #: to another process since has another start time.
+    started: float
+
+    @classmethod
+    def this(cls) -> Runner:
+        """This process."""
+        import psutil
+
+        return cls(os.getpid(), socket.gethostname(), psutil.Process().create_time())
 
 
 @dataclass

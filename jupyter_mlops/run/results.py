@@ -53,7 +53,7 @@ class RunResult:
     pipeline: str
     parameters: dict[str, Any]
     steps: list[StepResult]
-    status: str = "running"  # running, succeeded, failed; cancelled from JupyterLab
+    status: str = "running"  # running, succeeded, failed, cancelled (SIGTERM, a cancel)
     started: float = field(default_factory=time.time)
     ended: float | None = None
     error: str | None = None

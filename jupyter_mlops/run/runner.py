@@ -5,16 +5,23 @@ artifacts each step saved (``artifacts/STEP/``) and ``run.json``, which is rewri
 atomically whenever a step changes state, so anyone can follow a run by reading it. Where
 the step notebooks execute is an executor's business (:mod:`..execution.executors`), and
 where a finished run is mirrored a mirror's (:mod:`.mirrors`): the runner imports neither.
+
+While a run runs, a daemon thread renews its heartbeat in the store (:class:`.store.Heartbeat`),
+and a SIGTERM (``kill``, a cancel from JupyterLab, a process manager stopping the machine)
+cancels it cleanly: its kernels are stopped and the run is recorded ``cancelled`` in the store
+and in ``run.json`` before the process exits (:func:`stop_on_sigterm`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -48,7 +55,80 @@ from .options import RunOptions
 from .records import StepRecord
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
-from .store import RunStore, default_store
+from .store import Heartbeat, RunStore, default_store
+
+
+class Cancelled(BaseException):  # like KeyboardInterrupt: a stop, not an error
+    """A SIGTERM asked the run to stop: raised in the main thread, as a Ctrl-C is."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        #: What stopped it, as the run's record says (``cancelled by SIGTERM``).
+        self.reason = reason
+
+
+class RunCancelled(MlopsError):
+    """A SIGTERM came before the run was recorded: there is nothing to resume."""
+
+    exit_code = 1
+
+
+class _Stop:
+    """Turns the first SIGTERM into :class:`Cancelled` in the main thread. While the run's
+    record is being opened or finished (:meth:`hold`), the signal waits: it is raised by
+    :meth:`arm` once the record exists, or not at all once the run has ended."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.received = self.raised = self.held = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.received:  # a second SIGTERM: the stop the first one asked for goes on
+            return
+        self.received = True
+        if not self.held:
+            self.raised = True
+            raise Cancelled(self.reason)
+
+    def hold(self) -> None:
+        self.held = True
+
+    def arm(self) -> None:
+        self.held = False
+        if self.received and not self.raised:
+            self.raised = True
+            raise Cancelled(self.reason)
+
+
+_stopping: _Stop | None = None  # the stop installed by the outermost stop_on_sigterm
+
+
+@contextmanager
+def stop_on_sigterm(reason: str = "cancelled by SIGTERM") -> Iterator[_Stop]:
+    """While inside, a SIGTERM cancels the run of this process cleanly (its record says
+    ``reason``). Only the main thread can take a signal, and only a process that has not
+    chosen its own SIGTERM handler gets this one; elsewhere, and inside an outer
+    ``stop_on_sigterm`` (whose reason stays), this changes nothing. A SIGTERM that came
+    while the run was finishing its record is delivered again on the way out, so the
+    process still ends as it was asked to."""
+    global _stopping
+    if _stopping is not None:
+        yield _stopping
+        return
+    stop = _Stop(reason)
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield stop  # never receives
+        return
+    signal.signal(signal.SIGTERM, stop.handle)
+    _stopping = stop
+    try:
+        yield stop
+    finally:
+        _stopping = None
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if stop.received and not stop.raised:
+            signal.raise_signal(signal.SIGTERM)
 
 
 @dataclass
@@ -72,7 +152,8 @@ class _Run:
     """One run in progress; the scheduler around the executor."""
 
     def __init__(self, plan: _Plan, result: RunResult, store: RunStore | None,
-                 executor: Executor, jobs: int, listener: Listener | None) -> None:
+                 executor: Executor, jobs: int, listener: Listener | None,
+                 stop: _Stop | None = None) -> None:
         self.plan = plan
         self.spec = plan.spec
         self.pipeline_dir = plan.folder
@@ -89,6 +170,11 @@ class _Run:
         self.lock = threading.Lock()
         self.by_name = {s.name: r for s, r in zip(plan.spec.steps, result.steps, strict=True)}
         self.executing = self.stopping = False  # a step ran (no cache hit); Ctrl-C was hit
+        #: The steps running now, as their threads' futures (see :meth:`halt`).
+        self.running: dict[Future[None], Step] = {}
+        self.began = time.time()
+        #: How a SIGTERM reaches the run (held while the kernels are being closed).
+        self.stop = stop or _Stop("")
 
     def emit(self, event: str, step: StepResult) -> None:
         with self.lock:
@@ -224,11 +310,12 @@ class _Run:
         threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
         try:
             self.dispatch(threads, waiting)
-        except BaseException:  # Ctrl-C: stop the kernels, so running steps end now
+        except BaseException:  # Ctrl-C, SIGTERM: stop the kernels, so running steps end now
             self.stopping = True
-            self.executor.kill()
+            self.halt()
             raise
         finally:
+            self.stop.hold()  # closing the kernels is not cut short: a SIGTERM waits for it
             threads.shutdown(wait=True)
             self.executor.close()  # every kernel it started, used or not, is shut down
             tidy_logs(self.result.folder)  # the kernels have ended: keep logs with something
@@ -238,9 +325,22 @@ class _Run:
             self.record(state)
             self.emit("not run", state)
 
+    def halt(self) -> None:
+        """Kill the kernels, again until every running step has ended: a kernel that was
+        starting as the stop came is out of the executor's reach at first (its pid not known
+        yet, or started by papermill in place of a pooled one that the stop killed), so each
+        round also kills the kernels this process started during the run."""
+        self.executor.kill()
+        while True:
+            _, pending = wait(self.running, timeout=0.2)
+            if not pending:
+                return
+            self.executor.kill()
+            _kill_kernels_since(self.began)
+
     def dispatch(self, threads: ThreadPoolExecutor, waiting: list[Step]) -> None:
         """Submit each waiting step once its upstream steps are done, ``jobs`` at a time."""
-        running: dict[Future[None], Step] = {}
+        running = self.running
         while waiting or running:
             if not any(r.status == "failed" for r in self.result.steps):
                 for step in list(waiting):
@@ -255,6 +355,22 @@ class _Run:
             for future in done:
                 running.pop(future)
                 future.result()
+
+
+def _kill_kernels_since(began: float) -> None:
+    """SIGKILL the process groups of this process's children that started since ``began``
+    in sessions of their own: kernels and their zygotes (jupyter_client and the kernel pool
+    start each so), which a stopped run must not leave running. Another child of the
+    process (a subprocess of the caller's own) keeps its parent's session and is left."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            # the start time of a process is known to within a second (the boot time's)
+            if child.create_time() >= began - 1.0 and os.getpgid(child.pid) == child.pid:
+                os.killpg(child.pid, signal.SIGKILL)
+        except (psutil.Error, OSError):  # gone meanwhile
+            continue
 
 
 def _read_checks(folder: Path) -> list[dict[str, Any]]:
@@ -292,15 +408,21 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         raise TypeError("give run_pipeline options or keyword settings, not both")
     if parameters:
         options = replace(options, parameters={**options.parameters, **parameters})
-    plan = _plan(Path(pipeline_dir), options.validate())
-    mirrors = [open_mirror(name, target) for name, target in options.mirrors.items()]
-    executor = open_executor(options.executor,
-                             ExecutorSettings(options.address, options.kernel_pool))
-    try:
-        result = _execute(plan, executor, listener)
-    finally:
-        executor.close()
-    _mirror(result, mirrors, plan.environments)
+    with stop_on_sigterm() as stop:
+        try:
+            plan = _plan(Path(pipeline_dir), options.validate())
+            mirrors = [open_mirror(name, target) for name, target in options.mirrors.items()]
+            executor = open_executor(options.executor,
+                                     ExecutorSettings(options.address, options.kernel_pool))
+            try:
+                result = _execute(plan, executor, listener, stop)
+            finally:
+                executor.close()
+        except Cancelled as err:  # before the run had a record: nothing to say cancelled
+            raise RunCancelled(f"{err.reason} before the run started; nothing was "
+                               "recorded") from None
+        if result.status != "cancelled":
+            _mirror(result, mirrors, plan.environments)
     return result
 
 
@@ -328,9 +450,13 @@ def _plan(folder: Path, options: RunOptions) -> _Plan:
     return _Plan(spec, folder, options, values, modes, environments, kernel, fail_on_drift)
 
 
-def _execute(plan: _Plan, executor: Executor, listener: Listener | None) -> RunResult:
-    """Open the run in the store, run its steps, and record how it ended."""
+def _execute(plan: _Plan, executor: Executor, listener: Listener | None,
+             stop: _Stop) -> RunResult:
+    """Open the run in the store, run its steps, and record how it ended: a run cancelled
+    (SIGTERM) is recorded ``cancelled`` and returned; any other interruption is recorded
+    and raised again."""
     options = plan.options
+    stop.hold()  # a SIGTERM now cancels the run once it is recorded, not half-way
     store = RunStore(options.store if options.store is not None else default_store(plan.folder))
     try:
         if options.resume is not None:
@@ -341,20 +467,31 @@ def _execute(plan: _Plan, executor: Executor, listener: Listener | None) -> RunR
         store.close()
         raise
     jobs = options.jobs or executor.parallelism() or os.cpu_count() or 1
-    runner = _Run(plan, result, store, executor, jobs, listener)
+    runner = _Run(plan, result, store, executor, jobs, listener, stop)
+    heartbeat = Heartbeat(store.path, result.run_id).start()
     stopped: BaseException | None = None
     try:
+        stop.arm()
         runner.schedule()
+    except Cancelled as err:  # recorded below, then returned: the caller decides to exit
+        stopped = err
     except BaseException as err:
         stopped = err
         raise
     finally:
+        stop.hold()  # the end is recorded whole, whatever signal comes now
+        heartbeat.stop()
         failed = [s for s in result.steps if s.status == "failed"]
-        result.status = "failed" if failed or any(
-            s.status not in ("done", "skipped") for s in result.steps) else "succeeded"
+        unfinished = bool(failed) or any(s.status not in ("done", "skipped")
+                                         for s in result.steps)
+        result.status = "failed" if unfinished else "succeeded"
         # a run stopped by something other than a step (the store, an interrupt) says why
         result.error = failed[0].error if failed else (
             f"{type(stopped).__name__}: {stopped}".rstrip(": ") if stopped else None)
+        if isinstance(stopped, Cancelled) and unfinished:  # not one that had just finished
+            result.status = "cancelled"
+            result.error = (f"{stopped.reason}; resume it with "
+                            f"`{store.resume_command(result.run_id, plan.folder)}`")
         result.ended = time.time()
         store.finish_run(result.run_id, result.status, result.error)
         store.close()

@@ -21,21 +21,24 @@ def _short(value: Any) -> str:
 
 
 def runs_table(runs: list[RunRecord]) -> str:
-    """One line per run, newest first: id, status, start, duration, steps run, metrics."""
+    """One line per run, newest first: id, status, start, duration, steps run, metrics; an
+    interrupted run has a second line, indented, saying why and how to resume it."""
     if not runs:
         return "No runs yet: `jupyter mlops run PIPELINE_DIR` records one."
-    lines = [f"{'run':<23}  {'status':<9}  {'started':<19}  {'time':>8}  steps      metrics"]
+    lines = [f"{'run':<23}  {'status':<11}  {'started':<19}  {'time':>8}  steps      metrics"]
     for run in runs:
         if run.unreadable:  # one line, so that the runs around it still list
-            lines.append(f"{run.run_id:<23}  {run.status:<9}  {_when(run.started)}  "
+            lines.append(f"{run.run_id:<23}  {run.status:<11}  {_when(run.started)}  "
                          f"unreadable: {run.unreadable}")
             continue
         ran = sum(1 for s in run.steps if s.status == "done" and not s.cached_from)
         cached = sum(1 for s in run.steps if s.cached_from)
         metrics = ", ".join(f"{k}={_short(v)}" for k, v in run.metrics.items())
-        lines.append(f"{run.run_id:<23}  {run.status:<9}  {_when(run.started)}  "
+        lines.append(f"{run.run_id:<23}  {run.status:<11}  {_when(run.started)}  "
                      f"{_seconds(run):>8}  {ran} run, {cached} cached  {metrics}"
                      f"{_serving(run)}")
+        if run.interrupted:
+            lines.append(f"{'':<23}  interrupted: {run.interrupted}")
     return "\n".join(lines)
 
 
@@ -60,6 +63,11 @@ def run_details(run: RunRecord) -> str:
     if run.parameters:
         lines.append("  parameters:  " + ", ".join(f"{k}={v!r}"
                                                    for k, v in run.parameters.items()))
+    if run.runner_pid is not None:
+        lines.append(f"  runner:      pid {run.runner_pid} on host {run.runner_host}, last "
+                     f"heartbeat {_when(run.heartbeat)}")
+    if run.interrupted:
+        lines.append(f"  interrupted: {run.interrupted}")
     if run.error:
         lines.append(f"  error:       {run.error}")
     if isinstance(run.trigger, dict):

@@ -3,12 +3,21 @@
 One database per pipeline by default (``PIPELINE/.mlops/store.sqlite``). Each write is one
 transaction, so a runner killed at any moment leaves no half-recorded run; WAL mode and a
 busy timeout let several runs of the same pipeline share it.
+
+A runner killed outright (SIGKILL, a power cut) cannot write its end, so a run records who
+runs it: the runner's pid, host and process start time, and a heartbeat the runner renews
+every :data:`HEARTBEAT_INTERVAL` seconds (:class:`Heartbeat`). Whoever reads the run decides
+whether that runner is still there (:func:`runner_gone`): a run recorded ``running`` whose
+runner is gone reads as ``interrupted``, with the figures that show it and the command that
+resumes it. The row itself is left as it was written: reading never rewrites a record, and
+``--resume`` takes the run over (:meth:`RunStore.reopen_run`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
-from .records import Promotion, RunRecord, StepRecord
+from .liveness import HEARTBEAT_INTERVAL, ago, runner_gone, who
+from .records import Promotion, Runner, RunRecord, StepRecord
 
 STORE_DIR = ".mlops"
 STORE_FILE = "store.sqlite"
@@ -65,9 +75,16 @@ _ADDED_STEP_COLUMNS = (
 _ADDED_RUN_COLUMNS = (
     ("trigger", "TEXT"),
     ("replaces", "TEXT"),
+    # who runs it, and when it last said so (see runner_gone)
+    ("runner_pid", "INTEGER"),
+    ("runner_host", "TEXT"),
+    ("runner_started", "REAL"),
+    ("heartbeat", "REAL"),
 )
+
 _RUN_COLUMNS = ("run_id, pipeline, spec_sha256, status, started, ended, folder, parameters, "
                 "environment, started_by, error")
+
 
 
 class StoreWriteError(MlopsError):
@@ -134,6 +151,8 @@ class RunStore:
         self.path = Path(path)
         #: Per run, why a write of its records was refused: its end is recorded with it.
         self.refused: dict[str, str] = {}
+        #: The runner ``start_run`` records (None: this process); tests set another.
+        self.runner: Runner | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit off by default: every `with self._tx()` is one transaction
@@ -201,12 +220,17 @@ class RunStore:
     def start_run(self, run_id: str, pipeline: str, spec_sha256: str, folder: Path,
                   parameters: dict[str, Any], environment: dict[str, Any], started_by: str,
                   steps: list[str]) -> None:
-        """Record a new run and its steps as pending, in one transaction."""
+        """Record a new run and its steps as pending, in one transaction; ``self.runner``
+        (by default this process) is recorded as running it, with a first heartbeat."""
+        runner = self.runner or Runner.this()
+        now = time.time()
         with self._tx(run_id) as db:
-            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                       (run_id, pipeline, spec_sha256, "running", time.time(), None,
+            db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}, runner_pid, runner_host, "
+                       "runner_started, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (run_id, pipeline, spec_sha256, "running", now, None,
                         str(folder), json.dumps(parameters, default=str),
-                        json.dumps(environment), started_by, None))
+                        json.dumps(environment), started_by, None, runner.pid, runner.host,
+                        runner.started, now))
             db.executemany("INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,?)",
                            [(run_id, step, "pending") for step in steps])
 
@@ -240,12 +264,27 @@ class RunStore:
             db.execute("UPDATE steps SET status=?, started=? WHERE run_id=? AND step=?",
                        (status, started, run_id, step))
 
-    def reopen_run(self, run_id: str) -> None:
-        """A run being resumed: running again, its unfinished steps pending."""
+    def reopen_run(self, run_id: str, *, runner: Runner | None = None) -> None:
+        """A run being resumed: running again, by ``runner`` (this process by default), its
+        unfinished steps pending. A run whose runner is still there is refused
+        (:class:`MlopsError`): checked in the same transaction as the takeover, so two
+        resumes of one interrupted run cannot both run it."""
         self.refused.pop(run_id, None)
+        runner = runner or Runner.this()
         with self._tx(run_id) as db:
-            db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL "
-                       "WHERE run_id=?", (run_id,))
+            try:
+                current = self._load(run_id)
+            except _Damaged as err:
+                raise self._unreadable(run_id, err) from None
+            if current.status == "running" and current.runner_pid is not None:
+                raise MlopsError(
+                    f"run {run_id} is still running ({who(current)}, last heartbeat "
+                    f"{ago(current.heartbeat)}); wait for it to end, or stop it (SIGTERM, "
+                    "or Cancel in JupyterLab) and resume it then")
+            db.execute("UPDATE runs SET status='running', ended=NULL, error=NULL, "
+                       "runner_pid=?, runner_host=?, runner_started=?, heartbeat=? "
+                       "WHERE run_id=?",
+                       (runner.pid, runner.host, runner.started, time.time(), run_id))
             db.execute("UPDATE steps SET status='pending', error=NULL WHERE run_id=? AND "
                        "status != 'done'", (run_id,))
 
@@ -257,6 +296,12 @@ class RunStore:
         with self._tx(run_id) as db:
             db.execute("UPDATE runs SET status=?, ended=?, error=? WHERE run_id=?",
                        (status, time.time(), error, run_id))
+
+    def beat(self, run_id: str) -> None:
+        """The heartbeat of a running run's runner: now (a run that has ended is left)."""
+        with self._tx() as db:  # not the run's: a beat refused is no failure of the run
+            db.execute("UPDATE runs SET heartbeat=? WHERE run_id=? AND status='running'",
+                       (time.time(), run_id))
 
     def set_trigger(self, run_id: str, trigger: dict[str, Any], replaces: str | None) -> None:
         """Record why a run started (``{"trigger": ..., "scores": ...}``) and the run it
@@ -306,6 +351,20 @@ class RunStore:
         except _Damaged as err:
             raise self._unreadable(run_id, err) from None
 
+    def resume_command(self, run_id: str, pipeline_dir: str | Path | None = None) -> str:
+        """The command that resumes run ``run_id`` of ``pipeline_dir``; without it, the
+        folder is the one whose own store this is, else a placeholder. A store that is not
+        the folder's own is named."""
+        from ..pipeline.quoting import shell_word
+
+        own = self.path.name == STORE_FILE and self.path.parent.name == STORE_DIR
+        if pipeline_dir is None:
+            pipeline_dir = self.path.parent.parent if own else "PIPELINE_DIR"
+        words = [pipeline_dir, "--resume", run_id]
+        if self.path.resolve() != default_store(pipeline_dir).resolve():
+            words += ["--store", self.path]
+        return "jupyter mlops run " + " ".join(shell_word(w) for w in words)
+
     def _unreadable(self, run_id: str, err: _Damaged) -> MlopsError:
         return MlopsError(f"run {run_id} in {self.path} cannot be read: {err} (the store was "
                           "changed outside jupyter-mlops); other runs are not affected; run "
@@ -323,7 +382,15 @@ class RunStore:
                            if data.get("trigger") else None)
         _number(data["started"], "the `started` column")
         _number(data["ended"], "the `ended` column", optional=True)
+        for key in ("runner_pid", "runner_started", "heartbeat"):
+            _number(data.get(key), f"the `{key}` column", optional=True)
+        if not isinstance(data.get("runner_host"), (str, type(None))):
+            raise _Damaged("the `runner_host` column is not text")
         run = RunRecord(**data)
+        gone = runner_gone(run)
+        if gone is not None:
+            run.status = "interrupted"
+            run.interrupted = f"{gone}; resume it with `{self.resume_command(run.run_id)}`"
         cursor = self.db.execute("SELECT * FROM steps WHERE run_id=? ORDER BY rowid",
                                  (run.run_id,))
         step_cols = [d[0] for d in cursor.description]
@@ -398,6 +465,44 @@ class RunStore:
         row = self.db.execute(f"SELECT run_id FROM runs WHERE status='succeeded' {where}"
                               "ORDER BY started DESC LIMIT 1", args).fetchone()
         return None if row is None else str(row[0])
+
+
+class Heartbeat:
+    """Says every ``interval`` seconds that the runner of ``run_id`` is alive, from a daemon
+    thread with a connection of its own (the runner's is busy with its steps): one
+    single-row UPDATE per beat. A beat the store refuses is skipped; the next one tries
+    again. Stops with :meth:`stop`, or with the process."""
+
+    def __init__(self, path: str | Path, run_id: str,
+                 interval: float = HEARTBEAT_INTERVAL) -> None:
+        self.path, self.run_id, self.interval = Path(path), run_id, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True,
+                                       name=f"mlops-heartbeat-{run_id}")
+
+    def start(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """No more beats; waits a moment for one under way (a run's end is not held up by a
+        beat waiting for a busy store: that beat, if late, changes only a running run)."""
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=2.0)
+
+    def _beat(self) -> None:
+        store: RunStore | None = None
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    store = store or RunStore(self.path)
+                    store.beat(self.run_id)
+                except MlopsError:  # a full disk, a locked store: the next beat tries again
+                    continue
+        finally:
+            if store is not None:
+                store.close()
 
 
 def _manifest(name: str, text: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ export interface ISidebarState {
   runs: IRunSummary[];
 }
 
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
 
 /** The sidebar's state for the active notebook, and the calls that change it. */
 export class SidebarModel {

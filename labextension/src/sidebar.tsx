@@ -51,7 +51,7 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
     );
   }
   const a = s.analysis;
-  const running = !!s.run && !['succeeded', 'failed', 'cancelled'].includes(s.run.status);
+  const running = !!s.run && !['succeeded', 'failed', 'cancelled', 'interrupted'].includes(s.run.status);
   const stepStatus: Record<string, string> = {};
   s.run?.steps.forEach(step => (stepStatus[step.name] = step.status));
   return (
