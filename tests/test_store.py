@@ -363,3 +363,29 @@ def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path: Path) -> Non
             proc.join(60)
         assert errors.empty(), f"attempt {attempt}: {errors.get()}"
         assert all(proc.exitcode == 0 for proc in procs)
+
+
+def test_a_copied_pipeline_finds_its_own_runs(tmp_path: Path) -> None:
+    """Run folders inside the pipeline are recorded relative to it: a copy of the folder
+    (or the folder moved) points at its own runs, not at the original's."""
+    import shutil
+
+    original = tmp_path / "a" / "p_pipeline"
+    store = RunStore(default_store(original))
+    store.start_run("r1", "p", "0" * 64, original / "runs" / "r1", {}, {}, "test", ["s"])
+    store.start_run("r2", "p", "0" * 64, tmp_path / "elsewhere" / "r2", {}, {}, "test", ["s"])
+    store.close()
+    raw = sqlite3.connect(default_store(original))
+    stored = dict(raw.execute("SELECT run_id, folder FROM runs").fetchall())
+    raw.close()
+    assert stored["r1"] == "runs/r1"  # inside: relative
+    assert stored["r2"] == str((tmp_path / "elsewhere" / "r2").resolve())  # outside: absolute
+    copy = tmp_path / "b" / "p_pipeline"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+    store = RunStore(default_store(copy))
+    try:
+        assert store.run("r1").folder == str(copy.resolve() / "runs" / "r1")
+        assert store.run("r2").folder == stored["r2"]
+    finally:
+        store.close()

@@ -153,6 +153,9 @@ class RunStore:
         self.refused: dict[str, str] = {}
         #: The runner ``start_run`` records (None: this process); tests set another.
         self.runner: Runner | None = None
+        #: Run folders inside this folder (the pipeline's, for its own store) are recorded
+        #: relative to it, so a copied or moved pipeline finds its own runs.
+        self.base = self.path.resolve().parent.parent
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # autocommit off by default: every `with self._tx()` is one transaction
@@ -228,7 +231,7 @@ class RunStore:
             db.execute(f"INSERT INTO runs ({_RUN_COLUMNS}, runner_pid, runner_host, "
                        "runner_started, heartbeat) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, pipeline, spec_sha256, "running", now, None,
-                        str(folder), json.dumps(parameters, default=str),
+                        self._stored(folder), json.dumps(parameters, default=str),
                         json.dumps(environment), started_by, None, runner.pid, runner.host,
                         runner.started, now))
             db.executemany("INSERT OR IGNORE INTO steps (run_id, step, status) VALUES (?,?,?)",
@@ -376,6 +379,7 @@ class RunStore:
         cursor = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         columns = [d[0] for d in cursor.description]
         data = dict(zip(columns, cursor.fetchone(), strict=True))
+        data["folder"] = self._folder(data["folder"])
         for key in ("parameters", "environment"):
             data[key] = _decode(data[key], dict, f"the `{key}` column")
         data["trigger"] = (_decode(data["trigger"], dict, "the `trigger` column")
@@ -434,8 +438,21 @@ class RunStore:
                               "WHERE run_id=?", (run_id,)).fetchone()
         pipeline, spec_sha256, status, started, folder = row
         return RunRecord(run_id, str(pipeline), str(spec_sha256), str(status),
-                         started if isinstance(started, (int, float)) else 0.0, str(folder),
-                         unreadable=why)
+                         started if isinstance(started, (int, float)) else 0.0,
+                         self._folder(folder), unreadable=why)
+
+    def _stored(self, folder: Path) -> str:
+        """A run folder as recorded: relative to :attr:`base` when inside it."""
+        path = Path(folder).resolve()
+        try:
+            return path.relative_to(self.base).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _folder(self, stored: object) -> str:
+        """A recorded run folder as a path: a relative one is under :attr:`base`."""
+        text = str(stored)
+        return text if Path(text).is_absolute() else str(self.base / text)
 
     def promotions(self, pipeline: str | None = None) -> list[Promotion]:
         """Promotion decisions, oldest first (of one pipeline, or all)."""
