@@ -99,6 +99,21 @@ def test_shifted_data_warns_and_fails_on_request(pipeline: Path, tmp_path: Path)
     assert "`df` drifted from the data the notebook saw" in failed.stderr
 
 
+def test_drift_in_a_few_columns_is_a_warning_in_the_step_and_the_summary(
+        pipeline: Path, tmp_path: Path) -> None:
+    _data(tmp_path / "one.csv", seed=2)
+    frame = pd.read_csv(tmp_path / "one.csv")
+    frame["a"] = frame["a"] + 3.0  # one column of four: under the share of dataset drift
+    frame.to_csv(tmp_path / "one.csv", index=False)
+    done = _run(pipeline, "-p", f"data_path={tmp_path / 'one.csv'}", "--runs-dir",
+                str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    assert "load: warning: `df` drifted in 1 of" in done.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    executed = (folder / "steps" / "01_load.ipynb").read_text()
+    assert "warning: `df` matches its schema but drifted in 1 of" in executed
+
+
 def test_a_worse_model_fails_with_both_numbers(pipeline: Path, tmp_path: Path) -> None:
     done = _run(pipeline, "-p", "C=0.00001", "--runs-dir", str(tmp_path))
     assert done.returncode == 1
