@@ -21,6 +21,10 @@ from tornado.httpclient import HTTPClientError
 from wire import assert_wire
 
 RUN_ID = "20260101-000000-abcdef"
+#: A finished step as run.json holds it (run.results.StepResult.to_dict).
+STEP = {"status": "done", "started": 1.0, "ended": 2.0, "duration": 1.0, "notebook": None,
+        "error": None, "cell": None, "cell_index": None, "cell_total": None,
+        "cached_from": None}
 
 
 @pytest.fixture
@@ -229,6 +233,39 @@ async def test_a_damaged_run_record_is_json_4xx(jp_fetch: Any, jp_root_dir: Path
     for parts in (("runs",), ("runs", RUN_ID)):
         code, data = await call(jp_fetch, "GET", *parts, params={"pipeline": "work/small_pipeline"})
         assert_refused(code, data, context=parts)
+
+
+async def test_a_steps_drift_is_a_warning_in_the_run_status(jp_fetch: Any,
+                                                            jp_root_dir: Path) -> None:
+    """What the run summary says of a step's checks reaches the sidebar: a drift check that
+    passed under the dataset share still names its drifted columns."""
+    small_notebook(jp_root_dir)
+    assert (await call(jp_fetch, "POST", "export", body={"path": "work/small.ipynb"}))[0] == 200
+    from jupyter_mlops.run.store import RunStore, default_store
+
+    pipeline = jp_root_dir / "work" / "small_pipeline"
+    folder = pipeline / "runs" / RUN_ID
+    folder.mkdir(parents=True)
+    store = RunStore(default_store(pipeline))
+    try:
+        store.start_run(RUN_ID, "small", "0" * 64, folder, {}, {}, "test", ["make", "total"])
+    finally:
+        store.close()
+    checks = [{"check": "schema", "variable": "df", "ok": True, "problems": []},
+              {"check": "drift", "variable": "df", "ok": True, "drifted": ["a"],
+               "columns": {"a": {}, "b": {}, "c": {}}}]
+    (folder / "run.json").write_text(json.dumps({
+        "run_id": RUN_ID, "status": "succeeded", "error": None,
+        "steps": [{**STEP, "name": "make", "checks": checks},
+                  {**STEP, "name": "total", "checks": []}]}))
+    code, data = await call(jp_fetch, "GET", "runs", RUN_ID,
+                            params={"pipeline": "work/small_pipeline"})
+    assert code == 200, data
+    assert_wire(data, "IRunStatus")
+    assert data["steps"][0]["warnings"] == [
+        "warning: `df` drifted in 1 of 3 columns (a), under the share that counts as "
+        "dataset drift"]
+    assert data["steps"][1]["warnings"] == []
 
 
 @pytest.mark.parametrize("text", [

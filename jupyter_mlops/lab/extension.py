@@ -257,9 +257,13 @@ class RunHandler(_Base):
             raise _Refused(409, str(err)) from None
         except MlopsError as err:
             raise _Refused(404, str(err)) from None
+        from ..run.report import check_warnings
+
         for step in data.get("steps", []):
             step["notebook_path"] = self.relative(step["notebook"]) if step.get("notebook") \
                 else ""
+            # what the run summary says of the step's checks: drift named by column
+            step["warnings"] = check_warnings(step.get("checks") or [])[0]
         self._reply(200, data)
 
     @tornado.web.authenticated

@@ -143,11 +143,13 @@ def summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def check_notes(step: StepResult) -> list[str]:
-    """One line per check of a step that did not simply pass (a drift check that passed with
-    some columns drifted included), plus a count of those that did."""
+def check_warnings(checks: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """(one line per check that did not simply pass, the number that did). A drift check
+    that passed with some columns drifted is a warning too."""
     notes, passed = [], 0
-    for check in step.checks:
+    for check in checks:
+        if not isinstance(check, dict):
+            continue
         drifted = list(check.get("drifted") or []) if check.get("check") == "drift" else []
         if check.get("ok") and not drifted:
             passed += 1
@@ -155,15 +157,24 @@ def check_notes(step: StepResult) -> list[str]:
         if check.get("check") == "drift":
             # a few drifted columns pass the dataset's share but are still worth a line
             of = f"{len(drifted)} of {len(check.get('columns') or {})} columns"
-            notes.append(f"{step.name}: warning: `{check['variable']}` drifted in {of} "
-                         f"({', '.join(drifted)})"
+            notes.append(f"warning: `{check.get('variable')}` drifted in {of} "
+                         f"({', '.join(map(str, drifted))})"
                          + (", under the share that counts as dataset drift"
                             if check.get("ok") else ""))
         elif check.get("check") == "schema":
-            notes.append(f"{step.name}: `{check['variable']}` " + "; ".join(check["problems"]))
+            notes.append(f"`{check.get('variable')}` "
+                         + "; ".join(map(str, check.get("problems") or [])))
         elif check.get("check") == "metric":
-            notes.append(f"{step.name}: metric `{check['name']}` = {check['value']:.4g} is "
-                         "beyond its threshold")
+            notes.append(f"metric `{check.get('name')}` = {check.get('value', float('nan')):.4g}"
+                         " is beyond its threshold")
+    return notes, passed
+
+
+def check_notes(step: StepResult) -> list[str]:
+    """One line per check of a step that did not simply pass, plus a count of those that
+    did, each starting with the step's name."""
+    notes, passed = check_warnings(step.checks)
+    lines = [f"{step.name}: {note}" for note in notes]
     if passed:
-        notes.append(f"{step.name}: {passed} check(s) passed")
-    return notes
+        lines.append(f"{step.name}: {passed} check(s) passed")
+    return lines

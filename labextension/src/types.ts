@@ -108,6 +108,8 @@ export interface IStepState {
   cell_total: number | null;
   cached_from: string | null;
   notebook_path: string;
+  /** The step's checks that did not simply pass (drift named by column), as the CLI says. */
+  warnings?: string[];
 }
 
 /** GET /mlops/runs/ID (run.results.RunResult plus the server's view). */

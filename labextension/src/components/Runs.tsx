@@ -88,6 +88,11 @@ export function RunProgress(props: { run: IRunStatus }): JSX.Element {
             {step.cached_from ? ' (cached)' : ''}
             {step.duration !== null ? ` ${seconds(step.duration)}` : ''}
             {step.error && <div className="jp-mlops-error">{step.error}</div>}
+            {(step.warnings ?? []).map(warning => (
+              <div key={warning} className="jp-mlops-warning">
+                {warning}
+              </div>
+            ))}
           </li>
         ))}
       </ul>
