@@ -292,3 +292,16 @@ def test_the_guarded_names_are_those_export_and_runs_write() -> None:
 
     assert {SPEC_FILE, "steps", CONTRACT_DIR, TESTS_DIR} <= set(extension._EXPORTED)
     assert {SPEC_FILE, "runs", STORE_DIR} <= set(extension._RUN_WRITES)
+
+
+async def test_a_run_in_a_kernel_that_is_not_installed_is_a_400_naming_the_field(
+        jp_fetch: Any, jp_root_dir: Path) -> None:
+    small_notebook(jp_root_dir)
+    assert (await call(jp_fetch, "POST", "export", body={"path": "work/small.ipynb"}))[0] == 200
+    for kernel, words in (("nope", "no kernel `nope` is installed here"),
+                          ("a b", "is not a kernel name")):
+        code, data = await call(jp_fetch, "POST", "runs", body={
+            "pipeline": "work/small_pipeline", "kernel": kernel})
+        assert_refused(code, data, words)
+        assert code == 400 and data["field"] == "kernel", data
+    assert not (jp_root_dir / "work" / "small_pipeline" / "runs").exists()

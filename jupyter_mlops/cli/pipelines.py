@@ -24,6 +24,9 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--allow-pickle", action="store_true",
                         help="pass values of other types between steps with pickle (opt-in: "
                         "only load pickles you trust)")
+    export.add_argument("--kernel", metavar="NAME",
+                        help="the installed kernel the steps run in (default: the notebook's; "
+                        "`jupyter kernelspec list` shows them)")
     export.add_argument("--trust", action="append", default=[], metavar="TYPE",
                         help="let a model file use this type (e.g. xgboost.XGBClassifier) "
                         "beyond scikit-learn, numpy and scipy's; repeat for more")
@@ -59,6 +62,9 @@ def add_commands(sub: Any) -> None:
                      help="run STEP and every step after it; upstream results from the store")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="re-run the failed and unfinished steps of an earlier run")
+    run.add_argument("--kernel", metavar="NAME",
+                     help="run the steps in this installed kernel instead of the pipeline's "
+                     "(`jupyter kernelspec list` shows them)")
     run.add_argument("--no-pool", dest="kernel_pool", action="store_false",
                      help="start each step's kernel when the step starts, not ahead of it")
     run.add_argument("--executor", default="local", metavar="NAME",
@@ -87,7 +93,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..pipeline.export import export
 
     result = export(args.notebook, args.output, split=args.split, allow_pickle=args.allow_pickle,
-                    trust=args.trust)
+                    trust=args.trust, kernel=args.kernel)
     for warning in result.warnings:
         say(f"warning: {warning.message}")
     steps = ", ".join(s.name for s in result.spec.steps)
@@ -159,7 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=args.store, force=True if "*" in (args.force or []) else tuple(args.force or ()),
         only=tuple(args.only or ()), start=args.start, resume=args.resume,
         mirrors={"mlflow": args.mlflow} if args.mlflow else {}, executor=args.executor,
-        address=args.scheduler, kernel_pool=args.kernel_pool, started_by=f"cli:{_user()}")
+        address=args.scheduler, kernel_pool=args.kernel_pool, kernel=args.kernel,
+        started_by=f"cli:{_user()}")
     result = run_pipeline(args.pipeline, options=options, listener=listener)
     print(summary(result))
     if result.mlflow_run_id:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SpecError
+from ..errors import OptionError, SpecError
 
 if TYPE_CHECKING:
     from ..pipeline.spec import PipelineSpec
@@ -98,25 +98,26 @@ def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None
         extra_arguments=list(call.kernel.extra_arguments), **extra)
 
 
-def check_kernel(name: str) -> list[str]:
-    """Refuse to start when the pipeline's kernel is not installed here; else the extra
-    arguments that keep an ipykernel's own log lines (transport warnings) off our stderr
-    (what the code prints still reaches the executed notebook). One kernelspec lookup."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from jupyter_core.paths import jupyter_path
+def check_kernel(name: str, chosen: bool = False) -> list[str]:
+    """Refuse to start when the kernel is not installed here (``chosen``: named with
+    ``--kernel``, else the pipeline's), naming those that are; else the extra arguments that
+    keep an ipykernel's own log lines (transport warnings) off our stderr (what the code
+    prints still reaches the executed notebook). One kernelspec lookup."""
+    from ..pipeline.kernels import installed_kernels, kernel_spec
 
-    try:
-        # the Jupyter data paths, given explicitly: the default list also asks IPython for
-        # its folder, and importing IPython costs a cached re-run more than it does
-        manager = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
-        argv = manager.get_kernel_spec(name).argv
-    except NoSuchKernel:
+    spec = kernel_spec(name)
+    if spec is None:
+        known = ", ".join(installed_kernels()) or "none"
+        if chosen:
+            raise OptionError(f"no kernel `{name}` is installed here; the kernels are: {known}",
+                              option="kernel")
         raise SpecError(
-            f"the pipeline's kernel `{name}` is not installed here; install it (e.g. "
-            f"`python -m ipykernel install --user --name {name}`) or export from a notebook "
-            "that uses an installed kernel"
-        ) from None
-    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
+            f"the pipeline's kernel `{name}` is not installed here (the kernels are: {known}); "
+            f"run it in one of those with --kernel NAME, install it (e.g. `python -m "
+            f"ipykernel install --user --name {name}`), or export again with --kernel NAME"
+        )
+    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in spec.argv) \
+        else []
 
 
 def close_thread_loop() -> None:

@@ -29,7 +29,7 @@ from .jobs import LabJobs
 from .view import RecordError
 
 #: The request field that holds each option the library may refuse (an OptionError's option).
-FIELDS = {"parameters": "parameters", "output": "path"}
+FIELDS = {"parameters": "parameters", "output": "path", "kernel": "kernel"}
 
 #: What a run id looks like (``run.results.new_run_id``, or a name given on the command line).
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
@@ -238,7 +238,14 @@ class RunsHandler(_Base):
         # typed and checked here, so a bad value is a 400 now, not a failed run later
         values = spec.parse_parameters(
             [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in given.items()])
-        job = self.jobs.start(folder, values)
+        kernel = body.get("kernel") or None
+        if kernel is not None:  # checked here too, so a kernel not installed is a 400 now
+            from ..execution.stepexec import check_kernel
+            from ..run.options import RunOptions
+
+            RunOptions(kernel=kernel).validate()
+            check_kernel(kernel, chosen=True)
+        job = self.jobs.start(folder, values, kernel=kernel)
         self._reply(202, {"run_id": job.run_id, "pipeline_dir": self.relative(folder)})
 
 

@@ -95,8 +95,10 @@ class LabJobs:
     def __init__(self) -> None:
         self.jobs: dict[str, LabJob] = {}
 
-    def start(self, pipeline: Path, parameters: dict[str, Any]) -> LabJob:
-        """Start a run of ``pipeline`` in a child process; return at once."""
+    def start(self, pipeline: Path, parameters: dict[str, Any],
+              kernel: str | None = None) -> LabJob:
+        """Start a run of ``pipeline`` in a child process (its steps in ``kernel``, else the
+        pipeline's); return at once."""
         from ..pipeline.spec import PipelineSpec
 
         PipelineSpec.read(pipeline)  # a missing or broken pipeline is the user's 4xx, now
@@ -107,6 +109,8 @@ class LabJobs:
         log = logs / f"{run_id}.log"
         command = [sys.executable, "-m", "jupyter_mlops.lab.runprocess", str(pipeline), "--run-id",
                    run_id, "--parameters", json.dumps(parameters)]
+        if kernel is not None:
+            command += ["--kernel", kernel]
         with open(log, "wb") as out:
             # its own session: a Ctrl-C in the server's terminal must not cancel the runs
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pipeline")
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--parameters", default="{}", help="typed values, as a JSON object")
+    parser.add_argument("--kernel", help="the kernel the steps run in (default: the pipeline's)")
     args = parser.parse_args(argv)
     skip_slow_optional_imports()
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with stop_on_sigterm("cancelled from JupyterLab"):
             result = run_pipeline(args.pipeline, json.loads(args.parameters),
-                                  run_id=args.run_id, started_by="jupyterlab")
+                                  run_id=args.run_id, started_by="jupyterlab",
+                                  kernel=args.kernel)
     except MlopsError as err:
         print(f"error: {str(err).splitlines()[0]}", flush=True)
         return err.exit_code

@@ -19,6 +19,7 @@ from ..runtime.trust import check_type_names, refused
 from .build import build_spec
 from .contract import CONTRACT_DIR, build_contract
 from .gentests import TESTS_DIR, render_tests
+from .kernels import kernel_metadata
 from .quoting import markdown_code, markdown_table, python_literal, shell_word, yaml_text
 from .spec import KERNEL_NAME, SPEC_FILE, PipelineSpec
 from .stepnotebook import build_step_notebook
@@ -42,10 +43,12 @@ def default_folder(notebook: str | Path) -> Path:
 
 
 def plan(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
-         allow_pickle: bool = False, trust: Iterable[str] = ()) -> tuple[Analysis, PipelineSpec]:
+         allow_pickle: bool = False, trust: Iterable[str] = (),
+         kernel: str | None = None) -> tuple[Analysis, PipelineSpec]:
     """Read and analyse ``notebook``; the spec as an export into ``folder`` would write it.
 
-    ``trust`` names the types a model may need beyond the built-in trusted ones.
+    ``trust`` names the types a model may need beyond the built-in trusted ones; ``kernel``
+    an installed kernelspec the steps run in instead of the notebook's own.
 
     Problems are returned in the analysis, not raised, so that ``show`` can list them.
     """
@@ -58,6 +61,8 @@ def plan(notebook: str | Path, folder: str | Path | None = None, split: str | No
     analysis = analyze(read_notebook(notebook), split=split)
     target = Path(folder) if folder is not None else default_folder(notebook)
     spec = build_spec(analysis, target, allow_pickle=allow_pickle, trust=trust)
+    if kernel is not None:
+        spec.kernel = kernel_metadata(kernel)
     spec.checks, _, warnings = build_contract(analysis)
     analysis.problems = (hidden_state_hints(analysis.problems, analysis.notebook.path)
                          + warnings + untrusted_models(analysis, spec)
@@ -280,14 +285,15 @@ def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None
 
 
 def export(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
-           allow_pickle: bool = False, trust: Iterable[str] = ()) -> ExportResult:
+           allow_pickle: bool = False, trust: Iterable[str] = (),
+           kernel: str | None = None) -> ExportResult:
     """Export ``notebook`` into ``folder`` (default ``<stem>_pipeline/`` beside it).
 
     Raises :class:`AnalysisError` with every problem when the notebook cannot become a
     pipeline; nothing is written then.
     """
     target = Path(folder) if folder is not None else default_folder(notebook)
-    analysis, spec = plan(notebook, target, split, allow_pickle, trust)
+    analysis, spec = plan(notebook, target, split, allow_pickle, trust, kernel)
     if analysis.errors:
         raise AnalysisError(analysis.errors)
     old = _check_target(target)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptionError
+from ..errors import OptionError, shown
+from ..pipeline.spec import KERNEL_NAME
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class RunOptions:
     address: str | None = None
     #: Start each step's kernel ahead of the step (the local executor).
     kernel_pool: bool = True
+    #: The kernelspec the steps run in; None: the pipeline's (its notebook's).
+    kernel: str | None = None
 
     @classmethod
     def of(cls, **settings: Any) -> RunOptions:
@@ -93,6 +96,11 @@ class RunOptions:
         if self.only and self.start:
             raise OptionError("choose the steps to run by name or by the first one, not "
                               "both", option="only")
+        if self.kernel is not None and not (isinstance(self.kernel, str)
+                                            and KERNEL_NAME.fullmatch(self.kernel)):
+            raise OptionError(f"{shown(self.kernel)} is not a kernel name (letters, digits, "
+                              "`_`, `.`, `-`; `jupyter kernelspec list` shows them)",
+                              option="kernel")
         if self.resume is not None and self.parameters:
             raise OptionError("a resumed run keeps its own parameters; give none",
                               option="parameters")

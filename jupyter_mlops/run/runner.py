@@ -436,16 +436,17 @@ def _plan(folder: Path, options: RunOptions) -> _Plan:
     for step in spec.steps:
         if not (folder / step.notebook).is_file():
             raise SpecError(f"{folder / step.notebook} is missing; export the notebook again")
-    arguments = check_kernel(spec.kernel["name"])
+    kernel_name = options.kernel or spec.kernel["name"]
+    arguments = check_kernel(kernel_name, chosen=options.kernel is not None)
     force = options.force
     modes = select(spec, list(options.only), options.start,
                    {"*"} if force is True else set(force or ()))
     fail_on_drift = options.fail_on_drift
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
-    environments = {s.name: environment(spec.kernel["name"], step_imports(folder / s.notebook),
+    environments = {s.name: environment(kernel_name, step_imports(folder / s.notebook),
                                         folder.resolve()) for s in spec.steps}
-    kernel = KernelCommand(spec.kernel["name"], str((folder / spec.workdir).resolve()),
+    kernel = KernelCommand(kernel_name, str((folder / spec.workdir).resolve()),
                            tuple(arguments))
     return _Plan(spec, folder, options, values, modes, environments, kernel, fail_on_drift)
 

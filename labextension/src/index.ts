@@ -52,7 +52,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       openFile: (path: string) => {
         void app.commands.execute('docmanager:open', { path });
-      }
+      },
+      kernels: () => Object.keys(app.serviceManager.kernelspecs.specs?.kernelspecs ?? {}).sort()
     });
     sidebar.title.icon = ICON;
     sidebar.title.caption = 'jupyter-mlops pipeline';

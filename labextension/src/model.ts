@@ -124,8 +124,9 @@ export class SidebarModel {
     });
   }
 
-  /** Export, then start a run with the given parameter values; follow its progress. */
-  async run(parameters: Record<string, string>): Promise<void> {
+  /** Export, then start a run with the given parameter values (its steps in ``kernel``
+   * when given, else the pipeline's); follow its progress. */
+  async run(parameters: Record<string, string>, kernel?: string): Promise<void> {
     const exported = await this.exportPipeline();
     if (!exported) {
       return;
@@ -133,7 +134,7 @@ export class SidebarModel {
     await this.busyWith('Starting the run', async () => {
       const started = await requestAPI<IRunStarted>(
         'runs',
-        post({ pipeline: exported.pipeline_dir, parameters })
+        post({ pipeline: exported.pipeline_dir, parameters, ...(kernel ? { kernel } : {}) })
       );
       this.state.notice = `Run ${started.run_id} started`;
       this.state.run = { run_id: started.run_id, status: 'starting', steps: [] };

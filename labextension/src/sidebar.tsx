@@ -14,6 +14,8 @@ export interface ISidebarActions {
   setRole: (role: Role, stepName: string) => string | null;
   activeCell: () => number | null;
   openFile: (path: string) => void;
+  /** The names of the kernels installed on the server, for the run form. */
+  kernels: () => string[];
 }
 
 function Section(props: { title: string; children: React.ReactNode }): JSX.Element {
@@ -97,10 +99,12 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
           <Section title="Run">
             <RunControls
               parameters={a.pipeline.parameters}
+              kernel={a.pipeline.kernel.name ?? ''}
+              kernels={actions.kernels()}
               busy={s.busy}
               running={running}
               onExport={() => void model.exportPipeline()}
-              onRun={values => void model.run(values)}
+              onRun={(values, kernel) => void model.run(values, kernel)}
               onCancel={() => void model.cancel()}
             />
             {s.run && <RunProgress run={s.run} />}

@@ -7,16 +7,20 @@ function seconds(value: number | null | undefined): string {
   return value === null || value === undefined ? '' : `${value.toFixed(1)} s`;
 }
 
-/** Parameter inputs, Export and Run buttons. */
+/** Parameter inputs, the kernel to run in, Export and Run buttons. */
 export function RunControls(props: {
   parameters: IParameter[];
+  /** The pipeline's own kernel, and those installed on the server. */
+  kernel: string;
+  kernels: string[];
   busy: string | null;
   running: boolean;
   onExport: () => void;
-  onRun: (values: Record<string, string>) => void;
+  onRun: (values: Record<string, string>, kernel?: string) => void;
   onCancel: () => void;
 }): JSX.Element {
   const [values, setValues] = React.useState<Record<string, string>>({});
+  const [kernel, setKernel] = React.useState<string>('');
   const changed: Record<string, string> = {};
   for (const p of props.parameters) {
     if (values[p.name] !== undefined && values[p.name] !== display(p.default)) {
@@ -45,6 +49,21 @@ export function RunControls(props: {
           </tbody>
         </table>
       )}
+      {props.kernels.length > 1 && (
+        <label className="jp-mlops-kernel">
+          Kernel{' '}
+          <select aria-label="kernel" value={kernel} onChange={e => setKernel(e.target.value)}>
+            <option value="">{`the pipeline's (${props.kernel})`}</option>
+            {props.kernels
+              .filter(name => name !== props.kernel)
+              .map(name => (
+                <option key={name} value={name}>
+                  {name}
+                </option>
+              ))}
+          </select>
+        </label>
+      )}
       <div className="jp-mlops-buttons">
         <button className="jp-mlops-export jp-mod-styled" disabled={!!props.busy} onClick={props.onExport}>
           Export
@@ -52,7 +71,7 @@ export function RunControls(props: {
         <button
           className="jp-mlops-run jp-mod-styled jp-mod-accept"
           disabled={!!props.busy || props.running}
-          onClick={() => props.onRun(changed)}
+          onClick={() => props.onRun(changed, kernel || undefined)}
         >
           Run
         </button>
