@@ -85,3 +85,36 @@ def test_export_with_a_kernel_writes_it_into_the_pipeline(
                    env=env)
     assert refused.returncode == 2 and "--kernel: no kernel `nope`" in refused.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_runtime_protocol_is_checked_first() -> None:
+    from jupyter_mlops.errors import MlopsError
+    from jupyter_mlops.runtime import PROTOCOL, require_protocol
+
+    require_protocol(PROTOCOL)
+    with pytest.raises(MlopsError, match=r"exported for jupyter-mlops runtime protocol 99, but "
+                                         r"this kernel's jupyter-mlops .* speaks 1; install a "
+                                         r"newer jupyter-mlops"):
+        require_protocol(99)
+
+
+def test_a_kernel_without_the_runtime_fails_the_step_at_once_in_one_line(
+        setup: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    pipeline, env = setup
+    assert PipelineSpec.read(pipeline).runtime_protocol == 1
+    spec_dir = tmp_path / "jupyter" / "kernels" / "no-runtime"
+    spec_dir.mkdir(parents=True)
+    # this interpreter with jupyter_mlops made unimportable: a kernel whose environment
+    # lacks the runtime (a fresh kernel, not one forked from the pool: its argv is its own)
+    launcher = ("import sys; sys.modules['jupyter_mlops'] = None; "
+                "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", launcher, "-f", "{connection_file}"],
+        "display_name": "No runtime", "language": "python"}))
+    env = dict(env, JUPYTER_PATH=f"{tmp_path / 'jupyter'}{os.pathsep}{env['JUPYTER_PATH']}")
+    done = _cli("run", str(pipeline), "--kernel", "no-runtime", "--runs-dir",
+                str(tmp_path / "runs"), env=env)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "step `make` failed while checking the jupyter-mlops runtime in its kernel" in last
+    assert "this kernel has no jupyter-mlops runtime; install jupyter-mlops" in last

@@ -134,14 +134,16 @@ def test_step_notebook_plan_includes_what_loading_its_inputs_needs(tmp_path: Pat
                          "%%mlops step b\nframe['y'] = 2\nprint(frame)")
     plan = [(name, names) for name, names, _ in warm_plan(pipeline / "steps" / "02_b.ipynb",
                                                           {"data"})]
-    # in the step's own order: setup, the inputs cell's import, what loading a frame imports;
-    # the step's own code (`frame['y'] = 2`) is where looking stops
-    assert plan == [("pandas", ()), ("jupyter_mlops.runtime.artifacts", ("load_inputs",)),
+    # in the step's own order: the runtime check, setup, the inputs cell's import, what
+    # loading a frame imports; the step's own code (`frame['y'] = 2`) is where looking stops
+    assert plan == [("jupyter_mlops.runtime", ()), ("pandas", ()),
+                    ("jupyter_mlops.runtime.artifacts", ("load_inputs",)),
                     ("pyarrow.parquet", ())]
     assert [n for n, _, _ in warm_plan(pipeline / "steps" / "02_b.ipynb", {"model"})][-1] \
         == "skops.io"
     # step a loads nothing; what saving its frame imports comes after its code: not ahead
-    assert [n for n, _, _ in warm_plan(pipeline / "steps" / "01_a.ipynb", set())] == ["pandas"]
+    assert [n for n, _, _ in warm_plan(pipeline / "steps" / "01_a.ipynb", set())] == [
+        "jupyter_mlops.runtime", "pandas"]
 
 
 # -- the pool at work ------------------------------------------------------------------------

@@ -70,7 +70,8 @@ def test_to_dict_layout_and_edges():
     spec = real_spec()
     data = spec.to_dict()
     assert list(data) == ["version", "name", "source", "source_sha256", "workdir", "kernel",
-                          "allow_pickle", "trust", "parameters", "steps", "edges", "checks"]
+                          "allow_pickle", "trust", "runtime_protocol", "parameters", "steps",
+                          "edges", "checks"]
     assert data["version"] == 1
     assert data["edges"] == [["load", "train"], ["train", "report"], ["load", "report"]]
     assert data["parameters"][0] == {"name": "n", "type": "int", "default": 3,

@@ -66,8 +66,8 @@ def _local(top):
     return any(_within(os.path.realpath(p), here)
                and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
 '''
-_SETUP_IDS = ("mlops-header", "mlops-parameters", "mlops-setup", "mlops-load-extension",
-              "mlops-replay")
+_SETUP_IDS = ("mlops-header", "mlops-parameters", "mlops-runtime", "mlops-setup",
+              "mlops-load-extension", "mlops-replay")
 _MAGIC = "__mlops_magic__"
 
 
@@ -247,6 +247,9 @@ def warm_plan(notebook: str | Path, roles: set[str] | None = None) -> list[Modul
         cell_id = str(cell.get("id", ""))
         if cell_id == "mlops-load-extension":
             found.append(("jupyter_mlops.ipython.magics", (), False))
+            continue
+        if cell_id == "mlops-runtime":  # our protocol check: imports the runtime, nothing more
+            found.append(("jupyter_mlops.runtime", (), False))
             continue
         source = cell.get("source", "")
         parsed = _cell_statements("".join(source) if isinstance(source, list) else source)

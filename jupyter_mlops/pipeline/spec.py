@@ -16,6 +16,7 @@ from ..errors import OptionError, ParameterError, SpecError, shown
 from ..notebook.analysis import Output, find_cycle
 from ..notebook.params import Parameter
 from ..notebook.roles import STEP_NAME
+from ..runtime import PROTOCOL
 from ..runtime._files import atomic_write
 from ..runtime._jsonvalues import json_like
 from ..runtime.trust import check_type_names
@@ -64,6 +65,8 @@ class PipelineSpec:
     allow_pickle: bool = False
     #: Type names a model file may need beyond those ``runtime.trust`` trusts (``--trust``).
     trust: list[str] = field(default_factory=list)
+    #: The runtime protocol the step notebooks speak (:data:`..runtime.PROTOCOL`).
+    runtime_protocol: int = PROTOCOL
     #: What every run is held to: metric thresholds, data contracts, ``fail_on_drift``.
     checks: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
@@ -110,7 +113,8 @@ class PipelineSpec:
         data["edges"] = [list(edge) for edge in self.edges]
         return {key: data[key] for key in (
             "version", "name", "source", "source_sha256", "workdir", "kernel",
-            "allow_pickle", "trust", "parameters", "steps", "edges", "checks")}
+            "allow_pickle", "trust", "runtime_protocol", "parameters", "steps", "edges",
+            "checks")}
 
     def to_yaml(self) -> str:
         """The text of ``pipeline.yaml`` (never with aliases, which ``read`` refuses)."""
@@ -146,6 +150,7 @@ class PipelineSpec:
                 workdir=data["workdir"], kernel=dict(data["kernel"]), parameters=parameters,
                 steps=steps, allow_pickle=bool(data.get("allow_pickle", False)),
                 trust=check_type_names(data.get("trust") or [], f"{where}: `trust`: "),
+                runtime_protocol=int(data.get("runtime_protocol", PROTOCOL)),
                 checks=dict(data.get("checks") or {}), version=data["version"],
             )
         except KeyError as err:

@@ -73,6 +73,18 @@ def _code_cell(nbf: Any, source: str, cell_id: str, tags: list[str] | None = Non
     return cell
 
 
+def runtime_source(protocol: int) -> str:
+    """The cell that checks, first, that the kernel has a runtime speaking ``protocol``."""
+    fix = ("this kernel has no jupyter-mlops runtime; install jupyter-mlops in the kernel's "
+           "environment, or run the pipeline in a kernel that has it (--kernel NAME)")
+    return (f"# The jupyter-mlops runtime this step needs in its kernel (protocol {protocol}).\n"
+            "try:\n"
+            "    from jupyter_mlops.runtime import require_protocol\n"
+            "except ImportError:\n"
+            f"    raise ImportError({python_literal(fix)}) from None\n"
+            f"require_protocol({python_literal(protocol)})")
+
+
 def _trust(spec: PipelineSpec) -> str:
     """The ``trusted=`` argument of the artifact calls, when the author trusts extra types."""
     return f", trusted={python_literal(list(spec.trust))}" if spec.trust else ""
@@ -103,6 +115,8 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
     nb.cells.append(_code_cell(nbf, parameters_source([by_name[n] for n in step.parameters],
                                                       step.name),
                                "mlops-parameters", ["parameters"]))
+    nb.cells.append(_code_cell(nbf, runtime_source(spec.runtime_protocol), "mlops-runtime",
+                               ["mlops-setup"]))
     for index, cell in enumerate(analysis.setup):
         nb.cells.append(_code_cell(nbf, cell.code, f"mlops-setup-{index}", ["mlops-setup"],
                                    cell.number))

@@ -26,7 +26,7 @@ KEY_VERSION = 1
 #: Cells jupyter-mlops writes into every step notebook around the user's code (see
 #: :func:`~jupyter_mlops.pipeline.stepnotebook.build_step_notebook`): their strings are ours
 #: (``"data"`` as an output's role, ``"jupyter_mlops"``), never a file the step reads.
-_GENERATED_CELLS = ("mlops-load-extension", "mlops-inputs", "mlops-outputs")
+_GENERATED_CELLS = ("mlops-runtime", "mlops-load-extension", "mlops-inputs", "mlops-outputs")
 _GENERATED_TAGS = ("mlops-inputs", "mlops-outputs")
 #: The parameters cell: the user's parameters (their defaults may name files) and ours.
 _PARAMETERS_CELL = "mlops-parameters"

@@ -14,6 +14,7 @@ _GENERATED = {
     "mlops-outputs": "while saving its outputs",
     "mlops-replay": "in the imports and definitions replayed from earlier steps",
     "mlops-parameters": "in its parameters cell",
+    "mlops-runtime": "while checking the jupyter-mlops runtime in its kernel",
 }
 
 

@@ -43,6 +43,8 @@ export interface IPipeline {
   allow_pickle: boolean;
   /** Type names a model file may use beyond the built-in trusted ones (`--trust`). */
   trust: string[];
+  /** The protocol the step notebooks and the runtime in their kernel agree on. */
+  runtime_protocol: number;
   parameters: IParameter[];
   steps: IStep[];
   edges: [string, string][];
