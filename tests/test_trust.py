@@ -156,7 +156,8 @@ def test_spec_trust_must_be_type_names(tmp_path: Path) -> None:
     data = {"version": 1, "name": "p", "source": "p.ipynb", "source_sha256": "0",
             "workdir": ".", "kernel": {"name": "python3"}, "steps": [],
             "trust": ["os.system; rm -rf /"]}
-    with pytest.raises(SpecError, match="not a dotted type name"):
+    with pytest.raises(SpecError, match=r"`trust\[0\]` is .os.system; rm -rf /., which is "
+                                         r"not valid"):
         PipelineSpec.from_dict(data)
 
 
