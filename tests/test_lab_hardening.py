@@ -188,17 +188,26 @@ async def test_hostile_paths_and_bodies_are_json_4xx_on_every_route(
             assert_refused(code, data, context=(method, run_id[:20]))
 
 
-async def test_a_damaged_run_record_is_json_4xx(jp_fetch: Any, jp_root_dir: Path) -> None:
+async def exported_with_a_run(jp_fetch: Any, root: Path) -> tuple[Path, Path, Any]:
+    """The small notebook exported through the server, and run RUN_ID recorded in its store
+    (its folder made, no run.json yet): (pipeline, run folder, the open store)."""
     from jupyter_mlops.run.store import RunStore, default_store
 
-    small_notebook(jp_root_dir)
+    small_notebook(root)
     assert (await call(jp_fetch, "POST", "export", body={"path": "work/small.ipynb"}))[0] == 200
-    pipeline = jp_root_dir / "work" / "small_pipeline"
+    pipeline = root / "work" / "small_pipeline"
     folder = pipeline / "runs" / RUN_ID
     folder.mkdir(parents=True)
     store = RunStore(default_store(pipeline))
+    store.start_run(RUN_ID, "small", "0" * 64, folder, {}, {}, "test", ["make", "total"])
+    return pipeline, folder, store
+
+
+async def test_a_damaged_run_record_is_json_4xx(jp_fetch: Any, jp_root_dir: Path) -> None:
+    from jupyter_mlops.run.store import default_store
+
+    pipeline, folder, store = await exported_with_a_run(jp_fetch, jp_root_dir)
     try:
-        store.start_run(RUN_ID, "small", "0" * 64, folder, {}, {}, "test", ["make", "total"])
         store.start_run("20260101-000000-outside", "small", "0" * 64,
                         jp_root_dir.parent, {}, {}, "test", ["make"])
     finally:
@@ -239,18 +248,8 @@ async def test_a_steps_drift_is_a_warning_in_the_run_status(jp_fetch: Any,
                                                             jp_root_dir: Path) -> None:
     """What the run summary says of a step's checks reaches the sidebar: a drift check that
     passed under the dataset share still names its drifted columns."""
-    small_notebook(jp_root_dir)
-    assert (await call(jp_fetch, "POST", "export", body={"path": "work/small.ipynb"}))[0] == 200
-    from jupyter_mlops.run.store import RunStore, default_store
-
-    pipeline = jp_root_dir / "work" / "small_pipeline"
-    folder = pipeline / "runs" / RUN_ID
-    folder.mkdir(parents=True)
-    store = RunStore(default_store(pipeline))
-    try:
-        store.start_run(RUN_ID, "small", "0" * 64, folder, {}, {}, "test", ["make", "total"])
-    finally:
-        store.close()
+    _, folder, store = await exported_with_a_run(jp_fetch, jp_root_dir)
+    store.close()
     checks = [{"check": "schema", "variable": "df", "ok": True, "problems": []},
               {"check": "drift", "variable": "df", "ok": True, "drifted": ["a"],
                "columns": {"a": {}, "b": {}, "c": {}}}]
