@@ -984,7 +984,8 @@ def lab_root(jp_serverapp: Any, jp_root_dir: Path) -> Path:
     class RecordedJobs(LabJobs):
         """The real jobs, but a run is only recorded: random bodies must not start kernels."""
 
-        def start(self, pipeline: Path, parameters: dict[str, Any]) -> LabJob:
+        def start(self, pipeline: Path, parameters: dict[str, Any],
+                  kernel: str | None = None) -> LabJob:
             from jupyter_mlops.pipeline.spec import PipelineSpec
 
             PipelineSpec.read(pipeline)

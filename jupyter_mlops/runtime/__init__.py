@@ -23,12 +23,18 @@ def require_protocol(protocol: int) -> None:
     speak."""
     if protocol in SUPPORTED:
         return
-    from .. import __version__
+    from importlib import metadata
+
     from ..errors import MlopsError
+
+    try:  # not `from .. import __version__`: the runtime imports nothing of the package
+        version = metadata.version("jupyter-mlops")
+    except metadata.PackageNotFoundError:
+        version = "(not installed)"
 
     newer = protocol > PROTOCOL
     fix = ("install a newer jupyter-mlops in this kernel's environment" if newer else
            "export the notebook again with this jupyter-mlops")
     raise MlopsError(f"this pipeline was exported for jupyter-mlops runtime protocol "
-                     f"{protocol}, but this kernel's jupyter-mlops {__version__} speaks "
+                     f"{protocol}, but this kernel's jupyter-mlops {version} speaks "
                      f"{PROTOCOL}; {fix}")
