@@ -211,11 +211,11 @@ class PipelineSpec:
         return cls.from_dict(data, str(path))
 
 
+#: What a kernelspec name may be (Jupyter's own rule, as `jupyter kernelspec install` has it).
+KERNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 #: What names read from pipeline.yaml may be, each matched whole: they become file names,
 #: task ids and words of generated Python, shell and Dockerfiles, so a hand-edited one must
 #: never carry quotes, newlines or shell syntax into them.
-#: What a kernelspec name may be (Jupyter's own rule, as `jupyter kernelspec install` has it).
-KERNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _NAMES = {
     "pipeline name": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"),
     "kernel name": KERNEL_NAME,
