@@ -348,6 +348,17 @@ def test_yaml_aliases_and_oversized_specs_are_refused(tmp_path: Path) -> None:
     (folder / SPEC_FILE).write_text("l0: &l0 [x]\n" + laughs + text, encoding="utf-8")
     with pytest.raises(SpecError, match=r"YAML alias \(\*l0\) at line 2"):
         PipelineSpec.read(folder)
+    # the same without libyaml: the pure-Python loader refuses it alike
+    import yaml
+
+    from jupyter_mlops.pipeline import spec as spec_module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delattr(yaml, "CSafeLoader")
+        with pytest.raises(yaml.YAMLError, match=r"YAML alias \(\*l0\) at line 2"):
+            spec_module.load_yaml("l0: &l0 [x]\n" + laughs)
+        assert spec_module.load_yaml(text) == yaml.safe_load(text)
+    assert spec_module.load_yaml(text) == yaml.safe_load(text)  # and with libyaml
     (folder / SPEC_FILE).write_text(text + "#" * (9 << 20), encoding="utf-8")
     with pytest.raises(SpecError, match="more than a pipeline spec holds"):
         PipelineSpec.read(folder)

@@ -200,7 +200,7 @@ class PipelineSpec:
                             f"spec holds ({MAX_SPEC_BYTES:,} at most); export the notebook "
                             "again")
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_no_alias_loader())
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except RecursionError:
             raise SpecError(f"{path} nests too deeply to be a pipeline spec; export the "
                             "notebook again") from None
@@ -276,18 +276,37 @@ def _check_names(spec: PipelineSpec, where: str) -> None:
                             "again")
 
 
+def load_yaml(text: str) -> Any:
+    """``text`` read as YAML with the safe loader, refusing aliases: a spec never needs them,
+    and nested ones expand a small file into gigabytes (the "billion laughs").
+
+    libyaml's C loader is used where PyYAML has it: six times faster than the pure-Python
+    one on an exported spec (1.7 ms against 10 ms for churn's), even with the first pass over
+    its events that looks for aliases before anything is built."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return yaml.load(text, Loader=_no_alias_loader())
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.YAMLError(_alias_message(event))
+    return yaml.load(text, Loader=loader)
+
+
+def _alias_message(event: Any) -> str:
+    return (f"it uses a YAML alias (*{event.anchor}) at line {event.start_mark.line + 1}, "
+            "which a pipeline spec never does")
+
+
 def _no_alias_loader() -> type:
-    """A safe YAML loader that refuses aliases: a spec never needs them, and nested ones
-    expand a small file into gigabytes (the "billion laughs")."""
+    """The pure-Python safe loader, refusing aliases (where libyaml is missing)."""
     import yaml
 
     class NoAliasLoader(yaml.SafeLoader):
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise yaml.YAMLError(f"it uses a YAML alias (*{event.anchor}) at line "
-                                     f"{event.start_mark.line + 1}, which a pipeline spec "
-                                     "never does")
+                raise yaml.YAMLError(_alias_message(self.peek_event()))
             return super().compose_node(parent, index)
 
     return NoAliasLoader
