@@ -83,6 +83,7 @@ class _Stop:
         self.received = self.raised = self.held = False
 
     def handle(self, signum: int, frame: Any) -> None:
+        """The SIGTERM handler: raise :class:`Cancelled` now, or once :meth:`arm` is called."""
         if self.received:  # a second SIGTERM: the stop the first one asked for goes on
             return
         self.received = True
@@ -91,9 +92,11 @@ class _Stop:
             raise Cancelled(self.reason)
 
     def hold(self) -> None:
+        """Keep a SIGTERM waiting: the run's record is being opened or finished."""
         self.held = True
 
     def arm(self) -> None:
+        """Let a SIGTERM stop the run again, raising one that came while held."""
         self.held = False
         if self.received and not self.raised:
             self.raised = True

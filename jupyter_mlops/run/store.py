@@ -498,6 +498,7 @@ class Heartbeat:
                                        name=f"mlops-heartbeat-{run_id}")
 
     def start(self) -> Heartbeat:
+        """Start beating; returns ``self``."""
         self.thread.start()
         return self
 
