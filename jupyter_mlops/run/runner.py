@@ -9,19 +9,17 @@ where a finished run is mirrored a mirror's (:mod:`.mirrors`): the runner import
 While a run runs, a daemon thread renews its heartbeat in the store (:class:`.store.Heartbeat`),
 and a SIGTERM (``kill``, a cancel from JupyterLab, a process manager stopping the machine)
 cancels it cleanly: its kernels are stopped and the run is recorded ``cancelled`` in the store
-and in ``run.json`` before the process exits (:func:`stop_on_sigterm`).
+and in ``run.json`` before the process exits (:mod:`.stop`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -55,83 +53,10 @@ from .options import RunOptions
 from .records import StepRecord
 from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
+from .stop import Cancelled, RunCancelled, Stop, kill_kernels_since, stop_on_sigterm
 from .store import Heartbeat, RunStore, default_store
 
-
-class Cancelled(BaseException):  # like KeyboardInterrupt: a stop, not an error
-    """A SIGTERM asked the run to stop: raised in the main thread, as a Ctrl-C is."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        #: What stopped it, as the run's record says (``cancelled by SIGTERM``).
-        self.reason = reason
-
-
-class RunCancelled(MlopsError):
-    """A SIGTERM came before the run was recorded: there is nothing to resume."""
-
-    exit_code = 1
-
-
-class _Stop:
-    """Turns the first SIGTERM into :class:`Cancelled` in the main thread. While the run's
-    record is being opened or finished (:meth:`hold`), the signal waits: it is raised by
-    :meth:`arm` once the record exists, or not at all once the run has ended."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        self.received = self.raised = self.held = False
-
-    def handle(self, signum: int, frame: Any) -> None:
-        """The SIGTERM handler: raise :class:`Cancelled` now, or once :meth:`arm` is called."""
-        if self.received:  # a second SIGTERM: the stop the first one asked for goes on
-            return
-        self.received = True
-        if not self.held:
-            self.raised = True
-            raise Cancelled(self.reason)
-
-    def hold(self) -> None:
-        """Keep a SIGTERM waiting: the run's record is being opened or finished."""
-        self.held = True
-
-    def arm(self) -> None:
-        """Let a SIGTERM stop the run again, raising one that came while held."""
-        self.held = False
-        if self.received and not self.raised:
-            self.raised = True
-            raise Cancelled(self.reason)
-
-
-_stopping: _Stop | None = None  # the stop installed by the outermost stop_on_sigterm
-
-
-@contextmanager
-def stop_on_sigterm(reason: str = "cancelled by SIGTERM") -> Iterator[_Stop]:
-    """While inside, a SIGTERM cancels the run of this process cleanly (its record says
-    ``reason``). Only the main thread can take a signal, and only a process that has not
-    chosen its own SIGTERM handler gets this one; elsewhere, and inside an outer
-    ``stop_on_sigterm`` (whose reason stays), this changes nothing. A SIGTERM that came
-    while the run was finishing its record is delivered again on the way out, so the
-    process still ends as it was asked to."""
-    global _stopping
-    if _stopping is not None:
-        yield _stopping
-        return
-    stop = _Stop(reason)
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
-        yield stop  # never receives
-        return
-    signal.signal(signal.SIGTERM, stop.handle)
-    _stopping = stop
-    try:
-        yield stop
-    finally:
-        _stopping = None
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if stop.received and not stop.raised:
-            signal.raise_signal(signal.SIGTERM)
+__all__ = ["Cancelled", "RunCancelled", "run_pipeline", "stop_on_sigterm"]
 
 
 @dataclass
@@ -156,7 +81,7 @@ class _Run:
 
     def __init__(self, plan: _Plan, result: RunResult, store: RunStore | None,
                  executor: Executor, jobs: int, listener: Listener | None,
-                 stop: _Stop | None = None) -> None:
+                 stop: Stop | None = None) -> None:
         self.plan = plan
         self.spec = plan.spec
         self.pipeline_dir = plan.folder
@@ -177,7 +102,7 @@ class _Run:
         self.running: dict[Future[None], Step] = {}
         self.began = time.time()
         #: How a SIGTERM reaches the run (held while the kernels are being closed).
-        self.stop = stop or _Stop("")
+        self.stop = stop or Stop("")
 
     def emit(self, event: str, step: StepResult) -> None:
         with self.lock:
@@ -339,7 +264,7 @@ class _Run:
             if not pending:
                 return
             self.executor.kill()
-            _kill_kernels_since(self.began)
+            kill_kernels_since(self.began)
 
     def dispatch(self, threads: ThreadPoolExecutor, waiting: list[Step]) -> None:
         """Submit each waiting step once its upstream steps are done, ``jobs`` at a time."""
@@ -358,22 +283,6 @@ class _Run:
             for future in done:
                 running.pop(future)
                 future.result()
-
-
-def _kill_kernels_since(began: float) -> None:
-    """SIGKILL the process groups of this process's children that started since ``began``
-    in sessions of their own: kernels and their zygotes (jupyter_client and the kernel pool
-    start each so), which a stopped run must not leave running. Another child of the
-    process (a subprocess of the caller's own) keeps its parent's session and is left."""
-    import psutil
-
-    for child in psutil.Process().children():
-        try:
-            # the start time of a process is known to within a second (the boot time's)
-            if child.create_time() >= began - 1.0 and os.getpgid(child.pid) == child.pid:
-                os.killpg(child.pid, signal.SIGKILL)
-        except (psutil.Error, OSError):  # gone meanwhile
-            continue
 
 
 def _read_checks(folder: Path) -> list[dict[str, Any]]:
@@ -455,7 +364,7 @@ def _plan(folder: Path, options: RunOptions) -> _Plan:
 
 
 def _execute(plan: _Plan, executor: Executor, listener: Listener | None,
-             stop: _Stop) -> RunResult:
+             stop: Stop) -> RunResult:
     """Open the run in the store, run its steps, and record how it ended: a run cancelled
     (SIGTERM) is recorded ``cancelled`` and returned; any other interruption is recorded
     and raised again."""
