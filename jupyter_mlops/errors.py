@@ -35,6 +35,16 @@ def shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit - 1]}…"
 
 
+def printable(value: object, limit: int = 60) -> str:
+    """A value a client sent (a path, a column name), as a message quotes it: every control
+    character and lone surrogate escaped, not only line breaks, and shortened past
+    ``limit`` (a megabyte key is not echoed back)."""
+    text = value if isinstance(value, str) else repr(value)
+    if not text.isprintable():
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 class MlopsError(Exception):
     """Base of every error a user can cause; ``str(err)`` is the one line to show."""
 

@@ -66,8 +66,6 @@ def _local(top):
     return any(_within(os.path.realpath(p), here)
                and not any(_within(os.path.realpath(p), r) for r in roots) for p in places)
 '''
-_SETUP_IDS = ("mlops-header", "mlops-parameters", "mlops-runtime", "mlops-setup",
-              "mlops-load-extension", "mlops-replay")
 _MAGIC = "__mlops_magic__"
 
 

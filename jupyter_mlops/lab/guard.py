@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import printable as shown
+
 #: The longest path (bytes) and file name (bytes) accepted, as Linux's PATH_MAX and NAME_MAX.
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -31,14 +33,6 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """``value`` for a one-line message: control characters escaped, a long one shortened."""
-    text = value if isinstance(value, str) else repr(value)
-    if not text.isprintable():
-        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def parse_body(raw: bytes | None) -> dict[str, Any]:

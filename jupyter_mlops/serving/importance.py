@@ -42,8 +42,12 @@ def _compute(run: RunRecord, model: RunModel) -> dict[str, Any]:
         from sklearn.inspection import permutation_importance
 
         X, y, which = split
-        result = permutation_importance(model.model, X[features], y, n_repeats=5,
-                                        random_state=0)
+        try:
+            result = permutation_importance(model.model, X[features], y, n_repeats=5,
+                                            random_state=0)
+        except (ValueError, TypeError, KeyError) as err:  # the model cannot score those rows
+            return {"method": None, "why": f"permutation importance on {which} failed: "
+                    f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"}
         values = [max(float(v), 0.0) for v in result.importances_mean]
         method = f"permutation importance on {which} ({len(X):,} rows, 5 repeats)"
     total = sum(values)

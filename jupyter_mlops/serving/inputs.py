@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from ..errors import MlopsError
+from ..errors import printable as shown
 
 MAX_ROWS = 10_000
 """Records in one request; more is a 413, so one request cannot hold the server for long."""
@@ -53,14 +54,6 @@ def parse_records(body: bytes) -> list[dict[str, Any]]:
             raise InputError(400, f"record {i} is a {type(record).__name__}, not an object of "
                              "column: value")
     return payload
-
-
-def shown(text: str, limit: int = 60) -> str:
-    """A name the client sent, for a one-line message: control characters and lone
-    surrogates escaped, a long one shortened (a megabyte key is not echoed back)."""
-    if not text.isprintable():
-        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def _kind_ok(kind: str, value: Any) -> bool:
