@@ -75,7 +75,7 @@ def test_the_dag_file_bakes_in_the_spec_and_is_clean_python(tmp_path: Path) -> N
     assert "dag_id='mlops_p'" in text and "render_template_as_native_obj=True" in text
     for schema in ("integer", "number", "string", "boolean", "array"):
         assert f"type={schema!r}" in text, schema
-    assert 'engine_name="mlops"' in text and "RETRIES = 2" in text and "TIMEOUT = 90" in text
+    assert "engine_name=_engine()" in text and "RETRIES = 2" in text and "TIMEOUT = 90" in text
     assert "tasks['make'] >> tasks['scaled']" in text
     assert "pipeline.yaml" not in text.replace("as pipeline.yaml gives it", "")
     if importlib.util.find_spec("ruff") is not None:  # a test dependency
@@ -124,9 +124,11 @@ Airflow = Callable[..., subprocess.CompletedProcess]
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     """Runs ``airflow ARGS`` from the venv with a fresh SQLite home; the venv is made if
-    missing (3-4 minutes the first time) or brought up to date with pyproject.toml."""
+    missing (3-4 minutes the first time), and gets this jupyter-mlops' kernel runtime, not
+    the whole tool, as a production Airflow environment would."""
     subprocess.run(["bash", str(REPO / "scripts" / "airflow-venv"), str(VENV)],
-                   check=True, timeout=900, stdin=subprocess.DEVNULL)
+                   check=True, timeout=900, stdin=subprocess.DEVNULL,
+                   env={**os.environ, "MLOPS_PYTHON": sys.executable})
     home = tmp_path_factory.mktemp("airflow-home")
     base = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     for name in ("PYTHONPATH", "VIRTUAL_ENV"):  # Airflow's venv, not ours
@@ -142,6 +144,21 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     migrated = run("db", "migrate")
     assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
     return run
+
+
+def test_the_airflow_environment_has_the_runtime_not_the_tool(airflow: Airflow) -> None:
+    """What the DAGs below run on: the kernel runtime and papermill, no authoring tool."""
+    python = str(VENV / "bin" / "python")
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], check=True,
+                            capture_output=True, text=True, env={**os.environ,
+                                                                 "PIP_NO_INPUT": "1"})
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "jupyter-mlops-runtime" in names and "papermill" in names
+    assert not names & {"jupyter-mlops", "jupyter-server", "ipywidgets", "tornado-websocket"}
+    kernel = json.loads((VENV / "share" / "jupyter" / "kernels" / "python3" / "kernel.json")
+                        .read_text())
+    assert kernel["argv"][0] == python
+    assert kernel["metadata"]["jupyter_mlops"]["frames"] in ("parquet", "json-table")
 
 
 def _run_folder(pipeline: Path) -> Path:

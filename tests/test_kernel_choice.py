@@ -93,8 +93,9 @@ def test_the_runtime_protocol_is_checked_first() -> None:
 
     require_protocol(PROTOCOL)
     with pytest.raises(MlopsError, match=r"exported for jupyter-mlops runtime protocol 99, but "
-                                         r"this kernel's jupyter-mlops .* speaks 1; install a "
-                                         r"newer jupyter-mlops"):
+                                         r"this kernel's jupyter-mlops .* speaks 1; run "
+                                         r"`jupyter mlops kernel .*python.*` with a newer "
+                                         r"jupyter-mlops"):
         require_protocol(99)
 
 
@@ -117,4 +118,5 @@ def test_a_kernel_without_the_runtime_fails_the_step_at_once_in_one_line(
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert "step `make` failed while checking the jupyter-mlops runtime in its kernel" in last
-    assert "this kernel has no jupyter-mlops runtime; install jupyter-mlops" in last
+    assert "this kernel has no jupyter-mlops runtime; install it without changing this " \
+        f"environment's versions with `jupyter mlops kernel {sys.executable}`" in last

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from jupyter_mlops.deploy.kfp_pipeline import (
     compile_pipeline,
     kfp_name,
 )
+from jupyter_mlops.deploy.runtime_wheel import wheel_name
 from jupyter_mlops.errors import MlopsError, SpecError
 from jupyter_mlops.pipeline.export import export
 from jupyter_mlops.pipeline.spec import PipelineSpec
@@ -110,7 +112,8 @@ def _container(compiled: dict[str, Any], step: str) -> dict[str, Any]:
 def test_writes_the_pipeline_dockerfile_and_requirements(compiled: dict[str, Any]) -> None:
     output = compiled["output"]
     assert compiled["paths"] == [output, output.parent / "Dockerfile",
-                                 output.parent / "requirements.txt"]
+                                 output.parent / "requirements.txt",
+                                 output.parent / wheel_name()]
     assert all(p.is_file() for p in compiled["paths"])
     assert compiled["pipeline"].schema_version == "2.1.0"
     assert compiled["pipeline"].pipeline_info.name == "churn"
@@ -228,10 +231,12 @@ def test_the_command_runs_papermill_on_the_step_notebook(compiled: dict[str, Any
 
 
 def _copies(dockerfile: str) -> dict[str, str]:
-    """The Dockerfile's ``COPY ["SOURCE", "TARGET"]`` lines as {target: source}."""
-    lines = [line.removeprefix("COPY ") for line in dockerfile.splitlines()
+    """The Dockerfile's ``COPY ["SOURCE", ..., "TARGET"]`` lines as {target: source} (a
+    folder target ending in ``/`` gets each source's name)."""
+    lines = [json.loads(line.removeprefix("COPY ")) for line in dockerfile.splitlines()
              if line.startswith("COPY ")]
-    return {target: source for source, target in map(json.loads, lines)}
+    return {(target + posixpath.basename(source) if target.endswith("/") else target): source
+            for *sources, target in lines for source in sources}
 
 
 def test_dockerfile_and_requirements(compiled: dict[str, Any]) -> None:
@@ -240,18 +245,25 @@ def test_dockerfile_and_requirements(compiled: dict[str, Any]) -> None:
     # scipy: imported by the helper module only
     for dist in ("numpy", "scikit-learn", "papermill", "ipykernel", "scipy"):
         assert f"{dist}=={version(dist)}" in requirements, dist
-    assert any(line.startswith("jupyter-mlops==") for line in requirements)
+    # the kernel runtime, not the authoring tool (and not its Jupyter server, widgets...)
+    assert requirements[1] == f"./{wheel_name()}"
+    assert not any(line.startswith(("jupyter-mlops", "jupyter_server", "ipywidgets",
+                                    "matplotlib")) for line in requirements)
+    for dist in ("pyarrow", "skops"):  # what the runtime saves frames and models with
+        assert f"{dist}=={version(dist)}" in requirements, dist
     assert not any(line.startswith("helpers") for line in requirements)
     dockerfile = (folder / "Dockerfile").read_text()
     assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in dockerfile
     runs = [json.loads(line.removeprefix("RUN ")) for line in dockerfile.splitlines()
             if line.startswith("RUN ")]
-    assert ["pip", "install", "--no-cache-dir", "-r", "/tmp/requirements.txt"] in runs
+    assert ["pip", "install", "--no-cache-dir", "-r", "requirements.txt"] in runs
+    assert "WORKDIR /tmp/mlops-install" in dockerfile
     assert any(r[:6] == ["python", "-m", "ipykernel", "install", "--name", "python3"]
                for r in runs)
     pipeline = sorted(p.name for p in compiled["folder"].iterdir() if p.name != "runs")
     assert _copies(dockerfile) == {
-        "/tmp/requirements.txt": "kfp/requirements.txt",
+        "/tmp/mlops-install/requirements.txt": "kfp/requirements.txt",
+        f"/tmp/mlops-install/{wheel_name()}": f"kfp/{wheel_name()}",
         **{f"/mlops/churn_pipeline/{n}": f"churn_pipeline/{n}" for n in pipeline},
         # what the steps read beside the notebook, and nothing else of its folder
         "/mlops/data/weights.txt": "data/weights.txt",

@@ -24,7 +24,7 @@ FLAGS = {
     "jobs": "-j", "cell_timeout": "--cell-timeout", "only": "--only/--from", "start": "--from",
     "parameters": "-p", "executor": "--executor", "scheduler": "--scheduler",
     "mirrors": "--mlflow", "output": "-o", "resume": "--resume", "trust": "--trust",
-    "runs_dir": "--runs-dir", "kernel": "--kernel",
+    "runs_dir": "--runs-dir", "kernel": "--kernel", "name": "--name",
 }
 
 

@@ -1,4 +1,5 @@
-"""``airflow`` and ``kfp``: a pipeline handed to a production engine."""
+"""``airflow``, ``kfp`` and ``kernel``: a pipeline handed to a production engine, or to
+another environment's kernel."""
 
 from __future__ import annotations
 
@@ -29,6 +30,24 @@ def add_commands(sub: Any) -> None:
     kfp.add_argument("--image", default="jupyter-mlops-pipeline:latest", metavar="IMAGE")
     kfp.set_defaults(handler=cmd_kfp)
 
+    kernel = sub.add_parser(
+        "kernel", help="make another Python environment a pipeline kernel, changing no version",
+        description="Install the jupyter-mlops kernel runtime into the environment of PYTHON "
+        "with that environment's own versions as constraints (nothing installed there "
+        "changes), adding Parquet and skops support where they fit, and register a Jupyter "
+        "kernel for it. Then: jupyter mlops export NOTEBOOK --kernel NAME.")
+    kernel.add_argument("python", metavar="PYTHON",
+                        help="the environment's interpreter, e.g. /path/to/venv/bin/python")
+    kernel.add_argument("--name", metavar="NAME",
+                        help="the kernel's name (default: mlops-<environment folder>)")
+    kernel.add_argument("--display-name", metavar="TEXT", help="the name JupyterLab shows")
+    kernel.add_argument("--dry-run", action="store_true",
+                        help="say what would be installed and registered; change nothing")
+    kernel.add_argument("--in-env", action="store_true",
+                        help="register the kernel inside PYTHON's environment (for Jupyter "
+                        "or Airflow running from there), not for this user")
+    kernel.set_defaults(handler=cmd_kernel)
+
 
 def cmd_airflow(args: argparse.Namespace) -> int:
     """``jupyter mlops airflow``: one DAG file for the pipeline."""
@@ -40,7 +59,6 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def cmd_kfp(args: argparse.Namespace) -> int:
     """``jupyter mlops kfp``: a compiled KFP v2 pipeline, a Dockerfile and requirements."""
     from ..deploy.kfp_pipeline import compile_pipeline
@@ -50,3 +68,12 @@ def cmd_kfp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernel(args: argparse.Namespace) -> int:
+    """``jupyter mlops kernel PYTHON``: the runtime installed there, a kernel registered."""
+    from ..deploy.kernelenv import setup_kernel
+
+    setup = setup_kernel(args.python, args.name, args.display_name, dry_run=args.dry_run,
+                         in_env=args.in_env)
+    for line in setup.lines():
+        print(line)
+    return 0

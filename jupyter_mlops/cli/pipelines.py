@@ -78,6 +78,9 @@ def add_commands(sub: Any) -> None:
     run.add_argument("--fail-on-drift", action="store_true", default=None,
                      help="fail a step whose data drifted from what the notebook saw "
                      "(default: warn, or the pipeline's own setting)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="also say how each step's kernel was got (forked, or started "
+                     "fresh and why)")
     run.set_defaults(handler=cmd_run)
 
     test = sub.add_parser("test", help="run the tests generated for a pipeline",
@@ -148,6 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Each failure is reported once, in our own words; papermill's log lines would repeat it.
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    if args.verbose:  # how each step's kernel was got (execution.kernelpool logs it)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("jupyter-mlops: %(message)s"))
+        kernels = logging.getLogger("jupyter_mlops.kernels")
+        kernels.addHandler(handler)
+        kernels.setLevel(logging.DEBUG)
     spec = PipelineSpec.read(args.pipeline)
     printer = progress_printer(spec)
     notes = [stale_export(spec, args.pipeline)]

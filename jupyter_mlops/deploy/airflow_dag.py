@@ -2,14 +2,17 @@
 
 The DAG file is self-contained: the pipeline's absolute folder and everything it needs from
 ``pipeline.yaml`` are written into it as literals, so Airflow's DAG parser never reads the
-spec, and at run time it needs only Airflow, papermill and jupyter-mlops (the papermill
-engine ``mlops``). Each task runs its step notebook exactly as ``jupyter mlops run`` does,
-with ``mlops_pipeline`` set, so a broken data contract or metric threshold fails the task.
-Every DAG run keeps its artifacts and executed notebooks in ``LOCATION/RUN_ID/STEP/``;
-LOCATION is a folder every worker sees or an fsspec URL (``s3://bucket/runs``), in which
-case a task works in a local folder and copies its inputs down and its step folder up (see
-:mod:`jupyter_mlops.runtime.remote`). Each task returns the sha256 of its outputs as its XCom, and
-the tasks after it check what they load against those.
+spec, and at run time it needs only Airflow, papermill, ipykernel and the jupyter-mlops
+kernel runtime (``jupyter mlops kernel AIRFLOW_PYTHON`` installs it without changing
+Airflow's versions; the whole tool works too, and brings the papermill engine ``mlops``,
+which writes the executed notebook less often than papermill's own). Each task runs its step
+notebook exactly as ``jupyter mlops run`` does, with ``mlops_pipeline`` set, so a broken
+data contract or metric threshold fails the task. Every DAG run keeps its artifacts and
+executed notebooks in ``LOCATION/RUN_ID/STEP/``; LOCATION is a folder every worker sees or
+an fsspec URL (``s3://bucket/runs``), in which case a task works in a local folder and
+copies its inputs down and its step folder up (see :mod:`jupyter_mlops.runtime.remote`).
+Each task returns the sha256 of its outputs as its XCom, and the tasks after it check what
+they load against those.
 """
 
 from __future__ import annotations
@@ -58,9 +61,11 @@ except ImportError:
     except ImportError:
         raise ImportError(f"this DAG file needs Apache Airflow; {{_EXTRA}}") from None
 try:  # the tasks run jupyter-mlops code; say so when the DAG is parsed, not at run time
-    import jupyter_mlops  # noqa: F401
+    import jupyter_mlops.runtime  # noqa: F401
 except ImportError:
-    raise ImportError(f"this DAG needs jupyter-mlops where Airflow runs; {{_EXTRA}}") from None
+    raise ImportError("this DAG needs the jupyter-mlops runtime where Airflow runs: run "
+                      "`jupyter mlops kernel AIRFLOW_PYTHON --name KERNEL` (KERNEL below) and "
+                      "`pip install papermill` there") from None
 
 PIPELINE = {pipeline}
 WORKDIR = {workdir}
@@ -84,6 +89,19 @@ def _run_folder(run_id: str) -> str:
     from jupyter_mlops.runtime.remote import join
 
     return join(ARTIFACTS, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run")
+
+
+def _engine() -> str | None:
+    """papermill's engine: jupyter-mlops' own where the whole tool is installed, else
+    papermill's (the kernel runtime alone does not bring one)."""
+    from papermill.engines import papermill_engines
+    from papermill.exceptions import PapermillException
+
+    try:
+        papermill_engines.get_engine("mlops")
+    except PapermillException:
+        return None
+    return "mlops"
 
 
 def _typed(name: str, value: Any) -> Any:
@@ -122,7 +140,7 @@ def run_step(name: str) -> dict[str, Any]:
             str(root / name / notebook),
             parameters=parameters,
             kernel_name=KERNEL,
-            engine_name="mlops",
+            engine_name=_engine(),
             progress_bar=False,
             execution_timeout=TIMEOUT,
             resources={{"metadata": {{"path": WORKDIR}}}},

@@ -28,6 +28,7 @@ from ..pipeline.quoting import (
 )
 from ..pipeline.spec import PipelineSpec
 from ..run.cache import package_versions, step_imports, step_strings
+from .runtime_wheel import wheel_name
 
 #: Where the folder holding the pipeline and its working directory goes in the image.
 IMAGE_ROOT = "/mlops"
@@ -132,19 +133,22 @@ def _module_imports(path: Path) -> set[str]:
     return modules
 
 
-def requirements(pipeline_dir: Path, spec: PipelineSpec, layout: ImageLayout) -> str:
-    """The image's requirements: jupyter-mlops, papermill, ipykernel and what the steps and
-    their helper modules import, each at the version installed here."""
-    from .. import __version__
+#: Where the image's requirements and the runtime wheel are copied to be installed.
+INSTALL_DIR = "/tmp/mlops-install"
 
+
+def requirements(pipeline_dir: Path, spec: PipelineSpec, layout: ImageLayout) -> str:
+    """The image's requirements: the kernel runtime (the wheel beside this file, not the
+    authoring tool), papermill, ipykernel, pyarrow and skops for the artifacts, and what the
+    steps and their helper modules import, each at the version installed here."""
     modules = {m for s in spec.steps for m in step_imports(pipeline_dir / s.notebook)}
     helpers = [layout.root / c for c in layout.copies if c.endswith(".py")
                or (layout.root / c / "__init__.py").is_file()]
     for helper in helpers:
         modules |= _module_imports(helper)
     modules -= {Path(h).stem if h.is_file() else h.name for h in helpers}  # ours, copied
-    pins = {"jupyter-mlops": __version__}
-    pins |= package_versions(["papermill", "ipykernel", *sorted(modules)])
+    modules.discard("jupyter_mlops")  # the runtime wheel is what the steps get of it
+    pins = package_versions(["papermill", "ipykernel", "pyarrow", "skops", *sorted(modules)])
 
     def key(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
@@ -152,8 +156,9 @@ def requirements(pipeline_dir: Path, spec: PipelineSpec, layout: ImageLayout) ->
     unique: dict[str, str] = {}
     for name, version in pins.items():
         unique.setdefault(key(name), f"{name}=={version}")
-    lines = [f"# The image of the Kubeflow pipeline `{spec.name}`: the versions installed "
-             "where it was compiled.", *sorted(unique.values(), key=str.lower)]
+    lines = [f"# The image of the Kubeflow pipeline `{spec.name}`: the jupyter-mlops kernel "
+             "runtime, and the versions installed where it was compiled.",
+             f"./{wheel_name()}", *sorted(unique.values(), key=str.lower)]
     return "\n".join(lines) + "\n"
 
 
@@ -190,9 +195,10 @@ def dockerfile(layout: ImageLayout, output_dir: Path, spec: PipelineSpec, image:
     lines = [f"# {dockerfile_comment(c)}" for c in comments] + [
         f"FROM python:{python}-slim",
         "COPY " + dockerfile_exec([source(output_dir / "requirements.txt"),
-                                   "/tmp/requirements.txt"]),
+                                   source(output_dir / wheel_name()), f"{INSTALL_DIR}/"]),
+        f"WORKDIR {INSTALL_DIR}",
         "RUN " + dockerfile_exec(["pip", "install", "--no-cache-dir", "-r",
-                                  "/tmp/requirements.txt"]),
+                                  "requirements.txt"]),
         "RUN " + dockerfile_exec(["python", "-m", "ipykernel", "install", "--name", kernel,
                                   "--display-name", display]),
     ]

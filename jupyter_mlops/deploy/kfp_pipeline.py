@@ -9,7 +9,8 @@ wrapper lays them out as the step notebook expects: a run folder whose
 ``artifacts/PRODUCER`` links to each input artifact and ``artifacts/STEP`` to the output
 artifact, passed as ``mlops_artifacts``.
 
-Beside the compiled YAML go a ``Dockerfile`` and the ``requirements.txt`` of the image.
+Beside the compiled YAML go a ``Dockerfile``, the ``requirements.txt`` of the image and the
+kernel runtime wheel it installs (not the authoring tool: :mod:`.runtime_wheel`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..pipeline.stepnotebook import (
 )
 from ..runtime._files import atomic_write
 from .kfp_image import ImageLayout, dockerfile, image_layout, requirements
+from .runtime_wheel import build_runtime_wheel
 
 #: The run folder the wrapper makes inside the container (one pod per task: no clashes).
 RUN_FOLDER = "/tmp/mlops-run"
@@ -175,7 +177,8 @@ def build_pipeline(spec: PipelineSpec, image: str, layout: ImageLayout) -> Any:
 def compile_pipeline(pipeline_dir: str | Path, output: str | Path, *,
                      image: str) -> list[Path]:
     """Compile the pipeline in ``pipeline_dir`` to the KFP v2 YAML ``output``; write the
-    image's ``Dockerfile`` and ``requirements.txt`` beside it. Returns the paths written."""
+    image's ``Dockerfile``, ``requirements.txt`` and the kernel runtime wheel beside it.
+    Returns the paths written."""
     folder = Path(pipeline_dir)
     spec = PipelineSpec.read(folder)
     compiler, _ = _require_kfp()
@@ -207,4 +210,5 @@ def compile_pipeline(pipeline_dir: str | Path, output: str | Path, *,
              docker: dockerfile(layout, output.parent, spec, image)}
     for path, content in texts.items():
         atomic_write(path, content)
-    return [output, docker, reqs]
+    wheel = build_runtime_wheel(output.parent)
+    return [output, docker, reqs, wheel]

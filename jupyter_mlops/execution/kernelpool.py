@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -39,7 +40,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .stepexec import LOCAL_CHECK, KernelCommand, Module
+from .localcheck import LOCAL_CHECK
+from .stepexec import KernelCommand, Module
+
+#: How kernels were got: ``run --verbose`` shows its INFO lines.
+_LOG = logging.getLogger("jupyter_mlops.kernels")
 
 if TYPE_CHECKING:
     from .zygote import Zygote, _Member
@@ -117,6 +122,7 @@ class KernelPool:
         self._preloads: dict[str, list[Module]] = {}
         #: Forks in the order their kernels were asked for (a later step's imports wait).
         self._forking: asyncio.Lock | None = None
+        self._said: set[str] = set()
         self.startup_timeout = startup_timeout
         self.kernels: list[PooledKernel] = []
         self._idle: dict[str, PooledKernel] = {}
@@ -298,23 +304,38 @@ class KernelPool:
     async def _zygote(self, manager: Any, key: str) -> _Member | None:
         """The zygote to fork step ``key``'s kernel from (:mod:`.zygote`), started on first
         use, once it imported what the step needs (:attr:`preload`); None if kernels cannot
-        be forked (a kernel other than a plain ipykernel, a refused import)."""
+        be forked (a kernel other than a plain ipykernel, a refused import). Each reason a
+        kernel starts fresh instead is logged once (``run --verbose`` shows it)."""
         from .kernellog import zygote_log
-        from .zygote import Zygote, forkable, interpreter_of, kernel_env
+        from .zygote import Zygote, interpreter_of, kernel_env, not_forkable
 
         with self._lock:
             if self.zygote is None and self.fork and not self._closed:
                 spec = manager.kernel_spec
-                if forkable(spec):
+                why = not_forkable(spec)
+                if not why:
                     log = None if self.logs is None else zygote_log(self.logs)
                     self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec),
                                          log)
                 else:
                     self.fork = False
+                    self._fresh(key, why)
             zygote = self.zygote
         if zygote is None:
             return None
-        return await self._loop.run_in_executor(None, zygote.member_for, self._preload(key))
+        member = await self._loop.run_in_executor(None, zygote.member_for, self._preload(key))
+        if member is None:
+            self._fresh(key, zygote.why or "the zygote refused")
+        else:
+            _LOG.debug("step %s: kernel forked from a zygote", key)
+        return member
+
+    def _fresh(self, key: str, why: str) -> None:
+        """Say, once per reason, that kernels start fresh rather than forked, and why."""
+        if why not in self._said:
+            self._said.add(why)
+            _LOG.info("kernel `%s`: step %s starts a fresh kernel, not a forked one: %s",
+                      self.kernel_name, key, why)
 
     def _preload(self, key: str) -> list[Module]:
         """What the zygote imports for step ``key`` (made once)."""

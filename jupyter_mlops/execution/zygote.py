@@ -32,11 +32,13 @@ from .stepexec import Module
 #: zygote's without what it imported having seen anything else.
 PER_KERNEL = {"JPY_PARENT_PID", "JPY_SESSION_NAME", "MPLBACKEND"}
 
+#: The zygote's exit code when the kernel's environment has no jupyter-mlops runtime.
+NO_RUNTIME = 3
 # without jupyter-mlops in the kernel's environment the zygote ends at once, without a
 # traceback on the user's terminal, and kernels start as before
 _START = ("import sys; sys.path.pop(0)\n"
           "try:\n    from jupyter_mlops.execution.zygote_main import main\n"
-          "except ImportError:\n    sys.exit(3)\n"
+          f"except ImportError:\n    sys.exit({NO_RUNTIME})\n"
           "main()")
 
 
@@ -64,14 +66,25 @@ def launcher(cmd: list[str]) -> tuple[list[str], list[str]] | None:
     return None
 
 
+def not_forkable(kernel_spec: Any) -> str:
+    """Why kernels of ``kernel_spec`` may not be forked, or "" when they may: a plain
+    ipykernel, no provisioner, on Linux (macOS's system libraries, Accelerate among them, are
+    not safe to use after ``fork()``, which is why Python's multiprocessing spawns there;
+    Windows has no fork)."""
+    argv = list(kernel_spec.argv)
+    if not sys.platform.startswith("linux"):
+        return f"kernels are forked only on Linux, not on {sys.platform}"
+    if launcher(argv) is None or not Path(argv[0]).name.startswith("python"):
+        return ("the kernel is not started as `python -m ipykernel_launcher` "
+                f"({' '.join(argv[:4])})")
+    if (kernel_spec.metadata or {}).get("kernel_provisioner"):
+        return "the kernel has a provisioner of its own"
+    return ""
+
+
 def forkable(kernel_spec: Any) -> bool:
-    """Whether kernels of ``kernel_spec`` may be forked: a plain ipykernel, no provisioner,
-    on Linux (macOS's system libraries, Accelerate among them, are not safe to use after
-    ``fork()``, which is why Python's multiprocessing spawns there; Windows has no fork)."""
-    return (sys.platform.startswith("linux")
-            and launcher(list(kernel_spec.argv)) is not None
-            and not (kernel_spec.metadata or {}).get("kernel_provisioner")
-            and Path(kernel_spec.argv[0]).name.startswith("python"))
+    """Whether kernels of ``kernel_spec`` may be forked (see :func:`not_forkable`)."""
+    return not not_forkable(kernel_spec)
 
 
 class _Member:
@@ -80,6 +93,7 @@ class _Member:
 
     def __init__(self, requests: int, replies: int, family: Zygote, first: bool = False) -> None:
         self.env, self.interpreter = family.env, family.interpreter
+        self.family, self.first_of_family = family, not first
         self.pid: int | None = None
         self.usable = True
         self.why = ""
@@ -106,8 +120,22 @@ class _Member:
                     self._changed.notify_all()
         with self._changed:
             self.usable = False
-            self.why = self.why or "the zygote ended"
+            self.why = self.why or self._ended()
             self._changed.notify_all()
+
+    def _ended(self) -> str:
+        """Why the zygote's channel closed, as far as its exit code tells."""
+        process = getattr(self.family, "process", None) if self.first_of_family else None
+        code = None
+        if process is not None:
+            try:
+                code = process.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
+        if code == NO_RUNTIME:
+            return ("the kernel's environment has no jupyter-mlops runtime to fork kernels "
+                    "from (`jupyter mlops kernel PYTHON` installs it)")
+        return "the zygote ended" + (f" with exit code {code}" if code else "")
 
     def _answer(self, timeout: float) -> dict[str, Any] | None:
         with self._changed:

@@ -39,7 +39,7 @@ import tempfile
 import warnings
 from typing import Any
 
-from .stepexec import LOCAL_CHECK
+from .localcheck import LOCAL_CHECK
 
 _checks: dict[str, Any] = {}
 exec(compile(LOCAL_CHECK, "<jupyter-mlops local check>", "exec"), _checks)
@@ -262,7 +262,8 @@ def _fork(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
 def _add_working_folder() -> None:
     """Put the working folder (``''``) on ``sys.path`` where an IPython kernel puts it: before
     the first site-packages folder (unless Python runs with ``-P``)."""
-    if "" in sys.path or sys.flags.safe_path:
+    # sys.flags.safe_path (-P) exists from Python 3.11; older kernels have no -P
+    if "" in sys.path or getattr(sys.flags, "safe_path", False):
         return
     at = next((i for i, p in enumerate(sys.path)
                if os.path.basename(p) in ("site-packages", "dist-packages")), 0)

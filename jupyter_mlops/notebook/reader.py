@@ -152,7 +152,8 @@ def load_json(data: bytes, name: str,
         raise NotebookError(f"{name} is not a notebook jupyter-mlops can read: its JSON nests "
                             f"lists or objects too deeply; {fix}") from None
     except ValueError as err:  # an integer longer than sys.get_int_max_str_digits() digits
-        what = (f"a number of more than {sys.get_int_max_str_digits()} digits"
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()  # 3.11+; 3.9 kernels
+        what = (f"a number of more than {limit} digits"
                 if "digits" in str(err) else f"a value Python cannot read ({err})")
         raise NotebookError(f"{name} is not a notebook jupyter-mlops can read: it holds "
                             f"{what}; {fix}") from None

@@ -19,7 +19,7 @@ from ..runtime.trust import check_type_names, refused
 from .build import build_spec
 from .contract import CONTRACT_DIR, build_contract
 from .gentests import TESTS_DIR, render_tests
-from .kernels import kernel_metadata
+from .kernels import kernel_abilities, kernel_metadata
 from .quoting import markdown_code, markdown_table, python_literal, shell_word, yaml_text
 from .spec import KERNEL_NAME, SPEC_FILE, PipelineSpec
 from .stepnotebook import build_step_notebook
@@ -66,7 +66,8 @@ def plan(notebook: str | Path, folder: str | Path | None = None, split: str | No
     spec.checks, _, warnings = build_contract(analysis)
     analysis.problems = (hidden_state_hints(analysis.problems, analysis.notebook.path)
                          + warnings + untrusted_models(analysis, spec)
-                         + stray_capture(analysis) + _kernel_problems(analysis, spec))
+                         + stray_capture(analysis) + _kernel_problems(analysis, spec)
+                         + _kernel_format_problems(analysis, spec))
     return analysis, spec
 
 
@@ -79,6 +80,26 @@ def _kernel_problems(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:
     return [Problem(f"{analysis.notebook.name}: its kernelspec name {shown(name)} is not the "
                     "name of a Jupyter kernel (letters, digits, `_`, `.`, `-`); choose its "
                     "kernel again in JupyterLab (Kernel > Change Kernel) and save it")]
+
+
+def _kernel_format_problems(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:
+    """An error, at export rather than midway through a run, when the steps' kernel (one
+    ``jupyter mlops kernel`` registered) cannot save a model the pipeline passes on
+    without pickle, and pickle is not allowed."""
+    if spec.allow_pickle:
+        return []
+    abilities = kernel_abilities(str(spec.kernel.get("name", "")))
+    if abilities.get("models", "skops") == "skops":
+        return []
+    models = [(o.name, s.name) for s in spec.steps for o in s.outputs if o.role == "model"]
+    if not models:
+        return []
+    why = (abilities.get("why") or {}).get("models", "skops does not work there")
+    name, step = models[0]
+    return [Problem(f"{analysis.notebook.name}: model `{name}` of step `{step}` cannot be "
+                    f"saved in kernel `{spec.kernel['name']}` without pickle ({shown(why)}); "
+                    "export again with --allow-pickle, or run the steps in a kernel with "
+                    "skops (--kernel NAME)")]
 
 
 #: Roles whose ``%%mlops`` cells write to the capture record when they run.

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["installed_kernels", "kernel_metadata", "kernel_spec"]
+__all__ = ["installed_kernels", "kernel_abilities", "kernel_metadata", "kernel_spec"]
 
 
 def _manager() -> Any:
@@ -44,3 +44,12 @@ def kernel_metadata(name: str, option: str = "kernel") -> dict[str, str]:
                           f"{', '.join(installed_kernels()) or 'none'} (`jupyter kernelspec "
                           "list` shows where)", option=option)
     return {"name": name, "display_name": spec.display_name, "language": spec.language}
+
+
+def kernel_abilities(name: str) -> dict[str, object]:
+    """What ``jupyter mlops kernel`` found kernel ``name`` can pass between steps
+    (``{"frames": "parquet"|"json-table", "models": "skops"|"pickle"|"none", "why": {...}}``),
+    or {} for a kernel it did not register (or none installed)."""
+    spec = kernel_spec(name)
+    found = (spec.metadata or {}).get("jupyter_mlops") if spec is not None else None
+    return found if isinstance(found, dict) else {}

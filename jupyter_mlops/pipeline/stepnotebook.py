@@ -75,13 +75,15 @@ def _code_cell(nbf: Any, source: str, cell_id: str, tags: list[str] | None = Non
 
 def runtime_source(protocol: int) -> str:
     """The cell that checks, first, that the kernel has a runtime speaking ``protocol``."""
-    fix = ("this kernel has no jupyter-mlops runtime; install jupyter-mlops in the kernel's "
-           "environment, or run the pipeline in a kernel that has it (--kernel NAME)")
+    fix = ("this kernel has no jupyter-mlops runtime; install it without changing this "
+           "environment's versions with `jupyter mlops kernel {}`, or run the pipeline in "
+           "a kernel that has it (--kernel NAME)")
     return (f"# The jupyter-mlops runtime this step needs in its kernel (protocol {protocol}).\n"
             "try:\n"
             "    from jupyter_mlops.runtime import require_protocol\n"
             "except ImportError:\n"
-            f"    raise ImportError({python_literal(fix)}) from None\n"
+            "    import sys\n"
+            f"    raise ImportError({python_literal(fix)}.format(sys.executable)) from None\n"
             f"require_protocol({python_literal(protocol)})")
 
 

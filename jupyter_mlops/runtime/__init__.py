@@ -23,17 +23,24 @@ def require_protocol(protocol: int) -> None:
     speak."""
     if protocol in SUPPORTED:
         return
+    import sys
     from importlib import metadata
 
     from ..errors import MlopsError
 
-    try:  # not `from .. import __version__`: the runtime imports nothing of the package
-        version = metadata.version("jupyter-mlops")
-    except metadata.PackageNotFoundError:
-        version = "(not installed)"
+    version = "(not installed)"
+    # not `from .. import __version__`: the runtime imports nothing of the package; the
+    # runtime comes as the whole tool or as its kernel-only wheel
+    for dist in ("jupyter-mlops", "jupyter-mlops-runtime"):
+        try:
+            version = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            continue
 
     newer = protocol > PROTOCOL
-    fix = ("install a newer jupyter-mlops in this kernel's environment" if newer else
+    fix = (f"run `jupyter mlops kernel {sys.executable}` with a newer jupyter-mlops to update "
+           "this kernel's runtime" if newer else
            "export the notebook again with this jupyter-mlops")
     raise MlopsError(f"this pipeline was exported for jupyter-mlops runtime protocol "
                      f"{protocol}, but this kernel's jupyter-mlops {version} speaks "

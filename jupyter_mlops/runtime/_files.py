@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 _UMASK_LOCK = threading.Lock()
 
@@ -46,24 +49,27 @@ def temporary_file(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def write_with(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
+    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = temporary_file(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = temporary_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_with(path, lambda handle: handle.write(payload))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

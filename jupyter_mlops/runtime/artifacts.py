@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pickle
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import ArtifactError, UnverifiedArtifactWarning
-from . import remote, trust
-from ._files import atomic_write, sha256_file, temporary_file
+from . import frames, remote, trust
+from ._files import atomic_write, sha256_file, write_with
 from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 
 __all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
@@ -28,6 +27,8 @@ SUPPORTED = (
 _EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops",
         "json": "data.json", "pickle": "pkl"}
 _SERIES_COLUMN = "__series__"
+#: The kinds kept as a frame on disk, Parquet or a JSON table (:mod:`.frames`).
+_FRAMES = ("parquet", "series")
 _VALUE_LIMIT = 2048  # JSON values smaller than this are copied into the manifest for display
 _RERUN = "re-run the step that outputs it"
 
@@ -50,6 +51,11 @@ def _classify(value: Any, allow_pickle: bool) -> tuple[str | None, str | None]:
     return ("pickle" if allow_pickle else None), None
 
 
+def _extension(kind: str, fmt: str) -> str:
+    """The data file extension of an artifact of ``kind`` (a frame's in format ``fmt``)."""
+    return frames.extension(fmt) if kind in _FRAMES and fmt else _EXT[kind]
+
+
 def kind_of(value: Any, allow_pickle: bool = False) -> str | None:
     """The kind ``save`` would use for ``value`` ("parquet", "series", "npy", "skops",
     "json", "pickle"), or None if it cannot be passed between steps."""
@@ -62,84 +68,23 @@ def _check_name(name: Any) -> None:
         raise ArtifactError(f"{name!r} is not a valid artifact name: use a Python variable name")
 
 
-def _write(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
-    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = temporary_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _labels(values: list[Any]) -> list[Any]:
-    try:
-        return [encode(v) for v in values]
-    except NotJSON as exc:
-        raise ValueError(f"a column or index label is {exc}; rename it to a string") from None
-
-
-def _frame_to_parquet(frame: Any, path: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    import pandas as pd
-    columns = frame.columns
-    # Parquet needs unique string column names; pyarrow turns others into strings that do
-    # not come back (False becomes True), so record the labels and write placeholders.
-    if (isinstance(columns, pd.MultiIndex) or columns.has_duplicates
-            or not all(type(c) is str for c in columns)):
-        if isinstance(columns, pd.RangeIndex):  # compact, and comes back as a RangeIndex
-            extra["column_range"] = [columns.start, columns.stop, columns.step]
-        else:
-            extra["column_labels"] = _labels(list(columns))
-        extra["column_names"] = _labels(list(columns.names))
-        frame = frame.set_axis([f"__column_{i}__" for i in range(len(columns))], axis=1)
-    if any(n is not None and type(n) is not str for n in frame.index.names):
-        extra["index_names"] = _labels(list(frame.index.names))
-        frame = frame.rename_axis([f"__index_{i}__" for i in range(frame.index.nlevels)])
-    if getattr(frame.index, "freq", None) is not None:  # Parquet keeps no DatetimeIndex freq
-        extra["index_freq"] = frame.index.freqstr
-    _write(path, lambda handle: frame.to_parquet(handle, engine="pyarrow"))
-    return extra
-
-
-def _frame_from_parquet(path: Path, manifest: dict[str, Any]) -> Any:
-    import pandas as pd
-    frame = pd.read_parquet(path, engine="pyarrow")
-    names = decode(manifest.get("column_names", [None]))
-    if "column_range" in manifest:
-        frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
-    elif "column_labels" in manifest:
-        labels = decode(manifest["column_labels"])
-        frame.columns = (pd.MultiIndex.from_tuples(labels, names=names) if len(names) > 1
-                         else pd.Index(labels, name=names[0], tupleize_cols=False))
-    if "index_freq" in manifest:
-        frame.index = type(frame.index)(frame.index, freq=manifest["index_freq"])
-    if "index_names" in manifest:
-        frame.index = frame.index.set_names(decode(manifest["index_names"]))
-    return frame
-
-
 def _save_data(kind: str, value: Any, path: Path, text: str | None,
-               trusted: list[str] | None) -> dict[str, Any]:
+               trusted: list[str] | None, fmt: str) -> dict[str, Any]:
     """Write the data file; return the kind-specific manifest fields."""
     if kind == "parquet":
         info = {"rows": len(value), "columns": [str(c) for c in value.columns]}
-        return _frame_to_parquet(value, path, info)
+        return frames.write_frame(value, path, fmt, info)
     if kind == "series":
         info = {"rows": len(value), "dtype": str(value.dtype),
-                "series_name": _labels([value.name])[0]}
-        return _frame_to_parquet(value.to_frame(name=_SERIES_COLUMN), path, info)
+                "series_name": frames.labels([value.name])[0]}
+        return frames.write_frame(value.to_frame(name=_SERIES_COLUMN), path, fmt, info)
     if kind == "npy":
         import numpy as np
-        _write(path, lambda handle: np.save(handle, value, allow_pickle=False))
+        write_with(path, lambda handle: np.save(handle, value, allow_pickle=False))
         return {"shape": list(value.shape), "dtype": str(value.dtype)}
     if kind == "skops":
         import skops.io
-        _write(path, lambda handle: skops.io.dump(value, handle))
+        write_with(path, lambda handle: skops.io.dump(value, handle))
         # The types beyond skops' defaults that this file needs, for the reader's information:
         # loading decides trust from runtime.trust, never from this list.
         needed = skops.io.get_untrusted_types(file=path)
@@ -151,7 +96,7 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None,
         atomic_write(path, text)
         shown = json.dumps(display(decode(json.loads(text))), ensure_ascii=False)
         return {"value": json.loads(shown)} if len(shown.encode()) < _VALUE_LIMIT else {}
-    _write(path, lambda handle: pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL))
+    write_with(path, lambda handle: pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL))
     return {}
 
 
@@ -191,13 +136,14 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
             f"(supported: {SUPPORTED})"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.{_EXT[kind]}"
+    fmt = frames.frame_format() if kind in _FRAMES else ""
+    path = folder / f"{name}.{_extension(kind, fmt)}"
     try:
         old = _read_manifest(name, folder, str(folder))["file"]
     except ArtifactError:
         old = None
     try:
-        extra = _save_data(kind, value, path, text, trusted)
+        extra = _save_data(kind, value, path, text, trusted, fmt)
     except ArtifactError as exc:
         raise ArtifactError(f"{prefix}variable `{name}`: {exc}") from None
     except Exception as exc:
@@ -255,9 +201,10 @@ def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
         manifest = None
     # The file must be exactly the one its name and kind give, so no manifest can point
     # outside the folder.
+    fmt = manifest.get("format", "parquet") if isinstance(manifest, dict) else None
     if (not isinstance(manifest, dict) or manifest.get("kind") not in _EXT
-            or not isinstance(manifest.get("sha256"), str)
-            or manifest.get("file") != f"{name}.{_EXT[manifest['kind']]}"):
+            or not isinstance(manifest.get("sha256"), str) or fmt not in frames.FORMATS
+            or manifest.get("file") != f"{name}.{_extension(manifest['kind'], fmt)}"):
         raise ArtifactError(f"the manifest of artifact `{name}` ({shown}/{path.name}) is "
                             f"corrupt; {_RERUN}")
     return manifest
@@ -265,9 +212,9 @@ def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
 
 def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[str]) -> Any:
     if kind == "parquet":
-        return _frame_from_parquet(path, manifest)
+        return frames.read_frame(path, manifest)
     if kind == "series":
-        series = _frame_from_parquet(path, manifest)[_SERIES_COLUMN]
+        series = frames.read_frame(path, manifest)[_SERIES_COLUMN]
         series.name = decode(manifest.get("series_name"))
         return series
     if kind == "npy":

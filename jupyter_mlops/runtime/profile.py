@@ -253,7 +253,7 @@ def _numeric(series: Any) -> dict[str, Any]:
     if len(starts) <= TOP_VALUES:
         counts = np.diff(np.append(starts, count))
         result["values"] = [[int(v) if integer else float(v), int(c)]
-                            for v, c in zip(finite[starts].tolist(), counts.tolist(), strict=True)]
+                            for v, c in zip(finite[starts].tolist(), counts.tolist())]  # noqa: B905 (3.9)
     return result
 
 

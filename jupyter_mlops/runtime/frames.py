@@ -1,0 +1,120 @@
+"""DataFrames and Series on disk between steps: Parquet, or a JSON table where pyarrow is not.
+
+Parquet (through pyarrow) keeps every dtype and is fast; it is what a kernel with pyarrow
+writes. A kernel without pyarrow (an old or slim environment where it cannot be installed
+without changing other versions) writes pandas' JSON table format instead
+(``to_json(orient="table")``), whose schema carries the columns' types: integers, floats,
+booleans, strings, datetimes (with their time zone) and categories come back as they were;
+narrower numbers (float32, int8) are widened by JSON and narrowed back from the dtypes
+recorded in the manifest. Which format an artifact has is in its manifest (``format``), so
+a reader never guesses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from ._files import write_with
+from ._jsonvalues import NotJSON, decode, encode
+
+__all__ = ["FORMATS", "extension", "frame_format", "labels", "read_frame", "write_frame"]
+
+#: The formats a frame artifact may have, with its data file's extension.
+FORMATS = {"parquet": "parquet", "json-table": "table.json"}
+
+
+def frame_format() -> str:
+    """The format this kernel writes frames in: "parquet" with pyarrow, else "json-table"."""
+    return "parquet" if importlib.util.find_spec("pyarrow") is not None else "json-table"
+
+
+def extension(fmt: str) -> str:
+    """The data file extension of a frame artifact in format ``fmt``."""
+    return FORMATS[fmt]
+
+
+def labels(values: list[Any]) -> list[Any]:
+    """Column or index labels as JSON values, or ValueError naming one that is not."""
+    try:
+        return [encode(v) for v in values]
+    except NotJSON as exc:
+        raise ValueError(f"a column or index label is {exc}; rename it to a string") from None
+
+
+def _plain_labels(frame: Any, extra: dict[str, Any]) -> Any:
+    """``frame`` with unique string column names and string index names, the originals
+    recorded in ``extra``: both formats need them, and pyarrow turns other labels into
+    strings that do not come back (False becomes True)."""
+    import pandas as pd
+
+    columns = frame.columns
+    if (isinstance(columns, pd.MultiIndex) or columns.has_duplicates
+            or not all(type(c) is str for c in columns)):
+        if isinstance(columns, pd.RangeIndex):  # compact, and comes back as a RangeIndex
+            extra["column_range"] = [columns.start, columns.stop, columns.step]
+        else:
+            extra["column_labels"] = labels(list(columns))
+        extra["column_names"] = labels(list(columns.names))
+        frame = frame.set_axis([f"__column_{i}__" for i in range(len(columns))], axis=1)
+    if any(n is not None and type(n) is not str for n in frame.index.names):
+        extra["index_names"] = labels(list(frame.index.names))
+        frame = frame.rename_axis([f"__index_{i}__" for i in range(frame.index.nlevels)])
+    if getattr(frame.index, "freq", None) is not None:  # neither format keeps an index freq
+        extra["index_freq"] = frame.index.freqstr
+    return frame
+
+
+def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write ``frame`` to ``path`` in format ``fmt``; return ``extra`` with what reading it
+    back needs (original labels, the format, and for JSON the dtypes)."""
+    frame = _plain_labels(frame, extra)
+    extra["format"] = fmt
+    if fmt == "parquet":
+        write_with(path, lambda handle: frame.to_parquet(handle, engine="pyarrow"))
+        return extra
+    extra["dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
+    text = frame.to_json(orient="table", date_unit="ns")
+    write_with(path, lambda handle: handle.write(text.encode("utf-8")))
+    return extra
+
+
+def _from_json(path: Path, manifest: dict[str, Any]) -> Any:
+    import pandas as pd
+
+    frame = pd.read_json(path, orient="table")  # the schema carries the dates
+    for column, dtype in (manifest.get("dtypes") or {}).items():
+        if column in frame.columns and str(frame[column].dtype) != dtype:
+            try:  # JSON has one integer and one float type: narrow back what was narrower
+                frame[column] = frame[column].astype(dtype)
+            except (TypeError, ValueError):
+                pass  # kept as JSON gave it; the profile check names a changed dtype
+    return frame
+
+
+def read_frame(path: Path, manifest: dict[str, Any]) -> Any:
+    """The frame a :func:`write_frame` wrote to ``path``, labels and dtypes restored."""
+    import pandas as pd
+
+    fmt = manifest.get("format", "parquet")
+    if fmt == "parquet":
+        if importlib.util.find_spec("pyarrow") is None:
+            raise ValueError("it is Parquet and this kernel's environment has no pyarrow; "
+                             "install pyarrow there (`jupyter mlops kernel PYTHON` does when "
+                             "it can), or run every step in one kernel")
+        frame = pd.read_parquet(path, engine="pyarrow")
+    else:
+        frame = _from_json(path, manifest)
+    names = decode(manifest.get("column_names", [None]))
+    if "column_range" in manifest:
+        frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
+    elif "column_labels" in manifest:
+        labels = decode(manifest["column_labels"])
+        frame.columns = (pd.MultiIndex.from_tuples(labels, names=names) if len(names) > 1
+                         else pd.Index(labels, name=names[0], tupleize_cols=False))
+    if "index_freq" in manifest:
+        frame.index = type(frame.index)(frame.index, freq=manifest["index_freq"])
+    if "index_names" in manifest:
+        frame.index = frame.index.set_names(decode(manifest["index_names"]))
+    return frame
