@@ -111,5 +111,6 @@ def test_a_dag_file_where_airflow_lacks_jupyter_mlops(tmp_path: Path) -> None:
     done = _run([str(venv / "bin" / "python"), str(path)], env, tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1] == (
-        "ImportError: this DAG needs jupyter-mlops where Airflow runs; "
-        "pip install 'jupyter-mlops[airflow]'")
+        "ImportError: this DAG needs the jupyter-mlops runtime where Airflow runs: run "
+        "`jupyter mlops kernel AIRFLOW_PYTHON --name KERNEL` (KERNEL below) and "
+        "`pip install papermill` there")
