@@ -94,7 +94,7 @@ def test_dataframe_round_trip(tmp_path, make):
     pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
     assert list(back.columns) == list(frame.columns)
     assert manifest["kind"] == "parquet"
-    assert manifest["file"] == "x.parquet"
+    assert manifest["file"] == "x.arrow" and manifest["format"] == "arrow"
     # The class's own module and name: "pandas.DataFrame" on pandas 3, which sets __module__.
     assert manifest["python_type"] == f"{pd.DataFrame.__module__}.DataFrame"
     assert manifest["rows"] == len(frame)
@@ -362,8 +362,8 @@ def test_manifest_fields(tmp_path):
 @pytest.mark.parametrize(
     "value, data_file",
     [
-        (pd.DataFrame({"a": [1]}), "v.parquet"),
-        (pd.Series([1]), "v.parquet"),
+        (pd.DataFrame({"a": [1]}), "v.arrow"),
+        (pd.Series([1]), "v.arrow"),
         (np.zeros(3), "v.npy"),
         (StandardScaler(), "v.skops"),
         ({"a": 1}, "v.data.json"),
@@ -538,7 +538,7 @@ def test_save_outputs_and_load_inputs(tmp_path):
     saved = artifacts.save_outputs(namespace, outputs, tmp_path, step="train")
     assert set(saved) == {"df", "acc"}
     assert saved["df"]["role"] == "data" and saved["acc"]["role"] == "metrics"
-    assert files(tmp_path) == {"df.parquet", "df.json", "acc.data.json", "acc.json"}
+    assert files(tmp_path) == {"df.arrow", "df.json", "acc.data.json", "acc.json"}
 
     target: dict = {}
     artifacts.load_inputs(

@@ -120,3 +120,33 @@ def test_a_kernel_without_the_runtime_fails_the_step_at_once_in_one_line(
     assert "step `make` failed while checking the jupyter-mlops runtime in its kernel" in last
     assert "this kernel has no jupyter-mlops runtime; install it without changing this " \
         f"environment's versions with `jupyter mlops kernel {sys.executable}`" in last
+
+
+def test_kernelspecs_are_found_as_jupyter_client_finds_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The light reader (no jupyter_client import) agrees with jupyter_client's manager: the
+    first path wins, names compare in lower case, ipykernel's own python3 is offered."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_core.paths import jupyter_path
+
+    from jupyter_mlops.pipeline.kernels import installed_kernels, kernel_spec
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, name, shown in ((first, "Mixed-Case", "first one"), (second, "mixed-case", "x"),
+                              (second, "only-second", "second one")):
+        folder = root / "kernels" / name
+        folder.mkdir(parents=True)
+        (folder / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": shown, "language": "python", "metadata": {"k": 1}}))
+    monkeypatch.setenv("JUPYTER_PATH", f"{first}{os.pathsep}{second}")
+    manager = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
+    assert installed_kernels() == sorted(manager.find_kernel_specs())
+    for name in [*installed_kernels(), "MIXED-CASE"]:
+        ours, theirs = kernel_spec(name), manager.get_kernel_spec(name)
+        assert ours is not None, name
+        assert (ours.argv, ours.display_name, ours.language) == (
+            theirs.argv, theirs.display_name, theirs.language), name
+    assert kernel_spec("mixed-case").display_name == "first one"
+    assert kernel_spec("only-second").metadata == {"k": 1}
+    assert kernel_spec("no-such-kernel") is None

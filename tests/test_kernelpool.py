@@ -138,7 +138,7 @@ def test_step_notebook_plan_includes_what_loading_its_inputs_needs(tmp_path: Pat
     # loading a frame imports; the step's own code (`frame['y'] = 2`) is where looking stops
     assert plan == [("jupyter_mlops.runtime", ()), ("pandas", ()),
                     ("jupyter_mlops.runtime.artifacts", ("load_inputs",)),
-                    ("pyarrow.parquet", ())]
+                    ("pyarrow.feather", ())]
     assert [n for n, _, _ in warm_plan(pipeline / "steps" / "02_b.ipynb", {"model"})][-1] \
         == "skops.io"
     # step a loads nothing; what saving its frame imports comes after its code: not ahead

@@ -47,7 +47,7 @@ def test_values_round_trip_through_a_file_url(tmp_path: Path) -> None:
         [{"name": "frame"}, {"name": "model", "role": "model"}, {"name": "n"}], url)
     shared = tmp_path / "shared" / "make"
     # the same files a local folder holds, and nothing left under a temporary name
-    assert _everything(shared) == ["frame.json", "frame.parquet", "model.json", "model.skops",
+    assert _everything(shared) == ["frame.arrow", "frame.json", "model.json", "model.skops",
                                    "n.data.json", "n.json"]
     assert json.loads((shared / "model.json").read_text())["sha256"] == saved["model"]["sha256"]
     ns: dict = {}

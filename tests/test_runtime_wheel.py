@@ -140,7 +140,7 @@ def test_frames_go_as_json_tables_where_pyarrow_is_missing(tmp_path: Path) -> No
                                   made["frame"])
 
 
-def test_a_parquet_frame_in_a_kernel_without_pyarrow_is_one_line(tmp_path: Path) -> None:
+def test_an_arrow_frame_in_a_kernel_without_pyarrow_is_one_line(tmp_path: Path) -> None:
     import pandas as pd
 
     from jupyter_mlops.runtime.artifacts import save
@@ -153,7 +153,7 @@ def test_a_parquet_frame_in_a_kernel_without_pyarrow_is_one_line(tmp_path: Path)
                           check=False)
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
-    assert "it is Parquet and this kernel's environment has no pyarrow" in last
+    assert "it is Arrow and this kernel's environment has no pyarrow" in last
     assert "jupyter mlops kernel PYTHON" in last
 
 
@@ -218,3 +218,51 @@ def test_run_verbose_says_how_each_kernel_was_got(tmp_path: Path,
     assert "kernel `plain-ipykernel`" in lines[0]
     assert "not started as `python -m ipykernel_launcher`" in lines[0]
     assert os.environ.get("JUPYTER_PATH") == env["JUPYTER_PATH"]
+
+
+def test_the_hash_taken_while_writing_is_the_files(tmp_path: Path) -> None:
+    """Each kind's manifest hash, taken as the file is written (read back where the writer
+    seeks, as a zip archive's does), is the sha256 of the file's bytes."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from jupyter_mlops.runtime._files import write_with
+    from jupyter_mlops.runtime.artifacts import save
+
+    values = {"frame": pd.DataFrame({"a": [1.5, 2.5], "s": ["x", "y"]}),
+              "series": pd.Series([1, 2], name="n"), "array": np.arange(6.0).reshape(2, 3),
+              "model": LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]),
+              "number": 3.5, "obj": {1, 2}}
+    for name, value in values.items():
+        manifest = save(value, name, tmp_path, allow_pickle=True, trusted=None)
+        data = (tmp_path / manifest["file"]).read_bytes()
+        assert manifest["sha256"] == hashlib.sha256(data).hexdigest(), name
+
+    def seeks_back(handle: object) -> None:
+        handle.write(b"header--body")  # type: ignore[attr-defined]
+        handle.seek(0)  # type: ignore[attr-defined]
+        handle.write(b"HEADER")  # type: ignore[attr-defined]
+
+    assert write_with(tmp_path / "zipish", seeks_back) is None
+    assert (tmp_path / "zipish").read_bytes() == b"HEADER--body"
+    assert write_with(tmp_path / "plain", lambda h: h.write(b"abc")) == hashlib.sha256(
+        b"abc").hexdigest()
+
+
+def test_parquet_frames_of_earlier_runs_still_load(tmp_path: Path) -> None:
+    """Runs before frames went as Arrow files wrote Parquet, and their manifests named no
+    format: the store's outputs of those runs (the cache reuses them) still load."""
+    import pandas as pd
+
+    from jupyter_mlops.runtime._files import sha256_file
+    from jupyter_mlops.runtime.artifacts import load
+
+    frame = pd.DataFrame({"a": [1.5, None], "c": pd.Categorical(["x", "y"])},
+                         index=pd.Index([3, 4], name="id"))
+    frame.to_parquet(tmp_path / "old.parquet", engine="pyarrow")
+    digest = sha256_file(tmp_path / "old.parquet")
+    (tmp_path / "old.json").write_text(json.dumps({
+        "name": "old", "kind": "parquet", "file": "old.parquet", "sha256": digest,
+        "rows": 2, "columns": ["a", "c"]}))
+    pd.testing.assert_frame_equal(load("old", tmp_path, sha256=digest), frame)

@@ -142,6 +142,11 @@ def _check_name(name: str, env: PythonEnv, in_env: bool) -> None:
                           f"{name}`", option="name")
 
 
+def _dist_name(requirement: str) -> str:
+    """The distribution a requirement names (``pyarrow>=7`` -> ``pyarrow``)."""
+    return canonical(re.split(r"[<>=!~ ;\[]", requirement)[0])
+
+
 def _pins(env: PythonEnv) -> dict[str, str]:
     """The constraints: every distribution installed there but the runtime (which may be
     replaced by this one)."""
@@ -194,7 +199,7 @@ def _add_extra(env: PythonEnv, wheel: Path, extra: str, dry_run: bool
     that installs but does not import (pyarrow built for NumPy 2 beside NumPy 1) is taken
     out again, and an older release tried, up to three."""
     requirement = EXTRAS[extra][0]
-    package = canonical(re.split(r"[<>=!~ ;\[]", requirement)[0])
+    package = _dist_name(requirement)
     module = {"pyarrow": "pyarrow.parquet", "skops": "skops.io"}.get(package, package)
     bound, why = "", ""
     for _ in range(3):
@@ -265,7 +270,7 @@ def setup_kernel(python: str, name: str | None = None, display_name: str | None 
             setup.installed = _install_base(env, wheel, dry_run)
             current = env if dry_run else probe(env.python)
             for extra in _TRIED:
-                if all(canonical(re.split(r"[<>=!~ ;]", r)[0]) in current.packages
+                if all(_dist_name(r) in current.packages
                        for r in EXTRAS[extra]):
                     continue
                 added, why = _add_extra(current, wheel, extra, dry_run)

@@ -278,7 +278,7 @@ def _artifact_modules(found: list[Module], roles: set[str]) -> list[Module]:
     ahead only what loading its inputs needs: saving happens after the step's own code."""
     extra: list[Module] = []
     if roles and any(name.partition(".")[0] == "pandas" for name, _, _ in found):
-        extra.append(("pyarrow.parquet", (), True))  # frames are kept as Parquet
+        extra.append(("pyarrow.feather", (), True))  # frames are kept as Arrow files
     if "model" in roles:
         extra.append(("skops.io", (), True))
     return extra

@@ -49,12 +49,42 @@ def temporary_file(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_with(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
-    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place."""
+class _Hashing:
+    """A binary file that hashes what is written to it, as it is written; a writer that
+    seeks back (zip archives go back to fill in headers) makes the hash unknown."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._written = 0
+        self.digest: Any = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.digest is not None:
+            self.digest.update(view)
+        count = self._handle.write(view)
+        self._written += count
+        return count
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._handle.seek(offset, whence)
+        if position != self._written:  # anywhere but the end: what follows overwrites
+            self.digest = None
+        return position
+
+    def __getattr__(self, name: str) -> Any:  # tell, flush, fileno, closed, ...
+        return getattr(self._handle, name)
+
+
+def write_with(path: Path, writer: Callable[[IO[bytes]], Any]) -> str | None:
+    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place.
+    Returns the sha256 of what was written, hashed on the way (None if the writer sought
+    back, when only reading the file again can tell)."""
     fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            writer(handle)
+            hashing = _Hashing(handle)
+            writer(hashing)  # type: ignore[arg-type]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -62,6 +92,7 @@ def write_with(path: Path, writer: Callable[[IO[bytes]], Any]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return None if hashing.digest is None else hashing.digest.hexdigest()
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

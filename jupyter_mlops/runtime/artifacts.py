@@ -80,8 +80,8 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None,
         return frames.write_frame(value.to_frame(name=_SERIES_COLUMN), path, fmt, info)
     if kind == "npy":
         import numpy as np
-        write_with(path, lambda handle: np.save(handle, value, allow_pickle=False))
-        return {"shape": list(value.shape), "dtype": str(value.dtype)}
+        digest = write_with(path, lambda handle: np.save(handle, value, allow_pickle=False))
+        return {"shape": list(value.shape), "dtype": str(value.dtype), "sha256": digest}
     if kind == "skops":
         import skops.io
         write_with(path, lambda handle: skops.io.dump(value, handle))
@@ -96,8 +96,8 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None,
         atomic_write(path, text)
         shown = json.dumps(display(decode(json.loads(text))), ensure_ascii=False)
         return {"value": json.loads(shown)} if len(shown.encode()) < _VALUE_LIMIT else {}
-    write_with(path, lambda handle: pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL))
-    return {}
+    return {"sha256": write_with(path, lambda handle: pickle.dump(
+        value, handle, protocol=pickle.HIGHEST_PROTOCOL))}
 
 
 def _refuse_untrusted(needed: Iterable[str], trusted: list[str], path: Path, what: str,
@@ -150,7 +150,9 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
         raise ArtifactError(
             f"{prefix}variable `{name}` ({type_name(value)}) could not be saved as {kind}: {exc}"
         ) from exc
-    manifest = {"name": name, "kind": kind, "file": path.name, "sha256": sha256_file(path),
+    # the hash taken while writing, where the writer only appended; else read back
+    digest = extra.pop("sha256", None) or sha256_file(path)
+    manifest = {"name": name, "kind": kind, "file": path.name, "sha256": digest,
                 "bytes": path.stat().st_size, "python_type": type_name(value), "role": role,
                 **extra}
     # The manifest last: it never names a missing or half-written data file.

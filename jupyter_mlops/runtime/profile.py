@@ -78,18 +78,32 @@ def profile_data(value: Any, name: str) -> dict[str, Any]:
     if rows == 0:
         raise MlopsError(f"`{name}` is empty (0 rows); a data profile needs at least one row: "
                          f"check the cell that makes `{name}` before marking it with %%mlops data")
-    columns = [_profile_column(str(col), frame.iloc[:, i], rows)
-               for i, col in enumerate(frame.columns)]
-    schema = [[c["name"], c["dtype"]] for c in columns]
+    schema = [[str(col), str(frame.iloc[:, i].dtype)] for i, col in enumerate(frame.columns)]
+    # the columns, and the fingerprint beside them, on the machine's cores: numpy's sort and
+    # pandas' hashing let go of the GIL for most of their time
+    with _pool(len(schema) + 1) as pool:
+        fingerprint = pool.submit(_fingerprint, value, frame, kind, schema)
+        columns = list(pool.map(lambda i: _profile_column(schema[i][0], frame.iloc[:, i], rows),
+                                range(len(schema))))
+        digest = fingerprint.result()
     return {
         "version": PROFILE_VERSION,
         "name": name,
         "kind": kind,
         "rows": rows,
         "columns": columns,
-        "fingerprint": _fingerprint(value, frame, kind, schema),
+        "fingerprint": digest,
         "schema_fingerprint": _sha256_json(schema),
     }
+
+
+def _pool(tasks: int) -> Any:
+    """Threads for ``tasks`` pieces of work: one per core, at most 8."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=max(1, min(tasks, os.cpu_count() or 1, 8)),
+                              thread_name_prefix="mlops-profile")
 
 
 def as_frame(value: Any, name: str) -> tuple[Any, str]:
