@@ -57,7 +57,7 @@ def main() -> None:
         common = ["papermill", "ipykernel"]
         sides = {
             "authoring tool": [*_tool_requirements(), *common],
-            "kernel runtime": [f"{wheel}[parquet,models]", *common],
+            "kernel runtime": [f"{wheel}[arrow,models]", *common],
         }
         figures = {}
         for name, requirements in sides.items():

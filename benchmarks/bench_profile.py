@@ -1,18 +1,23 @@
-"""Profile of a 1,000,000 x 20 mixed-type frame / ``df.describe(include="all")`` of it.
+"""Profile of an N x 20 mixed-type frame / ``df.describe(include="all")`` of it.
 
-Both run in this process on the same frame, medians of 3 runs. Target: ratio <= 1.5.
+Both run in this process on the same frame, alternately (A B A B ...), 3 rounds by default;
+printed per N: the median and min-max of the per-round ratio with the load average, and each
+side's median seconds, which show whether the profile grows linearly with the rows. Target
+at 1,000,000 rows: ratio <= 1.2.
+
+Usage: python benchmarks/bench_profile.py [N ...] [--repeat R]   (default: 1000000)
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from _timing import report
+from _timing import alternate, medians_line, rounds, target_line
 
 from jupyter_mlops.runtime.profile import profile_data
 
@@ -41,23 +46,32 @@ def mixed_frame(rows: int = ROWS, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def median_time(work: Callable[[], object], repeat: int = 3) -> float:
-    """Median wall time of ``repeat`` calls of ``work``."""
-    times = []
-    for _ in range(repeat):
+def _timed(work: Callable[[], object]) -> Callable[[int], float]:
+    def side(_index: int) -> float:
         start = time.perf_counter()
         work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    return side
 
 
 def main() -> None:
-    df = mixed_frame()
-    profile_data(df.head(1000), "df")  # warm-up: the lazy imports happen here, untimed
-    ours = median_time(lambda: profile_data(df, "df"))
-    theirs = median_time(lambda: df.describe(include="all"))
-    report(f"profile of {len(df):,} x {df.shape[1]}", ours, theirs, "describe(include='all')",
-           1.5)
+    """Profile and describe frames of each size, alternately; print the figures."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="*", type=int, default=[ROWS])
+    parser.add_argument("--repeat", type=rounds, default=3)
+    args = parser.parse_args()
+    for rows in args.rows:
+        df = mixed_frame(rows)
+        profile_data(df.head(1000), "df")  # warm-up: the lazy imports happen here, untimed
+        times = alternate({"profile": _timed(partial(profile_data, df, "df")),
+                           "describe": _timed(partial(df.describe, include="all"))},
+                          args.repeat)
+        print(f"{rows:,} x {df.shape[1]}, {medians_line(times)}")
+        print("  " + target_line("profile / describe(include='all')", times["profile"],
+                                 times["describe"], 1.2))
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def test_the_airflow_environment_has_the_runtime_not_the_tool(airflow: Airflow) 
     kernel = json.loads((VENV / "share" / "jupyter" / "kernels" / "python3" / "kernel.json")
                         .read_text())
     assert kernel["argv"][0] == python
-    assert kernel["metadata"]["jupyter_mlops"]["frames"] in ("parquet", "json-table")
+    assert kernel["metadata"]["jupyter_mlops"]["frames"] in ("arrow", "json-table")
 
 
 def _run_folder(pipeline: Path) -> Path:

@@ -158,8 +158,9 @@ def test_kernel_installs_the_runtime_and_changes_no_version(old_env: OldEnv) -> 
                       .read_text())
     assert spec["argv"][0] == str(old_env.python)
     abilities = spec["metadata"]["jupyter_mlops"]
-    assert abilities["protocol"] == 1 and abilities["frames"] in ("parquet", "json-table")
+    assert abilities["protocol"] == 1 and abilities["frames"] == "arrow"
     assert f"registered kernel `{KERNEL}`" in done.stdout
+    assert "frames between steps: Arrow files" in done.stdout  # pyarrow fits there
 
 
 def test_an_old_stack_notebook_runs_as_a_pipeline_in_its_own_environment(

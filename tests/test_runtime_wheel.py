@@ -40,7 +40,7 @@ def test_the_wheel_holds_the_kernel_files_and_a_valid_record(tmp_path: Path) -> 
         metadata = archive.read(f"{info}/METADATA").decode()
         assert f"Name: {DIST}" in metadata and "Requires-Python: >=3.9" in metadata
         assert "Requires-Dist: pandas>=1.3" in metadata
-        assert 'Requires-Dist: pyarrow>=7; extra == "parquet"' in metadata
+        assert 'Requires-Dist: pyarrow>=7; extra == "arrow"' in metadata
         assert not any(f"Requires-Dist: {m}" in metadata for m in AUTHORING)
         # every file's hash and size, as pip checks them
         for line in archive.read(f"{info}/RECORD").decode().splitlines():
@@ -174,7 +174,7 @@ def _kernel(root: Path, name: str, abilities: dict | None, argv: list[str] | Non
 def test_export_says_when_the_kernel_cannot_save_the_model_without_pickle(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in _kernel(tmp_path / "jupyter", "no-skops", {
-            "frames": "parquet", "models": "pickle",
+            "frames": "arrow", "models": "pickle",
             "why": {"models": "skops is not installed"}}).items():
         monkeypatch.setenv(key, value)
     notebook = write_notebook(

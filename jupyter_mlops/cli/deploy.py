@@ -34,7 +34,7 @@ def add_commands(sub: Any) -> None:
         "kernel", help="make another Python environment a pipeline kernel, changing no version",
         description="Install the jupyter-mlops kernel runtime into the environment of PYTHON "
         "with that environment's own versions as constraints (nothing installed there "
-        "changes), adding Parquet and skops support where they fit, and register a Jupyter "
+        "changes), adding pyarrow and skops where they fit, and register a Jupyter "
         "kernel for it. Then: jupyter mlops export NOTEBOOK --kernel NAME.")
     kernel.add_argument("python", metavar="PYTHON",
                         help="the environment's interpreter, e.g. /path/to/venv/bin/python")

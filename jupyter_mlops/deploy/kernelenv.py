@@ -33,8 +33,8 @@ __all__ = ["KernelSetup", "default_name", "setup_kernel"]
 KERNEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: The metadata key of a kernelspec under which this module records what the kernel can do.
 METADATA_KEY = "jupyter_mlops"
-# The extras tried, in order: frames as Parquet, models as skops.
-_TRIED = ("parquet", "models")
+# The extras tried, in order: frames as Arrow files, models as skops.
+_TRIED = ("arrow", "models")
 # Saves and loads a frame and a model with the runtime just installed; prints what worked.
 _SELF_TEST = r"""
 import json, sys, tempfile, warnings
@@ -96,8 +96,9 @@ class KernelSetup:
             out.append(f"not installed: {', '.join(EXTRAS[extra])} ({reason})")
         if self.formats:
             why = self.formats.get("why", {})
-            out.append("frames between steps: " + ("Parquet" if self.formats["frames"] ==
-                       "parquet" else "JSON table (no pyarrow)"))
+            frames = {"arrow": "Arrow files", "parquet": "Parquet"}.get(
+                self.formats["frames"], "JSON tables (no pyarrow)")
+            out.append(f"frames between steps: {frames}")
             models = {"skops": "skops", "pickle": "pickle only: export with --allow-pickle",
                       "none": "none"}[self.formats["models"]]
             out.append(f"models between steps: {models}"

@@ -6,7 +6,7 @@ of a cell's names it uses, and the forked-kernel entry point. Installing the who
 would bring pandas>=2, scikit-learn>=1.3 and a Jupyter server into an environment whose
 author pinned older versions, and break it. This wheel, ``jupyter-mlops-runtime``, holds
 those modules from this installation, byte for byte, asks for the oldest versions they run on
-(Python 3.9, pandas 1.3, numpy 1.21), and leaves Parquet and skops as extras that an
+(Python 3.9, pandas 1.3, numpy 1.21), and leaves pyarrow and skops as extras that an
 installer adds only when it can without changing a version (:mod:`.kernelenv`).
 
 It is written here, from the installed files, as PEP 427 describes a wheel, so it needs no
@@ -44,7 +44,7 @@ KERNEL_FILES = (
 #: What the runtime needs in every kernel: the oldest versions it runs on.
 REQUIRES = ("numpy>=1.21", "pandas>=1.3", "scipy>=1.7", "pyyaml>=5.1", "ipykernel>=5.5")
 #: What it uses when present; an installer adds each only where no version would change.
-EXTRAS = {"parquet": ("pyarrow>=7",), "models": ("skops>=0.9",), "remote": ("fsspec>=2021.7",)}
+EXTRAS = {"arrow": ("pyarrow>=7",), "models": ("skops>=0.9",), "remote": ("fsspec>=2021.7",)}
 _TAG = "py3-none-any"
 
 

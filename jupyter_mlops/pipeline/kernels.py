@@ -104,7 +104,7 @@ def kernel_metadata(name: str, option: str = "kernel") -> dict[str, str]:
 
 def kernel_abilities(name: str) -> dict[str, object]:
     """What ``jupyter mlops kernel`` found kernel ``name`` can pass between steps
-    (``{"frames": "parquet"|"json-table", "models": "skops"|"pickle"|"none", "why": {...}}``),
+    (``{"frames": "arrow"|"json-table", "models": "skops"|"pickle"|"none", "why": {...}}``),
     or {} for a kernel it did not register (or none installed)."""
     spec = kernel_spec(name)
     found = spec.metadata.get("jupyter_mlops") if spec is not None else None
