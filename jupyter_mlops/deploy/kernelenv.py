@@ -201,7 +201,8 @@ def _add_extra(env: PythonEnv, wheel: Path, extra: str, dry_run: bool
     out again, and an older release tried, up to three."""
     requirement = EXTRAS[extra][0]
     package = _dist_name(requirement)
-    module = {"pyarrow": "pyarrow.parquet", "skops": "skops.io"}.get(package, package)
+    # what the runtime imports of it: frames go as Arrow files, models through skops.io
+    module = {"pyarrow": "pyarrow.feather", "skops": "skops.io"}.get(package, package)
     bound, why = "", ""
     for _ in range(3):
         wanted = [f"{wheel}[{extra}]"] + ([f"{package}<{bound}"] if bound else [])
@@ -265,27 +266,32 @@ def setup_kernel(python: str, name: str | None = None, display_name: str | None 
                              "install this jupyter-mlops there, or use another environment")
     else:
         check_installable(env)
-    if not full_tool:
-        with tempfile.TemporaryDirectory(prefix="mlops-runtime-") as tmp:
-            wheel = build_runtime_wheel(tmp)
-            setup.installed = _install_base(env, wheel, dry_run)
-            current = env if dry_run else probe(env.python)
-            for extra in _TRIED:
-                if all(_dist_name(r) in current.packages
-                       for r in EXTRAS[extra]):
-                    continue
-                added, why = _add_extra(current, wheel, extra, dry_run)
-                if why:
-                    setup.skipped[extra] = why
-                setup.installed += [i for i in added if i not in setup.installed]
-                if added and not dry_run:
-                    current = probe(env.python)
+        _install(setup, dry_run)
     if dry_run:
         return setup
     _check_unchanged(env, probe(env.python))
     setup.formats = _self_test(env.python)
     setup.kernel_dir = _register(setup, in_env)
     return setup
+
+
+def _install(setup: KernelSetup, dry_run: bool) -> None:
+    """Install (or, with ``dry_run``, plan) the runtime wheel, then each extra that fits;
+    what was installed and what was left out go into ``setup``."""
+    env = setup.env
+    with tempfile.TemporaryDirectory(prefix="mlops-runtime-") as tmp:
+        wheel = build_runtime_wheel(tmp)
+        setup.installed = _install_base(env, wheel, dry_run)
+        current = env if dry_run else probe(env.python)
+        for extra in _TRIED:
+            if all(_dist_name(r) in current.packages for r in EXTRAS[extra]):
+                continue
+            added, why = _add_extra(current, wheel, extra, dry_run)
+            if why:
+                setup.skipped[extra] = why
+            setup.installed += [i for i in added if i not in setup.installed]
+            if added and not dry_run:
+                current = probe(env.python)
 
 
 def _check_unchanged(before: PythonEnv, after: PythonEnv) -> None:
