@@ -113,7 +113,7 @@ def test_a_read_only_environment(tmp_path: Path) -> None:
     assert _freeze(python) == before
 
 
-@pytest.mark.parametrize("name", ["my kernel", "a/b", "../up", ""])
+@pytest.mark.parametrize("name", ["my kernel", "a/b", "../up", "", "..", ".hidden"])
 def test_a_kernel_name_jupyter_refuses(tmp_path: Path, name: str) -> None:
     python = _venv(tmp_path / "env")
     before = _freeze(python)
@@ -152,6 +152,30 @@ def test_a_runtime_that_would_change_a_version_changes_nothing(tmp_path: Path) -
                     "numpy", "nothing was changed")
     assert "numpy>=1.21" in line or "numpy==1.10.0" in line
     assert _freeze(python) == before
+
+
+def test_a_pip_too_old_to_report_what_it_installs(tmp_path: Path) -> None:
+    """pip before 22.2 has neither --dry-run nor --report: one line says to upgrade pip
+    alone there, and nothing else changes."""
+    python = _venv(tmp_path / "env")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "pip<22.2"], check=True, capture_output=True, timeout=300)
+    before = _freeze(python)
+    _refused(_cli(tmp_path, str(python), "--name", "x"), tmp_path,
+             "its pip is older than 22.2", f"{python} -m pip install -U pip")
+    assert _freeze(python) == before
+
+
+def test_the_default_name_comes_from_the_environment_folder() -> None:
+    from jupyter_mlops.deploy.kernelenv import default_name
+    from jupyter_mlops.deploy.pythonenv import PythonEnv
+
+    def env(prefix: str) -> PythonEnv:
+        return PythonEnv(f"{prefix}/bin/python", (3, 11, 7), prefix, "", True, False, True)
+
+    assert default_name(env("/work/churn/.venv")) == "mlops-churn"
+    assert default_name(env("/opt/envs/Old Project 2022")) == "mlops-old-project-2022"
+    assert default_name(env("/opt/envs/...")) == "mlops-python"
 
 
 def test_pips_conflict_report_becomes_one_line() -> None:

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 OLD_PINS = ["numpy<1.24", "pandas<2", "scikit-learn<1.2", "ipykernel"]
 KERNEL = "mlops-oldpins"
+DISPLAY = "Old pins (numpy 1.23)"
 
 # The notebook's cells: a frame with the column kinds old pandas writes, in-place mutation,
 # an array, a fitted model and a metric, each marked as its author would.
@@ -120,7 +121,7 @@ def old_env(tmp_path_factory: pytest.TempPathFactory) -> OldEnv:
     dry = _cli("kernel", str(python), "--name", KERNEL, "--dry-run", env=env)
     after_dry = _freeze(python)
     registered = (root / "jupyter" / "kernels" / KERNEL).exists()
-    install = _cli("kernel", str(python), "--name", KERNEL, env=env)
+    install = _cli("kernel", str(python), "--name", KERNEL, "--display-name", DISPLAY, env=env)
     return OldEnv(root, python, env, before, bare_run, dry, after_dry, registered, install,
                   _freeze(python))
 
@@ -157,6 +158,7 @@ def test_kernel_installs_the_runtime_and_changes_no_version(old_env: OldEnv) -> 
     spec = json.loads((old_env.root / "jupyter" / "kernels" / KERNEL / "kernel.json")
                       .read_text())
     assert spec["argv"][0] == str(old_env.python)
+    assert spec["display_name"] == DISPLAY
     abilities = spec["metadata"]["jupyter_mlops"]
     assert abilities["protocol"] == 1 and abilities["frames"] == "arrow"
     assert f"registered kernel `{KERNEL}`" in done.stdout

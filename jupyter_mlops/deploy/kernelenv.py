@@ -2,10 +2,11 @@
 
 The environment gets the kernel runtime wheel (:mod:`.runtime_wheel`) and what it needs that
 is missing, installed by that environment's pip with every installed distribution pinned, so
-no version there changes; Parquet (pyarrow) and skops come along only where they can on the
-same terms. Then the runtime saves and loads a frame and a model there, which says what the
-kernel can pass between steps, and a kernelspec for the interpreter records it: export reads
-it to say, at export time, when a model needs ``--allow-pickle`` there.
+no version there changes; pyarrow (frames as Arrow files) and skops come along only where
+they can on the same terms. Then the runtime saves and loads a frame and a model there,
+which says what the kernel can pass between steps, and a kernelspec for the interpreter
+records it: export reads it to say, at export time, when a model needs ``--allow-pickle``
+there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MlopsError, OptionError, printable
+from ..pipeline.kernels import kernel_spec, spec_in
+from ..pipeline.spec import KERNEL_NAME
 from .pythonenv import (
     PythonEnv,
     canonical,
@@ -29,8 +32,6 @@ from .runtime_wheel import DIST, EXTRAS, build_runtime_wheel, runtime_version
 
 __all__ = ["KernelSetup", "default_name", "setup_kernel"]
 
-#: Kernel names Jupyter accepts (jupyter_client's rule): letters, digits, ``.``, ``_``, ``-``.
-KERNEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: The metadata key of a kernelspec under which this module records what the kernel can do.
 METADATA_KEY = "jupyter_mlops"
 # The extras tried, in order: frames as Arrow files, models as skops.
@@ -122,18 +123,11 @@ def _check_name(name: str, env: PythonEnv, in_env: bool) -> None:
     has where this one would be registered."""
     if not KERNEL_NAME.fullmatch(name):
         raise OptionError(f"kernel name {printable(name)} is not one Jupyter accepts: use "
-                          "letters, digits, '.', '_' and '-' (at most 64)", option="name")
-    if in_env:
-        found = Path(env.prefix, "share", "jupyter", "kernels", name, "kernel.json")
-        try:
-            argv = json.loads(found.read_text(encoding="utf-8")).get("argv") or []
-        except (OSError, ValueError, AttributeError):
-            argv = []
-    else:
-        from ..pipeline.kernels import kernel_spec
-
-        spec = kernel_spec(name)
-        argv = list(spec.argv) if spec is not None else []
+                          "letters, digits, '.', '_' and '-', beginning with a letter, digit "
+                          "or '_' (at most 128)", option="name")
+    spec = (spec_in(Path(env.prefix, "share", "jupyter", "kernels", name)) if in_env
+            else kernel_spec(name))
+    argv = spec.argv if spec is not None else []
     # ipykernel's own kernelspec in an environment names its interpreter `python`, found
     # on the PATH of whoever starts it: that environment's own, which this one replaces
     own = {env.python} | ({"python", "python3"} if in_env else set())
@@ -157,21 +151,21 @@ def _pins(env: PythonEnv) -> dict[str, str]:
 def _install_base(env: PythonEnv, wheel: Path, dry_run: bool) -> list[tuple[str, str]]:
     """Install (or plan) the runtime with what it requires; MlopsError, nothing changed,
     when that cannot be done without changing a version."""
-    plan = pip_install(env, [str(wheel)], dry_run=True, keep=_pins(env))
+    plan = pip_install(env, [str(wheel)], dry_run=True, pins=_pins(env))
     if not plan.ok:
         raise MlopsError(f"the jupyter-mlops runtime cannot be installed in {env.python} "
                          f"without changing a version there: {plan.reason}; nothing was "
                          "changed")
     if dry_run:
         return plan.installed
-    done = pip_install(env, [str(wheel)], dry_run=False, keep=_pins(env))
+    done = pip_install(env, [str(wheel)], dry_run=False, pins=_pins(env))
     if not done.ok:
         raise MlopsError(f"pip could not install the runtime in {env.python}: {done.reason}")
     if DIST in env.packages and not done.installed:
         # the same version is there, maybe from other files (a development tree): replace
         # the runtime's own files, and nothing else
         again = pip_install(env, ["--no-deps", "--force-reinstall", str(wheel)], dry_run=False,
-                            keep=_pins(env))
+                            pins=_pins(env))
         if not again.ok:
             raise MlopsError(f"pip could not replace the runtime in {env.python}: "
                              f"{again.reason}")
@@ -206,7 +200,7 @@ def _add_extra(env: PythonEnv, wheel: Path, extra: str, dry_run: bool
     bound, why = "", ""
     for _ in range(3):
         wanted = [f"{wheel}[{extra}]"] + ([f"{package}<{bound}"] if bound else [])
-        trial = pip_install(env, wanted, dry_run=dry_run, keep=_pins(env))
+        trial = pip_install(env, wanted, dry_run=dry_run, pins=_pins(env))
         if not trial.ok:
             return [], trial.reason
         added = dict((canonical(n), v) for n, v in trial.installed)

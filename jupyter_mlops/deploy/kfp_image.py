@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import os
 import posixpath
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..pipeline.quoting import (
 )
 from ..pipeline.spec import PipelineSpec
 from ..run.cache import package_versions, step_imports, step_strings
+from .pythonenv import canonical
 from .runtime_wheel import wheel_name
 
 #: Where the folder holding the pipeline and its working directory goes in the image.
@@ -150,12 +150,9 @@ def requirements(pipeline_dir: Path, spec: PipelineSpec, layout: ImageLayout) ->
     modules.discard("jupyter_mlops")  # the runtime wheel is what the steps get of it
     pins = package_versions(["papermill", "ipykernel", "pyarrow", "skops", *sorted(modules)])
 
-    def key(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
-
     unique: dict[str, str] = {}
     for name, version in pins.items():
-        unique.setdefault(key(name), f"{name}=={version}")
+        unique.setdefault(canonical(name), f"{name}=={version}")
     lines = [f"# The image of the Kubeflow pipeline `{spec.name}`: the jupyter-mlops kernel "
              "runtime, and the versions installed where it was compiled.",
              f"./{wheel_name()}", *sorted(unique.values(), key=str.lower)]

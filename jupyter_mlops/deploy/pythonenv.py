@@ -187,11 +187,10 @@ def _conflict(output: str) -> str:
 
 
 def pip_install(env: PythonEnv, requirements: list[str], *, dry_run: bool,
-                keep: dict[str, str] | None = None) -> PipResult:
-    """``pip install requirements`` in ``env`` with every installed distribution pinned as a
-    constraint (except the names in ``keep``'s complement: ``keep`` defaults to all of
-    ``env.packages``), so pip adds packages but never changes one."""
-    pins = env.packages if keep is None else keep
+                pins: dict[str, str]) -> PipResult:
+    """``pip install requirements`` in ``env`` with ``pins`` (name -> version, normally every
+    distribution installed there) as constraints, so pip adds packages but changes none of
+    those."""
     with tempfile.TemporaryDirectory(prefix="mlops-pip-") as tmp:
         constraints = Path(tmp) / "constraints.txt"
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(pins.items())),
@@ -208,7 +207,8 @@ def pip_install(env: PythonEnv, requirements: list[str], *, dry_run: bool,
             done = run_python(argv, 1800)
         except subprocess.TimeoutExpired:
             return PipResult(False, [], "pip took more than 30 minutes")
-        if done.returncode != 0 and "no such option: --report" in done.stderr:
+        # pip before 22.2 knows neither --dry-run nor --report (optparse names the first)
+        if done.returncode != 0 and "no such option: --" in done.stderr:
             return PipResult(False, [], f"its pip is older than 22.2, which jupyter-mlops needs "
                              f"to say what it installs; upgrade pip alone there (`"
                              f"{_said(env.python)} -m pip install -U pip`)")

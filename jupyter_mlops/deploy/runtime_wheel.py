@@ -11,7 +11,7 @@ installer adds only when it can without changing a version (:mod:`.kernelenv`).
 
 It is written here, from the installed files, as PEP 427 describes a wheel, so it needs no
 build tool, no network and no Node.js: ``jupyter mlops kernel`` installs it into another
-environment, and ``jupyter mlops kfp`` and ``airflow`` put it beside their images'
+environment (an Airflow worker's too), and ``jupyter mlops kfp`` puts it beside its image's
 requirements.
 """
 

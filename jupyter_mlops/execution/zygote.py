@@ -14,6 +14,7 @@ before. A step notebook still runs every cell itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,11 +83,6 @@ def not_forkable(kernel_spec: Any) -> str:
     return ""
 
 
-def forkable(kernel_spec: Any) -> bool:
-    """Whether kernels of ``kernel_spec`` may be forked (see :func:`not_forkable`)."""
-    return not not_forkable(kernel_spec)
-
-
 class _Member:
     """One zygote process: its channel, what it imported, the kernels it forked and how they
     ended. The first is the client's child; its successor is forked from it."""
@@ -125,13 +121,10 @@ class _Member:
 
     def _ended(self) -> str:
         """Why the zygote's channel closed, as far as its exit code tells."""
-        process = getattr(self.family, "process", None) if self.first_of_family else None
         code = None
-        if process is not None:
-            try:
-                code = process.wait(5)
-            except subprocess.TimeoutExpired:
-                code = None
+        if self.first_of_family:  # the successor is the first's child, not ours to wait for
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = self.family.process.wait(5)
         if code == NO_RUNTIME:
             return ("the kernel's environment has no jupyter-mlops runtime to fork kernels "
                     "from (`jupyter mlops kernel PYTHON` installs it)")

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import OptionError
 
 __all__ = ["KernelSpec", "installed_kernels", "kernel_abilities", "kernel_metadata",
-           "kernel_spec"]
+           "kernel_spec", "spec_in"]
 
 #: ipykernel's own kernel, which jupyter_client offers when no kernelspec file names it.
 NATIVE = "python3"
@@ -80,6 +80,12 @@ def kernel_spec(name: str) -> KernelSpec | None:
     folder = _found().get(name.lower())
     if folder is None:
         return _native() if name.lower() == NATIVE else None
+    return spec_in(folder)
+
+
+def spec_in(folder: Path) -> KernelSpec | None:
+    """The kernelspec in ``folder`` (its ``kernel.json``), or None when there is none or it
+    cannot be read."""
     try:
         data = json.loads((folder / "kernel.json").read_text(encoding="utf-8"))
         argv = [str(a) for a in data["argv"]]

@@ -27,7 +27,8 @@ SUPPORTED = (
 _EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops",
         "json": "data.json", "pickle": "pkl"}
 _SERIES_COLUMN = "__series__"
-#: The kinds kept as a frame on disk, Parquet or a JSON table (:mod:`.frames`).
+#: The kinds kept as a frame on disk: an Arrow file, or a JSON table without pyarrow (Parquet
+#: in runs before Arrow files; :mod:`.frames`).
 _FRAMES = ("parquet", "series")
 _VALUE_LIMIT = 2048  # JSON values smaller than this are copied into the manifest for display
 _RERUN = "re-run the step that outputs it"

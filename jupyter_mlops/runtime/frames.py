@@ -81,16 +81,13 @@ def _plain_labels(frame: Any, extra: dict[str, Any]) -> Any:
 
 
 def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """Write ``frame`` to ``path`` in format ``fmt``; return ``extra`` with what reading it
-    back needs (original labels, the format, and for JSON the dtypes), and the file's
-    ``sha256`` as hashed while writing."""
+    """Write ``frame`` to ``path`` in format ``fmt`` (:func:`frame_format`'s); return
+    ``extra`` with what reading it back needs (original labels, the format, and for JSON the
+    dtypes), and the file's ``sha256`` as hashed while writing."""
     frame = _plain_labels(frame, extra)
     extra["format"] = fmt
     if fmt == "arrow":
         extra["sha256"] = write_with(path, lambda handle: _write_arrow(frame, handle))
-        return extra
-    if fmt == "parquet":
-        extra["sha256"] = write_with(path, lambda h: frame.to_parquet(h, engine="pyarrow"))
         return extra
     extra["dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
     text = frame.to_json(orient="table", date_unit="ns")
@@ -132,9 +129,9 @@ def read_frame(path: Path, manifest: dict[str, Any]) -> Any:
     if "column_range" in manifest:
         frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
     elif "column_labels" in manifest:
-        labels = decode(manifest["column_labels"])
-        frame.columns = (pd.MultiIndex.from_tuples(labels, names=names) if len(names) > 1
-                         else pd.Index(labels, name=names[0], tupleize_cols=False))
+        recorded = decode(manifest["column_labels"])
+        frame.columns = (pd.MultiIndex.from_tuples(recorded, names=names) if len(names) > 1
+                         else pd.Index(recorded, name=names[0], tupleize_cols=False))
     if "index_freq" in manifest:
         frame.index = type(frame.index)(frame.index, freq=manifest["index_freq"])
     if "index_names" in manifest:
