@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+# The list of stores with jobs (jupyter_mlops.jobs.registry) is per user: the suite, and the
+# servers and schedulers it starts, keep theirs apart from the user's.
+os.environ["JUPYTER_MLOPS_SCHEDULES"] = str(
+    Path(tempfile.mkdtemp(prefix="mlops-schedules-")) / "schedules.json")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 

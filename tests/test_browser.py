@@ -51,6 +51,14 @@ def open_sidebar(page: Any, lab: Lab, notebook: str) -> None:
     page.locator(".jp-mlops-sidebar").wait_for()
 
 
+def saved_tags(path: Path, index: int) -> list[str]:
+    """The tags of cell ``index`` as saved; none while the lab is halfway through writing."""
+    try:
+        return json.loads(path.read_text())["cells"][index]["metadata"].get("tags", [])
+    except ValueError:  # the lab writes the file in place: read it again
+        return []
+
+
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -85,8 +93,7 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         page.locator('.jp-mlops-hint:has-text("Mark cell 10")').wait_for()
         page.locator('button.jp-mlops-role[data-role="skip"]').click()
         deadline = time.monotonic() + 20
-        while "mlops:skip" not in json.loads(path.read_text())["cells"][9]["metadata"].get(
-                "tags", []):
+        while "mlops:skip" not in saved_tags(path, 9):
             assert time.monotonic() < deadline, "the sidebar's tag never reached the file"
             time.sleep(0.2)
         page.locator(".jp-Cell").nth(9).locator('.jp-mlops-badge:text-is("skip")').wait_for()
@@ -179,3 +186,90 @@ def test_problems_sit_next_to_their_cells(tmp_path: Path, browser: Any) -> None:
         assert not (root / "broken_pipeline").exists()
         shot(browser, "7-problems")
     assert browser.errors == []
+
+
+def test_schedule_pause_and_delete_a_job_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
+    from conftest import run_cli, write_notebook
+
+    from jupyter_mlops.jobs.api import list_jobs
+
+    page = browser
+    root = tmp_path / "root"
+    write_notebook(root / "small.ipynb", ("scale = 2", ["mlops:params"]),
+                   ("values = [i * scale for i in range(10)]", ["mlops:step=make"]),
+                   ("total = float(sum(values))", ["mlops:step=total"]),
+                   ("score = total / 100", ["mlops:metrics"]))
+    pipeline = root / "small_pipeline"
+    # exported, with a job `nightly` that has run once (as `jupyter mlops jobs run` runs it)
+    for args in (("export", str(root / "small.ipynb")),
+                 ("schedule", str(pipeline), "--cron", "0 2 * * *", "--name", "nightly"),
+                 ("jobs", "run", "nightly", "-C", str(pipeline))):
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # no scheduler in this lab: the sidebar says how to get one
+    with running_lab(root, tmp_path / "lab", env={"JUPYTER_MLOPS_SCHEDULER": "off"}) as lab:
+        open_sidebar(page, lab, "small.ipynb")
+        form = page.locator(".jp-mlops-schedule-form")
+        form.wait_for(timeout=30_000)
+        nightly = page.locator('.jp-mlops-job[data-job="nightly"]')
+        nightly.wait_for(timeout=30_000)
+        assert "cron 0 2 * * * (UTC)" in nightly.text_content()
+        assert nightly.locator('.jp-mlops-slot[data-outcome="succeeded"]').count() == 1
+        note = page.locator(".jp-mlops-no-scheduler")
+        assert "JUPYTER_MLOPS_SCHEDULER is off" in note.text_content()
+        assert "jupyter mlops scheduler" in note.text_content()
+        # the run the job started is marked in the history
+        label = page.locator(".jp-mlops-history-row .jp-mlops-job-label")
+        label.wait_for(timeout=30_000)
+        assert label.get_attribute("title") == "started by job nightly"
+        assert "nightly" in label.text_content()
+
+        # an interval job with a parameter changed from its default
+        scale = form.locator('input[aria-label="schedule parameter scale"]')
+        assert scale.input_value() == "2"
+        scale.fill("5")
+        form.locator('select[aria-label="schedule kind"]').select_option("every")
+        form.locator('input[aria-label="interval"]').fill("1h")
+        form.locator('input[aria-label="job name"]').fill("hourly")
+        form.locator("button.jp-mlops-schedule").click()
+        hourly = page.locator('.jp-mlops-job[data-job="hourly"]')
+        hourly.wait_for(timeout=30_000)
+        assert "every 1h" in hourly.text_content() and "scale=5" in hourly.text_content()
+        assert hourly.get_attribute("data-state") == "active"
+        following = hourly.locator(".jp-mlops-job-next")
+        next_run = float(following.get_attribute("data-next"))
+        assert abs(next_run - (time.time() + 3600)) < 120, next_run
+        local = page.evaluate(f"new Date({next_run} * 1000).toLocaleString()")
+        assert following.text_content() == f"next run {local}"
+        [job] = [j for j in list_jobs(pipeline) if j["name"] == "hourly"]
+        assert job["parameters"] == {"scale": 5} and job["schedule"]["every"] == 3600
+        hourly.scroll_into_view_if_needed()
+        shot(page, "8-scheduled")
+
+        hourly.locator("button.jp-mlops-job-pause").click()
+        page.locator('.jp-mlops-job[data-job="hourly"][data-state="paused"]').wait_for()
+        assert hourly.locator(".jp-mlops-job-state").text_content() == "paused"
+        assert following.text_content() == "no next run"
+        assert hourly.locator("button.jp-mlops-job-resume").is_visible()
+        [job] = [j for j in list_jobs(pipeline) if j["name"] == "hourly"]
+        assert job["state"] == "paused"
+
+        hourly.locator("button.jp-mlops-job-delete").click()
+        hourly.wait_for(state="detached")
+        assert [j["name"] for j in list_jobs(pipeline)] == ["nightly"]
+
+        # a bad cron: the server's one line beside the form, and no job made
+        form.locator('select[aria-label="schedule kind"]').select_option("cron")
+        zone = form.locator('input[aria-label="time zone"]')
+        assert zone.input_value() == page.evaluate(
+            "Intl.DateTimeFormat().resolvedOptions().timeZone")
+        form.locator('input[aria-label="cron"]').fill("0 25 * * *")
+        form.locator("button.jp-mlops-schedule").click()
+        refused = form.locator(".jp-mlops-schedule-error")
+        refused.wait_for(timeout=30_000)
+        assert "the hour field `25` is not valid" in refused.text_content()
+        assert [j["name"] for j in list_jobs(pipeline)] == ["nightly"]
+        assert page.locator(".jp-mlops-job").count() == 1
+        refused.scroll_into_view_if_needed()
+        shot(page, "9-schedule-refused")
+    assert page.errors == []

@@ -283,7 +283,7 @@ async def test_a_damaged_capture_record_is_json_4xx(jp_fetch: Any, jp_root_dir: 
 
 
 def test_the_guarded_names_are_those_export_and_runs_write() -> None:
-    from jupyter_mlops.lab import extension
+    from jupyter_mlops.lab import base as extension
     from jupyter_mlops.pipeline.contract import CONTRACT_DIR
     from jupyter_mlops.pipeline.gentests import TESTS_DIR
     from jupyter_mlops.pipeline.spec import SPEC_FILE

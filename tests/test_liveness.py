@@ -28,7 +28,7 @@ import pytest
 from conftest import run_cli, write_notebook
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.lab.jobs import LabJobs
+from jupyter_mlops.lab.launches import LabJobs
 from jupyter_mlops.lab.view import run_history
 from jupyter_mlops.run.liveness import HEARTBEAT_INTERVAL, STALE_AFTER
 from jupyter_mlops.run.records import Runner, RunRecord

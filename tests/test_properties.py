@@ -977,7 +977,7 @@ def lab_root(jp_serverapp: Any, jp_root_dir: Path) -> Path:
     """The server's root with an exported notebook; runs are recorded, not started."""
     from test_server import small_notebook
 
-    from jupyter_mlops.lab.jobs import LabJob, LabJobs
+    from jupyter_mlops.lab.launches import LabJob, LabJobs
     from jupyter_mlops.pipeline.export import export
     from jupyter_mlops.run.results import new_run_id
 

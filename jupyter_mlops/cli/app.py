@@ -16,7 +16,7 @@ import sys
 from .. import __version__
 from ..errors import MlopsError, OptionError
 from ..run.startup import skip_slow_optional_imports
-from . import deploy, pipelines, runs, serving
+from . import deploy, jobs, pipelines, runs, serving
 from .common import PROG, Parser, say
 
 #: The flag that sets each option the library may refuse (an ``OptionError``'s ``option``).
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                     "tracked papermill pipeline, and run it.")
     parser.add_argument("--version", action="version", version=f"jupyter-mlops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for group in (pipelines, runs, deploy, serving):
+    for group in (pipelines, runs, jobs, deploy, serving):
         group.add_commands(sub)
     return parser
 

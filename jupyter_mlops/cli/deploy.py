@@ -4,7 +4,22 @@ another environment's kernel."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MlopsError
+from .common import say
+
+if TYPE_CHECKING:
+    from ..deploy.timetable import Timetable
+
+
+def _add_job_options(parser: argparse.ArgumentParser, engine: str) -> None:
+    """``--job NAME`` and ``--store PATH``, the same on every engine."""
+    parser.add_argument("--job", metavar="NAME",
+                        help=f"put this job's schedule and parameters on the {engine} (a job "
+                        "made by `jupyter mlops schedule`)")
+    parser.add_argument("--store", metavar="PATH",
+                        help="the run store holding the job (default: the pipeline's)")
 
 
 def add_commands(sub: Any) -> None:
@@ -19,6 +34,7 @@ def add_commands(sub: Any) -> None:
     airflow.add_argument("--retries", type=int, default=0, metavar="N")
     airflow.add_argument("--timeout", type=float, metavar="S",
                          help="time limit of each task, in seconds")
+    _add_job_options(airflow, "DAG")
     airflow.set_defaults(handler=cmd_airflow)
 
     kfp = sub.add_parser("kfp", help="compile a Kubeflow Pipelines (v2) pipeline",
@@ -28,6 +44,7 @@ def add_commands(sub: Any) -> None:
     kfp.add_argument("pipeline", metavar="PIPELINE_DIR")
     kfp.add_argument("-o", "--output", required=True, metavar="PIPELINE_YAML")
     kfp.add_argument("--image", default="jupyter-mlops-pipeline:latest", metavar="IMAGE")
+    _add_job_options(kfp, "pipeline, as a recurring run beside it")
     kfp.set_defaults(handler=cmd_kfp)
 
     kernel = sub.add_parser(
@@ -49,22 +66,53 @@ def add_commands(sub: Any) -> None:
     kernel.set_defaults(handler=cmd_kernel)
 
 
+def _timetable(args: argparse.Namespace) -> Timetable | None:
+    """The job ``--job`` names, as the exports take it; None without ``--job``."""
+    if args.job is None:
+        if args.store is not None:
+            raise MlopsError("--store names the run store of a job: give the job with --job "
+                             "NAME too (`jupyter mlops jobs` lists them)")
+        return None
+    # the jobs package is a sibling of deploy: only this face may bring the two together
+    from ..deploy.timetable import Timetable
+    from ..jobs.api import get_job
+
+    job = get_job(args.pipeline, args.job, store=args.store)
+    return Timetable(name=job.name, cron=job.schedule.cron, tz=job.schedule.tz,
+                     every=job.schedule.every, parameters=dict(job.parameters),
+                     enabled=job.state == "active")
+
+
+def _scheduled(timetable: Timetable) -> str:
+    """`` (schedule: cron 0 2 * * * (Europe/Berlin), parameters n=300)``."""
+    paused = "" if timetable.enabled else ", paused like the job"
+    return f" (schedule: {timetable.describe()}, {timetable.describe_parameters()}{paused})"
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
-    """``jupyter mlops airflow``: one DAG file for the pipeline."""
+    """``jupyter mlops airflow``: one DAG file for the pipeline, or for one of its jobs."""
     from ..deploy.airflow_dag import write_dag
 
+    timetable = _timetable(args)
     path = write_dag(args.pipeline, args.output, artifacts=args.artifacts,
-                     retries=args.retries, timeout=args.timeout)
-    print(f"Wrote {path}")
+                     retries=args.retries, timeout=args.timeout, timetable=timetable)
+    print(f"Wrote {path}{_scheduled(timetable) if timetable else ''}")
     return 0
 
 
 def cmd_kfp(args: argparse.Namespace) -> int:
-    """``jupyter mlops kfp``: a compiled KFP v2 pipeline, a Dockerfile and requirements."""
-    from ..deploy.kfp_pipeline import compile_pipeline
+    """``jupyter mlops kfp``: a compiled KFP v2 pipeline, a Dockerfile and requirements, and
+    with ``--job`` the job's recurring run."""
+    from ..deploy.kfp_pipeline import compile_pipeline, recurring_path, zone_warning
 
-    for path in compile_pipeline(args.pipeline, args.output, image=args.image):
-        print(f"Wrote {path}")
+    timetable = _timetable(args)
+    recurring = recurring_path(args.output) if timetable else None
+    for path in compile_pipeline(args.pipeline, args.output, image=args.image,
+                                 timetable=timetable):
+        print(f"Wrote {path}{_scheduled(timetable) if timetable and path == recurring else ''}")
+    warning = zone_warning(timetable) if timetable else None
+    if warning:
+        say(f"warning: {warning}")
     return 0
 
 

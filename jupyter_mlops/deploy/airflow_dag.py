@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import MlopsError, SpecError
-from ..pipeline.quoting import python_literal, python_text
+from ..errors import MlopsError, SpecError, shown
+from ..pipeline.quoting import QuotingError, python_literal, python_text
 from ..pipeline.spec import PipelineSpec
 from ..runtime._files import atomic_write
 from ..runtime.remote import is_url
+from .timetable import Timetable, job_parameters, with_default
 
 #: JSON-schema type of each parameter type, for Airflow's ``Param``.
 SCHEMA_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean",
@@ -48,7 +50,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
+{third_party}
 _EXTRA = "pip install 'jupyter-mlops[airflow]'"
 try:  # Airflow 3
     from airflow.sdk import DAG, Param, get_current_context, task
@@ -77,6 +79,9 @@ FAIL_ON_DRIFT = {drift}
 RETRIES = {retries}
 #: Time limit of each task and of each cell, in seconds (None: no limit).
 TIMEOUT = {timeout}
+#: The job whose schedule this DAG runs (None: runs only when triggered); a job's runs are
+#: kept in ARTIFACTS/<job>/<run id>/, apart from other jobs' runs of the same pipeline.
+JOB = {job}
 #: The type of each pipeline parameter, as pipeline.yaml gives it.
 TYPES = {types}
 #: Each step: its notebook (relative to PIPELINE), the parameters it uses, and its inputs
@@ -88,7 +93,8 @@ def _run_folder(run_id: str) -> str:
     """The artifacts root of one DAG run; run ids hold `:` and `+`, unsafe in paths."""
     from jupyter_mlops.runtime.remote import join
 
-    return join(ARTIFACTS, re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._") or "run"
+    return join(ARTIFACTS, JOB, safe) if JOB else join(ARTIFACTS, safe)
 
 
 def _engine() -> str | None:
@@ -152,8 +158,7 @@ def run_step(name: str) -> dict[str, Any]:
 with DAG(
     dag_id={dag_id},
     description={description},
-    schedule=None,
-    catchup=False,
+{schedule}
     render_template_as_native_obj=True,
     tags=["jupyter-mlops"],
     default_args={{
@@ -182,31 +187,106 @@ def _literal(value: Any, indent: int = 0) -> str:
     return python_literal(value)
 
 
-def _param(parameter: Any, indent: int) -> str:
-    """``Param(...)`` source for one pipeline parameter."""
+def _param(parameter: Any, indent: int, nullable: bool = False) -> str:
+    """``Param(...)`` source for one pipeline parameter (``nullable``: its type takes None
+    too, as a parameter whose notebook default is None does)."""
     inner = " " * (indent + 4)
     arguments = [_literal(parameter.default, indent + 4)]
     schema = SCHEMA_TYPES.get(parameter.type)
     if schema is not None:
-        arguments.append(
-            f"type={python_literal([schema, 'null'] if parameter.default is None else schema)}")
+        nullable = nullable or parameter.default is None
+        arguments.append(f"type={python_literal([schema, 'null'] if nullable else schema)}")
     if parameter.help:
         arguments.append(f"description={_literal(parameter.help, indent + 4)}")
     return "Param(\n" + "".join(f"{inner}{a},\n" for a in arguments) + " " * indent + ")"
 
 
+def dag_id(spec: PipelineSpec, timetable: Timetable | None = None) -> str:
+    """The DAG id (and file stem) of ``spec``: ``mlops_<pipeline>``, and for a job's DAG
+    ``mlops_<pipeline>__<job>``, so that each job of a pipeline is a DAG of its own."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    if timetable is None:
+        return f"mlops_{name}"
+    return f"mlops_{name}__{re.sub(r'[^A-Za-z0-9_.-]+', '_', timetable.name)}"
+
+
+def _start_date(moment: datetime, zone: str) -> str:
+    """Source of a pendulum datetime at ``moment`` (whole seconds) in the zone ``zone``.
+
+    Written as a UTC time moved into the zone, not as a wall-clock time in it: a wall-clock
+    time in the hour a daylight-saving change repeats would be ambiguous.
+    """
+    utc = moment.astimezone(timezone.utc)
+    return (f"pendulum.datetime(\n        {utc.year}, {utc.month}, {utc.day}, {utc.hour}, "
+            f"{utc.minute}, {utc.second}, tz='UTC',\n    ).in_timezone({_literal(zone, 4)})")
+
+
+def _schedule(timetable: Timetable | None, written: datetime) -> str:
+    """The schedule arguments of ``DAG(...)``: none for a pipeline without a job, else the
+    job's timing, one run at a time (a job never overlaps itself), no catching up.
+
+    ``start_date`` is the moment the file is written: with catchup off, Airflow's first run
+    is the later of the schedule's last slot before now and its first slot after the start
+    date, so a DAG written now first runs at the job's next slot, not at once; an interval
+    job's start is one interval later, as a job's first slot is one interval after it is
+    made. (That is Airflow 3's trigger timetables, the default there; Airflow 2's default
+    data-interval timetables run each slot one period late.) A cron job's start date is in
+    the job's zone, which makes it the DAG's zone: Airflow evaluates the cron there,
+    daylight-saving changes included.
+    """
+    if timetable is None:
+        return "    schedule=None,\n    catchup=False,"
+    if timetable.every is not None:
+        seconds = timetable.every
+        delta = python_literal(int(seconds) if float(seconds).is_integer() else float(seconds))
+        schedule = f"timedelta(seconds={delta})"
+        start = _start_date(datetime.fromtimestamp(
+            written.timestamp() + float(seconds), tz=timezone.utc), "UTC")
+    else:
+        schedule = _literal(timetable.cron_text(), 4)
+        start = _start_date(written, timetable.tz)
+    # a paused job's DAG starts paused; an active one's as Airflow's own setting says
+    paused = "" if timetable.enabled else "\n    is_paused_upon_creation=True,"
+    return (f"    schedule={schedule},\n    start_date={start},\n    catchup=False,\n"
+            f"    max_active_runs=1,{paused}")
+
+
+def _params_text(spec: PipelineSpec, timetable: Timetable | None) -> str:
+    """The ``params={...}`` source: each pipeline parameter's ``Param``, its default the
+    job's value where the job sets one."""
+    if not spec.parameters:
+        return "{}"
+    values = job_parameters(timetable, spec) if timetable else {}
+    job = timetable.name if timetable else ""
+    lines = []
+    for parameter in spec.parameters:
+        if parameter.name in values:
+            value = values[parameter.name]
+            try:
+                source = _param(with_default(parameter, value), 8, nullable=value is None)
+            except QuotingError as err:
+                raise MlopsError(f"job `{job}`: parameter `{parameter.name}` = {shown(value)} "
+                                 f"cannot be written into a DAG ({err})") from None
+        else:
+            source = _param(parameter, 8)
+        lines.append(f"        {python_literal(parameter.name)}: {source},\n")
+    return "{\n" + "".join(lines) + "    }"
+
+
 def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: int,
-               timeout: float | None) -> str:
-    """The text of the DAG file of ``spec`` (its folder ``pipeline_dir``, absolute)."""
+               timeout: float | None, timetable: Timetable | None = None,
+               written: datetime | None = None) -> str:
+    """The text of the DAG file of ``spec`` (its folder ``pipeline_dir``, absolute); with
+    ``timetable``, the DAG of that job, on its schedule, written at ``written`` (now)."""
     for step in spec.steps:
         if not _NAME.fullmatch(step.name):
             raise SpecError(f"step `{step.name}` cannot be an Airflow task id; use letters, "
                             "digits and underscores (export the notebook again)")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
     steps = {s.name: {"notebook": s.notebook, "parameters": list(s.parameters),
                       "inputs": dict(s.inputs)} for s in spec.steps}
-    params_text = "{\n" + "".join(f"        {python_literal(p.name)}: {_param(p, 8)},\n"
-                                   for p in spec.parameters) + "    }" if spec.parameters else "{}"
+    description = f"jupyter-mlops pipeline {spec.name}"
+    if timetable is not None:
+        description += f", job {timetable.name} ({timetable.describe()})"
     text = _HEADER.format(
         name=python_text(spec.name), pipeline=_literal(str(pipeline_dir)),
         workdir=_literal(str((pipeline_dir / spec.workdir).resolve())),
@@ -214,9 +294,12 @@ def render_dag(spec: PipelineSpec, pipeline_dir: Path, artifacts: str, retries: 
         drift=python_literal(bool(spec.checks.get("fail_on_drift", False))),
         retries=python_literal(retries), timeout=python_literal(timeout),
         types=_literal({p.name: p.type for p in spec.parameters}),
-        steps=_literal(steps), dag_id=_literal(f"mlops_{name}", 4),
-        description=_literal(f"jupyter-mlops pipeline {spec.name}", 4),
-        params=params_text,
+        steps=_literal(steps), dag_id=_literal(dag_id(spec, timetable), 4),
+        description=_literal(description, 4),
+        params=_params_text(spec, timetable),
+        third_party="\nimport pendulum\n" if timetable else "",
+        job=_literal(timetable.name if timetable else None),
+        schedule=_schedule(timetable, written or datetime.now(timezone.utc)),
     )
     lines = []
     for step in spec.steps:
@@ -249,12 +332,17 @@ def _check_protocols(url: str) -> None:
 
 
 def write_dag(pipeline_dir: str | Path, dags_dir: str | Path, *, artifacts: str | None = None,
-              retries: int = 0, timeout: float | None = None) -> Path:
+              retries: int = 0, timeout: float | None = None,
+              timetable: Timetable | None = None) -> Path:
     """Write ``DAGS_DIR/mlops_<pipeline name>.py`` for the pipeline in ``pipeline_dir``.
 
     ``artifacts`` is where runs keep their artifacts (default ``PIPELINE/runs/airflow``;
     a local path is made absolute, an fsspec URL is written as it is); each DAG run uses
     ``ARTIFACTS/<run id>/``. ``retries`` and ``timeout`` (seconds) apply to every task.
+
+    With ``timetable`` (a job), the DAG is that job's: ``mlops_<pipeline>__<job>.py``, on
+    the job's schedule, the job's parameter values as its params' defaults, its runs in
+    ``ARTIFACTS/<job>/<run id>/``.
     """
     folder = Path(pipeline_dir).resolve()
     spec = PipelineSpec.read(folder)
@@ -277,9 +365,8 @@ def write_dag(pipeline_dir: str | Path, dags_dir: str | Path, *, artifacts: str 
     dags = Path(dags_dir)
     if dags.exists() and not dags.is_dir():
         raise MlopsError(f"{dags} is a file, not a folder for DAG files; give a folder with -o")
-    text = render_dag(spec, folder, location, retries, timeout)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
-    path = dags / f"mlops_{name}.py"
+    text = render_dag(spec, folder, location, retries, timeout, timetable)
+    path = dags / f"{dag_id(spec, timetable)}.py"
     try:
         atomic_write(path, text)
     except OSError as err:

@@ -1,6 +1,6 @@
 """``python -m jupyter_mlops.lab.runprocess``: the child process of a run started from JupyterLab.
 
-The server extension (:mod:`jupyter_mlops.lab.jobs`) chooses the run id, so it can show the
+The server extension (:mod:`jupyter_mlops.lab.launches`) chooses the run id, so it can show the
 run's progress from its first second; this entry point only calls :func:`run_pipeline` with
 it. Its output goes to a log the server reads for the one-line error of a failed run. A cancel
 from the sidebar is a SIGTERM, which the run turns into a record that says

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
-from .jobs import LabJobs
+from .launches import LabJobs
 
 #: What ``run.json`` must hold for the sidebar to show it: field -> accepted types.
 _NUMBER = (int, float, type(None))
@@ -124,5 +124,7 @@ def run_history(pipeline: Path, jobs: LabJobs, limit: int = 20) -> list[dict[str
             "run_id": run.run_id, "status": status, "started": run.started,
             "ended": run.ended, "duration": run.duration, "metrics": run.metrics,
             "parameters": run.parameters, "started_by": run.started_by, "error": error,
+            # the job that started a scheduled run, so the history can mark it
+            "job": run.trigger.get("job") if isinstance(run.trigger, dict) else None,
         })
     return history

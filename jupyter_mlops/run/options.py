@@ -57,6 +57,8 @@ class RunOptions:
     kernel_pool: bool = True
     #: The kernelspec the steps run in; None: the pipeline's (its notebook's).
     kernel: str | None = None
+    #: Why the run starts (``{"trigger": "schedule", "job": ...}``), recorded with it.
+    trigger: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, **settings: Any) -> RunOptions:

@@ -450,6 +450,8 @@ def _new_run(store: RunStore, plan: _Plan, runs_dir: str | Path | None,
          # steps cannot write, for serving
          "trust": list(spec.trust)},
         plan.options.started_by, [s.name for s in spec.steps])
+    if plan.options.trigger:
+        store.set_trigger(run_id, dict(plan.options.trigger), None)
     return RunResult(run_id=run_id, folder=run_folder, pipeline=spec.name,
                      parameters=plan.values, steps=[StepResult(s.name) for s in spec.steps])
 

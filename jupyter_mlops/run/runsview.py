@@ -46,7 +46,9 @@ def _serving(run: RunRecord) -> str:
     """`` [served]`` for the run in service, and why a retraining run started."""
     notes = ["served"] if run.served else []
     trigger = run.trigger
-    if isinstance(trigger, dict):
+    if isinstance(trigger, dict) and trigger.get("job"):
+        notes.append(f"scheduled: job {trigger['job']}, {trigger.get('trigger', '?')}")
+    elif isinstance(trigger, dict):
         replaces = f" of {run.replaces}" if run.replaces else ""
         notes.append(f"retrain ({trigger.get('trigger', '?')}){replaces}")
     return f"  [{'; '.join(notes)}]" if notes else ""
@@ -70,7 +72,10 @@ def run_details(run: RunRecord) -> str:
         lines.append(f"  interrupted: {run.interrupted}")
     if run.error:
         lines.append(f"  error:       {run.error}")
-    if isinstance(run.trigger, dict):
+    if isinstance(run.trigger, dict) and run.trigger.get("job"):
+        lines.append(f"  scheduled:   job {run.trigger['job']} ({run.trigger.get('trigger')}), "
+                     f"due {_when(run.trigger.get('due'))}")
+    elif isinstance(run.trigger, dict):
         reasons = "; ".join(run.trigger.get("reasons") or []) or run.trigger.get(
             "trigger", "?")
         lines.append(f"  retraining:  {reasons}; would replace {run.replaces or '-'}")

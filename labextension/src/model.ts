@@ -5,6 +5,9 @@ import { MlopsError, post, requestAPI } from './api';
 import {
   IAnalysis,
   IExportReply,
+  IJob,
+  IJobRequest,
+  IJobsReply,
   IProblem,
   IRunStarted,
   IRunStatus,
@@ -30,6 +33,12 @@ export interface ISidebarState {
   notice: string | null;
   run: IRunStatus | null;
   runs: IRunSummary[];
+  /** The pipeline's scheduled jobs. */
+  jobs: IJob[];
+  /** Whether the server runs a scheduler (null until the jobs are read). */
+  scheduler: boolean | null;
+  /** The server's one line on the last refused schedule or job action. */
+  scheduleError: string | null;
 }
 
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
@@ -44,7 +53,10 @@ export class SidebarModel {
     busy: null,
     notice: null,
     run: null,
-    runs: []
+    runs: [],
+    jobs: [],
+    scheduler: null,
+    scheduleError: null
   };
 
   constructor() {
@@ -67,13 +79,17 @@ export class SidebarModel {
     }
     this.state.notebook?.context.saveState.disconnect(this.onSaved, this);
     this.stopPolling();
+    clearTimeout(this._jobsTimer);
     Object.assign(this.state, {
       notebook: panel,
       analysis: null,
       error: null,
       notice: null,
       run: null,
-      runs: []
+      runs: [],
+      jobs: [],
+      scheduler: null,
+      scheduleError: null
     });
     this.emit();
     if (panel) {
@@ -169,9 +185,38 @@ export class SidebarModel {
     }
   }
 
+  /** Export, then make a job of the pipeline (the server checks the schedule, the
+   * parameters and the alerts); true once it is made. */
+  async createJob(request: Omit<IJobRequest, 'pipeline'>): Promise<boolean> {
+    const exported = await this.exportPipeline();
+    if (!exported) {
+      return false;
+    }
+    return this.jobAction('Scheduling', async pipeline => {
+      const job = await requestAPI<IJob>('jobs', post({ ...request, pipeline }));
+      this.state.notice = `Job ${job.name} scheduled: ${job.schedule.text}`;
+    });
+  }
+
+  /** Pause or resume a job. */
+  async setJobState(name: string, action: 'pause' | 'resume'): Promise<void> {
+    await this.jobAction(action === 'pause' ? 'Pausing' : 'Resuming', async pipeline => {
+      await requestAPI<IJob>(`jobs/${encodeURIComponent(name)}`, post({ pipeline, action }));
+    });
+  }
+
+  /** Delete a job (the runs it started stay). */
+  async deleteJob(name: string): Promise<void> {
+    await this.jobAction('Deleting the job', async pipeline => {
+      await requestAPI(`jobs/${encodeURIComponent(name)}`, { method: 'DELETE' }, { pipeline });
+      this.state.notice = `Job ${name} deleted`;
+    });
+  }
+
   /** Dispose of timers and signal connections. */
   dispose(): void {
     this.stopPolling();
+    clearTimeout(this._jobsTimer);
     if (this._refreshTimer) {
       clearTimeout(this._refreshTimer);
     }
@@ -189,6 +234,74 @@ export class SidebarModel {
       this.follow(reply.active[0]); // a run started before this tab was opened
     }
     this.emit();
+    await this.loadJobs(pipeline);
+  }
+
+  /** The pipeline's jobs; a refusal is shown beside the schedule form. */
+  private async loadJobs(pipeline: string): Promise<void> {
+    try {
+      const reply = await requestAPI<IJobsReply>('jobs', {}, { pipeline });
+      if (pipeline !== this.state.analysis?.pipeline_dir) {
+        return; // another notebook meanwhile
+      }
+      this.state.jobs = reply.jobs;
+      this.state.scheduler = reply.scheduler;
+      this.watchJobs();
+      this.emit();
+    } catch (error) {
+      this.failJob(error);
+    }
+  }
+
+  /** Read the runs and jobs again when a job's next run is due (or, while a scheduled run
+   * goes, every few seconds), so that scheduled runs show up without a refresh. */
+  private watchJobs(): void {
+    clearTimeout(this._jobsTimer);
+    if (!this.state.jobs.length) {
+      return;
+    }
+    let wait = 600_000;
+    for (const job of this.state.jobs) {
+      if (job.next_run !== null) {
+        wait = Math.min(wait, job.next_run * 1000 - Date.now() + 2000);
+      }
+      if (job.last_runs[0]?.outcome === 'started') {
+        wait = Math.min(wait, 5000);
+      }
+    }
+    this._jobsTimer = window.setTimeout(() => {
+      this.loadRuns().catch(error => this.fail(error));
+    }, Math.max(wait, 5000));
+  }
+
+  private async jobAction(what: string, work: (pipeline: string) => Promise<void>): Promise<boolean> {
+    const pipeline = this.state.analysis?.pipeline_dir;
+    if (!pipeline) {
+      return false;
+    }
+    this.state.busy = what;
+    this.state.scheduleError = null;
+    this.emit();
+    try {
+      await work(pipeline);
+      await this.loadJobs(pipeline);
+      return true;
+    } catch (error) {
+      this.failJob(error);
+      return false;
+    } finally {
+      this.state.busy = null;
+      this.emit();
+    }
+  }
+
+  private failJob(error: unknown): void {
+    if (error instanceof MlopsError && !error.serverMissing) {
+      this.state.scheduleError = error.message;
+      this.emit();
+    } else {
+      this.fail(error);
+    }
   }
 
   private follow(runId: string): void {
@@ -275,4 +388,5 @@ export class SidebarModel {
   private _changed = new Signal<this, void>(this);
   private _polling = 0;
   private _refreshTimer = 0;
+  private _jobsTimer = 0;
 }

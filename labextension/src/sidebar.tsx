@@ -5,6 +5,7 @@ import { Captured, Problems, Steps } from './components/Pipeline';
 import { StepGraph } from './components/Graph';
 import { RoleButtons } from './components/Roles';
 import { RunControls, RunHistory, RunProgress } from './components/Runs';
+import { JobList, ScheduleForm } from './components/Schedule';
 import { SidebarModel } from './model';
 import { Role } from './tags';
 
@@ -109,6 +110,25 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
             />
             {s.run && <RunProgress run={s.run} />}
           </Section>
+          {a.exported && (
+            <Section title="Schedule">
+              <ScheduleForm
+                key={a.pipeline_dir}
+                pipeline={a.pipeline.name}
+                parameters={a.pipeline.parameters}
+                busy={s.busy}
+                error={s.scheduleError}
+                onSchedule={request => model.createJob(request)}
+              />
+              <JobList
+                jobs={s.jobs}
+                scheduler={s.scheduler}
+                busy={s.busy}
+                onState={(name, action) => void model.setJobState(name, action)}
+                onDelete={name => void model.deleteJob(name)}
+              />
+            </Section>
+          )}
           <Section title="History">
             <RunHistory runs={s.runs} details={id => model.runDetails(id)} onOpen={actions.openFile} />
           </Section>

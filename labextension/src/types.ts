@@ -136,6 +136,8 @@ export interface IRunSummary {
   parameters: Record<string, unknown>;
   started_by: string | null;
   error: string | null;
+  /** The job that started a scheduled run, or null. */
+  job: string | null;
 }
 
 /** GET /mlops/runs. */
@@ -148,6 +150,82 @@ export interface IRunsReply {
 export interface IRunStarted {
   run_id: string;
   pipeline_dir: string;
+}
+
+/** When a job runs (jobs.timing.Schedule.to_json): `cron` in `tz`, or every `every`
+ * seconds; and `text`, as the CLI says it (`every 15m`, `cron 0 2 * * * (UTC)`). */
+export interface IJobSchedule {
+  cron?: string;
+  tz?: string;
+  every?: number;
+  text: string;
+}
+
+/** One due time of a job and what became of it (jobs.store.Slot.to_json). */
+export interface ISlot {
+  job: string;
+  due: number;
+  /** `schedule`, `catch-up` or `manual`. */
+  trigger: string;
+  claimed: number;
+  scheduler: string;
+  /** `started`, `skipped`, or how the run ended (`succeeded`, `failed`, `cancelled`). */
+  outcome: string;
+  run_id: string | null;
+  reason: string | null;
+  missed: number;
+  host: string | null;
+  pid: number | null;
+  ended: number | null;
+  alert: string | null;
+  /** Seconds the run started after its due time. */
+  late: number;
+}
+
+/** A scheduled job (jobs.store.Job.to_json plus jobs.api.job_view). */
+export interface IJob {
+  name: string;
+  /** The pipeline folder, as the contents API spells it. */
+  pipeline: string;
+  schedule: IJobSchedule;
+  parameters: Record<string, unknown>;
+  owner: string;
+  /** `active`, `paused` or `broken`. */
+  state: string;
+  on_failure: string | null;
+  webhook: string | null;
+  /** `failure` or `always`. */
+  notify: string;
+  alert_if: string[];
+  created: number;
+  since: number;
+  /** Why the job is broken, or null. */
+  broken: string | null;
+  /** When the job runs next (epoch seconds); null while paused or broken. */
+  next_run: number | null;
+  /** Its latest slots, newest first. */
+  last_runs: ISlot[];
+}
+
+/** GET /mlops/jobs. */
+export interface IJobsReply {
+  jobs: IJob[];
+  /** Whether this server runs a scheduler (JUPYTER_MLOPS_SCHEDULER=off keeps it from it). */
+  scheduler: boolean;
+}
+
+/** POST /mlops/jobs: a schedule is `cron` (with `tz`) or `every`. */
+export interface IJobRequest {
+  pipeline: string;
+  cron?: string;
+  tz?: string;
+  every?: string;
+  /** Values as the user typed them; the server types them as the pipeline says. */
+  parameters?: Record<string, string>;
+  name?: string;
+  on_failure?: string;
+  webhook?: string;
+  notify?: string;
 }
 
 /** Every 4xx answer. */

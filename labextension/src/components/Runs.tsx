@@ -1,6 +1,7 @@
 import * as React from 'react';
 
 import { IParameter, IRunStatus, IRunSummary } from '../types';
+import { changedValues, ParameterInputs } from './Parameters';
 import { fmt } from './Pipeline';
 
 function seconds(value: number | null | undefined): string {
@@ -21,34 +22,10 @@ export function RunControls(props: {
 }): JSX.Element {
   const [values, setValues] = React.useState<Record<string, string>>({});
   const [kernel, setKernel] = React.useState<string>('');
-  const changed: Record<string, string> = {};
-  for (const p of props.parameters) {
-    if (values[p.name] !== undefined && values[p.name] !== display(p.default)) {
-      changed[p.name] = values[p.name];
-    }
-  }
+  const changed = changedValues(props.parameters, values);
   return (
     <div className="jp-mlops-run-controls">
-      {props.parameters.length > 0 && (
-        <table className="jp-mlops-params">
-          <tbody>
-            {props.parameters.map(p => (
-              <tr key={p.name} title={p.help ?? ''}>
-                <td>{p.name}</td>
-                <td>
-                  <input
-                    type="text"
-                    aria-label={`parameter ${p.name}`}
-                    value={values[p.name] ?? display(p.default)}
-                    onChange={e => setValues({ ...values, [p.name]: e.target.value })}
-                  />
-                </td>
-                <td className="jp-mlops-type">{p.type}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <ParameterInputs parameters={props.parameters} values={values} onChange={setValues} label="parameter" />
       {props.kernels.length > 1 && (
         <label className="jp-mlops-kernel">
           Kernel{' '}
@@ -85,10 +62,6 @@ export function RunControls(props: {
   );
 }
 
-function display(value: unknown): string {
-  return typeof value === 'string' ? value : JSON.stringify(value);
-}
-
 /** Per-step progress of the current run. */
 export function RunProgress(props: { run: IRunStatus }): JSX.Element {
   const { run } = props;
@@ -120,6 +93,20 @@ export function RunProgress(props: { run: IRunStatus }): JSX.Element {
   );
 }
 
+/** A clock and the job's name, on a run a schedule started (an SVG: a clock glyph is missing
+ * from many fonts). */
+function JobLabel(props: { job: string }): JSX.Element {
+  return (
+    <span className="jp-mlops-job-label" title={`started by job ${props.job}`}>
+      <svg viewBox="0 0 16 16" width="10" height="10" aria-hidden="true">
+        <circle cx="8" cy="9" r="6" fill="none" stroke="currentColor" strokeWidth="1.6" />
+        <path d="M8 5.5V9l2.5 1.5M6 1.5h4" fill="none" stroke="currentColor" strokeWidth="1.6" />
+      </svg>{' '}
+      {props.job}
+    </span>
+  );
+}
+
 /** The run history: status, duration and metrics; a run opens to its executed notebooks. */
 export function RunHistory(props: {
   runs: IRunSummary[];
@@ -143,6 +130,7 @@ export function RunHistory(props: {
                 <button className="jp-mlops-link" onClick={() => void toggle(run.run_id)} title="Show the executed notebooks">
                   {run.run_id}
                 </button>
+                {run.job !== null && <JobLabel job={run.job} />}
               </td>
               <td className={`jp-mlops-status-${run.status}`}>{run.status}</td>
               <td>{seconds(run.duration)}</td>
