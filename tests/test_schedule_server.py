@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import write_notebook
+from test_lab_hardening import call
 from tornado.httpclient import HTTPClientError
 from wire import assert_wire
 
@@ -48,23 +49,6 @@ def with_scheduler(jp_serverapp: Any) -> Iterator[Any]:
         if child.process.poll() is None:
             child.process.terminate()
         child.process.wait(30)
-
-
-async def call(jp_fetch: Any, method: str, *parts: str, body: Any = None,
-               params: dict[str, str] | None = None, **kwargs: Any) -> tuple[int, Any]:
-    """One request; the status and the JSON answer, errors included."""
-    extra: dict[str, Any] = {}
-    if body is not None:
-        extra["body"] = json.dumps(body)
-    elif method == "POST":
-        extra["body"] = "{}"
-    try:
-        response = await jp_fetch("mlops", *parts, method=method, params=params, **extra,
-                                  **kwargs)
-    except HTTPClientError as err:
-        assert err.response is not None
-        return err.code, json.loads(err.response.body or b"null")
-    return response.code, json.loads(response.body)
 
 
 async def exported(jp_fetch: Any, root: Path) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from ..errors import MlopsError
-from ..run.startup import skip_slow_optional_imports
+from ..run.child import run_in_child
+from ..run.options import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,27 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameters", default="{}", help="typed values, as a JSON object")
     parser.add_argument("--trigger", default="{}", help="why the run starts, as JSON")
     args = parser.parse_args(argv)
-    skip_slow_optional_imports()
-    logging.getLogger("papermill").setLevel(logging.CRITICAL)
     trigger = json.loads(args.trigger)
-    try:
-        from ..run.runner import run_pipeline, stop_on_sigterm
-
-        with stop_on_sigterm(f"cancelled: the scheduler of job {trigger.get('job')} stopped it"):
-            result = run_pipeline(args.pipeline, json.loads(args.parameters),
-                                  run_id=args.run_id, store=args.store, trigger=trigger,
-                                  started_by=f"schedule:{trigger.get('job')}")
-    except MlopsError as err:
-        print(f"error: {str(err).splitlines()[0]}", flush=True)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("cancelled", flush=True)
-        return 130
-    if result.status != "succeeded":
-        print(result.error or "the run did not finish", flush=True)
-        return 1
-    print(f"run {result.run_id} succeeded", flush=True)
-    return 0
+    options = RunOptions(run_id=args.run_id, store=args.store, trigger=trigger,
+                         started_by=f"schedule:{trigger.get('job')}")
+    return run_in_child(args.pipeline, json.loads(args.parameters), options,
+                        f"cancelled: the scheduler of job {trigger.get('job')} stopped it")
 
 
 if __name__ == "__main__":

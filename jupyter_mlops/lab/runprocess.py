@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from ..errors import MlopsError
-from ..run.startup import skip_slow_optional_imports
+from ..run.child import run_in_child
+from ..run.options import RunOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,26 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameters", default="{}", help="typed values, as a JSON object")
     parser.add_argument("--kernel", help="the kernel the steps run in (default: the pipeline's)")
     args = parser.parse_args(argv)
-    skip_slow_optional_imports()
-    logging.getLogger("papermill").setLevel(logging.CRITICAL)
-    try:
-        from ..run.runner import run_pipeline, stop_on_sigterm
-
-        with stop_on_sigterm("cancelled from JupyterLab"):
-            result = run_pipeline(args.pipeline, json.loads(args.parameters),
-                                  run_id=args.run_id, started_by="jupyterlab",
-                                  kernel=args.kernel)
-    except MlopsError as err:
-        print(f"error: {str(err).splitlines()[0]}", flush=True)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("cancelled", flush=True)
-        return 130
-    if result.status != "succeeded":
-        print(result.error or "the run did not finish", flush=True)
-        return 1
-    print(f"run {result.run_id} succeeded", flush=True)
-    return 0
+    options = RunOptions(run_id=args.run_id, started_by="jupyterlab", kernel=args.kernel)
+    return run_in_child(args.pipeline, json.loads(args.parameters), options,
+                        "cancelled from JupyterLab")
 
 
 if __name__ == "__main__":
