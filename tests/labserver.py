@@ -41,8 +41,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_lab(root: Path, state: Path, env: dict[str, str] | None = None) -> Iterator[Lab]:
-    """Start ``jupyter lab`` serving ``root``; settings and workspaces under ``state``."""
+def running_lab(root: Path, state: Path, env: dict[str, str] | None = None,
+                mlops_settings: dict[str, object] | None = None) -> Iterator[Lab]:
+    """Start ``jupyter lab`` serving ``root``; settings and workspaces under ``state``.
+
+    ``mlops_settings`` are the user's settings of the sidebar (its schema/plugin.json). The
+    page exposes the application as ``window.jupyterapp``, so that a test can run commands.
+    """
     port, token = _free_port(), secrets.token_hex(16)
     settings = state / "settings"
     notify = settings / "@jupyterlab" / "apputils-extension"
@@ -50,12 +55,16 @@ def running_lab(root: Path, state: Path, env: dict[str, str] | None = None) -> I
     # no news pop-up over the page
     (notify / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    if mlops_settings is not None:
+        (settings / "jupyter-mlops").mkdir(exist_ok=True)
+        (settings / "jupyter-mlops" / "plugin.jupyterlab-settings").write_text(
+            json.dumps(mlops_settings))
     log = state / "lab.log"
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True",
-        "--LabApp.news_url=None",
+        "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={state / 'ws'}",
     ]

@@ -43,20 +43,27 @@ def browser(tmp_path: Path) -> Iterator[Any]:
             context.close()
 
 
-def open_sidebar(page: Any, lab: Lab, notebook: str) -> None:
-    """Open ``notebook`` in the lab and the jupyter-mlops panel beside it."""
-    page.goto(f"{lab.url}/lab/tree/{notebook}?token={lab.token}")
+def open_sidebar(page: Any, lab: Lab, notebook: str, workspace: str | None = None) -> None:
+    """Open ``notebook`` in the lab and the jupyter-mlops panel beside it; in a workspace of
+    its own when given (a fresh page with that notebook alone)."""
+    where = f"workspaces/{workspace}/" if workspace else ""
+    page.goto(f"{lab.url}/lab/{where}tree/{notebook}?token={lab.token}")
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-    page.locator('.lm-TabBar-tab[title="jupyter-mlops pipeline"]').click()
+    # the layout restorer may have opened the panel already (a second notebook, a reload)
+    page.evaluate("() => window.jupyterapp.restored.then(() => true)")
+    if not page.locator(".jp-mlops-sidebar").is_visible():
+        page.locator('.lm-TabBar-tab[title="jupyter-mlops pipeline"]').click()
     page.locator(".jp-mlops-sidebar").wait_for()
 
 
-def saved_tags(path: Path, index: int) -> list[str]:
-    """The tags of cell ``index`` as saved; none while the lab is halfway through writing."""
+def saved_cell(path: Path, index: int) -> dict[str, Any]:
+    """Cell ``index`` as saved; empty while the lab is halfway through writing the file."""
     try:
-        return json.loads(path.read_text())["cells"][index]["metadata"].get("tags", [])
+        cell = json.loads(path.read_text())["cells"][index]
     except ValueError:  # the lab writes the file in place: read it again
-        return []
+        return {"source": "", "metadata": {}}
+    source = cell["source"]
+    return {**cell, "source": source if isinstance(source, str) else "".join(source)}
 
 
 def shot(page: Any, name: str) -> None:
@@ -88,14 +95,16 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         assert badge.text_content() == "step load"
         shot(page, "1-opened")
 
-        # mark cell 10 as skip from the sidebar: the tag is saved in the file
+        # mark cell 10 as skip from the sidebar: in a notebook of magics, by default, a magic
+        # line (the user's setting could make it a tag), saved in the file
         page.locator(".jp-Cell").nth(9).locator(".jp-InputPrompt").click()
-        page.locator('.jp-mlops-hint:has-text("Mark cell 10")').wait_for()
+        page.locator('.jp-mlops-hint:has-text("Mark cell 10 as")').wait_for()
         page.locator('button.jp-mlops-role[data-role="skip"]').click()
         deadline = time.monotonic() + 20
-        while "mlops:skip" not in saved_tags(path, 9):
-            assert time.monotonic() < deadline, "the sidebar's tag never reached the file"
+        while not saved_cell(path, 9)["source"].startswith("%%mlops skip\nprint("):
+            assert time.monotonic() < deadline, "the sidebar's mark never reached the file"
             time.sleep(0.2)
+        assert "tags" not in saved_cell(path, 9)["metadata"]
         page.locator(".jp-Cell").nth(9).locator('.jp-mlops-badge:text-is("skip")').wait_for()
         shot(page, "2-marked")
 
@@ -113,10 +122,23 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         page.locator('input[aria-label="parameter n_estimators"]').fill("60")
         page.locator("button.jp-mlops-run").click()
         page.locator(".jp-mlops-progress").wait_for(timeout=60_000)
+        note = page.locator(".jp-mlops-run-note").text_content()
+        assert "Run saves the notebook and exports" in note
         shot(page, "3-running")
         page.locator('.jp-mlops-progress[data-status="succeeded"]').wait_for(timeout=300_000)
         row = page.locator('.jp-mlops-history-row[data-status="succeeded"]').first
         row.wait_for(timeout=30_000)
+        page.locator('.jp-mlops-notice[data-kind="success"]:has-text("succeeded")').wait_for()
+        # the history fits the panel's default width: nothing clipped, nothing scrolls
+        # sideways, the run id on one line (cut, whole in its tooltip)
+        history = page.locator(".jp-mlops-history")
+        assert history.evaluate("t => t.scrollWidth <= t.clientWidth + 1")
+        assert page.locator(".jp-mlops-sidebar").evaluate("s => s.scrollWidth <= s.clientWidth + 1")
+        run_id = row.locator(".jp-mlops-run-id button")
+        assert run_id.evaluate("b => b.getClientRects().length === 1 && "
+                               "b.offsetHeight < 2 * parseFloat(getComputedStyle(b).fontSize)")
+        assert row.get_attribute("data-run") in run_id.get_attribute("title")
+        row.locator(".jp-mlops-history-more").scroll_into_view_if_needed()
         shot(page, "4-succeeded")
 
         from jupyter_mlops.run.store import RunStore, default_store
@@ -131,10 +153,21 @@ def test_mark_export_run_from_the_sidebar(tmp_path: Path, browser: Any) -> None:
         for name, value in run.metrics.items():
             assert f"{name}={float(value):.4g}" in metrics, metrics
 
-        # the run's executed notebooks open from the history
-        row.locator("button.jp-mlops-link").click()
+        # the run's executed notebooks open from the history; the panel stays on the source
+        # notebook (a step notebook is not one to analyse)
+        analysed = int(page.locator(".jp-mlops-sidebar").get_attribute("data-analyses"))
+        run_id.click()
         page.locator('.jp-mlops-notebooks button:text-is("train")').click()
-        page.locator('.lm-TabBar-tab:has-text("04_train.ipynb")').wait_for(timeout=30_000)
+        page.locator('.lm-TabBar-tab.lm-mod-current:has-text("04_train.ipynb")').wait_for(
+            timeout=30_000)
+        page.locator(".jp-Notebook:visible .jp-Cell").first.wait_for(timeout=30_000)
+        page.wait_for_function("() => { const w = window.jupyterapp.shell.currentWidget; "
+                               "return w?.context?.path?.endsWith('04_train.ipynb') "
+                               "&& w.context.isReady; }")
+        assert page.locator(".jp-mlops-title").text_content().startswith("Pipeline diabetes")
+        assert page.locator(".jp-mlops-step").count() == 5
+        assert page.locator(".jp-mlops-problem").count() == 0
+        assert int(page.locator(".jp-mlops-sidebar").get_attribute("data-analyses")) == analysed
         shot(page, "5-notebook")
     assert page.errors == []
 
@@ -154,6 +187,8 @@ def test_sidebar_says_when_the_server_extension_is_missing(tmp_path: Path,
         missing = browser.locator(".jp-mlops-missing")
         missing.wait_for(timeout=30_000)
         assert "server extension is not answering" in missing.text_content()
+        assert "jupyter server extension enable jupyter_mlops" in missing.text_content()
+        assert missing.locator("button.jp-mlops-retry").is_enabled()
         shot(browser, "6-server-missing")
 
 

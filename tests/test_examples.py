@@ -93,15 +93,16 @@ def _a_raw_sample_is_compared_with_the_raw_frame(work: Path, folder: Path,
     assert report["reference"]["stage"] == "raw input", report["reference"]
     assert report["reference"]["step"] == "load"
     assert report["drift"]["drifted"] == [] and report["healthy"]
-    # with labels, the raw rows go through the pipeline's own preparation first
+    # with labels, the raw rows go through the notebook's prepare cells first
     done = run_cli("monitor", str(folder), "--data", str(sample), "--labels", "churned",
                    "--report", str(tmp_path / "labelled"))
     assert done.returncode in (0, 3), done.stdout + done.stderr
     report = json.loads((tmp_path / "labelled" / "monitor.json").read_text())
-    assert report["metrics_on"].startswith("prepared by the pipeline's steps load, clean")
+    assert report["metrics_on"].startswith("the new rows prepared by the prepare cells (13, 14)")
     computed = {m["name"]: m["value"] for m in report["metrics"] if m["value"] is not None}
     assert {"accuracy", "f1", "roc_auc"} <= set(computed), report["metrics"]
-    assert "metrics on: prepared by" in done.stdout
+    assert "metrics on: the new rows prepared by the prepare cells" in done.stdout
+    assert report["model_input"]["drift"]["drifted"] == []
 
 
 def _spec_of(notebook: Path) -> PipelineSpec:

@@ -27,3 +27,21 @@ def test_server_extension_is_enabled() -> None:
     lines = [line for line in text.splitlines() if "jupyter_mlops" in line]
     assert any("enabled" in line for line in lines), text
     assert any("OK" in line for line in lines), text
+
+
+def test_settings_schema_is_installed_with_the_extension() -> None:
+    """The sidebar's settings (spelling of new marks, auto-refresh) come with the prebuilt
+    extension, where JupyterLab's settings editor finds them."""
+    import json
+    from pathlib import Path
+
+    from jupyter_core.paths import jupyter_path
+
+    schemas = [Path(p) / "jupyter-mlops" / "schemas" / "jupyter-mlops" / "plugin.json"
+               for p in jupyter_path("labextensions")]
+    found = [s for s in schemas if s.is_file()]
+    assert found, schemas
+    properties = json.loads(found[0].read_text())["properties"]
+    assert properties["markSpelling"]["default"] == "magic"
+    assert properties["markSpelling"]["enum"] == ["magic", "tag"]
+    assert properties["autoRefresh"]["default"] is True

@@ -321,7 +321,7 @@ def test_unknown_role_in_magic():
     assert [p.cell for p in sn.problems] == [2]
     assert sn.problems[0].message == (
         "t.ipynb, cell 2: unknown role `bogus` in `%%mlops bogus`; use one of setup, params, "
-        "step, data, model, metrics, skip"
+        "step, data, model, metrics, skip, prepare"
     )
     assert sn.cells[1].mark is None
     assert sn.cells[1].code == "y = 2"

@@ -191,4 +191,4 @@ def test_tags_written_for_a_mark_keep_the_notebook_valid(mark):
 
 
 def test_roles_vocabulary():
-    assert ROLES == ("setup", "params", "step", "data", "model", "metrics", "skip")
+    assert ROLES == ("setup", "params", "step", "data", "model", "metrics", "skip", "prepare")

@@ -76,7 +76,16 @@ def test_a_job_view_is_an_ijob(tmp_path: Path, schedule: Schedule) -> None:
 
 def test_ipipeline_is_the_spec_as_pipeline_yaml_holds_it() -> None:
     spec = PipelineSpec("p", "p.ipynb", "0" * 64, ".", {"name": "python3"}, [], [])
+    optional = {k for k, (maybe, _) in interfaces()["IPipeline"].items() if maybe}
+    assert set(interfaces()["IPipeline"]) - optional == set(spec.to_dict())
+    # `inference` is there only for a notebook with prepare cells, as the type says
+    assert optional == {"inference"}
+    from jupyter_mlops.notebook.inference import InferencePlan
+
+    plan = InferencePlan(input="df", input_step="load", output="df")
+    spec.inference = plan.to_dict()
     assert set(interfaces()["IPipeline"]) == set(spec.to_dict())
+    assert set(interfaces()["IInference"]) == set(plan.to_dict())
 
 
 def test_iproblem_is_problem_to_dict() -> None:

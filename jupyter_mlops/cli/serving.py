@@ -11,9 +11,16 @@ from ..errors import MlopsError
 
 def add_commands(sub: Any) -> None:
     """Add this module's subcommands to the CLI's subparsers."""
+    _add_serve(sub)
+    _add_monitor_and_predict(sub)
+
+
+def _add_serve(sub: Any) -> None:
     serve = sub.add_parser("serve", help="serve a run's model over HTTP",
                            description="Serve a run's model: POST /predict (JSON records, "
-                           "checked against the training schema), GET /health, GET /metrics "
+                           "checked against the training schema), POST /predict/raw (records "
+                           "shaped like the loaded data, when cells are marked prepare), "
+                           "GET /health, GET /metrics "
                            "(Prometheus). A PIPELINE_DIR serves its promoted run (else its "
                            "latest successful one) and follows new promotions.")
     serve.add_argument("target", metavar="RUN_ID|PIPELINE_DIR")
@@ -29,11 +36,20 @@ def add_commands(sub: Any) -> None:
                        help="how often a served PIPELINE_DIR looks for a new promotion")
     serve.add_argument("--allow-pickle", action="store_true",
                        help="load a model saved with --allow-pickle (only one you trust)")
+    serve.add_argument("--batch-window", type=float, default=2.0, metavar="MS",
+                       help="wait up to this many milliseconds for other requests to predict "
+                       "together (default: 2; 0 predicts each request alone)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="server processes sharing the port (default: 1; each reports "
+                       "its own /metrics)")
     serve.add_argument("-C", "--pipeline", metavar="PIPELINE_DIR",
                        help="with a RUN_ID: the pipeline whose store holds it (default: .)")
     serve.add_argument("--store", metavar="PATH", help="the run store (default: "
                        "PIPELINE_DIR/.mlops/store.sqlite)")
     serve.set_defaults(handler=cmd_serve)
+
+
+def _add_monitor_and_predict(sub: Any) -> None:
 
     monitor = sub.add_parser("monitor", help="check new data for drift and the model's metrics",
                              description="Compare new data with the served run: drift per "
@@ -58,6 +74,22 @@ def add_commands(sub: Any) -> None:
     monitor.add_argument("--json", action="store_true", help="print the report as JSON")
     monitor.set_defaults(handler=cmd_monitor)
 
+    predict = sub.add_parser(
+        "predict", help="score a file of records with a run's model",
+        description="Predict every record of a CSV, Parquet or JSON-lines file with the "
+        "served run's model (or --run), in chunks. A pipeline whose notebook marks cells "
+        "`prepare` takes raw records, prepared as the notebook prepared its data.")
+    predict.add_argument("pipeline", metavar="PIPELINE_DIR")
+    predict.add_argument("--data", required=True, metavar="RECORDS",
+                         help="a .csv, .parquet or .jsonl file")
+    predict.add_argument("-o", "--output", metavar="OUT", help="where the predictions go "
+                         "(.csv, .parquet or .jsonl; default: RECORDS' name + .predictions.csv)")
+    predict.add_argument("--run", metavar="RUN_ID", help="the run whose model predicts "
+                         "(default: the served one)")
+    predict.add_argument("--store", metavar="PATH", help="the run store (default: "
+                         "PIPELINE_DIR/.mlops/store.sqlite)")
+    predict.set_defaults(handler=cmd_predict)
+
     promote = sub.add_parser("promote", help="serve a run from now on, decided by hand",
                              description="Serve RUN_ID from now on: the decision the "
                              "automatic rule leaves to you (a metric of unknown direction, "
@@ -78,10 +110,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise MlopsError(f"--port {args.port} is not a port; give 0 to 65535")
     if args.window < 1 or args.check_every <= 0:
         raise MlopsError("--window needs at least 1 row and --check-every a positive number")
+    if not 0 <= args.batch_window <= 1000 or not 1 <= args.workers <= 64:
+        raise MlopsError("--batch-window needs 0 to 1000 milliseconds and --workers 1 to 64 "
+                         "processes")
     state = serving_state(args.target, store=args.store, pipeline_dir=args.pipeline,
                           model_name=args.model, allow_pickle=args.allow_pickle,
                           window=args.window)
-    serve(state, args.host, args.port, args.check_every)
+    state.batcher.window = args.batch_window / 1000
+    serve(state, args.host, args.port, args.check_every, workers=args.workers)
     return 0
 
 
@@ -115,6 +151,39 @@ def cmd_monitor(args: argparse.Namespace) -> int:
                          indent=1, default=str))
     return 0 if report["healthy"] else EXIT_UNHEALTHY
 
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``jupyter mlops predict PIPELINE_DIR --data RECORDS``."""
+    import sys
+
+    from ..serving.batch import predict_file
+
+    bar: Any = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit=" records", file=sys.stderr)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        result = predict_file(args.pipeline, args.data, output=args.output, run_id=args.run,
+                              store=args.store, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    dropped = (f"; {result.dropped:,} dropped by the preparation (no prediction)"
+               if result.dropped else "")
+    kind = "raw records, prepared by the notebook's prepare cells" if result.prepared else \
+        "model inputs"
+    print(f"Wrote {result.output}: {result.predicted:,} predictions of {result.rows:,} "
+          f"{kind}, model `{result.model}` of run {result.run_id}, {result.seconds:.1f} s"
+          f"{dropped}")
+    return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

@@ -419,8 +419,10 @@ class MlopsEngine(NBClientEngine):
                                  **kwargs: Any) -> nbformat.NotebookNode:
         """Run the managed notebook with :class:`MlopsNotebookClient` (arguments as
         papermill's; among ``kwargs``, ``on_cell`` is told of each cell as it starts, and a
-        kernel this starts appends its own stdout and stderr to ``kernel_log``)."""
+        kernel this starts appends its own stdout and stderr to ``kernel_log``). A kernel this
+        starts has the debugger's warnings off (:func:`.stepexec.kernel_environ`)."""
         from .kernellog import output_to
+        from .stepexec import kernel_environ
 
         on_cell: OnCell | None = kwargs.pop("on_cell", None)
         kernel_log: Path | None = kwargs.pop("kernel_log", None)
@@ -440,7 +442,9 @@ class MlopsEngine(NBClientEngine):
         try:
             # nbclient passes these on to the kernel's start, and jupyter_client to Popen
             with output_to(kernel_log if client.owns_km else None) as output:
-                return client.execute(**output)
+                if not client.owns_km:
+                    return client.execute(**output)
+                return client.execute(env=kernel_environ(), **output)
         finally:
             if not client.owns_km and client.kc is not None:
                 # given a started kernel (``km=``), nbclient leaves its own client open

@@ -51,6 +51,11 @@ class RunPlan:
     logs: Path | None = None
 
 
+class ExecutorStopped(RuntimeError):
+    """A step asked to run, or waiting for its kernel, after :meth:`Executor.kill`: no kernel
+    is started for it any more, so a stopped run ends instead of starting new work."""
+
+
 class Executor:
     """Runs the step notebooks of one run. The runner calls :meth:`start` once, :meth:`run`
     for each step (from several threads at once), :meth:`skip` for a step it will not run,
@@ -80,7 +85,8 @@ class Executor:
         """``step`` will not run here (its result came from the cache)."""
 
     def kill(self) -> None:
-        """Stop every step now (Ctrl-C)."""
+        """Stop every step now (Ctrl-C, a cancel); a step that asks to run later raises
+        :class:`ExecutorStopped`."""
 
     def close(self) -> None:
         """Release what :meth:`open` and :meth:`start` took; a second call does nothing."""

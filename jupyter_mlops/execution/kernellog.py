@@ -13,6 +13,7 @@ Logs left empty are removed when the run ends.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -48,8 +49,19 @@ def output_to(path: Path | None) -> Iterator[dict[str, BinaryIO]]:
         yield {"stdout": log, "stderr": log}
 
 
+#: How the debugger (pydevd, which ipykernel imports) begins each line it prints: seconds
+#: since it started, then `` - ``; never what explains a failure.
+_DEBUGGER_LINE = re.compile(r"\d+\.\d+s - ")
+
+
+def debugger_noise(line: str) -> bool:
+    """Whether ``line`` is the debugger's own message (its frozen-modules warning)."""
+    return bool(_DEBUGGER_LINE.match(line.strip()))
+
+
 def last_words(path: Path | None, limit: int = 300) -> str:
-    """The last non-blank line of the log at ``path`` (shortened), or ``""``."""
+    """The last non-blank line of the log at ``path`` (shortened), or ``""``; the debugger's
+    messages are skipped, a kernel whose log holds nothing else has nothing to say."""
     if path is None:
         return ""
     try:
@@ -59,7 +71,8 @@ def last_words(path: Path | None, limit: int = 300) -> str:
             tail = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    line = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
+    line = next((ln.strip() for ln in reversed(tail.splitlines())
+                 if ln.strip() and not debugger_noise(ln)), "")
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -36,12 +36,13 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .executors import ExecutorStopped
 from .localcheck import LOCAL_CHECK
-from .stepexec import KernelCommand, Module
+from .stepexec import KernelCommand, Module, kernel_environ
 
 #: How kernels were got: ``run --verbose`` shows its INFO lines.
 _LOG = logging.getLogger("jupyter_mlops.kernels")
@@ -91,11 +92,15 @@ class PooledKernel:
         self.pool.release(self)
 
     def wait(self, timeout: float = WARMUP_TIMEOUT) -> Any:
-        """The started kernel manager, or None when the step should start a fresh kernel."""
+        """The started kernel manager, or None when the step should start a fresh kernel;
+        :class:`.executors.ExecutorStopped` once the pool was killed (no fresh kernel then)."""
         try:
-            return self.manager if self.ready.result(timeout) else None
+            ready = self.ready.result(timeout)
         except Exception:  # a start that failed or was cancelled: papermill starts one
-            return None
+            ready = False
+        if self.pool.killed:
+            raise ExecutorStopped(f"step `{self.key}` did not start: the run was stopped")
+        return self.manager if ready else None
 
 
 class KernelPool:
@@ -128,6 +133,8 @@ class KernelPool:
         self._idle: dict[str, PooledKernel] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: Set by :meth:`kill`: a step waiting for its kernel is told to stop, not to start one.
+        self.killed = False
         #: Fork kernels from a zygote (:mod:`.zygote`) where the kernel allows it.
         self.fork = fork
         self.zygote: Zygote | None = None
@@ -181,13 +188,15 @@ class KernelPool:
         self._stop(kernel, now=False)
 
     def kill(self) -> None:
-        """Kill every kernel process now (Ctrl-C): running steps end with a dead kernel."""
+        """Kill every kernel process now (Ctrl-C, a cancel): running steps end with a dead
+        kernel, and steps waiting for a kernel stop waiting (:meth:`PooledKernel.wait`)."""
         with self._lock:
-            self._closed = True
+            self._closed = self.killed = True
             kernels = list(self.kernels)
         if self.zygote is not None:
             self.zygote.kill()
         for kernel in kernels:
+            _resolve(kernel.ready, False)
             pid = kernel.pid
             if pid is None or (kernel.stopped is not None and kernel.stopped.done()):
                 continue  # not started, or shut down and reaped: its pid may be another's
@@ -279,6 +288,8 @@ class KernelPool:
             self._forking = asyncio.Lock()  # fair: first come, first forked
         log = None if self.logs is None else kernel_log(self.logs, kernel.key)
         async with self._forking:
+            if self._closed:  # closed or killed while this start waited: start nothing
+                return False
             zygote = await self._zygote(manager, kernel.key)
             if zygote is not None:
                 from .zygote import ForkProvisioner
@@ -290,7 +301,7 @@ class KernelPool:
                 manager.kernel_id, manager.provisioner = provisioner.kernel_id, provisioner
             with output_to(log) as output:
                 await manager.start_kernel(extra_arguments=arguments, cwd=self.workdir,
-                                           **output)
+                                           env=kernel_environ(), **output)
             if zygote is not None:
                 await self._spawn(kernel.key)
         client = manager.client()
@@ -388,7 +399,13 @@ class KernelPool:
 
 def _settle(ready: Future[bool], task: asyncio.Task[bool]) -> None:
     """Tell waiters how a start ended (its exception is read here, so never logged as lost)."""
-    ready.set_result(not task.cancelled() and task.exception() is None and bool(task.result()))
+    _resolve(ready, not task.cancelled() and task.exception() is None and bool(task.result()))
+
+
+def _resolve(ready: Future[bool], usable: bool) -> None:
+    """Resolve ``ready`` unless it is already (a kill answers waiters before the start ends)."""
+    with contextlib.suppress(InvalidStateError):
+        ready.set_result(usable)
 
 
 async def _import_ahead(client: Any, modules: list[Module]) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .executors import CellListener, Executor, ExecutorSettings, RunPlan
+from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped, RunPlan
 from .kernelpool import KernelPool
 from .stepexec import StepCall, close_thread_loop, execute_step
 
@@ -16,6 +16,7 @@ class LocalExecutor(Executor):
     def __init__(self, settings: ExecutorSettings) -> None:
         self.pooling = settings.kernel_pool
         self.pool: KernelPool | None = None
+        self.killed = False
 
     @classmethod
     def open(cls, settings: ExecutorSettings) -> LocalExecutor:
@@ -30,8 +31,13 @@ class LocalExecutor(Executor):
                                    preload=plan.preload, logs=plan.logs)
 
     def run(self, call: StepCall, on_cell: CellListener | None) -> None:
-        """Run the step in the kernel the pool holds for it, or in a new one."""
+        """Run the step in the kernel the pool holds for it, or in a new one; none once
+        killed (a kernel started then would outlive the stop's kills)."""
+        if self.killed:
+            raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
         lease = self.pool.lease(call.step) if self.pool is not None else None
+        if lease is None and self.killed:  # the pool closed for the stop meanwhile
+            raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
         try:
             execute_step(call, on_cell=on_cell,
                          kernel_manager=None if lease is None else lease.wait)
@@ -46,7 +52,8 @@ class LocalExecutor(Executor):
             self.pool.discard(step)
 
     def kill(self) -> None:
-        """Kill the kernels, so running steps end now."""
+        """Kill the kernels, so running steps end now; start none from now on."""
+        self.killed = True
         if self.pool is not None:
             self.pool.kill()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,17 @@ class StepCall:
     kernel_log: str | None = None
 
 _MAGIC = "__mlops_magic__"
+
+#: Set in the environment of every step kernel (unless set already): ipykernel imports the
+#: debugger, which warns on stderr that frozen modules are used (Python 3.11+, a kernelspec
+#: without ``-Xfrozen_modules=off``). A step kernel is never debugged, and that warning,
+#: the last line of a kernel's log, would be quoted as if it explained a failure.
+QUIET_DEBUGGER = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def kernel_environ() -> dict[str, str]:
+    """The environment a step's kernel starts from: this process's, the debugger quiet."""
+    return {**QUIET_DEBUGGER, **os.environ}
 
 
 def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None = None,

@@ -47,7 +47,9 @@ def kernel_env(kernel_spec: Any) -> dict[str, str]:
     """The environment a kernel of ``kernel_spec`` starts with (before per-kernel variables)."""
     from string import Template
 
-    env = dict(os.environ)
+    from .stepexec import kernel_environ
+
+    env = kernel_environ()
     # as jupyter_client's provisioners do it
     env.update({k: Template(v).safe_substitute(env) for k, v in (kernel_spec.env or {}).items()})
     if (kernel_spec.language or "").lower().startswith("python"):

@@ -186,7 +186,7 @@ class MlopsPanel(widgets.VBox):
 
     def _progress(self, event: str, run: RunResult, step: StepResult) -> None:
         if event == "cell":  # a long step's current cell: the status line, not the log
-            self.status.value = f"running {step.name}: cell {step.cell_index} of {step.cell_total}"
+            self.status.value = f"running {step.name}: {step.where()}"
             return
         if event == "finished":
             return

@@ -112,7 +112,7 @@ class RunsHandler(Base):
         from .view import run_history
 
         folder = self.pipeline(self.get_query_argument("pipeline", ""))
-        runs = await self.blocking(run_history, folder, self.launched)
+        runs = await self.blocking(run_history, folder, self.launched, 20, self.root())
         self._reply(200, {"runs": runs, "active": self.launched.active(folder)})
 
     @tornado.web.authenticated
@@ -160,8 +160,6 @@ class RunHandler(Base):
         from ..run.report import check_warnings
 
         for step in data.get("steps", []):
-            step["notebook_path"] = self.relative(step["notebook"]) if step.get("notebook") \
-                else ""
             # what the run summary says of the step's checks: drift named by column
             step["warnings"] = check_warnings(step.get("checks") or [])[0]
         self._reply(200, data)

@@ -12,10 +12,15 @@ A job's state changes only under its lock: ``running`` until its process exits
 job waits for the process and makes that change; nothing else asks the process whether it
 runs (``Popen.poll()`` answers None, "running", while another thread waits on the same
 process, even for one that has exited). Should the runner not manage its own record (killed
-before it could), the server writes ``cancelled`` into ``run.json`` and the store once the
-process is gone, so the run does not show as running, or merely failed, after the server
-restarts. A run whose runner died on its own reads ``interrupted`` (the store decides it,
-:func:`~jupyter_mlops.run.store.runner_gone`), with the command that resumes it.
+before it could, or before it had one), the server makes it final once the process is gone
+(:func:`~jupyter_mlops.run.results.finish_cancelled`): the run and every step it had not
+finished say ``cancelled`` in ``run.json`` and the store, so nothing shows as running, or
+merely failed, after the server restarts. A run whose runner died on its own reads
+``interrupted`` (the store decides it, :func:`~jupyter_mlops.run.store.runner_gone`), with
+the command that resumes it.
+
+What the sidebar reads of a run (:meth:`LabJobs.status`) names files as the contents API
+spells them, relative to the server's root: never an absolute path of the server.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MlopsError
-from ..run.results import RUN_FILE, new_run_id
+from ..run.results import RUN_FILE, UNFINISHED, new_run_id
+from .runprocess import CANCEL_REASON
 
 if TYPE_CHECKING:
     from ..run.records import RunRecord
+    from ..run.results import RunResult
 
 #: A cancelled run has twice this many seconds after SIGTERM to stop its kernels and record
 #: its end; then it and what it started are killed (SIGKILL).
@@ -52,6 +59,8 @@ class LabJob:
     folder: Path
     process: subprocess.Popen[bytes]
     log: Path
+    #: The run's parameters, as its record says them should it have to be made here.
+    parameters: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     #: ``running``, ``cancelling``, ``finished`` or ``cancelled``; changed under ``lock``.
     state: str = "running"
@@ -81,12 +90,16 @@ class LabJob:
             self.ended.set()
 
     def last_lines(self, count: int = 5) -> list[str]:
-        """The end of what the run printed (its one-line error, when it failed)."""
+        """The end of what the run printed (its one-line error, when it failed); never the
+        debugger's warnings (:func:`~jupyter_mlops.execution.kernellog.debugger_noise`)."""
+        from ..execution.kernellog import debugger_noise
+
         try:
             text = self.log.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return []
-        return [line for line in text.splitlines() if line.strip()][-count:]
+        return [line for line in text.splitlines()
+                if line.strip() and not debugger_noise(line)][-count:]
 
 
 class LabJobs:
@@ -115,7 +128,7 @@ class LabJobs:
             # its own session: a Ctrl-C in the server's terminal must not cancel the runs
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-        job = LabJob(run_id, pipeline, folder, process, log)
+        job = LabJob(run_id, pipeline, folder, process, log, dict(parameters))
         self.jobs[run_id] = job
         threading.Thread(target=job.watch, daemon=True, name=f"mlops-run-{run_id}").start()
         return job
@@ -151,13 +164,14 @@ class LabJobs:
 
         A run this server did not start (it started before a restart, or elsewhere) that
         ``run.json`` says runs is as the store reads it: ``interrupted`` when its runner is
-        gone, or how the store says it ended.
+        gone, or how the store says it ended. Once the run has ended, no step says it runs.
+        Given ``root``, files are named relative to it (:func:`~.view.for_sidebar`).
 
         Raises :class:`~.view.RecordError` when the record is damaged, or (given ``root``)
         kept outside ``root``; :class:`MlopsError` when there is no such run.
         """
         from .guard import relative_to
-        from .view import RecordError, read_run_file
+        from .view import RecordError, for_sidebar, read_run_file
 
         job = self.jobs.get(run_id)
         stored = None if job is not None else _recorded(pipeline, run_id)
@@ -189,12 +203,29 @@ class LabJobs:
               and data.get("status") in ("starting", "running")):
             data["status"] = stored.status  # interrupted, or ended as run.json could not say
             data["error"] = stored.interrupted or stored.error
-        return data
+        _settle_steps(data)
+        return data if root is None else for_sidebar(data, root)
 
     def active(self, pipeline: Path) -> list[str]:
         """Run ids of ``pipeline`` that are still running."""
         return [j.run_id for j in self.jobs.values()
                 if j.pipeline == pipeline and j.running]
+
+
+def _settle_steps(data: dict[str, Any]) -> None:
+    """The steps of a run that has ended, as its end says: a step its runner could not
+    record the end of (it still says ``running``) ended as the run did (``cancelled``,
+    ``interrupted``, ``failed``), and a cancelled run's steps that never ran are
+    ``cancelled`` too."""
+    status = data.get("status")
+    if status in ("starting", "running"):
+        return
+    for step in data.get("steps") or []:
+        if not isinstance(step, dict):
+            continue
+        if step.get("status") == "running" or (
+                status == "cancelled" and step.get("status") in UNFINISHED):
+            step["status"] = status if status in ("cancelled", "interrupted") else "failed"
 
 
 def _signal(processes: list[Any], signum: int) -> None:
@@ -221,29 +252,31 @@ def _escalate(job: LabJob, grace: float = GRACE) -> None:
 
 
 def _record_cancelled(job: LabJob) -> None:
-    """Say in the ended run's ``run.json`` and store record that it was cancelled, unless it
-    ended otherwise first (a run that succeeded as the cancel came stays succeeded)."""
+    """Make the record of the ended, cancelled run final in ``run.json`` and the store, as
+    the runner could not if it was killed first (:func:`~..run.results.finish_cancelled`)."""
+    from ..run.results import finish_cancelled
     from ..run.store import RunStore, default_store
-    from ..runtime._files import atomic_write
 
-    record = job.folder / RUN_FILE
+    store = RunStore(default_store(job.pipeline))
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # it ended before writing one: nothing to correct
-        return
-    if data.get("status") not in ("starting", "running", "failed"):
-        return
-    data["status"] = "cancelled"
-    data["error"] = data.get("error") or "cancelled from JupyterLab"
-    data["ended"] = data.get("ended") or time.time()
-    atomic_write(record, json.dumps(data, indent=1, default=str))
-    path = default_store(job.pipeline)
-    if path.is_file():
-        store = RunStore(path)
-        try:
-            store.finish_run(job.run_id, "cancelled", data["error"])
-        finally:
-            store.close()
+        finish_cancelled(job.folder, store, CANCEL_REASON, lambda: _unrecorded(job, store))
+    finally:
+        store.close()
+
+
+def _unrecorded(job: LabJob, store: Any) -> RunResult:
+    """The first record of a run cancelled before its runner recorded it (it was still
+    starting): its steps as the pipeline has them, recorded in ``store`` as they are."""
+    from ..pipeline.spec import SPEC_FILE, PipelineSpec
+    from ..run.results import RunResult, StepResult
+    from ..runtime._files import sha256_file
+
+    spec = PipelineSpec.read(job.pipeline)
+    steps = [s.name for s in spec.steps]
+    store.start_run(job.run_id, spec.name, sha256_file(job.pipeline / SPEC_FILE), job.folder,
+                    job.parameters, {}, "jupyterlab", steps)
+    return RunResult(job.run_id, job.folder, spec.name, job.parameters,
+                     [StepResult(name) for name in steps], started=job.started)
 
 
 def _recorded(pipeline: Path, run_id: str) -> RunRecord | None:

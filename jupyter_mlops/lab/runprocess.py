@@ -5,7 +5,9 @@ run's progress from its first second; this entry point only calls :func:`run_pip
 it. Its output goes to a log the server reads for the one-line error of a failed run. A cancel
 from the sidebar is a SIGTERM, which the run turns into a record that says
 ``cancelled from JupyterLab`` (in the store and ``run.json``) before this process exits, so
-the record is final even if the server is gone by then.
+the record is final even if the server is gone by then. The SIGTERM is taken from this
+process's first lines on, before anything slow is imported: one that comes while the run is
+still being planned waits for the run's record, which then says cancelled.
 """
 
 from __future__ import annotations
@@ -14,21 +16,28 @@ import argparse
 import json
 import sys
 
-from ..run.child import run_in_child
-from ..run.options import RunOptions
+from ..run.stop import stop_on_sigterm
+
+#: What the record of a run cancelled from the sidebar says.
+CANCEL_REASON = "cancelled from JupyterLab"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one pipeline with a given run id and JSON parameters; exit as ``jupyter mlops run``."""
-    parser = argparse.ArgumentParser(prog="python -m jupyter_mlops.lab.runprocess")
-    parser.add_argument("pipeline")
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--parameters", default="{}", help="typed values, as a JSON object")
-    parser.add_argument("--kernel", help="the kernel the steps run in (default: the pipeline's)")
-    args = parser.parse_args(argv)
-    options = RunOptions(run_id=args.run_id, started_by="jupyterlab", kernel=args.kernel)
-    return run_in_child(args.pipeline, json.loads(args.parameters), options,
-                        "cancelled from JupyterLab")
+    with stop_on_sigterm(CANCEL_REASON):
+        from ..run.child import run_in_child
+        from ..run.options import RunOptions
+
+        parser = argparse.ArgumentParser(prog="python -m jupyter_mlops.lab.runprocess")
+        parser.add_argument("pipeline")
+        parser.add_argument("--run-id", required=True)
+        parser.add_argument("--parameters", default="{}", help="typed values, as a JSON object")
+        parser.add_argument("--kernel",
+                            help="the kernel the steps run in (default: the pipeline's)")
+        args = parser.parse_args(argv)
+        options = RunOptions(run_id=args.run_id, started_by="jupyterlab", kernel=args.kernel)
+        return run_in_child(args.pipeline, json.loads(args.parameters), options,
+                            CANCEL_REASON)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import Problem
+from .inference import InferencePlan, plan_inference, suggest_prepare
 from .names import CellNames, cell_names
 from .params import Parameter, parse_params_cell
 from .reader import Cell, SourceNotebook, normalised_python
@@ -67,6 +68,10 @@ class Analysis:
     parameters: list[Parameter]
     skipped: list[Cell]
     problems: list[Problem]
+    #: The prepare cells replayed on new records, when cells are marked prepare.
+    inference: InferencePlan | None = None
+    #: When no cell is marked prepare: the cells that look like preparation.
+    suggested_prepare: list[int] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -451,6 +456,10 @@ def analyze(notebook: SourceNotebook, split: str | None = None) -> Analysis:
     analyzer.edges()
     analyzer.out_of_order()
     analyzer.empty_magics()
+    inference, refused = plan_inference(
+        notebook.name, analyzer.setup, {p.name: p.cells for p in analyzer.steps},
+        analyzer.names, set(parameters))
+    analyzer.problems += refused
     # in the order a reader meets them: by cell, notebook-wide ones first
     problems = sorted(analyzer.problems, key=lambda p: -1 if p.cell is None else p.cell)
     return Analysis(
@@ -460,4 +469,7 @@ def analyze(notebook: SourceNotebook, split: str | None = None) -> Analysis:
         parameters=list(parameters.values()),
         skipped=analyzer.skipped,
         problems=problems,
+        inference=inference,
+        suggested_prepare=suggest_prepare({p.name: p.cells for p in analyzer.steps},
+                                          analyzer.names),
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotebookError, Problem, RoleError, shown
-from .roles import Mark, parse_magic_line, parse_tags
+from .roles import PREPARE_WITH, Mark, parse_magic_line, parse_tags
 
 #: A lone UTF-16 surrogate (from a ``\ud800`` escape in the JSON): not text that can be
 #: written, hashed or run, so every later step would fail on it.
@@ -49,6 +49,8 @@ class Cell:
     cell_id: str | None = None
     execution_count: int | None = None
     tags: list[str] = field(default_factory=list)
+    #: The cell prepares data the same way for training and for new records (``serve``).
+    prepare: bool = False
 
     @property
     def number(self) -> int:
@@ -282,7 +284,10 @@ def _resolve_code_cell(cell: Cell, path: Path, problems: list[Problem]) -> None:
         marks = []
 
     after = tuple(a for m in marks if m.role == "after" for a in m.after)
-    roles = [m for m in marks if m.role != "after"]
+    cell.prepare = any(m.prepare or m.role == "prepare" for m in marks)
+    # `prepare` beside another role (a tag, or --prepare) only says the cell prepares too
+    roles = [m for m in marks if m.role != "after" and not (
+        m.role == "prepare" and any(o.role not in ("after", "prepare") for o in marks))]
     distinct = {(m.role, m.name) for m in roles}
     if len(distinct) > 1:
         described = ", ".join(
@@ -292,6 +297,12 @@ def _resolve_code_cell(cell: Cell, path: Path, problems: list[Problem]) -> None:
                                 cell.number))
     elif roles:
         cell.mark = _merge(roles, after)
+        if cell.prepare and cell.mark.role not in PREPARE_WITH:
+            problems.append(Problem(
+                f"{where}: a {cell.mark.role} cell does not prepare data for prediction; "
+                "mark prepare on the step or data cells that turn the loaded frame into the "
+                "model's input", cell.number))
+            cell.prepare = False
     elif after:
         problems.append(Problem(
             f"{where}: `after` works only on a step cell; add `mlops:step=NAME` or remove it",
@@ -316,6 +327,7 @@ def _merge(marks: list[Mark], after: tuple[str, ...]) -> Mark:
         maximums=first.maximums,
         spelling=first.spelling,
         continues=all(m.continues for m in marks),
+        prepare=any(m.prepare for m in marks),
     )
 
 

@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 
 from ..errors import RoleError
 
-ROLES: tuple[str, ...] = ("setup", "params", "step", "data", "model", "metrics", "skip")
+ROLES: tuple[str, ...] = ("setup", "params", "step", "data", "model", "metrics", "skip",
+                          "prepare")
 #: Roles that only declare a step's outputs; the cell itself joins the current step.
 OUTPUT_ROLES: frozenset[str] = frozenset({"data", "model", "metrics"})
+#: Roles a cell may have and also prepare data for prediction (``--prepare``, or the tag
+#: ``mlops:prepare`` beside the role's tag): a cell preparing data the same way for training
+#: and for new records, replayed by ``serve`` and ``predict``.
+PREPARE_WITH: frozenset[str] = frozenset({"step", "data", "prepare"})
 
 #: A step's name, matched whole (``fullmatch``: ``$`` alone would let a trailing newline in).
 STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
@@ -45,6 +50,8 @@ class Mark:
     spelling: str = "magic"
     #: Kale's ``block:NAME`` repeated on several cells continues one step.
     continues: bool = field(default=False, compare=False)
+    #: The cell prepares data for prediction too (``%%mlops prepare``, ``--prepare``).
+    prepare: bool = False
 
 
 def _roles_hint() -> str:
@@ -96,6 +103,12 @@ def parse_magic_line(args: str) -> Mark:
     positional: list[str] = []
     options: dict[str, list[str]] = {}
     current: list[str] = positional
+    prepare = role == "prepare"
+    if "--prepare" in rest:
+        if role not in PREPARE_WITH:
+            raise RoleError(f"`--prepare` in {spelling}: a {role} cell does not prepare data; "
+                            "use it on a step or data cell, or mark the cell `%%mlops prepare`")
+        prepare, rest = True, [t for t in rest if t != "--prepare"]
     for token in rest:
         if token.startswith("--"):
             option = token
@@ -113,17 +126,19 @@ def parse_magic_line(args: str) -> Mark:
         after = tuple(_check_step_name(a, spelling) for a in options.get("--after", []))
         if "--after" in options and not after:
             raise RoleError(f"`--after` in {spelling} needs at least one step name")
-        return Mark("step", name=_check_step_name(positional[0], spelling), after=after)
-    if role in ("setup", "params", "skip"):
+        return Mark("step", name=_check_step_name(positional[0], spelling), after=after,
+                    prepare=prepare)
+    if role in ("setup", "params", "skip", "prepare"):
         if positional:
             raise RoleError(f"`%%mlops {role}` takes no arguments, got {spelling}")
-        return Mark(role)
+        return Mark(role, prepare=prepare)
     if role == "model" and len(positional) > 1:
         raise RoleError(f"{spelling} names at most one model variable")
     variables = tuple(_check_variable(v, spelling) for v in positional)
     minimums = tuple(_threshold(t, "--min", spelling) for t in options.get("--min", []))
     maximums = tuple(_threshold(t, "--max", spelling) for t in options.get("--max", []))
-    return Mark(role, variables=variables, minimums=minimums, maximums=maximums)
+    return Mark(role, variables=variables, minimums=minimums, maximums=maximums,
+                prepare=prepare)
 
 
 def parse_tags(tags: list[str]) -> list[Mark]:
@@ -153,7 +168,7 @@ def parse_tags(tags: list[str]) -> list[Mark]:
                     raise RoleError(f"{spelling} needs one step name, e.g. `mlops:step=train`")
                 name = _check_step_name(items[0], spelling)
                 marks.append(Mark("step", name=name, spelling="tag"))
-            elif role in ("setup", "params", "skip"):
+            elif role in ("setup", "params", "skip", "prepare"):
                 if items:
                     raise RoleError(f"{spelling}: `{role}` takes no argument")
                 marks.append(Mark(role, spelling="tag"))
@@ -197,8 +212,9 @@ def mark_to_tags(mark: Mark) -> list[str]:
 
     One tag per name: nbformat forbids commas in tags, and the reader merges repeated tags.
     """
+    prepare = ["mlops:prepare"] if mark.prepare and mark.role != "prepare" else []
     if mark.role == "step":
-        return [f"mlops:step={mark.name}"] + [f"mlops:after={a}" for a in mark.after]
+        return [f"mlops:step={mark.name}"] + [f"mlops:after={a}" for a in mark.after] + prepare
     if mark.variables:
-        return [f"mlops:{mark.role}={v}" for v in mark.variables]
-    return [f"mlops:{mark.role}"]
+        return [f"mlops:{mark.role}={v}" for v in mark.variables] + prepare
+    return [f"mlops:{mark.role}", *prepare]

@@ -38,4 +38,5 @@ def build_spec(analysis: Analysis, folder: Path, allow_pickle: bool = False,
         steps=steps,
         allow_pickle=allow_pickle,
         trust=sorted(set(trust)),
+        inference=analysis.inference.to_dict() if analysis.inference else None,
     )

@@ -70,6 +70,8 @@ class PipelineSpec:
     #: What every run is held to: metric thresholds, data contracts, ``fail_on_drift``.
     checks: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
+    #: The prepare cells replayed on new records (``notebook.inference``), if any.
+    inference: dict[str, Any] | None = None
 
     # -- queries ----------------------------------------------------------------------
     def step(self, name: str) -> Step:
@@ -111,10 +113,13 @@ class PipelineSpec:
         """The spec as plain data, in the layout of ``pipeline.yaml``."""
         data = asdict(self)
         data["edges"] = [list(edge) for edge in self.edges]
-        return {key: data[key] for key in (
+        ordered = {key: data[key] for key in (
             "version", "name", "source", "source_sha256", "workdir", "kernel",
             "allow_pickle", "trust", "runtime_protocol", "parameters", "steps", "edges",
             "checks")}
+        if self.inference is not None:  # only a notebook with prepare cells has one
+            ordered["inference"] = data["inference"]
+        return ordered
 
     def to_yaml(self) -> str:
         """The text of ``pipeline.yaml`` (never with aliases, which ``read`` refuses)."""
@@ -152,6 +157,7 @@ class PipelineSpec:
                 trust=check_type_names(data.get("trust") or [], f"{where}: `trust`: "),
                 runtime_protocol=int(data.get("runtime_protocol", PROTOCOL)),
                 checks=dict(data.get("checks") or {}), version=data["version"],
+                inference=_inference(data.get("inference"), where),
             )
         except KeyError as err:
             raise SpecError(f"{where} is malformed (missing field `{err.args[0]}`); export the "
@@ -225,6 +231,20 @@ _NAMES = {
     "parameter name": re.compile(r"[^\W\d]\w{0,254}"),
     "output name": re.compile(r"[^\W\d]\w{0,254}"),
 }
+
+
+def _inference(data: Any, where: str) -> dict[str, Any] | None:
+    """The ``inference:`` mapping, its names checked (they become Python names replayed)."""
+    if data is None:
+        return None
+    from ..notebook.inference import InferencePlan
+
+    plan = InferencePlan.from_dict(data)
+    for name in [plan.input, plan.output, *plan.fitted, *plan.parameters]:
+        if not _NAMES["output name"].fullmatch(str(name)):
+            raise SpecError(f"{where}: `inference` names `{str(name)[:40]}`, which is not a "
+                            "Python name; export the notebook again")
+    return dict(data)
 
 
 def _depth(value: Any) -> int:

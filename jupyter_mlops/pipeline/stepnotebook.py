@@ -24,6 +24,10 @@ DRIFT_PARAMETER = "mlops_fail_on_drift"
 CHECKED_ROLES = ("data", "metrics")
 _OUR_TAGS = ("mlops:", "parameters", "injected-parameters", "step:", "block:", "prev:",
              "pipeline-parameters", "pipeline-metrics", "imports", "functions")
+#: The id of a step notebook's cell that holds one of the step's own code cells, by the
+#: number of that cell in the source notebook; its metadata says the number too
+#: (``mlops.source_cell``), as setup cells' do.
+STEP_CELL_ID = "mlops-cell-{}"
 
 
 def parameters_source(parameters: list[Parameter], step_name: str = "") -> str:
@@ -71,6 +75,26 @@ def _code_cell(nbf: Any, source: str, cell_id: str, tags: list[str] | None = Non
     cell = nbf.new_code_cell(source, metadata=metadata)
     cell["id"] = cell_id
     return cell
+
+
+def source_cell(cell: Any) -> int | None:
+    """The number in the source notebook (1-based, as JupyterLab counts) of the cell a step
+    notebook's ``cell`` was made from; None for a cell export generated."""
+    origin = ((cell.get("metadata") or {}).get("mlops") or {}).get("source_cell")
+    return origin if isinstance(origin, int) and not isinstance(origin, bool) else None
+
+
+def is_step_cell(cell: Any) -> bool:
+    """Whether a step notebook's ``cell`` is one of the step's own code cells: not a setup
+    cell (made from the source notebook too, but shared by every step), not generated."""
+    return (cell.get("cell_type") == "code" and source_cell(cell) is not None
+            and str(cell.get("id", "")) == STEP_CELL_ID.format(source_cell(cell)))
+
+
+def step_cells(notebook: Any) -> list[int]:
+    """The source notebook's numbers of a step notebook's own code cells, in order: what a
+    run's progress counts (``cell 2 of 3``), leaving out setup and generated cells."""
+    return [source_cell(c) or 0 for c in notebook.get("cells", []) if is_step_cell(c)]
 
 
 def runtime_source(protocol: int) -> str:
@@ -152,8 +176,8 @@ def build_step_notebook(analysis: Analysis, plan: StepPlan, step: Step,
             nb.cells.append(md)
             continue
         tags = list(dict.fromkeys(t for t in cell.tags if not t.startswith(_OUR_TAGS)))
-        nb.cells.append(_code_cell(nbf, _step_code(cell), f"mlops-cell-{cell.number}", tags,
-                                   cell.number))
+        nb.cells.append(_code_cell(nbf, _step_code(cell), STEP_CELL_ID.format(cell.number),
+                                   tags, cell.number))
 
     if step.outputs:
         outputs = python_literal([{"name": o.name, "role": o.role, "required": o.required}

@@ -4,8 +4,9 @@ scheduled run share.
 The parent (the server, a scheduler) chose the run id and reads the run's record; this
 process only runs it and prints one last line: ``run ID succeeded``, the run's error, or
 ``error: ...`` for a run that could not start. SIGTERM cancels it cleanly, its record
-saying ``cancel_reason``. The exit code is the CLI's: 0, 1 (failed), 2 (could not start),
-130 (interrupted).
+saying ``cancel_reason``: taken before the runner is imported, a SIGTERM that comes while
+the run is planned waits for the run's record, which then says cancelled. The exit code is
+the CLI's: 0, 1 (failed), 2 (could not start), 130 (interrupted).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from ..errors import MlopsError
 from .options import RunOptions
 from .startup import skip_slow_optional_imports
+from .stop import stop_on_sigterm
 
 __all__ = ["run_in_child"]
 
@@ -26,9 +28,9 @@ def run_in_child(pipeline: str, parameters: dict[str, Any], options: RunOptions,
     skip_slow_optional_imports()
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
-        from .runner import run_pipeline, stop_on_sigterm
-
         with stop_on_sigterm(cancel_reason):
+            from .runner import run_pipeline
+
             result = run_pipeline(pipeline, parameters, options=options)
     except MlopsError as err:
         print(f"error: {str(err).splitlines()[0]}", flush=True)

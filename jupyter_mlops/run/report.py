@@ -46,10 +46,35 @@ def describe(spec: PipelineSpec, analysis: Analysis | None = None) -> str:
             lines.append("       params:  " + ", ".join(step.parameters))
         if step.after:
             lines.append("       after:   " + ", ".join(step.after))
+    lines += _inference_lines(spec, analysis)
     if analysis is not None and analysis.problems:
         lines.append("Problems:")
         lines += [f"  {p.severity}: {p.message}" for p in analysis.problems]
     return "\n".join(lines)
+
+
+def _inference_lines(spec: PipelineSpec, analysis: Analysis | None) -> list[str]:
+    """What ``serve`` and ``predict`` replay on raw records, or the cells that look like it."""
+    plan = spec.inference
+    if plan is None:
+        suggested = analysis.suggested_prepare if analysis is not None else []
+        if not suggested:
+            return []
+        return [f"Inference: no cell is marked prepare; {cell_span(suggested)} look like "
+                "preparation (they turn the loaded frame into the model's input): add "
+                "`--prepare` to their %%mlops line, or `%%mlops prepare`, to serve raw records"]
+    lines = ["Inference (raw records -> prepare cells -> model), replayed by serve and "
+             "predict:",
+             f"  raw input: `{plan['input']['variable']}` as step {plan['input']['step']} "
+             "makes it",
+             f"  prepare:   {cell_span([c['cell'] for c in plan['cells']])} -> "
+             f"`{plan['output']}`"]
+    if plan.get("fitted"):
+        lines.append("  from the run: " + ", ".join(f"{n} (step {s})"
+                                                   for n, s in plan["fitted"].items()))
+    if plan.get("parameters"):
+        lines.append("  parameters: " + ", ".join(plan["parameters"]))
+    return lines
 
 
 def describe_json(spec: PipelineSpec, analysis: Analysis | None = None) -> dict[str, Any]:
@@ -105,9 +130,8 @@ def progress_printer(spec: PipelineSpec) -> Listener:
                 return
             shown[step.name] = now
             with lock:
-                print(f"[{index[step.name]}/{total}] {step.name}: cell {step.cell_index} of "
-                      f"{step.cell_total}, {time.time() - step.started:.0f} s", file=sys.stderr,
-                      flush=True)
+                print(f"[{index[step.name]}/{total}] {step.name}: {step.where()}, "
+                      f"{time.time() - step.started:.0f} s", file=sys.stderr, flush=True)
             return
         where = f"[{index[step.name]}/{total}] {step.name}"
         if event == "started":

@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import partial
@@ -51,12 +50,20 @@ from .failure import describe_failure, mark_timeout
 from .mirrors import Mirror, open_mirror
 from .options import RunOptions
 from .records import StepRecord
-from .results import RUN_FILE, Listener, RunResult, StepResult, new_run_id
+from .results import RUN_FILE, Listener, RunResult, StepResult, cell_tracker, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
-from .stop import Cancelled, RunCancelled, Stop, kill_kernels_since, stop_on_sigterm
+from .stop import Cancelled, Stop, kill_kernels_since, stop_on_sigterm
 from .store import Heartbeat, RunStore, default_store
 
-__all__ = ["Cancelled", "RunCancelled", "run_pipeline", "stop_on_sigterm"]
+__all__ = ["Cancelled", "run_pipeline", "stop_on_sigterm"]
+
+#: Seconds between two looks of the run's main thread at a SIGTERM (:meth:`.Stop.check`)
+#: while its steps run: how long a cancel may wait before the kernels are killed.
+STOP_POLL = 0.1
+#: Seconds a stopped run waits for its running steps to end (their kernels killed) before
+#: it records its end anyway: the record is final well before a canceller's patience ends
+#: (JupyterLab kills a cancelled run's processes 10 s after its SIGTERM).
+HALT_WAIT = 4.0
 
 
 @dataclass
@@ -98,6 +105,12 @@ class _Run:
         self.lock = threading.Lock()
         self.by_name = {s.name: r for s, r in zip(plan.spec.steps, result.steps, strict=True)}
         self.executing = self.stopping = False  # a step ran (no cache hit); Ctrl-C was hit
+        #: Whether the stop is a cancel (SIGTERM): its unfinished steps say ``cancelled``.
+        self.cancelled = False
+        self.threads: ThreadPoolExecutor | None = None
+        #: The step whose progress is still to be told, and when progress was last told.
+        self.unsaid: StepResult | None = None
+        self.said = 0.0
         #: The steps running now, as their threads' futures (see :meth:`halt`).
         self.running: dict[Future[None], Step] = {}
         self.began = time.time()
@@ -164,17 +177,12 @@ class _Run:
                         output=str(output), kernel=self.plan.kernel, parameters=values,
                         cell_timeout=self.cell_timeout, kernel_log=str(log))
         try:
-            self.executor.run(call, self.cell_listener(state))
+            self.executor.run(call, cell_tracker(state, self.pipeline_dir / step.notebook,
+                                                 self.progress))
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
-            if self.cell_timeout is not None:
-                mark_timeout(output, self.cell_timeout)
-            state.error, state.cell = describe_failure(
-                err, step, output, self.cell_timeout, self.spec.source, log)
-            if self.stopping:
-                state.error = f"step `{step.name}` was interrupted (see {output})"
-            state.status = "failed"
+            self.failed(state, step, err, log)
         else:
-            state.status = "done"
+            state.status, state.source_cell = "done", None
             state.outputs = _read_outputs(artifacts / step.name, step)
         state.checks = _read_checks(artifacts / step.name)
         state.ended = time.time()
@@ -189,18 +197,32 @@ class _Run:
         return [s.name for s in self.spec.steps if self.by_name[s.name].status == "pending"
                 and self.modes[s.name] in (RUN, FORCE)]
 
-    def cell_listener(self, state: StepResult) -> Callable[[int, int, Any], None]:
-        """Keeps ``state`` on the cell that runs; tells listeners at most once a second."""
-        last = [0.0]
+    def failed(self, state: StepResult, step: Step, err: Exception, log: Path) -> None:
+        """Record in ``state`` why the step failed: its error and the source notebook's cell
+        it failed in; a step a stop ended is ``cancelled`` (a cancel), or interrupted."""
+        output = Path(state.notebook)
+        if self.stopping:
+            state.status = "cancelled" if self.cancelled else "failed"
+            state.error = None if self.cancelled else (
+                f"step `{step.name}` was interrupted (see {output})")
+            return
+        if self.cell_timeout is not None:
+            mark_timeout(output, self.cell_timeout)
+        state.error, state.error_cell = describe_failure(
+            err, step, output, self.cell_timeout, self.spec.source, log)
+        state.status, state.source_cell = "failed", state.error_cell
 
-        def on_cell(index: int, total: int, cell: Any) -> None:
-            state.cell_index, state.cell_total = index + 1, total
-            now = time.monotonic()
-            if now - last[0] >= 1.0:
-                last[0] = now
+    def progress(self, state: StepResult | None = None) -> None:
+        """Tell listeners of a step's progress (``state``) at most once a second: now, or at
+        the main thread's next look (``state`` None), so that the cell a step then spends
+        minutes in is told too, not only the quick cells before it."""
+        if state is not None:
+            self.unsaid = state
+        state, now = self.unsaid, time.monotonic()
+        if state is not None and now - self.said >= 1.0:
+            self.said, self.unsaid = now, None
+            if state.status == "running":  # once it has ended, its end was told
                 self.emit("cell", state)
-
-        return on_cell
 
     def record(self, state: StepResult) -> None:
         """Write a finished step to the store, in one transaction."""
@@ -235,41 +257,52 @@ class _Run:
             partial(step_plan, self.spec, self.pipeline_dir),
             preload=partial(zygote_plan, self.spec, self.pipeline_dir),
             logs=self.result.folder))
-        threads = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlops-step")
+        self.threads = ThreadPoolExecutor(max_workers=self.jobs,
+                                          thread_name_prefix="mlops-step")
         try:
-            self.dispatch(threads, waiting)
-        except BaseException:  # Ctrl-C, SIGTERM: stop the kernels, so running steps end now
-            self.stopping = True
-            self.halt()
+            self.dispatch(self.threads, waiting)
+        except BaseException as err:  # Ctrl-C, SIGTERM: kill the kernels, so steps end now
+            self.stopping, self.cancelled = True, isinstance(err, Cancelled)
+            self.halt(time.monotonic() + HALT_WAIT)
             raise
-        finally:
-            self.stop.hold()  # closing the kernels is not cut short: a SIGTERM waits for it
-            threads.shutdown(wait=True)
-            self.executor.close()  # every kernel it started, used or not, is shut down
-            tidy_logs(self.result.folder)  # the kernels have ended: keep logs with something
         for step in waiting:
             state = self.by_name[step.name]
             state.status = "not run"
             self.record(state)
             self.emit("not run", state)
 
-    def halt(self) -> None:
-        """Kill the kernels, again until every running step has ended: a kernel that was
-        starting as the stop came is out of the executor's reach at first (its pid not known
-        yet, or started by papermill in place of a pooled one that the stop killed), so each
-        round also kills the kernels this process started during the run."""
+    def close(self) -> None:
+        """Once the run's end is recorded: wait for its steps' threads (a stopped run's
+        kernels killed until they end), shut every kernel down, keep the logs that say
+        something. A second call does nothing."""
+        threads, self.threads = self.threads, None
+        if threads is None:
+            return
+        if self.stopping:
+            self.halt(None)
+        threads.shutdown(wait=True)
+        self.executor.close()  # every kernel it started, used or not, is shut down
+        tidy_logs(self.result.folder)  # the kernels have ended: keep logs with something
+
+    def halt(self, until: float | None) -> None:
+        """Kill the kernels, again until every running step has ended or the monotonic time
+        ``until`` (None: no limit) has come: a kernel that was starting as the stop came is
+        out of the executor's reach at first (its pid not known yet), so each round also
+        kills the kernels this process started during the run."""
         self.executor.kill()
         while True:
             _, pending = wait(self.running, timeout=0.2)
-            if not pending:
+            if not pending or (until is not None and time.monotonic() > until):
                 return
             self.executor.kill()
             kill_kernels_since(self.began)
 
     def dispatch(self, threads: ThreadPoolExecutor, waiting: list[Step]) -> None:
-        """Submit each waiting step once its upstream steps are done, ``jobs`` at a time."""
+        """Submit each waiting step once its upstream steps are done, ``jobs`` at a time;
+        between, look for a SIGTERM (:meth:`.Stop.check` raises :class:`Cancelled`)."""
         running = self.running
         while waiting or running:
+            self.stop.check()
             if not any(r.status == "failed" for r in self.result.steps):
                 for step in list(waiting):
                     if len(running) >= self.jobs:
@@ -279,7 +312,8 @@ class _Run:
                         running[threads.submit(self.execute, step)] = step
             if not running:
                 break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=STOP_POLL, return_when=FIRST_COMPLETED)
+            self.progress()
             for future in done:
                 running.pop(future)
                 future.result()
@@ -320,19 +354,16 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         raise TypeError("give run_pipeline options or keyword settings, not both")
     if parameters:
         options = replace(options, parameters={**options.parameters, **parameters})
+    # a SIGTERM while the run is planned waits for its record, which then says cancelled
     with stop_on_sigterm() as stop:
+        plan = _plan(Path(pipeline_dir), options.validate())
+        mirrors = [open_mirror(name, target) for name, target in options.mirrors.items()]
+        executor = open_executor(options.executor,
+                                 ExecutorSettings(options.address, options.kernel_pool))
         try:
-            plan = _plan(Path(pipeline_dir), options.validate())
-            mirrors = [open_mirror(name, target) for name, target in options.mirrors.items()]
-            executor = open_executor(options.executor,
-                                     ExecutorSettings(options.address, options.kernel_pool))
-            try:
-                result = _execute(plan, executor, listener, stop)
-            finally:
-                executor.close()
-        except Cancelled as err:  # before the run had a record: nothing to say cancelled
-            raise RunCancelled(f"{err.reason} before the run started; nothing was "
-                               "recorded") from None
+            result = _execute(plan, executor, listener, stop)
+        finally:
+            executor.close()
         if result.status != "cancelled":
             _mirror(result, mirrors, plan.environments)
     return result
@@ -367,7 +398,8 @@ def _execute(plan: _Plan, executor: Executor, listener: Listener | None,
              stop: Stop) -> RunResult:
     """Open the run in the store, run its steps, and record how it ended: a run cancelled
     (SIGTERM) is recorded ``cancelled`` and returned; any other interruption is recorded
-    and raised again."""
+    and raised again. The end is recorded before the kernels are shut down, so whatever
+    stops this process while they are, the record is final."""
     options = plan.options
     stop.hold()  # a SIGTERM now cancels the run once it is recorded, not half-way
     store = RunStore(options.store if options.store is not None else default_store(plan.folder))
@@ -394,22 +426,41 @@ def _execute(plan: _Plan, executor: Executor, listener: Listener | None,
     finally:
         stop.hold()  # the end is recorded whole, whatever signal comes now
         heartbeat.stop()
-        failed = [s for s in result.steps if s.status == "failed"]
-        unfinished = bool(failed) or any(s.status not in ("done", "skipped")
-                                         for s in result.steps)
-        result.status = "failed" if unfinished else "succeeded"
-        # a run stopped by something other than a step (the store, an interrupt) says why
-        result.error = failed[0].error if failed else (
-            f"{type(stopped).__name__}: {stopped}".rstrip(": ") if stopped else None)
-        if isinstance(stopped, Cancelled) and unfinished:  # not one that had just finished
-            result.status = "cancelled"
-            result.error = (f"{stopped.reason}; resume it with "
-                            f"`{store.resume_command(result.run_id, plan.folder)}`")
-        result.ended = time.time()
-        store.finish_run(result.run_id, result.status, result.error)
-        store.close()
-        runner.emit("finished", result.steps[-1])
+        try:
+            _record_end(runner, store, stopped)
+        finally:  # the record first: what stops this process while kernels close finds it
+            runner.close()
+            store.close()
     return result
+
+
+def _record_end(runner: _Run, store: RunStore, stopped: BaseException | None) -> None:
+    """Say in the store, then in ``run.json``, how the run ended. Once it has, no step says
+    it runs: a stopped run's step still running (its kernel killed, its thread not yet
+    back) ended with it, and a cancelled run's steps that had not finished are
+    ``cancelled``, each in the store as in ``run.json``."""
+    result = runner.result
+    cancelled, now = isinstance(stopped, Cancelled), time.time()
+    for state in result.steps:
+        if stopped is not None and (state.status == "running"
+                                    or (cancelled and state.status == "pending")):
+            state.status = "cancelled" if cancelled else "failed"
+            state.error = None if cancelled else f"step `{state.name}` was interrupted"
+            state.ended = now if state.started is not None else None
+            runner.record(state)
+    failed = [s for s in result.steps if s.status == "failed"]
+    unfinished = bool(failed) or any(s.status not in ("done", "skipped") for s in result.steps)
+    result.status = "failed" if unfinished else "succeeded"
+    # a run stopped by something other than a step (the store, an interrupt) says why
+    result.error = failed[0].error if failed else (
+        f"{type(stopped).__name__}: {stopped}".rstrip(": ") if stopped else None)
+    if cancelled and unfinished:  # not one that had just finished
+        result.status = "cancelled"
+        result.error = (f"{stopped}; resume it with "
+                        f"`{store.resume_command(result.run_id, runner.pipeline_dir)}`")
+    result.ended = time.time()
+    store.finish_run(result.run_id, result.status, result.error)
+    runner.emit("finished", result.steps[-1])
 
 
 def _mirror(result: RunResult, mirrors: list[Mirror],

@@ -1,9 +1,12 @@
 """A SIGTERM cancels a run cleanly: its kernels stopped, its record finished ``cancelled``.
 
 ``kill``, a cancel from JupyterLab, or a process manager stopping the machine all send
-SIGTERM; :func:`stop_on_sigterm` turns it into :class:`Cancelled` in the main thread, at a
-moment when the run's record can take it, and :func:`kill_kernels_since` makes sure no
-kernel the run started outlives it.
+SIGTERM; :func:`stop_on_sigterm` notes it, and the run asks (:meth:`Stop.check`) at the
+moments it can stop: then :class:`Cancelled` is raised in the main thread. The signal handler
+itself raises nothing: an exception thrown into whatever the main thread was doing (taking a
+future's lock in ``concurrent.futures.wait``, submitting a step, the first line of a
+``finally``) could leave a lock held or a record unwritten, and the run would never end.
+:func:`kill_kernels_since` makes sure no kernel the run started outlives it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import MlopsError
-
-__all__ = ["Cancelled", "RunCancelled", "kill_kernels_since", "stop_on_sigterm"]
+__all__ = ["Cancelled", "Stop", "kill_kernels_since", "stop_on_sigterm"]
 
 
 class Cancelled(BaseException):  # like KeyboardInterrupt: a stop, not an error
-    """A SIGTERM asked the run to stop: raised in the main thread, as a Ctrl-C is."""
+    """A SIGTERM asked the run to stop: raised in the main thread by :meth:`Stop.check`."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -29,27 +30,24 @@ class Cancelled(BaseException):  # like KeyboardInterrupt: a stop, not an error
         self.reason = reason
 
 
-class RunCancelled(MlopsError):
-    """A SIGTERM came before the run was recorded: there is nothing to resume."""
-
-    exit_code = 1
-
-
 class Stop:
-    """Turns the first SIGTERM into :class:`Cancelled` in the main thread. While the run's
-    record is being opened or finished (:meth:`hold`), the signal waits: it is raised by
-    :meth:`arm` once the record exists, or not at all once the run has ended."""
+    """Remembers the first SIGTERM; :meth:`check` turns it into :class:`Cancelled` once.
+
+    While the run's record is being opened or finished (:meth:`hold`), a check raises
+    nothing: the signal waits for :meth:`arm`, once the record exists, or is not raised at
+    all once the run has ended (:func:`stop_on_sigterm` then delivers it again)."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
         self.received = self.raised = self.held = False
 
     def handle(self, signum: int, frame: Any) -> None:
-        """The SIGTERM handler: raise :class:`Cancelled` now, or once :meth:`arm` is called."""
-        if self.received:  # a second SIGTERM: the stop the first one asked for goes on
-            return
+        """The SIGTERM handler: only notes the signal (a second one changes nothing)."""
         self.received = True
-        if not self.held:
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if a SIGTERM came and the run may stop now."""
+        if self.received and not self.held and not self.raised:
             self.raised = True
             raise Cancelled(self.reason)
 
@@ -60,9 +58,7 @@ class Stop:
     def arm(self) -> None:
         """Let a SIGTERM stop the run again, raising one that came while held."""
         self.held = False
-        if self.received and not self.raised:
-            self.raised = True
-            raise Cancelled(self.reason)
+        self.check()
 
 
 _stopping: Stop | None = None  # the stop installed by the outermost stop_on_sigterm
@@ -71,11 +67,11 @@ _stopping: Stop | None = None  # the stop installed by the outermost stop_on_sig
 @contextmanager
 def stop_on_sigterm(reason: str = "cancelled by SIGTERM") -> Iterator[Stop]:
     """While inside, a SIGTERM cancels the run of this process cleanly (its record says
-    ``reason``). Only the main thread can take a signal, and only a process that has not
-    chosen its own SIGTERM handler gets this one; elsewhere, and inside an outer
-    ``stop_on_sigterm`` (whose reason stays), this changes nothing. A SIGTERM that came
-    while the run was finishing its record is delivered again on the way out, so the
-    process still ends as it was asked to."""
+    ``reason``) at the run's next check. Only the main thread can take a signal, and only a
+    process that has not chosen its own SIGTERM handler gets this one; elsewhere, and inside
+    an outer ``stop_on_sigterm`` (whose reason stays), this changes nothing. A SIGTERM the
+    run did not stop for (it came once the run had ended, or before it could be recorded)
+    is delivered again on the way out, so the process still ends as it was asked to."""
     global _stopping
     if _stopping is not None:
         yield _stopping

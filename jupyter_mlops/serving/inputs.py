@@ -72,30 +72,39 @@ _EXPECTED = {"numeric": "a number", "categorical": "a string", "boolean": "true 
              "datetime": "an ISO 8601 date string", "other": "a JSON scalar"}
 
 
-def to_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]]) -> Any:
+def to_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]],
+             required: list[str] | None = None) -> Any:
     """The records as a DataFrame in the model's column order and training dtypes.
 
     InputError(422) naming the column for a missing or unknown column, a value of the wrong
-    type, or a null where the training data had none."""
+    type, or a null where the training data had none. With ``required`` (raw records for
+    the preparation), only those columns must be there; a column left out of every record
+    is left out of the frame, and one left out of some records is null there."""
     import numpy as np
     import pandas as pd
 
     names = [c["name"] for c in columns]
     known = set(names)
+    needed = names if required is None else required
+    what = "the model takes" if required is None else "the preparation and the model need"
     for i, record in enumerate(records):
-        if len(record) != len(names) or not known.issuperset(record):
-            for name in names:
+        if required is not None or len(record) != len(names) or not known.issuperset(record):
+            for name in needed:
                 if name not in record:
-                    raise InputError(422, f"record {i} has no column `{name}`; the model "
-                                     f"takes {', '.join(names)}", name)
-            extra = shown(next(str(k) for k in record if k not in known))
-            raise InputError(422, f"record {i} has column `{extra}`, which is not an input of "
-                             f"the model; it takes {', '.join(names)}", extra)
+                    raise InputError(422, f"record {i} has no column `{name}`; "
+                                     f"{what} {', '.join(needed)}", name)
+            extra = next((str(k) for k in record if k not in known), None)
+            if extra is not None:
+                raise InputError(422, f"record {i} has column `{shown(extra)}`, which is not "
+                                 f"a column of the data; {what} {', '.join(needed)}",
+                                 shown(extra))
+    sent = set().union(*records) if required is not None else known
     data: dict[str, Any] = {}
-    for column in columns:
+    for column in [c for c in columns if c["name"] in sent]:
         name, kind, dtype = column["name"], column["kind"], column["dtype"]
-        values = [record[name] for record in records]
-        nullable = bool(column.get("nulls"))
+        values = [record.get(name) for record in records]
+        # a column some records leave out may be null there, whatever training held
+        nullable = bool(column.get("nulls")) or any(name not in r for r in records)
         for i, value in enumerate(values):
             if value is None:
                 if not nullable:
@@ -106,7 +115,7 @@ def to_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]]) -> An
                                  f"{_short(value)} in record {i}; it takes {_EXPECTED[kind]} "
                                  f"(trained as {dtype})", name)
         data[name] = _series(name, kind, dtype, values, pd, np)
-    return pd.DataFrame(data, columns=names)
+    return pd.DataFrame(data, columns=[n for n in names if n in sent])
 
 
 def _short(value: Any) -> str:

@@ -38,6 +38,16 @@ class RunModel:
     classes: list[Any] | None = None
     #: The profile of the training labels, when the run saved them (y_train).
     target_profile: dict[str, Any] | None = field(default=None, repr=False)
+    #: The pipeline's prepare cells made ready for this run (``serving.preparation``), when
+    #: the notebook marked some and the run passed the skew check; raw records need it.
+    preparation: Any = field(default=None, repr=False)
+    #: The skew check's figures, with the preparation.
+    skew: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def features(self) -> list[str]:
+        """The model's input columns, in its order."""
+        return [c["name"] for c in self.columns]
 
 
 def open_store(pipeline: str | Path | None, store: str | Path | None) -> RunStore:
@@ -128,8 +138,11 @@ def _target_profile(run: RunRecord) -> dict[str, Any] | None:
 
 
 def load_run_model(store: RunStore, run_id: str, name: str | None = None,
-                   allow_pickle: bool = False) -> RunModel:
-    """Load the model of run ``run_id`` (hash verified) with its input profile."""
+                   allow_pickle: bool = False, pipeline_dir: str | Path | None = None
+                   ) -> RunModel:
+    """Load the model of run ``run_id`` (hash verified) with its input profile; given the
+    pipeline's folder, with its preparation of raw records, which must pass the skew check
+    (:mod:`.skew`; SkewError otherwise)."""
     from ..runtime.artifacts import load
 
     run = store.run(run_id)
@@ -155,7 +168,15 @@ def load_run_model(store: RunStore, run_id: str, name: str | None = None,
     columns = [by_name[f] for f in features]
     reference = {**profile, "columns": columns}
     classes = getattr(model, "classes_", None)
-    return RunModel(run_id=run.run_id, pipeline=run.pipeline, step=step,
-                    name=model_name, model=model, columns=columns, profile=reference,
-                    classes=None if classes is None else list(classes.tolist()),
-                    target_profile=_target_profile(run))
+    served = RunModel(run_id=run.run_id, pipeline=run.pipeline, step=step,
+                      name=model_name, model=model, columns=columns, profile=reference,
+                      classes=None if classes is None else list(classes.tolist()),
+                      target_profile=_target_profile(run))
+    if pipeline_dir is not None:
+        from .preparation import load_preparation
+        from .skew import checked
+
+        served.preparation = load_preparation(pipeline_dir, run, features)
+        if served.preparation is not None:
+            served.skew = checked(store, run, served.preparation, model, features)
+    return served

@@ -98,6 +98,53 @@ def _metrics(store: Any, run: RunRecord, frame: Any, labels: str,
     return results, note
 
 
+def _model_stage(pipeline_dir: str | Path, run: RunRecord, served: RunModel, frame: Any,
+                 policy: RetrainPolicy) -> dict[str, Any] | None:
+    """Raw new rows through the prepare cells: the prepared frame and its drift against the
+    model's training input; None when the rows are not raw (they lack what preparing needs)."""
+    from ..runtime.drift import drift_report
+    from .preparation import load_preparation
+
+    preparation = load_preparation(pipeline_dir, run, served.features)
+    if preparation is None or any(c not in frame.columns for c in preparation.required):
+        return None
+    prepared, dropped = preparation.apply(frame)
+    cells = ", ".join(str(c["cell"]) for c in preparation.plan.cells)
+    note = (f"the new rows prepared by the prepare cells ({cells})"
+            + (f", which dropped {len(dropped)}" if dropped else ""))
+    drift = drift_report(served.profile, prepared[served.features],
+                         threshold_share=policy.drift_share)
+    return {"frame": prepared, "note": note, "drift": drift, "rows": len(prepared),
+            "dropped": len(dropped)}
+
+
+def _reasons(drift: dict[str, Any], staged: dict[str, Any] | None, weighted: dict[str, Any],
+             metrics: list[dict[str, Any]], policy: RetrainPolicy) -> list[str]:
+    """Why the new data is unhealthy, each with its figures (empty: it is healthy)."""
+    reasons: list[str] = []
+    if drift["dataset_drift"]:
+        reasons.append(f"{len(drift['drifted'])} of {len(drift['columns'])} columns drifted "
+                       f"({', '.join(drift['drifted'])}), at or above the share "
+                       f"{policy.drift_share:g}")
+    if staged is not None and staged["drift"]["dataset_drift"]:
+        model_drift = staged["drift"]
+        reasons.append(f"{len(model_drift['drifted'])} of {len(model_drift['columns'])} of the "
+                       f"model's input columns drifted after preparation "
+                       f"({', '.join(model_drift['drifted'])})")
+    if weighted["share"] is not None and weighted["share"] >= policy.drift_importance:
+        top = ", ".join(f"{c} {v:.2f}" for c, v in weighted["columns"].items())
+        reasons.append(f"{weighted['share']:.2f} of the model's importance is on drifted "
+                       f"columns ({top}), at or above {policy.drift_importance:g}")
+    for entry in metrics:
+        if entry["ok"] is False:
+            line = entry["min"] if entry["min"] is not None and entry["value"] < entry[
+                "min"] else entry["max"]
+            reasons.append(f"metric `{entry['name']}` is {entry['value']:.4g} on the new data, "
+                           f"beyond its threshold {line:.4g} (the run had "
+                           f"{entry['run_value']:.4g})")
+    return reasons
+
+
 def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = None,
             store: str | Path | None = None, policy: RetrainPolicy | None = None,
             frame: Any = None, stage: str | None = None) -> dict[str, Any]:
@@ -135,7 +182,12 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
                                       list(drift["columns"])) if served else {
             "share": None, "why": "the run's model could not be loaded"}
         thresholds = {**spec.checks.get("metrics", {}), **policy.metrics}
+        staged = _model_stage(pipeline_dir, run, served, frame, policy) \
+            if spec.inference is not None and served is not None else None
+
         def prepare(features: list[str]) -> tuple[Any, str]:
+            if staged is not None:
+                return staged["frame"], staged["note"]
             from .prepare import prepared_frame
             from .retrain import data_parameter
 
@@ -146,22 +198,7 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
                                       prepare) if labels else ([], "")
     finally:
         run_store.close()
-    reasons = []
-    if drift["dataset_drift"]:
-        reasons.append(f"{len(drift['drifted'])} of {len(drift['columns'])} columns drifted "
-                       f"({', '.join(drift['drifted'])}), at or above the share "
-                       f"{policy.drift_share:g}")
-    if weighted["share"] is not None and weighted["share"] >= policy.drift_importance:
-        top = ", ".join(f"{c} {v:.2f}" for c, v in weighted["columns"].items())
-        reasons.append(f"{weighted['share']:.2f} of the model's importance is on drifted "
-                       f"columns ({top}), at or above {policy.drift_importance:g}")
-    for entry in metrics:
-        if entry["ok"] is False:
-            line = entry["min"] if entry["min"] is not None and entry["value"] < entry[
-                "min"] else entry["max"]
-            reasons.append(f"metric `{entry['name']}` is {entry['value']:.4g} on the new data, "
-                           f"beyond its threshold {line:.4g} (the run had "
-                           f"{entry['run_value']:.4g})")
+    reasons = _reasons(drift, staged, weighted, metrics, policy)
     return {
         "pipeline": spec.name, "run_id": run.run_id, "data": str(Path(data).resolve()),
         "rows": len(frame), "checked": time.time(),
@@ -175,6 +212,10 @@ def monitor(pipeline_dir: str | Path, data: str | Path, *, labels: str | None = 
         "schema": problems, "drift": drift, "metrics": metrics, "labels": labels,
         "metrics_on": scored_on,
         "healthy": not reasons, "reasons": reasons, "profile": profile,
+        # the second stage: the new rows as the model sees them, after the prepare cells
+        "model_input": None if staged is None else {
+            "drift": staged["drift"], "rows": staged["rows"], "dropped": staged["dropped"],
+            "note": staged["note"]},
     }
 
 
@@ -190,6 +231,13 @@ def summary(report: dict[str, Any]) -> str:
              f"  drift: {len(drift['drifted'])} of {len(drift['columns'])} columns "
              f"(share {drift['share']:.2f})"
              + (f": {', '.join(drift['drifted'])}" if drift["drifted"] else "")]
+    staged = report.get("model_input")
+    if staged:
+        second = staged["drift"]
+        lines.append(f"  model input drift: {len(second['drifted'])} of "
+                     f"{len(second['columns'])} columns (share {second['share']:.2f})"
+                     + (f": {', '.join(second['drifted'])}" if second["drifted"] else "")
+                     + f", on {staged['note']}")
     weighted = report.get("importance") or {}
     if weighted.get("share") is not None:
         lines.append(f"  importance on drifted columns: {weighted['share']:.2f} of the model's "

@@ -26,9 +26,11 @@ import tornado.web
 
 from ..errors import MlopsError
 from ..run.store import RunStore
+from .batching import Batcher
 from .inputs import InputError, parse_records, to_frame
 from .metrics import ServeMetrics
 from .model import RunModel, load_run_model
+from .workers import run_forked
 
 MAX_BODY = 1 << 20
 """Largest /predict body read (1 MiB): a bigger one is a 413."""
@@ -51,6 +53,10 @@ class ServeState:
     pipeline: str | None = None
     model_name: str | None = None
     allow_pickle: bool = False
+    #: The pipeline's folder, when known: its prepare cells serve raw records.
+    pipeline_dir: str | None = None
+    #: Requests arriving together, predicted in one call (see :mod:`.batching`).
+    batcher: Batcher = field(default_factory=Batcher)
     started: float = field(default_factory=time.time)
     last_error: str | None = None
     #: One connection for the checks, opened at the first (they never overlap).
@@ -99,7 +105,8 @@ class ServeState:
         assert self.store_path is not None
         store = RunStore(self.store_path)
         try:
-            return load_run_model(store, run_id, self.model_name, self.allow_pickle)
+            return load_run_model(store, run_id, self.model_name, self.allow_pickle,
+                                  self.pipeline_dir)
         finally:
             store.close()
 
@@ -121,7 +128,7 @@ class _JSONHandler(tornado.web.RequestHandler):
         reason = self._reason if status_code < 500 else "internal error (see the server log)"
         if status_code == 405:
             reason = (f"{self.request.method} is not allowed on {self.request.path}; use "
-                      "POST /predict, GET /health or GET /metrics")
+                      "POST /predict, POST /predict/raw, GET /health or GET /metrics")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": reason}))
 
@@ -133,7 +140,7 @@ class _JSONHandler(tornado.web.RequestHandler):
 class _NotFound(_JSONHandler):
     def prepare(self) -> None:
         self.answer(404, {"error": f"no such endpoint {self.request.path}; use POST /predict, "
-                                   "GET /health or GET /metrics"})
+                                   "POST /predict/raw, GET /health or GET /metrics"})
 
 
 @tornado.web.stream_request_body
@@ -164,31 +171,76 @@ class PredictHandler(_JSONHandler):
         elif not self.too_large:
             self.chunks.append(chunk)
 
-    def post(self) -> None:
+    def frame_of(self, records: list[dict[str, Any]], model: RunModel
+                 ) -> tuple[Any, list[int] | None]:
+        """The model's input frame for the records, and the records left out (None: none
+        can be); InputError for records that do not fit."""
+        return to_frame(records, model.columns), None
+
+    async def post(self) -> None:
         if self.too_large:
             self._refuse_size()
             return
         model = self.state.model
         try:
             records = parse_records(b"".join(self.chunks))
-            frame = to_frame(records, model.columns)
+            frame, dropped = self.frame_of(records, model)
         except InputError as err:
             body: dict[str, Any] = {"error": str(err)}
-            if err.column is not None:
-                body["column"] = err.column
+            for key in ("column", "record"):
+                if getattr(err, key, None) is not None:
+                    body[key] = getattr(err, key)
             self.answer(err.status, body)
             return
         try:
-            predictions = numpy.asarray(model.model.predict(frame))
+            predictions = numpy.asarray(await self.state.batcher.predict(model.model, frame)) \
+                if len(frame) else numpy.asarray([])
         except (ValueError, TypeError, KeyError) as err:
             # the records fit the schema but not the model (e.g. a category an encoder
             # refuses): the client's data, so a 422 naming the model's complaint
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             self.answer(422, {"error": f"the model refused these records: {reason}"})
             return
-        self.state.metrics.predicted(records, predictions)
-        self.answer(200, {"predictions": predictions.tolist(), "run_id": model.run_id,
+        if dropped is None:
+            self.state.metrics.predicted(records, predictions)
+            self.answer(200, {"predictions": predictions.tolist(), "run_id": model.run_id,
+                              "model": model.name})
+            return
+        self.state.metrics.predicted(frame.to_dict("records"), predictions)
+        answers: list[Any] = predictions.tolist()
+        for index in dropped:  # in the records' order: null where the preparation dropped it
+            answers.insert(index, None)
+        self.answer(200, {"predictions": answers, "dropped": dropped, "run_id": model.run_id,
                           "model": model.name})
+
+
+class RawPredictHandler(PredictHandler):
+    """``POST /predict/raw``: records shaped like the data the notebook loaded, prepared by
+    its prepare cells in this process, then predicted."""
+
+    def frame_of(self, records: list[dict[str, Any]], model: RunModel
+                 ) -> tuple[Any, list[int] | None]:
+        from .preparation import PrepareError
+
+        preparation = model.preparation
+        if preparation is None:
+            raise InputError(404, f"pipeline `{model.pipeline}` marks no cell prepare, so it "
+                             "cannot prepare raw records; send the model's inputs to POST "
+                             "/predict, or mark the preparing cells `%%mlops prepare` and "
+                             "export again")
+        raw = to_frame(records, preparation.columns, preparation.required)
+        try:
+            prepared, dropped = preparation.apply(raw)
+        except PrepareError as err:
+            error = InputError(422, f"{err}" + (f" on record {err.record}"
+                                                if err.record is not None else ""))
+            error.record = err.record  # type: ignore[attr-defined]
+            raise error from None
+        missing = [f for f in model.features if f not in prepared.columns]
+        if missing:
+            raise InputError(422, f"after the prepare cells the records have no column "
+                             f"{', '.join(missing)}, which the model takes", missing[0])
+        return prepared[model.features], dropped
 
 
 class HealthHandler(_JSONHandler):
@@ -200,6 +252,9 @@ class HealthHandler(_JSONHandler):
                 "model": model.name, "step": model.step,
                 "inputs": [c["name"] for c in model.columns],
                 "uptime": round(time.time() - self.state.started, 3)}
+        if model.preparation is not None:  # raw records: what they must hold, and the check
+            body["raw_inputs"] = model.preparation.required
+            body["skew_check"] = model.skew
         if self.state.last_error:
             body["warning"] = self.state.last_error
         self.answer(200, body)
@@ -219,6 +274,7 @@ def make_app(state: ServeState) -> tornado.web.Application:
     """The tornado application of one served model."""
     routes: list[Any] = [
         (r"/predict", PredictHandler, {"state": state}),
+        (r"/predict/raw", RawPredictHandler, {"state": state}),
         (r"/health", HealthHandler, {"state": state}),
         (r"/metrics", MetricsHandler, {"state": state}),
     ]
@@ -237,7 +293,9 @@ def serving_state(target: str, *, store: str | None = None, pipeline_dir: str | 
     from .model import open_store
 
     follow: str | None = None
+    folder = pipeline_dir
     if Path(target).is_dir():
+        folder = target
         spec = PipelineSpec.read(target)
         run_store = open_store(target, store)
         follow = spec.name
@@ -256,19 +314,23 @@ def serving_state(target: str, *, store: str | None = None, pipeline_dir: str | 
                              "run's pipeline with -C PIPELINE_DIR")
         run_store = open_store(pipeline_dir or ".", store)
         run_id = target
+    if folder is not None and not (Path(folder) / "pipeline.yaml").is_file():
+        folder = None  # a run id in a store given by path: its model input only
     try:
-        model = load_run_model(run_store, run_id, model_name, allow_pickle)
+        model = load_run_model(run_store, run_id, model_name, allow_pickle, folder)
     finally:
         run_store.close()
     return ServeState(model=model, metrics=ServeMetrics(model, window),
                       store_path=str(run_store.path), pipeline=follow, model_name=model_name,
-                      allow_pickle=allow_pickle)
+                      allow_pickle=allow_pickle, pipeline_dir=folder)
 
 
 def serve(state: ServeState, host: str = "127.0.0.1", port: int = 8000,
-          check_every: float = 2.0) -> None:
+          check_every: float = 2.0, workers: int = 1) -> None:
     """Serve until SIGINT or SIGTERM; print the address (with the port, when ``port`` is
-    0, the one the system chose)."""
+    0, the one the system chose). With ``workers`` > 1, that many processes forked after
+    the model is loaded accept on the same socket; a SIGTERM or SIGINT to this process
+    stops them all."""
     logging.getLogger("tornado.access").setLevel(logging.ERROR)
     try:
         sockets = tornado.netutil.bind_sockets(port, host)
@@ -276,19 +338,32 @@ def serve(state: ServeState, host: str = "127.0.0.1", port: int = 8000,
         reason = getattr(err, "strerror", None) or str(err)
         raise MlopsError(f"cannot listen on {host}:{port} ({reason}); choose another "
                          "--port or --host") from None
+    if workers > 1:
+        _announce(state, sockets, host, workers)
+        run_forked(workers, lambda: asyncio.run(_serve(state, sockets, host, check_every,
+                                                  announce=False)))
+        return
     asyncio.run(_serve(state, sockets, host, check_every))
 
 
-async def _serve(state: ServeState, sockets: list[Any], host: str, check_every: float) -> None:
+def _announce(state: ServeState, sockets: list[Any], host: str, workers: int = 1) -> None:
+    model = state.model
+    processes = f" in {workers} processes" if workers > 1 else ""
+    print(f"Serving model `{model.name}` of run {model.run_id} (pipeline `{model.pipeline}`) "
+          f"at http://{host}:{sockets[0].getsockname()[1]}/{processes}  (POST /predict"
+          f"{', POST /predict/raw' if model.preparation is not None else ''}, GET /health, "
+          "GET /metrics)", flush=True)
+
+
+async def _serve(state: ServeState, sockets: list[Any], host: str, check_every: float,
+                 announce: bool = True) -> None:
     import signal
 
     server = tornado.httpserver.HTTPServer(make_app(state), max_body_size=DRAIN_LIMIT,
                                            body_timeout=30, idle_connection_timeout=60)
     server.add_sockets(sockets)
-    model = state.model
-    print(f"Serving model `{model.name}` of run {model.run_id} (pipeline `{model.pipeline}`) "
-          f"at http://{host}:{sockets[0].getsockname()[1]}/  (POST /predict, GET /health, "
-          "GET /metrics)", flush=True)
+    if announce:
+        _announce(state, sockets, host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

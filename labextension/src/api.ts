@@ -17,9 +17,9 @@ export class MlopsError extends Error {
 }
 
 const MISSING =
-  'The jupyter-mlops server extension is not answering. Install jupyter-mlops in the ' +
-  'Python environment that runs JupyterLab (pip install jupyter-mlops), then restart ' +
-  'JupyterLab.';
+  'The jupyter-mlops server extension is not answering. Enable it with ' +
+  '`jupyter server extension enable jupyter_mlops` in the Python environment that runs ' +
+  'JupyterLab (it comes with jupyter-mlops), then restart JupyterLab and retry.';
 
 /**
  * Call a /mlops/ endpoint; the one place the sidebar talks to the server.

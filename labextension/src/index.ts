@@ -1,15 +1,22 @@
 import {
   ILabShell,
+  ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { updateBadges } from './badges';
+import { captureTaggedCells } from './capture';
+import { activeCell, CellPositions, markAndSave } from './cells';
+import { addCommands } from './commands';
+import { followNotebooks } from './follow';
 import { SidebarModel } from './model';
+import { DEFAULT_SETTINGS, watchSettings } from './settings';
 import { MlopsSidebar } from './sidebar';
-import { Role, setCellRole } from './tags';
 
 const ICON = new LabIcon({
   name: 'jupyter-mlops:pipeline',
@@ -19,58 +26,72 @@ const ICON = new LabIcon({
     '<rect x="8" y="16" width="8" height="5" rx="1"/><path d="M6 8v3h12V8h1.5v4.5h-6.75V16h-1.5v-3.5H4.5V8z"/></g></svg>'
 });
 
-/** Wiring only: the sidebar, its model, the badges and the notebook tracker. */
+const PLUGIN = 'jupyter-mlops:plugin';
+
+/** Wiring only: the sidebar, its model, settings, commands, badges and captures. */
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'jupyter-mlops:plugin',
+  id: PLUGIN,
   description: 'See, mark, export and run the pipeline of the active notebook.',
   autoStart: true,
   requires: [INotebookTracker, ILabShell],
-  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, shell: ILabShell) => {
+  optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    shell: ILabShell,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    registry: ISettingRegistry | null
+  ) => {
     const model = new SidebarModel();
-    const current = (): NotebookPanel | null => model.state.notebook;
+    const settings = { ...DEFAULT_SETTINGS };
+    watchSettings(registry, PLUGIN, next => {
+      Object.assign(settings, next);
+      model.autoRefresh = next.autoRefresh;
+    });
+    const say = (note: string): void => model.say(note);
     const sidebar = new MlopsSidebar(model, {
-      scrollToCell: (number: number) => {
-        const panel = current();
-        if (panel) {
-          panel.content.activeCellIndex = number - 1;
-          void panel.content.scrollToItem(number - 1, 'center');
-        }
+      positions: () => {
+        const panel = model.state.notebook;
+        return panel ? new CellPositions(panel, model.state.analysis) : null;
       },
-      activeCell: () => {
-        const panel = current();
-        return panel && panel.content.activeCell ? panel.content.activeCellIndex + 1 : null;
+      setRole: (role, name) => {
+        const panel = model.state.notebook;
+        model.analyseAfterSave();
+        return panel ? markAndSave(panel, { role, name }, settings.markSpelling, say) : 'Open a notebook first.';
       },
-      setRole: (role: Role, stepName: string) => {
-        const panel = current();
-        const cell = panel?.content.activeCell;
-        if (!panel || !cell) {
-          return 'Select a cell first.';
-        }
-        setCellRole(cell.model, role, stepName);
-        void panel.context.save(); // the analysis reads the saved file; saving refreshes it
-        return null;
-      },
-      openFile: (path: string) => {
-        void app.commands.execute('docmanager:open', { path });
-      },
-      kernels: () => Object.keys(app.serviceManager.kernelspecs.specs?.kernelspecs ?? {}).sort()
+      activeCell: () => activeCell(model.state.notebook),
+      openFile: path => void app.commands.execute('docmanager:open', { path }),
+      kernels: () => Object.keys(app.serviceManager.kernelspecs.specs?.kernelspecs ?? {}).sort(),
+      newNotebook: () => void app.commands.execute('notebook:create-new', {})
     });
     sidebar.title.icon = ICON;
     sidebar.title.caption = 'jupyter-mlops pipeline';
     shell.add(sidebar, 'left', { rank: 600 });
+    restorer?.add(sidebar, sidebar.id);
+
+    const addRoles = addCommands(app, palette, {
+      model,
+      active: () => activeCell(tracker.currentWidget),
+      mark: (role, name) => {
+        const panel = tracker.currentWidget;
+        model.analyseAfterSave();
+        return panel ? markAndSave(panel, { role, name }, settings.markSpelling, say) : 'Open a notebook first.';
+      },
+      show: () => shell.activateById(sidebar.id)
+    });
 
     model.changed.connect(() => {
-      const panel = current();
+      const panel = model.state.notebook;
       if (panel) {
         updateBadges(panel, model.state.analysis);
       }
+      addRoles(model.state.analysis?.roles ?? []);
     });
-    const follow = (): void => {
-      model.setNotebook(tracker.currentWidget);
-    };
-    tracker.currentChanged.connect(follow);
+    tracker.forEach(panel => captureTaggedCells(panel, outcome => model.captured(panel, outcome)));
+    tracker.widgetAdded.connect((_, panel) => captureTaggedCells(panel, outcome => model.captured(panel, outcome)));
     tracker.activeCellChanged.connect(() => sidebar.update());
-    follow();
+    followNotebooks(tracker, model);
   }
 };
 

@@ -2,6 +2,7 @@ import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { MlopsError, post, requestAPI } from './api';
+import { ICaptureOutcome } from './capture';
 import {
   IAnalysis,
   IExportReply,
@@ -30,7 +31,11 @@ export interface ISidebarState {
   /** The server extension is missing or broken. */
   serverMissing: string | null;
   busy: string | null;
-  notice: string | null;
+  notice: INotice | null;
+  /** How many analyses have arrived for this notebook (the panel shows it as data-analyses). */
+  analyses: number;
+  /** Captures of tag-marked cells that went wrong, by cell id: what the kernel said. */
+  captureProblems: Record<string, string[]>;
   run: IRunStatus | null;
   runs: IRunSummary[];
   /** The pipeline's scheduled jobs. */
@@ -41,7 +46,19 @@ export interface ISidebarState {
   scheduleError: string | null;
 }
 
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
+/** A one-line message of the panel, and what kind of news it is (its colour). */
+export interface INotice {
+  text: string;
+  kind: 'success' | 'info' | 'warning' | 'error';
+}
+
+export const FINISHED = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
+
+/** How a finished run is announced: only a success in green. */
+function runNotice(runId: string, status: string): INotice {
+  const kind = status === 'succeeded' ? 'success' : status === 'cancelled' ? 'warning' : 'error';
+  return { text: `Run ${runId} ${status}`, kind };
+}
 
 /** The sidebar's state for the active notebook, and the calls that change it. */
 export class SidebarModel {
@@ -52,6 +69,8 @@ export class SidebarModel {
     serverMissing: null,
     busy: null,
     notice: null,
+    analyses: 0,
+    captureProblems: {},
     run: null,
     runs: [],
     jobs: [],
@@ -61,10 +80,19 @@ export class SidebarModel {
 
   constructor() {
     NotebookActions.executed.connect((_, args) => {
-      if (this.state.notebook && args.notebook === this.state.notebook.content) {
+      if (this.autoRefresh && this.state.notebook && args.notebook === this.state.notebook.content) {
         this.scheduleRefresh(); // captures land in <stem>.mlops.json as cells run
       }
     });
+  }
+
+  /** Analyse again on every save and cell run (the user's setting). */
+  autoRefresh = true;
+
+  /** The sidebar changed the notebook and saves it: analyse once it is saved, whatever the
+   * setting says. */
+  analyseAfterSave(): void {
+    this._ownSave = true;
   }
 
   /** Emitted after every change of state. */
@@ -77,7 +105,12 @@ export class SidebarModel {
     if (panel === this.state.notebook) {
       return;
     }
-    this.state.notebook?.context.saveState.disconnect(this.onSaved, this);
+    const old = this.state.notebook;
+    if (old) {
+      old.context.saveState.disconnect(this.onSaved, this);
+      old.context.pathChanged.disconnect(this.onRenamed, this);
+      old.model?.cells.changed.disconnect(this.emit, this);
+    }
     this.stopPolling();
     clearTimeout(this._jobsTimer);
     Object.assign(this.state, {
@@ -85,6 +118,8 @@ export class SidebarModel {
       analysis: null,
       error: null,
       notice: null,
+      analyses: 0,
+      captureProblems: {},
       run: null,
       runs: [],
       jobs: [],
@@ -94,7 +129,52 @@ export class SidebarModel {
     this.emit();
     if (panel) {
       panel.context.saveState.connect(this.onSaved, this);
-      void panel.context.ready.then(() => this.refresh());
+      panel.context.pathChanged.connect(this.onRenamed, this);
+      void panel.context.ready.then(() => {
+        if (panel !== this.state.notebook) {
+          return; // another notebook meanwhile
+        }
+        // cells inserted or moved: their numbers on the panel follow them at once
+        panel.model?.cells.changed.connect(this.emit, this);
+        return this.refresh();
+      });
+    }
+  }
+
+  /** Ask the server again after it was found missing. */
+  async retry(): Promise<void> {
+    this.state.serverMissing = null;
+    this.state.busy = 'Asking the server again';
+    this.emit();
+    try {
+      await this.refresh();
+    } finally {
+      this.state.busy = null;
+      this.emit();
+    }
+  }
+
+  /** Say something in the panel's one-line notice. */
+  say(text: string, kind: INotice['kind'] = 'info'): void {
+    this.state.notice = { text, kind };
+    this.emit();
+  }
+
+  /** What the kernel said to the capture of a tag-marked cell; the record changed. */
+  captured(panel: NotebookPanel, outcome: ICaptureOutcome): void {
+    if (panel !== this.state.notebook || outcome.status === 'aborted') {
+      return;
+    }
+    const problems = { ...this.state.captureProblems };
+    if (outcome.problems.length) {
+      problems[outcome.cellId] = outcome.problems;
+    } else {
+      delete problems[outcome.cellId];
+    }
+    this.state.captureProblems = problems;
+    this.emit();
+    if (this.autoRefresh) {
+      this.scheduleRefresh();
     }
   }
 
@@ -110,6 +190,7 @@ export class SidebarModel {
         return;
       }
       this.state.analysis = analysis;
+      this.state.analyses += 1;
       if (this.state.error?.source === 'analyze') {
         this.state.error = null; // an export's refusal stays until the next action
       }
@@ -134,14 +215,18 @@ export class SidebarModel {
         await panel.context.save();
       }
       const reply = await requestAPI<IExportReply>('export', post({ path: panel.context.path }));
-      this.state.notice = `Exported ${reply.steps.length} steps to ${reply.pipeline_dir}`;
+      this.state.notice = {
+        text: `Exported ${reply.steps.length} steps to ${reply.pipeline_dir}`,
+        kind: 'success'
+      };
       await this.refresh();
       return reply;
     });
   }
 
-  /** Export, then start a run with the given parameter values (its steps in ``kernel``
-   * when given, else the pipeline's); follow its progress. */
+  /** Save and export (so that the run runs what the notebook says), then start a run with
+   * the given parameter values (its steps in ``kernel`` when given, else the pipeline's);
+   * follow its progress. */
   async run(parameters: Record<string, string>, kernel?: string): Promise<void> {
     const exported = await this.exportPipeline();
     if (!exported) {
@@ -152,7 +237,10 @@ export class SidebarModel {
         'runs',
         post({ pipeline: exported.pipeline_dir, parameters, ...(kernel ? { kernel } : {}) })
       );
-      this.state.notice = `Run ${started.run_id} started`;
+      this.state.notice = {
+        text: `Saved, exported ${exported.steps.length} steps; run ${started.run_id} started`,
+        kind: 'info'
+      };
       this.state.run = { run_id: started.run_id, status: 'starting', steps: [] };
       this.follow(started.run_id);
     });
@@ -167,7 +255,7 @@ export class SidebarModel {
     }
     await this.busyWith('Cancelling', async () => {
       await requestAPI(`runs/${run.run_id}`, { method: 'DELETE' }, { pipeline });
-      this.state.notice = `Cancelling run ${run.run_id}`;
+      this.state.notice = { text: `Cancelling run ${run.run_id}`, kind: 'info' };
     });
   }
 
@@ -194,7 +282,7 @@ export class SidebarModel {
     }
     return this.jobAction('Scheduling', async pipeline => {
       const job = await requestAPI<IJob>('jobs', post({ ...request, pipeline }));
-      this.state.notice = `Job ${job.name} scheduled: ${job.schedule.text}`;
+      this.state.notice = { text: `Job ${job.name} scheduled: ${job.schedule.text}`, kind: 'success' };
     });
   }
 
@@ -209,7 +297,7 @@ export class SidebarModel {
   async deleteJob(name: string): Promise<void> {
     await this.jobAction('Deleting the job', async pipeline => {
       await requestAPI(`jobs/${encodeURIComponent(name)}`, { method: 'DELETE' }, { pipeline });
-      this.state.notice = `Job ${name} deleted`;
+      this.state.notice = { text: `Job ${name} deleted`, kind: 'info' };
     });
   }
 
@@ -320,7 +408,7 @@ export class SidebarModel {
       this.state.run = run;
       if (FINISHED.has(run.status)) {
         this.stopPolling();
-        this.state.notice = `Run ${run.run_id} ${run.status}`;
+        this.state.notice = runNotice(run.run_id, run.status);
         await this.loadRuns();
       }
       this.emit();
@@ -338,12 +426,22 @@ export class SidebarModel {
   }
 
   private onSaved(_: unknown, state: string): void {
-    if (state === 'completed') {
+    if (state === 'completed' && (this.autoRefresh || this._ownSave)) {
+      this._ownSave = false;
       this.scheduleRefresh();
     }
   }
 
-  private scheduleRefresh(): void {
+  /** The notebook was renamed or moved: its pipeline is another one now. */
+  private onRenamed(): void {
+    this.stopPolling();
+    Object.assign(this.state, { analysis: null, run: null, runs: [], jobs: [], notice: null });
+    this.emit();
+    void this.refresh();
+  }
+
+  /** Analyse again shortly (several saves and runs in a row make one request). */
+  scheduleRefresh(): void {
     if (this._refreshTimer) {
       clearTimeout(this._refreshTimer);
     }
@@ -389,4 +487,5 @@ export class SidebarModel {
   private _polling = 0;
   private _refreshTimer = 0;
   private _jobsTimer = 0;
+  private _ownSave = false;
 }

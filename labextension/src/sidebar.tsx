@@ -1,22 +1,26 @@
-import { ReactWidget } from '@jupyterlab/ui-components';
+import { Button, ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { Captured, Problems, Steps } from './components/Pipeline';
+import { CellPositions } from './cells';
+import { Captured, CellLink, ICellLinks, Problems, Steps } from './components/Pipeline';
 import { StepGraph } from './components/Graph';
 import { RoleButtons } from './components/Roles';
 import { RunControls, RunHistory, RunProgress } from './components/Runs';
 import { JobList, ScheduleForm } from './components/Schedule';
-import { SidebarModel } from './model';
-import { Role } from './tags';
+import { ICellMark, Role } from './marks';
+import { FINISHED, SidebarModel } from './model';
 
 /** What the sidebar asks of the application (kept out of the model: UI actions). */
 export interface ISidebarActions {
-  scrollToCell: (cell: number) => void;
+  /** Where the analysed cells are in the notebook now. */
+  positions: () => CellPositions | null;
   setRole: (role: Role, stepName: string) => string | null;
-  activeCell: () => number | null;
+  /** The active code cell: its number on screen and its mark. */
+  activeCell: () => { number: number; mark: ICellMark | null } | null;
   openFile: (path: string) => void;
   /** The names of the kernels installed on the server, for the run form. */
   kernels: () => string[];
+  newNotebook: () => void;
 }
 
 function Section(props: { title: string; children: React.ReactNode }): JSX.Element {
@@ -25,6 +29,34 @@ function Section(props: { title: string; children: React.ReactNode }): JSX.Eleme
       <h3>{props.title}</h3>
       {props.children}
     </section>
+  );
+}
+
+/** The server extension does not answer: how to turn it on, and a retry. */
+function ServerMissing(props: { message: string; onRetry: () => void; busy: boolean }): JSX.Element {
+  return (
+    <div className="jp-mlops-missing">
+      <p>{props.message}</p>
+      <Button className="jp-mlops-retry jp-mod-styled" small disabled={props.busy} onClick={props.onRetry}>
+        Retry
+      </Button>
+    </div>
+  );
+}
+
+/** No notebook: what the panel is for, and a way to start (no launcher entry needed). */
+function EmptyState(props: { onNew: () => void }): JSX.Element {
+  return (
+    <div className="jp-mlops-empty-state">
+      <p className="jp-mlops-empty">Open a notebook to see its pipeline.</p>
+      <p className="jp-mlops-hint">
+        Mark its cells here (setup, params, step, data, model, metrics) to make a pipeline of small notebooks
+        that you can export, run and schedule.
+      </p>
+      <Button className="jp-mlops-new-notebook jp-mod-styled" small onClick={props.onNew}>
+        New notebook
+      </Button>
+    </div>
   );
 }
 
@@ -42,44 +74,50 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
   if (s.serverMissing) {
     return (
       <div className="jp-mlops-sidebar">
-        <div className="jp-mlops-missing">{s.serverMissing}</div>
+        <ServerMissing message={s.serverMissing} busy={!!s.busy} onRetry={() => void model.retry()} />
       </div>
     );
   }
   if (!s.notebook) {
     return (
       <div className="jp-mlops-sidebar">
-        <p className="jp-mlops-empty">Open a notebook to see its pipeline.</p>
+        <EmptyState onNew={actions.newNotebook} />
       </div>
     );
   }
   const a = s.analysis;
-  const running = !!s.run && !['succeeded', 'failed', 'cancelled', 'interrupted'].includes(s.run.status);
+  const positions = actions.positions();
+  const links: ICellLinks = {
+    label: n => positions?.label(n) ?? n,
+    onCell: n => positions?.scrollTo(n)
+  };
+  const running = !!s.run && !FINISHED.has(s.run.status);
   const stepStatus: Record<string, string> = {};
   s.run?.steps.forEach(step => (stepStatus[step.name] = step.status));
   return (
-    <div className="jp-mlops-sidebar">
+    <div className="jp-mlops-sidebar" data-analyses={s.analyses}>
       <header className="jp-mlops-title">
-        {a ? `Pipeline ${a.pipeline.name}` : 'Pipeline'}
+        <span className="jp-mlops-title-text" title={s.notebook.context.path}>
+          {a ? `Pipeline ${a.pipeline.name}` : 'Pipeline'}
+        </span>
         <button className="jp-mlops-link jp-mlops-refresh" onClick={() => void model.refresh()} title="Analyse again">
           ↻
         </button>
       </header>
       {s.busy && <div className="jp-mlops-busy">{s.busy}…</div>}
-      {s.notice && <div className="jp-mlops-notice">{s.notice}</div>}
+      {s.notice && (
+        <div className="jp-mlops-notice" data-kind={s.notice.kind}>
+          {s.notice.text}
+        </div>
+      )}
       {s.error && (
         <div className="jp-mlops-error jp-mlops-request-error">
-          {s.error.cell !== null && (
-            <button className="jp-mlops-link" onClick={() => actions.scrollToCell(s.error!.cell!)}>
-              cell {s.error.cell}
-            </button>
-          )}{' '}
-          {s.error.message}
-          <Problems problems={s.error.problems.slice(1)} onCell={actions.scrollToCell} />
+          {s.error.cell !== null && <CellLink cell={s.error.cell} links={links} />} {s.error.message}
+          <Problems problems={s.error.problems.slice(1)} links={links} />
         </div>
       )}
       <Section title="Mark cells">
-        <RoleButtons roles={a?.roles ?? []} activeCell={actions.activeCell()} onRole={actions.setRole} />
+        <RoleButtons roles={a?.roles ?? []} active={actions.activeCell()} onRole={actions.setRole} />
       </Section>
       {!a && !s.error && <p className="jp-mlops-empty">Analysing…</p>}
       {a && (
@@ -87,15 +125,15 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
           {a.stale && <div className="jp-mlops-warning jp-mlops-stale">Exported pipeline: {a.stale}</div>}
           {a.problems.length > 0 && (
             <Section title="Problems">
-              <Problems problems={a.problems} onCell={actions.scrollToCell} />
+              <Problems problems={a.problems} links={links} />
             </Section>
           )}
           <Section title="Steps">
             <StepGraph steps={a.pipeline.steps} status={stepStatus} />
-            <Steps analysis={a} onCell={actions.scrollToCell} />
+            <Steps analysis={a} links={links} />
           </Section>
           <Section title="Captured">
-            <Captured analysis={a} />
+            <Captured analysis={a} problems={s.captureProblems} links={links} />
           </Section>
           <Section title="Run">
             <RunControls
@@ -108,7 +146,7 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
               onRun={(values, kernel) => void model.run(values, kernel)}
               onCancel={() => void model.cancel()}
             />
-            {s.run && <RunProgress run={s.run} />}
+            {s.run && <RunProgress run={s.run} links={links} />}
           </Section>
           {a.exported && (
             <Section title="Schedule">

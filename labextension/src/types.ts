@@ -49,6 +49,21 @@ export interface IPipeline {
   steps: IStep[];
   edges: [string, string][];
   checks: Record<string, unknown>;
+  /** The prepare cells replayed on raw records (only when cells are marked prepare). */
+  inference?: IInference;
+}
+
+/** pipeline.yaml `inference:` (notebook.inference.InferencePlan.to_dict). */
+export interface IInference {
+  input: { step: string; variable: string };
+  output: string;
+  cells: { cell: number; step?: string; code: string }[];
+  setup: { cell: number; code: string }[];
+  replay: Record<string, string>;
+  fitted: Record<string, string>;
+  parameters: string[];
+  columns: string[];
+  code_sha256: string;
 }
 
 /** One cell of the notebook: its role and the step it belongs to. */
@@ -105,7 +120,16 @@ export interface IStepState {
   ended: number | null;
   duration: number | null;
   error: string | null;
+  /** The step's own code cell that runs or ran last (1-based), of `cells`: the cells of the
+   * source notebook that make the step, not its setup or generated cells. */
   cell: number | null;
+  cells: number | null;
+  /** The source notebook's number of the cell that runs, or that a failed step failed in;
+   * null in a generated cell and once done. */
+  source_cell: number | null;
+  /** A failed step's cell in the source notebook; null when it failed in a generated cell. */
+  error_cell: number | null;
+  /** While it runs: the cell of the step notebook papermill is on (1-based), of how many. */
   cell_index: number | null;
   cell_total: number | null;
   cached_from: string | null;

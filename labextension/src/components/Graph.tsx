@@ -6,6 +6,8 @@ const BOX_W = 96;
 const BOX_H = 24;
 const GAP_X = 16;
 const GAP_Y = 22;
+/** The longest name a box shows whole; a longer one is cut, its tooltip says it all. */
+const MAX_CHARS = 14;
 
 /** Each step's layer: the length of the longest path of steps before it. */
 function layers(steps: IStep[]): Map<string, number> {
@@ -87,11 +89,27 @@ export function StepGraph(props: {
       )}
       {steps.map(step => {
         const p = where.get(step.name)!;
+        const state = status[step.name] ?? 'idle';
+        const inputs = Object.keys(step.inputs);
+        const outputs = step.outputs.map(o => o.name);
         return (
-          <g key={step.name} className={`jp-mlops-graph-node jp-mlops-status-${status[step.name] ?? 'idle'}`}>
+          <g
+            key={step.name}
+            className={`jp-mlops-graph-node jp-mlops-status-${state.replace(/\s+/g, '-')}`}
+            data-step={step.name}
+          >
+            <title>
+              {[
+                `${step.name}${state === 'idle' ? '' : `: ${state}`}`,
+                inputs.length ? `in: ${inputs.join(', ')}` : '',
+                outputs.length ? `out: ${outputs.join(', ')}` : ''
+              ]
+                .filter(Boolean)
+                .join('\n')}
+            </title>
             <rect x={p.x} y={p.y} width={BOX_W} height={BOX_H} rx={4} />
             <text x={p.x + BOX_W / 2} y={p.y + BOX_H / 2 + 4} textAnchor="middle">
-              {step.name.length > 13 ? step.name.slice(0, 12) + '…' : step.name}
+              {step.name.length > MAX_CHARS ? step.name.slice(0, MAX_CHARS - 1) + '…' : step.name}
             </text>
           </g>
         );

@@ -2,11 +2,30 @@ import * as React from 'react';
 
 import { IAnalysis, IProblem } from '../types';
 
-/** Steps with their cells, the variables flowing between them, and their parameters. */
-export function Steps(props: {
-  analysis: IAnalysis;
+/** The notebook's cells as the panel links them: the analysis numbers the saved cells;
+ * `label` is where such a cell is on screen now, `onCell` goes to it. */
+export interface ICellLinks {
+  label: (cell: number) => number;
   onCell: (cell: number) => void;
-}): JSX.Element {
+}
+
+/** A link to a cell, labelled with its number on screen. */
+export function CellLink(props: { cell: number; links: ICellLinks; brackets?: boolean }): JSX.Element {
+  const n = props.links.label(props.cell);
+  return (
+    <button
+      className="jp-mlops-link"
+      data-cell={n}
+      title={`Go to cell ${n}`}
+      onClick={() => props.links.onCell(props.cell)}
+    >
+      {props.brackets ? `[${n}]` : `cell ${n}`}
+    </button>
+  );
+}
+
+/** Steps with their cells, the variables flowing between them, and their parameters. */
+export function Steps(props: { analysis: IAnalysis; links: ICellLinks }): JSX.Element {
   const { pipeline } = props.analysis;
   if (!pipeline.steps.length) {
     return <p className="jp-mlops-empty">No steps yet: mark a cell as a step below.</p>;
@@ -18,14 +37,7 @@ export function Steps(props: {
           <span className="jp-mlops-step-name">{step.name}</span>{' '}
           <span className="jp-mlops-cells">
             {step.cells.map(n => (
-              <button
-                key={n}
-                className="jp-mlops-link"
-                title={`Scroll to cell ${n}`}
-                onClick={() => props.onCell(n)}
-              >
-                [{n}]
-              </button>
+              <CellLink key={n} cell={n} links={props.links} brackets />
             ))}
           </span>
           {Object.keys(step.inputs).length > 0 && (
@@ -50,9 +62,22 @@ export function Steps(props: {
   );
 }
 
-/** What the kernel captured: data profiles, models and metrics. */
-export function Captured(props: { analysis: IAnalysis }): JSX.Element {
+/** What the kernel captured: data profiles, models and metrics; and captures of
+ * tag-marked cells that failed, next to their cells. */
+export function Captured(props: {
+  analysis: IAnalysis;
+  problems: Record<string, string[]>;
+  links: ICellLinks;
+}): JSX.Element {
   const { data, models, metrics } = props.analysis.captured;
+  const failed = Object.entries(props.problems).map(([id, lines]) => {
+    const cell = props.analysis.cells.find(c => c.id === id);
+    return (
+      <li key={id} className="jp-mlops-capture-problem">
+        {cell && <CellLink cell={cell.number} links={props.links} />} {lines.join(' ')}
+      </li>
+    );
+  });
   const rows: JSX.Element[] = [];
   for (const [key, d] of Object.entries(data)) {
     rows.push(
@@ -78,21 +103,20 @@ export function Captured(props: { analysis: IAnalysis }): JSX.Element {
       </li>
     );
   }
-  if (!rows.length) {
-    return (
-      <p className="jp-mlops-empty">
-        Nothing captured yet: run the marked cells with <code>%load_ext jupyter_mlops</code>.
-      </p>
-    );
-  }
-  return <ul className="jp-mlops-captured">{rows}</ul>;
+  return (
+    <>
+      {failed.length > 0 && <ul className="jp-mlops-problems jp-mlops-warning">{failed}</ul>}
+      {rows.length ? (
+        <ul className="jp-mlops-captured">{rows}</ul>
+      ) : (
+        <p className="jp-mlops-empty">Nothing captured yet: run the data, model and metrics cells.</p>
+      )}
+    </>
+  );
 }
 
 /** Problems, each next to the cell it concerns. */
-export function Problems(props: {
-  problems: IProblem[];
-  onCell: (cell: number) => void;
-}): JSX.Element | null {
+export function Problems(props: { problems: IProblem[]; links: ICellLinks }): JSX.Element | null {
   if (!props.problems.length) {
     return null;
   }
@@ -100,11 +124,7 @@ export function Problems(props: {
     <ul className="jp-mlops-problems">
       {props.problems.map((p, i) => (
         <li key={i} className={`jp-mlops-problem jp-mlops-${p.severity}`}>
-          {p.cell !== null && (
-            <button className="jp-mlops-link" onClick={() => props.onCell(p.cell!)}>
-              cell {p.cell}
-            </button>
-          )}{' '}
+          {p.cell !== null && <CellLink cell={p.cell} links={props.links} />}{' '}
           {p.message}
         </li>
       ))}

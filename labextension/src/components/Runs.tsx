@@ -1,8 +1,8 @@
 import * as React from 'react';
 
-import { IParameter, IRunStatus, IRunSummary } from '../types';
+import { IParameter, IRunStatus, IRunSummary, IStepState } from '../types';
 import { changedValues, ParameterInputs } from './Parameters';
-import { fmt } from './Pipeline';
+import { CellLink, fmt, ICellLinks } from './Pipeline';
 
 function seconds(value: number | null | undefined): string {
   return value === null || value === undefined ? '' : `${value.toFixed(1)} s`;
@@ -41,6 +41,9 @@ export function RunControls(props: {
           </select>
         </label>
       )}
+      <p className="jp-mlops-hint jp-mlops-run-note">
+        Run saves the notebook and exports the pipeline again first, so that it runs what the notebook says.
+      </p>
       <div className="jp-mlops-buttons">
         <button className="jp-mlops-export jp-mod-styled" disabled={!!props.busy} onClick={props.onExport}>
           Export
@@ -62,8 +65,34 @@ export function RunControls(props: {
   );
 }
 
-/** Per-step progress of the current run. */
-export function RunProgress(props: { run: IRunStatus }): JSX.Element {
+/** Where a running step is, in the author's cells: `cell 3 of 4 (notebook cell 26)`, a
+ * link to the notebook's cell (run.results.StepResult.where). */
+function StepWhere(props: { step: IStepState; links: ICellLinks }): JSX.Element | null {
+  const { step } = props;
+  if (step.status !== 'running') {
+    return null;
+  }
+  if (step.cell == null || step.cells == null) {
+    return step.cell_index !== null && step.cell_total ? <> (cell {step.cell_index} of {step.cell_total})</> : null;
+  }
+  if (step.source_cell == null) {
+    return (
+      <>
+        {' '}
+        (between its cells: cell {step.cell} of {step.cells} ran last)
+      </>
+    );
+  }
+  return (
+    <>
+      {' '}
+      (cell {step.cell} of {step.cells}: notebook <CellLink cell={step.source_cell} links={props.links} />)
+    </>
+  );
+}
+
+/** Per-step progress of the current run; a failed step links to the cell it failed in. */
+export function RunProgress(props: { run: IRunStatus; links: ICellLinks }): JSX.Element {
   const { run } = props;
   return (
     <div className="jp-mlops-progress" data-run={run.run_id} data-status={run.status}>
@@ -74,12 +103,19 @@ export function RunProgress(props: { run: IRunStatus }): JSX.Element {
         {run.steps.map(step => (
           <li key={step.name} className={`jp-mlops-status-${step.status}`}>
             {step.name}: {step.status}
-            {step.status === 'running' && step.cell_index !== null && step.cell_total
-              ? ` (cell ${step.cell_index + 1} of ${step.cell_total})`
-              : ''}
+            <StepWhere step={step} links={props.links} />
             {step.cached_from ? ' (cached)' : ''}
             {step.duration !== null ? ` ${seconds(step.duration)}` : ''}
-            {step.error && <div className="jp-mlops-error">{step.error}</div>}
+            {step.error && (
+              <div className="jp-mlops-error">
+                {step.error_cell != null && (
+                  <>
+                    <CellLink cell={step.error_cell} links={props.links} />:{' '}
+                  </>
+                )}
+                {step.error}
+              </div>
+            )}
             {(step.warnings ?? []).map(warning => (
               <div key={warning} className="jp-mlops-warning">
                 {warning}
@@ -107,7 +143,9 @@ function JobLabel(props: { job: string }): JSX.Element {
   );
 }
 
-/** The run history: status, duration and metrics; a run opens to its executed notebooks. */
+/** The run history: status, duration and metrics; a run opens to its executed notebooks.
+ * Each run is two lines (its id cut to the width, whole in its tooltip; then its metrics,
+ * wrapped) so that the table fits the sidebar's default width. */
 export function RunHistory(props: {
   runs: IRunSummary[];
   details: (runId: string) => Promise<IRunStatus | null>;
@@ -122,27 +160,47 @@ export function RunHistory(props: {
   };
   return (
     <table className="jp-mlops-history">
-      <tbody>
-        {props.runs.map(run => (
-          <React.Fragment key={run.run_id}>
-            <tr className="jp-mlops-history-row" data-run={run.run_id} data-status={run.status}>
-              <td>
-                <button className="jp-mlops-link" onClick={() => void toggle(run.run_id)} title="Show the executed notebooks">
+      <colgroup>
+        <col />
+        <col className="jp-mlops-col-status" />
+        <col className="jp-mlops-col-duration" />
+      </colgroup>
+      {props.runs.map(run => {
+        const metrics = Object.entries(run.metrics);
+        return (
+          <tbody key={run.run_id} className="jp-mlops-history-row" data-run={run.run_id} data-status={run.status}>
+            <tr>
+              <td className="jp-mlops-run-id">
+                <button
+                  className="jp-mlops-link"
+                  onClick={() => void toggle(run.run_id)}
+                  title={`${run.run_id}: show the executed notebooks`}
+                >
                   {run.run_id}
                 </button>
-                {run.job !== null && <JobLabel job={run.job} />}
               </td>
-              <td className={`jp-mlops-status-${run.status}`}>{run.status}</td>
+              <td className={`jp-mlops-status-${run.status}`} title={run.error ?? run.status}>
+                {run.status}
+              </td>
               <td>{seconds(run.duration)}</td>
-              <td className="jp-mlops-metrics">
-                {Object.entries(run.metrics)
-                  .map(([k, v]) => `${k}=${fmt(v)}`)
-                  .join(' ')}
-              </td>
             </tr>
+            {(metrics.length > 0 || run.job !== null) && (
+              <tr className="jp-mlops-history-more">
+                <td colSpan={3}>
+                  {run.job !== null && <JobLabel job={run.job} />}{' '}
+                  <span className="jp-mlops-metrics">
+                    {metrics.map(([k, v]) => (
+                      <span key={k} className="jp-mlops-metric">
+                        {`${k}=${fmt(v)}`}{' '}
+                      </span>
+                    ))}
+                  </span>
+                </td>
+              </tr>
+            )}
             {open?.run_id === run.run_id && (
               <tr>
-                <td colSpan={4}>
+                <td colSpan={3}>
                   <ul className="jp-mlops-notebooks">
                     {open.steps.map(step => (
                       <li key={step.name}>
@@ -153,16 +211,16 @@ export function RunHistory(props: {
                         ) : (
                           step.name
                         )}{' '}
-                        {step.status}
+                        <span className={`jp-mlops-status-${step.status}`}>{step.status}</span>
                       </li>
                     ))}
                   </ul>
                 </td>
               </tr>
             )}
-          </React.Fragment>
-        ))}
-      </tbody>
+          </tbody>
+        );
+      })}
     </table>
   );
 }
