@@ -126,3 +126,24 @@ def test_export_names_hidden_state_the_record_saw(tmp_path: Path) -> None:
         "in an earlier cell or mark the cell that defines it (the kernel held `helper` when "
         "the cells were captured: it came from a cell since deleted or edited, or from outside "
         "this notebook)")
+
+
+def test_capture_cell_gives_a_tag_marked_cell_the_magics_capture(tmp_path: Path) -> None:
+    """What the sidebar sends behind a tag-marked cell, in a real kernel: the same record as
+    the magic, and bad tags as one line."""
+    notebook = write_notebook(
+        tmp_path / "tags.ipynb",
+        "%load_ext jupyter_mlops",
+        ("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})", ["mlops:data=df"]),
+        "from jupyter_mlops.ipython.magics import capture_cell\n"
+        "capture_cell(['mlops:data=df'], \"df = pd.DataFrame({'a': [1, 2, 3]})\")",
+        ("accuracy = 0.93", ["mlops:metrics=accuracy"]),
+        "capture_cell(['mlops:metrics=accuracy'], 'accuracy = 0.93')",
+        "capture_cell(['mlops:nonsense'], 'x = 1')")
+    cells = _execute(notebook, tmp_path / "out.ipynb").cells
+    assert "jupyter-mlops: recorded" in _text(cells[2]) and "df" in _text(cells[2])
+    assert "recorded accuracy = 0.93" in _text(cells[4])
+    assert _text(cells[5], "stderr").startswith("jupyter-mlops: unknown role `nonsense`")
+    record = json.loads((tmp_path / "tags.mlops.json").read_text())
+    assert [e["variable"] for e in record["data"].values()] == ["df"]
+    assert record["metrics"]["accuracy"]["value"] == 0.93

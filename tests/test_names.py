@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jupyter_mlops.notebook.names import CellNames, cell_names
@@ -398,3 +400,29 @@ def test_empty_cell():
 def test_syntax_error_is_raised():
     with pytest.raises(SyntaxError):
         cell_names("x = = 1")
+
+
+@pytest.mark.parametrize(("code", "changed"), [
+    ("model = Ridge(alpha=1.0).fit(X, y)", []),  # a new object: Ridge is not changed
+    ("pd.DataFrame(rows).fillna(0, inplace=True)", []),
+    ("df.dropna(inplace=True)", ["df"]),
+    ("model.named_steps['scale'].fit(X)", ["model"]),
+    ("clf.fit(X, y)", ["clf"]),
+])
+def test_a_method_call_changes_its_object_not_a_class_it_was_made_from(
+        code: str, changed: list[str]) -> None:
+    assert cell_names(code).mutates == changed
+
+
+def test_a_model_mark_with_no_name_outputs_the_assigned_model_only(tmp_path: Path) -> None:
+    from conftest import write_notebook
+
+    from jupyter_mlops.notebook.analysis import analyze
+    from jupyter_mlops.notebook.reader import read_notebook
+
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        "%%mlops step fit\nfrom sklearn.linear_model import Ridge\nX, y = [[0], [1]], [0, 1]",
+        ("model = Ridge().fit(X, y)", ["mlops:model"]))
+    plan = analyze(read_notebook(notebook)).steps[0]
+    assert [o.name for o in plan.outputs.values() if o.role == "model"] == ["model"]

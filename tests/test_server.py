@@ -92,9 +92,26 @@ async def test_analyze_is_show_json(jp_fetch: Any, jp_root_dir: Path) -> None:
     # the same content as `jupyter mlops show --json` prints
     shown = run_cli("show", str(jp_root_dir / "work/small.ipynb"), "--json")
     assert shown.returncode == 0, shown.stderr
-    assert {k: data[k] for k in ("pipeline", "cells", "problems")} == json.loads(shown.stdout)
+    keys = ("pipeline", "cells", "problems", "suggested_prepare")
+    assert {k: data[k] for k in keys} == json.loads(shown.stdout)
     assert data["stale"] is None
     assert data["roles"] == list(ROLES)
+
+
+async def test_analyze_offers_the_cells_that_look_like_preparation(jp_fetch: Any,
+                                                                  jp_root_dir: Path) -> None:
+    from conftest import EXAMPLES
+
+    source = (EXAMPLES / "churn" / "churn.ipynb").read_text()
+    (jp_root_dir / "churn.ipynb").write_text(source.replace(" --prepare", ""))
+    code, data = await call(jp_fetch, "POST", "analyze", body={"path": "churn.ipynb"})
+    assert code == 200 and data["suggested_prepare"] == [13, 14], data
+    assert "inference" not in data["pipeline"]
+    (jp_root_dir / "marked.ipynb").write_text(source)
+    code, data = await call(jp_fetch, "POST", "analyze", body={"path": "marked.ipynb"})
+    assert_wire(data, "IAnalysis")
+    assert data["suggested_prepare"] == []
+    assert [c["cell"] for c in data["pipeline"]["inference"]["cells"]] == [13, 14]
 
 
 async def test_analyze_says_when_the_export_is_older_than_the_notebook(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ContractError, MlopsError, RoleError
-from ..notebook.roles import Mark, parse_magic_line
+from ..notebook.roles import Mark, parse_magic_line, parse_tags
 from .kernel import kernel_variables, locate_notebook
 
 
@@ -155,8 +155,13 @@ def mlops(line: str, cell: str | None = None) -> None:
     if cell is not None:
         run_in_namespace(shell, cell)
     # `%mlops metrics acc` (one %) captures what earlier cells made, running nothing
+    _capture_and_say(shell, mark, cell or "", line)
+
+
+def _capture_and_say(shell: Any, mark: Mark, code: str, line: str = "") -> None:
+    """Capture for one mark, and say what was recorded (or what went wrong) in one line."""
     try:
-        summary = capture(shell, mark, cell or "", line)
+        summary = capture(shell, mark, code, line)
     except ContractError:
         raise  # in a pipeline run, a broken contract fails the step
     except MlopsError as err:
@@ -168,6 +173,24 @@ def mlops(line: str, cell: str | None = None) -> None:
         return
     if summary and os.environ.get("JUPYTER_MLOPS_QUIET") is None:
         print(f"jupyter-mlops: {summary}")
+
+
+def capture_cell(tags: list[str], code: str) -> None:
+    """What ``%%mlops`` does after its cell ran, for a cell marked by tags: the sidebar sends
+    this (silently) right behind a tag-marked cell's own code, so both spellings capture the
+    same. Each capturing mark of ``tags`` is captured and said in one line; bad tags are one
+    line too, never an exception (a broken contract in a pipeline run still raises)."""
+    from IPython import get_ipython
+
+    try:
+        marks = parse_tags(list(tags))
+    except RoleError as err:
+        print(f"jupyter-mlops: {err}", file=sys.stderr)
+        return
+    shell = get_ipython()
+    for mark in marks:
+        if mark.role in CAPTURING_ROLES:
+            _capture_and_say(shell, mark, code)
 
 
 def _status(shell: Any, args: str) -> None:

@@ -60,6 +60,13 @@ def _base_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+def _changed_object(node: ast.expr) -> str | None:
+    """The name a method call on ``node`` changes: ``df`` for ``df.dropna(inplace=True)`` or
+    ``model.named_steps["x"].fit()``; none for a call's result (``Ridge().fit(X, y)`` makes a
+    new object and changes no name, so ``Ridge`` is not an output of the cell)."""
+    return None if isinstance(node, ast.Call) else _base_name(node)
+
+
 class _Walker(ast.NodeVisitor):
     """Walks module-level statements in evaluation order."""
 
@@ -277,7 +284,7 @@ class _Walker(ast.NodeVisitor):
             call = call.value
         if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
                 and call.func.attr not in READ_ONLY_METHODS):
-            self.mutate(_base_name(call.func.value))
+            self.mutate(_changed_object(call.func.value))
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
@@ -287,7 +294,7 @@ class _Walker(ast.NodeVisitor):
                 for k in node.keywords
             )
             if inplace or node.func.attr in MUTATING_METHODS:
-                self.mutate(_base_name(node.func.value))
+                self.mutate(_changed_object(node.func.value))
 
     # -- comprehensions: their own scope ------------------------------------------------
     def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp,

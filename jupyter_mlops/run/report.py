@@ -91,7 +91,9 @@ def describe_json(spec: PipelineSpec, analysis: Analysis | None = None) -> dict[
                           "cell_type": cell.cell_type, "role": role,
                           "step": step_of.get(cell.number)})
     problems = [p.to_dict() for p in analysis.problems] if analysis is not None else []
-    return {"pipeline": spec.to_dict(), "cells": cells, "problems": problems}
+    suggested = analysis.suggested_prepare if analysis is not None else []
+    return {"pipeline": spec.to_dict(), "cells": cells, "problems": problems,
+            "suggested_prepare": suggested}
 
 
 def describe_output(manifest: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@ import { Button, ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { CellPositions } from './cells';
-import { Captured, CellLink, ICellLinks, Problems, Steps } from './components/Pipeline';
+import { Captured, CellLink, ICellLinks, Inference, Problems, Steps } from './components/Pipeline';
 import { StepGraph } from './components/Graph';
 import { RoleButtons } from './components/Roles';
 import { RunControls, RunHistory, RunProgress } from './components/Runs';
@@ -131,6 +131,7 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
           <Section title="Steps">
             <StepGraph steps={a.pipeline.steps} status={stepStatus} />
             <Steps analysis={a} links={links} />
+            <Inference analysis={a} links={links} />
           </Section>
           <Section title="Captured">
             <Captured analysis={a} problems={s.captureProblems} links={links} />

@@ -103,6 +103,8 @@ export interface IAnalysis {
   /** Why the exported pipeline no longer matches the notebook, or null. */
   stale: string | null;
   captured: ICaptured;
+  /** With no cell marked prepare: the cells that look like preparation. */
+  suggested_prepare: number[];
 }
 
 /** POST /mlops/export. */

@@ -62,6 +62,28 @@ export function Steps(props: { analysis: IAnalysis; links: ICellLinks }): JSX.El
   );
 }
 
+/** How raw records are prepared for the model (the prepare cells), or which cells look
+ * like preparation when none is marked. */
+export function Inference(props: { analysis: IAnalysis; links: ICellLinks }): JSX.Element | null {
+  const { inference } = props.analysis.pipeline;
+  const cells = inference ? inference.cells.map(c => c.cell) : props.analysis.suggested_prepare;
+  if (!cells.length) {
+    return null;
+  }
+  const links = cells.map(n => <CellLink key={n} cell={n} links={props.links} brackets />);
+  return inference ? (
+    <div className="jp-mlops-flow jp-mlops-inference">
+      raw records: <code>{inference.input.variable}</code> of {inference.input.step}, prepared by{' '}
+      {links} for serve and predict
+    </div>
+  ) : (
+    <div className="jp-mlops-flow jp-mlops-inference">
+      {links} look like preparation: mark them <code>prepare</code> so that serve and predict
+      take raw records
+    </div>
+  );
+}
+
 /** What the kernel captured: data profiles, models and metrics; and captures of
  * tag-marked cells that failed, next to their cells. */
 export function Captured(props: {
