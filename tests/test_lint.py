@@ -106,3 +106,33 @@ def test_pipelines_exported_before_the_subpackages_still_import_what_they_did() 
     assert jupyter_mlops.artifacts is artifacts and jupyter_mlops.remote is remote
     assert jupyter_mlops.runner is runner and run_pipeline is runner.run_pipeline
     assert (load_inputs, save_outputs) == (artifacts.load_inputs, artifacts.save_outputs)
+
+
+_THREAD_IMPORTED = {"papermill", "jupyter_client", "nbclient"}
+
+
+def test_the_run_s_threads_import_papermill_and_jupyter_client_through_one_lock() -> None:
+    """A step's thread and the kernel pool's thread importing these packages at the same
+    moment can meet a half-made module (``execution/imports.py`` says why); a lazy import
+    of them inside a function of ``execution/`` must go through that module's lock, unless
+    the module imported the package at its top already."""
+    found = []
+    for path in sorted((REPO / "jupyter_mlops" / "execution").glob("*.py")):
+        if path.name == "imports.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        on_top = {(n.module or "").split(".")[0] for n in tree.body
+                  if isinstance(n, ast.ImportFrom)} | {
+            a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import)
+            for a in n.names}
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in _THREAD_IMPORTED and top not in on_top:
+                        found.append(f"{path.name}:{node.lineno} imports {name}")
+    assert not found, found

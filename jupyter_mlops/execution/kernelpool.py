@@ -272,8 +272,9 @@ class KernelPool:
 
     async def _warm(self, kernel: PooledKernel, modules: list[Module]) -> bool:
         """Start the kernel as nbclient would, then import ahead; True if it can be used."""
-        from jupyter_client import AsyncKernelManager
+        from .imports import kernel_manager_class
 
+        AsyncKernelManager = kernel_manager_class()
         from .kernellog import kernel_log, output_to
         from .kernelready import wait_ready
 

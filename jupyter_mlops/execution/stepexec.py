@@ -71,8 +71,9 @@ def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None
     caller shuts a kernel it gave down. A kernel papermill starts appends its own stdout and
     stderr to ``kernel_log`` (:mod:`.kernellog`; None: inherited).
     """
-    import papermill
+    from .imports import papermill_and_engine
 
+    papermill = papermill_and_engine()
     extra = {}
     manager = kernel_manager() if kernel_manager is not None else None
     if manager is not None:
