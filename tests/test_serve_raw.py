@@ -45,7 +45,7 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("churn")
     shutil.copytree(EXAMPLES / "churn", root / "churn")
     cli("export", root / "churn" / "churn.ipynb", "-o", root / "pipe")
-    cli("run", root / "pipe")
+    (root / "run.out").write_text(cli("run", root / "pipe").stdout)
     return root
 
 
@@ -103,6 +103,60 @@ def test_raw_records_get_the_predictions_the_notebook_computes(
     health = server.get_json("/health")
     assert health["skew_check"]["passed"] is True and health["skew_check"]["mismatches"] == 0
     assert "customer_id" in health["raw_inputs"] and "churned" not in health["raw_inputs"]
+
+
+def test_each_run_records_its_skew_check_and_runs_show_says_it(churn: Path, run: RunRecord
+                                                              ) -> None:
+    said = (churn / "run.out").read_text()
+    assert "skew check passed: 2,000 raw rows of the run prepared again (41 dropped), the same " \
+        "frame as the run's; all 490 predictions of X_test/y_test of step split the same" in said
+    shown = cli("runs", "show", run.run_id, "-C", churn / "pipe").stdout
+    assert "Skew check: passed: 2,000 raw rows" in shown
+    checks = json.loads(cli("runs", "show", run.run_id, "-C", churn / "pipe", "--json").stdout
+                        )["skew_checks"]
+    assert checks[0]["passed"] is True and checks[0]["mismatches"] == 0
+    assert checks[0]["code_sha256"] and checks[0]["inputs"]
+    # a re-run from the cache reads the same code and artifacts: checked once, said again
+    again = cli("run", churn / "pipe").stdout
+    assert f"as checked for run {run.run_id} (same code and artifacts)" in again
+    # a scheduled run is checked too, before its last line
+    from jupyter_mlops.run.results import new_run_id
+
+    run_id = new_run_id()
+    done = subprocess.run([sys.executable, "-m", "jupyter_mlops.jobs.runjob", churn / "pipe",
+                           "--run-id", run_id, "--store", default_store(churn / "pipe"),
+                           "--trigger", json.dumps({"job": "nightly", "trigger": "schedule"})],
+                          capture_output=True, text=True, timeout=300, check=False)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines[-1] == f"run {run_id} succeeded", done.stdout
+    assert lines[-2].startswith("skew check passed"), done.stdout
+
+
+def test_a_preparation_that_gives_other_rows_each_time_fails_its_check_after_the_run(
+        tmp_path: Path) -> None:
+    """A prepare cell that draws random numbers prepares other values at serve time than in
+    the run: the run stands, its check fails and says so, and serve refuses the run."""
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"x": rng.normal(size=120), "y": rng.normal(size=120)}).to_csv(
+        tmp_path / "data.csv", index=False)
+    notebook = write_notebook(
+        tmp_path / "nb.ipynb",
+        "%load_ext jupyter_mlops",
+        "%%mlops step load\nimport pandas as pd\ndf = pd.read_csv('data.csv')",
+        "%%mlops step prep --prepare\nimport numpy as np\n"
+        "df['jitter'] = df['x'] + np.random.normal(size=len(df))",
+        "%%mlops step fit\nfrom sklearn.linear_model import LinearRegression\n"
+        "from sklearn.model_selection import train_test_split\n"
+        "X_train, X_test, y_train, y_test = train_test_split(df[['x', 'jitter']], df['y'])",
+        "%%mlops data X_train X_test y_train y_test\nX_train.shape",
+        "%%mlops model model\nmodel = LinearRegression().fit(X_train, y_train)")
+    cli("export", notebook, "-o", tmp_path / "pipe")
+    done = cli("run", tmp_path / "pipe")
+    assert "warning: skew check failed: 120 raw rows of the run prepared again (0 dropped): " \
+        "the prepared jitter differ; serve and predict refuse this run" in done.stdout
+    refused = cli("serve", tmp_path / "pipe", "--port", "0", check=False)
+    assert refused.returncode == 2 and "fails the training/serving skew check" in \
+        refused.stderr, refused.stderr
 
 
 def test_the_model_input_endpoint_stays(server: Server, run: RunRecord) -> None:

@@ -183,8 +183,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.status != "succeeded":
         say(result.error or "the run did not finish")
         return 1
-    return 0
+    from ..serving.skew import after_run
 
+    note = after_run(args.pipeline, result.run_id, args.store)
+    if note:
+        print(note)
+    return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:

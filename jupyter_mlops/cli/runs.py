@@ -41,7 +41,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """``jupyter mlops runs [show RUN_ID | diff A B]``."""
     import json
 
-    from ..run.runsview import run_details, runs_diff, runs_table
+    from ..run.runsview import runs_diff, runs_table
     from ..run.store import RunStore, default_store
 
     if args.command == "lineage":
@@ -60,8 +60,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             data: Any = store.runs()
             text = runs_table(data)
         elif action[0] == "show" and len(action) == 2:
-            data = store.run(action[1])
-            text = run_details(data)
+            data, text = _show(store, action[1])
         elif action[0] == "diff" and len(action) == 3:
             data = [store.run(action[1]), store.run(action[2])]
             text = runs_diff(*data)
@@ -89,6 +88,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
         store.close()
     print(json.dumps(_plain(data), indent=1, default=str) if args.json else text)
     return 0
+
+
+def _show(store: Any, run_id: str) -> tuple[Any, str]:
+    """``runs show``: the run's record, and the skew checks recorded for it."""
+    from ..run.runsview import run_details
+    from ..serving.skew import describe, recorded_checks
+
+    run = store.run(run_id)
+    checks = recorded_checks(store, run.run_id)
+    text = run_details(run)
+    if checks:
+        text += f"\nSkew check: {describe(checks[0])}"
+        if checks[0].get("code_sha256"):
+            text += f" (prepare code sha256 {checks[0]['code_sha256'][:12]})"
+    return ({**_plain(run), "skew_checks": checks} if checks else run), text
 
 
 def _plain(data: Any) -> Any:

@@ -218,6 +218,12 @@ class MlopsPanel(widgets.VBox):
             self.show(summary(result))
             if result.error:
                 self.show(result.error)
+            elif result.status == "succeeded":
+                from ..serving.skew import after_run
+
+                note = after_run(folder, result.run_id)
+                if note:
+                    self.show(note)
         finally:
             self._busy(False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
 from ..run.child import run_in_child
 from ..run.options import RunOptions
@@ -29,7 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(run_id=args.run_id, store=args.store, trigger=trigger,
                          started_by=f"schedule:{trigger.get('job')}")
     return run_in_child(args.pipeline, json.loads(args.parameters), options,
-                        f"cancelled: the scheduler of job {trigger.get('job')} stopped it")
+                        f"cancelled: the scheduler of job {trigger.get('job')} stopped it",
+                        after=partial(_check, args.pipeline, args.store))
+
+
+def _check(pipeline: str, store: str, run_id: str) -> str | None:
+    """The training/serving skew check of a run that succeeded (pipelines with prepare cells)."""
+    from ..serving.skew import after_run
+
+    return after_run(pipeline, run_id, store)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
 from ..run.stop import stop_on_sigterm
 
@@ -37,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         options = RunOptions(run_id=args.run_id, started_by="jupyterlab", kernel=args.kernel)
         return run_in_child(args.pipeline, json.loads(args.parameters), options,
-                            CANCEL_REASON)
+                            CANCEL_REASON, after=partial(_check, args.pipeline))
+
+
+def _check(pipeline: str, run_id: str) -> str | None:
+    """The training/serving skew check of a run that succeeded (pipelines with prepare cells)."""
+    from ..serving.skew import after_run
+
+    return after_run(pipeline, run_id)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ the CLI's: 0, 1 (failed), 2 (could not start), 130 (interrupted).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import MlopsError
@@ -23,8 +24,11 @@ __all__ = ["run_in_child"]
 
 
 def run_in_child(pipeline: str, parameters: dict[str, Any], options: RunOptions,
-                 cancel_reason: str) -> int:
-    """Run ``pipeline`` with ``options``; print its last line and return the exit code."""
+                 cancel_reason: str, after: Callable[[str], str | None] | None = None) -> int:
+    """Run ``pipeline`` with ``options``; print its last line and return the exit code.
+
+    ``after`` is called with the run id of a run that succeeded, before the last line; the
+    line it returns (a check of the run by a layer above this one) is printed."""
     skip_slow_optional_imports()
     logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
@@ -41,5 +45,8 @@ def run_in_child(pipeline: str, parameters: dict[str, Any], options: RunOptions,
     if result.status != "succeeded":
         print(result.error or "the run did not finish", flush=True)
         return 1
+    note = after(result.run_id) if after is not None else None
+    if note:
+        print(note, flush=True)
     print(f"run {result.run_id} succeeded", flush=True)
     return 0
