@@ -398,6 +398,32 @@ def test_tampered_data_file_is_refused(tmp_path):
         artifacts.load("arr", tmp_path)
 
 
+@pytest.mark.parametrize("where", ["middle", "header"])
+def test_a_big_frame_hashed_while_it_is_read_is_refused_when_changed(tmp_path, where):
+    """Files of 8 MB and more are parsed while a thread hashes them: the parsed value is
+    dropped when the hash differs, and a change that also breaks the parsing (the header)
+    is still reported as a change, not as a file that cannot be read."""
+    frame = pd.DataFrame({"a": np.random.default_rng(0).normal(size=1_200_000), "b": 1})
+    manifest = artifacts.save(frame, "df", tmp_path)
+    path = tmp_path / manifest["file"]
+    assert path.stat().st_size >= artifacts._HASH_BESIDE
+    assert artifacts._parsing_runs_no_code("parquet")  # the pyarrow the package requires
+    pd.testing.assert_frame_equal(artifacts.load("df", tmp_path, sha256=manifest["sha256"]),
+                                  frame)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if where == "middle" else 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"`df`.*changed after it was written.*re-run"):
+        artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+
+
+def test_models_and_pickles_are_hashed_before_they_are_read():
+    """Reading them can run code: they are never parsed before their hash is known."""
+    assert not artifacts._parsing_runs_no_code("skops")
+    assert not artifacts._parsing_runs_no_code("pickle")
+    assert artifacts._parsing_runs_no_code("npy") and artifacts._parsing_runs_no_code("json")
+
+
 def test_expected_sha256_mismatch_is_refused(tmp_path):
     manifest = artifacts.save({"a": 1}, "cfg", tmp_path)
     assert artifacts.load("cfg", tmp_path, sha256=manifest["sha256"]) == {"a": 1}

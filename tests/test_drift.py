@@ -11,13 +11,8 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.runtime.drift import (
-    check_schema,
-    drift_report,
-    ks_from_quantiles,
-    psi,
-    wasserstein_from_quantiles,
-)
+from jupyter_mlops.runtime.distances import ks_from_quantiles, psi, wasserstein_from_quantiles
+from jupyter_mlops.runtime.drift import check_schema, drift_report
 from jupyter_mlops.runtime.profile import profile_data
 
 MIX = [0.4, 0.3, 0.2, 0.1]

@@ -30,10 +30,11 @@ from conftest import run_cli, write_notebook
 from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.lab.launches import LabJobs
 from jupyter_mlops.lab.view import run_history
+from jupyter_mlops.run.heartbeat import Heartbeat
 from jupyter_mlops.run.liveness import HEARTBEAT_INTERVAL, STALE_AFTER
 from jupyter_mlops.run.records import Runner, RunRecord
 from jupyter_mlops.run.results import new_run_id
-from jupyter_mlops.run.store import Heartbeat, RunStore, default_store
+from jupyter_mlops.run.store import RunStore, default_store
 
 HOST = socket.gethostname()
 

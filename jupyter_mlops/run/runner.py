@@ -47,13 +47,14 @@ from .cache import (
     step_strings,
 )
 from .failure import describe_failure, mark_timeout
+from .heartbeat import Heartbeat
 from .mirrors import Mirror, open_mirror
 from .options import RunOptions
 from .records import StepRecord
 from .results import RUN_FILE, Listener, RunResult, StepResult, cell_tracker, new_run_id
 from .selection import FORCE, REUSE, RUN, SKIP, select
 from .stop import Cancelled, Stop, kill_kernels_since, stop_on_sigterm
-from .store import Heartbeat, RunStore, default_store
+from .store import RunStore, default_store
 
 __all__ = ["Cancelled", "run_pipeline", "stop_on_sigterm"]
 

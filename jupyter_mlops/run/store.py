@@ -6,18 +6,17 @@ busy timeout let several runs of the same pipeline share it.
 
 A runner killed outright (SIGKILL, a power cut) cannot write its end, so a run records who
 runs it: the runner's pid, host and process start time, and a heartbeat the runner renews
-every :data:`HEARTBEAT_INTERVAL` seconds (:class:`Heartbeat`). Whoever reads the run decides
-whether that runner is still there (:func:`runner_gone`): a run recorded ``running`` whose
-runner is gone reads as ``interrupted``, with the figures that show it and the command that
-resumes it. The row itself is left as it was written: reading never rewrites a record, and
-``--resume`` takes the run over (:meth:`RunStore.reopen_run`).
+every :data:`.liveness.HEARTBEAT_INTERVAL` seconds (:class:`.heartbeat.Heartbeat`). Whoever
+reads the run decides whether that runner is still there (:func:`runner_gone`): a run
+recorded ``running`` whose runner is gone reads as ``interrupted``, with the figures that
+show it and the command that resumes it. The row itself is left as it was written: reading
+never rewrites a record, and ``--resume`` takes the run over (:meth:`RunStore.reopen_run`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
-from .liveness import HEARTBEAT_INTERVAL, ago, runner_gone, who
+from .liveness import ago, runner_gone, who
 from .records import Promotion, Runner, RunRecord, StepRecord
+from .storerows import Damaged, manifest, number, run_record, step_record
 
 STORE_DIR = ".mlops"
 STORE_FILE = "store.sqlite"
@@ -100,30 +100,6 @@ class StoreWriteError(MlopsError):
         super().__init__(f"cannot write to the run store {path} ({reason}); {hint}")
         #: What the system or SQLite said.
         self.reason = reason
-
-
-class _Damaged(Exception):
-    """A row of the store that does not hold what jupyter-mlops wrote (edited or damaged
-    outside it); the message says which value."""
-
-
-def _decode(text: Any, kind: type, what: str) -> Any:
-    """The JSON value of a column, of type ``kind``; :class:`_Damaged` naming ``what``."""
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError, RecursionError):
-        raise _Damaged(f"{what} is not valid JSON") from None
-    if not isinstance(value, kind):
-        raise _Damaged(f"{what} is not a JSON {'list' if kind is list else 'object'}")
-    return value
-
-
-def _number(value: Any, what: str, optional: bool = False) -> Any:
-    """``value`` if it is a number (or None when ``optional``); :class:`_Damaged` else."""
-    if (value is None and optional) or (isinstance(value, (int, float))
-                                        and not isinstance(value, bool)):
-        return value
-    raise _Damaged(f"{what} is not a number")
 
 
 def _while_locked(action: Any, timeout: float = 30.0) -> Any:
@@ -277,7 +253,7 @@ class RunStore:
         with self._tx(run_id) as db:
             try:
                 current = self._load(run_id)
-            except _Damaged as err:
+            except Damaged as err:
                 raise self._unreadable(run_id, err) from None
             if current.status == "running" and current.runner_pid is not None:
                 raise MlopsError(
@@ -334,8 +310,8 @@ class RunStore:
         rows = self.db.execute("SELECT name, manifest FROM artifacts WHERE run_id=? AND step=?",
                                (run_id, step)).fetchall()
         try:
-            return {name: _manifest(name, manifest) for name, manifest in rows}
-        except _Damaged as err:
+            return {name: manifest(name, text) for name, text in rows}
+        except Damaged as err:
             raise self._unreadable(run_id, err) from None
 
     def run(self, run_id: str) -> RunRecord:
@@ -351,7 +327,7 @@ class RunStore:
                              "them")
         try:
             return self._load(run_id)
-        except _Damaged as err:
+        except Damaged as err:
             raise self._unreadable(run_id, err) from None
 
     def resume_command(self, run_id: str, pipeline_dir: str | Path | None = None) -> str:
@@ -368,29 +344,19 @@ class RunStore:
             words += ["--store", self.path]
         return "jupyter mlops run " + " ".join(shell_word(w) for w in words)
 
-    def _unreadable(self, run_id: str, err: _Damaged) -> MlopsError:
+    def _unreadable(self, run_id: str, err: Damaged) -> MlopsError:
         return MlopsError(f"run {run_id} in {self.path} cannot be read: {err} (the store was "
                           "changed outside jupyter-mlops); other runs are not affected; run "
                           "the pipeline again for a new record")
 
     def _load(self, run_id: str) -> RunRecord:
-        """The run ``run_id``, which exists; :class:`_Damaged` if a value of it is not what
-        was written, so that one damaged row cannot stop the others being read."""
+        """The run ``run_id``, which exists; :class:`.storerows.Damaged` if a value of it is
+        not what was written, so that one damaged row cannot stop the others being read."""
         cursor = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         columns = [d[0] for d in cursor.description]
         data = dict(zip(columns, cursor.fetchone(), strict=True))
         data["folder"] = self._folder(data["folder"])
-        for key in ("parameters", "environment"):
-            data[key] = _decode(data[key], dict, f"the `{key}` column")
-        data["trigger"] = (_decode(data["trigger"], dict, "the `trigger` column")
-                           if data.get("trigger") else None)
-        _number(data["started"], "the `started` column")
-        _number(data["ended"], "the `ended` column", optional=True)
-        for key in ("runner_pid", "runner_started", "heartbeat"):
-            _number(data.get(key), f"the `{key}` column", optional=True)
-        if not isinstance(data.get("runner_host"), (str, type(None))):
-            raise _Damaged("the `runner_host` column is not text")
-        run = RunRecord(**data)
+        run = run_record(data)
         gone = runner_gone(run)
         if gone is not None:
             run.status = "interrupted"
@@ -400,19 +366,12 @@ class RunStore:
         step_cols = [d[0] for d in cursor.description]
         for step_row in cursor.fetchall():
             step = dict(zip(step_cols, step_row, strict=True))
-            of = f"of step `{step['step']}`"
-            for key, kind in (("checks", list), ("files", dict), ("inputs", dict),
-                              ("parameters", dict)):
-                step[key] = _decode(step[key], kind, f"the `{key}` column {of}")
-            _number(step["started"], f"the `started` column {of}", optional=True)
-            _number(step["ended"], f"the `ended` column {of}", optional=True)
-            rows = self.db.execute("SELECT name, manifest FROM artifacts WHERE run_id=? AND "
-                                   "step=?", (run.run_id, step["step"])).fetchall()
-            run.steps.append(StepRecord(**step, outputs={
-                name: _manifest(name, manifest) for name, manifest in rows}))
+            outputs = self.db.execute("SELECT name, manifest FROM artifacts WHERE run_id=? AND "
+                                      "step=?", (run.run_id, step["step"])).fetchall()
+            run.steps.append(step_record(step, outputs))
         for name, value in self.db.execute(
                 "SELECT name, value FROM metrics WHERE run_id=? ORDER BY rowid", (run.run_id,)):
-            run.metrics[name] = _number(value, f"the value of metric `{name}`")
+            run.metrics[name] = number(value, f"the value of metric `{name}`")
         return run
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
@@ -425,7 +384,7 @@ class RunStore:
         for (run_id,) in rows:
             try:
                 runs.append(self._load(run_id))
-            except _Damaged as err:
+            except Damaged as err:
                 runs.append(self._placeholder(run_id, str(err)))
         served = {name: self.served_run(name) for name in {r.pipeline for r in runs}}
         for run in runs:
@@ -482,53 +441,6 @@ class RunStore:
         row = self.db.execute(f"SELECT run_id FROM runs WHERE status='succeeded' {where}"
                               "ORDER BY started DESC LIMIT 1", args).fetchone()
         return None if row is None else str(row[0])
-
-
-class Heartbeat:
-    """Says every ``interval`` seconds that the runner of ``run_id`` is alive, from a daemon
-    thread with a connection of its own (the runner's is busy with its steps): one
-    single-row UPDATE per beat. A beat the store refuses is skipped; the next one tries
-    again. Stops with :meth:`stop`, or with the process."""
-
-    def __init__(self, path: str | Path, run_id: str,
-                 interval: float = HEARTBEAT_INTERVAL) -> None:
-        self.path, self.run_id, self.interval = Path(path), run_id, interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True,
-                                       name=f"mlops-heartbeat-{run_id}")
-
-    def start(self) -> Heartbeat:
-        """Start beating; returns ``self``."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """No more beats; waits a moment for one under way (a run's end is not held up by a
-        beat waiting for a busy store: that beat, if late, changes only a running run)."""
-        self.stopped.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=2.0)
-
-    def _beat(self) -> None:
-        store: RunStore | None = None
-        try:
-            while not self.stopped.wait(self.interval):
-                try:
-                    store = store or RunStore(self.path)
-                    store.beat(self.run_id)
-                except MlopsError:  # a full disk, a locked store: the next beat tries again
-                    continue
-        finally:
-            if store is not None:
-                store.close()
-
-
-def _manifest(name: str, text: Any) -> dict[str, Any]:
-    """An output's manifest from its column: an object with its sha256, as written."""
-    manifest: dict[str, Any] = _decode(text, dict, f"the manifest of output `{name}`")
-    if not isinstance(manifest.get("sha256"), str):
-        raise _Damaged(f"the manifest of output `{name}` has no sha256")
-    return manifest
 
 
 def _reason(err: BaseException) -> str:

@@ -269,21 +269,76 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
             "its own manifest's hash was checked, and whoever can write that folder can "
             "rewrite both; run the pipeline with `jupyter mlops run` to have every input "
             "checked"), stacklevel=3)
-    actual = sha256_file(path)
+    hashing = None
+    if path.stat().st_size >= _HASH_BESIDE and _parsing_runs_no_code(
+            kind, manifest.get("format", "parquet")):
+        # hashlib lets go of the GIL on big blocks: the file is hashed in a thread while it
+        # is parsed, and the value is dropped below unless the hash matches
+        hashing = _hasher().submit(sha256_file, path)
+    else:
+        _check_hash(name, shown, manifest, sha256, sha256_file(path))
+    try:
+        value = _load_data(kind, path, manifest, trusted)
+    except Exception as exc:
+        if hashing is not None:  # a file changed since it was written says so first
+            _check_hash(name, shown, manifest, sha256, hashing.result())
+        if isinstance(exc, ArtifactError):
+            raise
+        raise ArtifactError(
+            f"artifact `{name}` in {shown} could not be loaded as {kind}: {exc}; {_RERUN}"
+        ) from exc
+    if hashing is not None:
+        _check_hash(name, shown, manifest, sha256, hashing.result())
+    return value
+
+
+#: Files from this size on are hashed while they are parsed; smaller ones first (a thread's
+#: hand-off costs more than hashing a few megabytes).
+_HASH_BESIDE = 8 << 20
+
+
+def _check_hash(name: str, shown: str, manifest: dict[str, Any], sha256: str | None,
+                actual: str) -> None:
+    """ArtifactError unless ``actual`` is the hash the manifest and the pipeline expect."""
     for expected, who in ((manifest["sha256"], "its manifest"), (sha256, "the pipeline")):
         if expected and actual != expected:
             raise ArtifactError(
                 f"artifact `{name}` in {shown} was changed after it was written ({who} expects "
                 f"sha256 {expected[:12]}…, the file has {actual[:12]}…); {_RERUN}"
             )
+
+
+def _parsing_runs_no_code(kind: str, fmt: str = "parquet") -> bool:
+    """Whether reading a file of ``kind`` (a frame's in format ``fmt``) can run no code,
+    whatever its bytes: then it may be parsed before its hash is known. Never a model (skops)
+    or a pickle. Arrow and Parquet only with pyarrow 14.0.1 or later, which no longer
+    unpickles extension types."""
+    if kind in ("npy", "json"):
+        return True
+    if kind not in ("parquet", "series"):
+        return False
+    if fmt == "json-table":  # where the kernel has no pyarrow
+        return True
     try:
-        return _load_data(kind, path, manifest, trusted)
-    except ArtifactError:
-        raise
-    except Exception as exc:
-        raise ArtifactError(
-            f"artifact `{name}` in {shown} could not be loaded as {kind}: {exc}; {_RERUN}"
-        ) from exc
+        import pyarrow
+    except ImportError:
+        return False
+
+    version = [int(part) for part in pyarrow.__version__.split(".")[:3] if part.isdigit()]
+    return version >= [14, 0, 1]
+
+
+_HASHER: Any = None
+
+
+def _hasher() -> Any:
+    """One thread for hashing beside parsing, made on first use."""
+    global _HASHER
+    if _HASHER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _HASHER = ThreadPoolExecutor(1, thread_name_prefix="mlops-hash")
+    return _HASHER
 
 
 def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folder: str | Path,

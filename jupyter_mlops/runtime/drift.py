@@ -1,4 +1,6 @@
-"""Schema and drift checks of new data against a profile recorded by ``profile_data``."""
+"""Schema and drift checks of new data against a profile recorded by ``profile_data``: which
+test each column gets and on what (:mod:`.distances` computes them from the profile's
+summaries)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,18 @@ import math
 from typing import Any
 
 from ..errors import MlopsError
+from .distances import (
+    chi_square_p,
+    jensen_shannon,
+    ks_from_quantiles,
+    monotone,
+    psi,
+    wasserstein_from_quantiles,
+    z_test_p,
+)
 from .profile import as_frame, column_kind, histogram_edges, label_counts
 
-__all__ = [
-    "EPSILON", "SAMPLE", "SMALL_REFERENCE", "check_schema", "column_count", "drift_report",
-    "ks_from_quantiles", "psi", "reference_cdf", "wasserstein_from_quantiles",
-]
+__all__ = ["SAMPLE", "SMALL_REFERENCE", "check_schema", "column_count", "drift_report"]
 
 SMALL_REFERENCE = 1000
 """Evidently's default rule: a column with at most this many reference values is tested
@@ -32,13 +40,8 @@ The result says ``sample`` when one was used."""
 SAMPLE_SEED = 20240601
 """The sample's seed: fixed, so a check of the same data gives the same figures."""
 
-EPSILON = 1e-4
-"""The share PSI uses for an empty bin or category, so its logarithm stays finite."""
-
 _P_THRESHOLD = 0.05
 _DISTANCE_THRESHOLD = 0.1
-_POINTS_PER_PERCENTILE = 10  # the reference rebuilt for Wasserstein: 10 per percentile
-_TAIL_POINTS = 1000  # and 1,000 in each outer percentile, where a long tail needs them
 _FEW_VALUES = 5  # Evidently tests numeric columns of at most this many values as categories
 
 
@@ -196,7 +199,7 @@ def _numeric_drift(column: dict[str, Any], series: Any) -> dict[str, Any] | str:
             current[np.searchsorted(union, levels)] = counts
             result = _compare_counts(reference, current, len(union), small)
     if result is None:
-        quantiles = _monotone(column["quantiles"])
+        quantiles = monotone(column["quantiles"])
         if small:
             _, p_value = ks_from_quantiles(quantiles, n_ref, values)
             result = _result("ks", p_value, _P_THRESHOLD, p_value < _P_THRESHOLD)
@@ -265,11 +268,11 @@ def _compare_counts(reference: Any, current: Any, n_values: int,
     """Evidently's default test of counts over categories: with a small reference the z-test
     for at most two values, else chi-square; with a large one Jensen-Shannon distance."""
     if small:
-        p_value = _z_test(reference, current) if n_values <= 2 else _chi_square(
+        p_value = z_test_p(reference, current) if n_values <= 2 else chi_square_p(
             reference, current)
         return _result("z" if n_values <= 2 else "chi2", p_value, _P_THRESHOLD,
                        p_value < _P_THRESHOLD)
-    score = _jensen_shannon(reference, current)
+    score = jensen_shannon(reference, current)
     return _result("jensenshannon", score, _DISTANCE_THRESHOLD, score >= _DISTANCE_THRESHOLD)
 
 
@@ -284,107 +287,6 @@ def column_count(column: dict[str, Any]) -> int:
     return int(sum(column["histogram"]["counts"]))
 
 
-def _monotone(quantiles: list[float]) -> Any:
-    import numpy as np
-
-    # quantiles are non-decreasing already; a hand-edited profile must not break the CDF
-    return np.maximum.accumulate(np.asarray(quantiles, dtype=np.float64))
-
-
-def reference_cdf(quantiles: Any, x: Any) -> tuple[Any, Any]:
-    """The reference CDF rebuilt from its quantiles, at ``x``: (value, left limit).
-
-    Between the 101 quantiles the CDF is linear (the reference is taken as uniform within
-    each percentile); where several quantiles are equal (a value that holds many rows) it
-    jumps from the first of their percentiles to the last, as the empirical CDF does.
-    """
-    import numpy as np
-
-    levels = np.linspace(0.0, 1.0, len(quantiles))
-    knots, first = np.unique(quantiles, return_index=True)
-    last = np.append(first[1:] - 1, len(quantiles) - 1)
-    below, above = levels[first], levels[last]  # CDF just before / at each knot
-    j = np.searchsorted(knots, x, side="right") - 1
-    inside = (j >= 0) & (j < len(knots) - 1)
-    jj = np.clip(j, 0, len(knots) - 1)
-    nxt = np.clip(j + 1, 0, len(knots) - 1)
-    span = np.where(inside, knots[nxt] - knots[jj], 1.0)
-    slope = np.where(inside, (below[nxt] - above[jj]) / span, 0.0)
-    value = np.where(j < 0, 0.0, above[jj] + slope * (x - knots[jj]))
-    value = np.where(j >= len(knots) - 1, 1.0, value)
-    at_knot = (j >= 0) & (knots[jj] == x)
-    left = np.where(at_knot, below[jj], value)
-    return value, left
-
-
-def ks_from_quantiles(quantiles: Any, n_ref: int, ordered: Any) -> tuple[float, float]:
-    """Two-sample KS statistic D and p-value of sorted current values against a reference
-    known by its quantiles (``n_ref`` values).
-
-    D is the largest distance between the current empirical CDF and the rebuilt reference
-    CDF; both are monotone and the reference is linear between its knots, so the largest
-    distance is at a current value or a knot, on one side of it. The p-value is scipy's
-    ``kstwo`` for the effective sample size n_ref * n_cur / (n_ref + n_cur), the one
-    ``ks_2samp`` uses in its asymptotic mode.
-    """
-    import numpy as np
-    from scipy.stats import kstwo
-
-    points = np.union1d(ordered, quantiles)
-    n_cur = len(ordered)
-    cur_at = np.searchsorted(ordered, points, side="right") / n_cur
-    cur_before = np.searchsorted(ordered, points, side="left") / n_cur
-    ref_at, ref_before = reference_cdf(quantiles, points)
-    statistic = float(max(np.max(np.abs(cur_at - ref_at)),
-                          np.max(np.abs(cur_before - ref_before))))
-    effective = max(1, round(n_ref * n_cur / (n_ref + n_cur)))
-    p_value = float(min(1.0, max(0.0, kstwo.sf(statistic, effective))))
-    return statistic, p_value
-
-
-def wasserstein_from_quantiles(quantiles: Any, values: Any,
-                               tail_means: list[float | None] | None = None) -> float:
-    """Wasserstein-1 distance between the current values and the reference rebuilt from its
-    quantiles: 10 evenly spread points within each percentile interval from 1% to 99%, and
-    in the lowest and highest 1% a curve ``a + (b - a) * t**g`` whose exponent makes its mean
-    the recorded tail mean (mirrored for the lowest 1%), 1,000 points each.
-
-    Within a percentile a uniform spread is close enough, but the outer percentiles of a
-    long-tailed column reach one extreme value, and a straight line to it would make a
-    lognormal sample drift from itself; without ``tail_means`` (None) the tails are
-    straight lines too.
-    """
-    import numpy as np
-    from scipy.stats import wasserstein_distance
-
-    steps = (np.arange(_POINTS_PER_PERCENTILE) + 0.5) / _POINTS_PER_PERCENTILE
-    low, high = quantiles[1:-2, None], quantiles[2:-1, None]
-    inner = (low + (high - low) * steps).ravel()
-    lowest, highest = tail_means if tail_means else (None, None)
-    bottom = -_tail(-quantiles[1], -quantiles[0], None if lowest is None else -lowest)
-    top = _tail(quantiles[-2], quantiles[-1], highest)
-    points = np.concatenate([bottom, inner, top])
-    weights = np.concatenate([np.full(len(bottom), 0.01 / len(bottom)),
-                              np.full(len(inner), 0.01 / _POINTS_PER_PERCENTILE),
-                              np.full(len(top), 0.01 / len(top))])
-    return float(wasserstein_distance(points, values, u_weights=weights))
-
-
-def _tail(start: float, end: float, mean: float | None) -> Any:
-    """The quantile function of one outer percentile, from ``start`` out to ``end`` (the
-    extreme value), with the given mean: ``start + (end - start) * t**g``."""
-    import numpy as np
-
-    t = (np.arange(_TAIL_POINTS) + 0.5) / _TAIL_POINTS
-    if end <= start:
-        return np.full(_TAIL_POINTS, float(start))
-    # the curve's mean is start + (end - start) / (g + 1); a mean outside the range (a
-    # hand-edited profile) is clipped rather than trusted
-    share = 0.5 if mean is None else (mean - start) / (end - start)
-    share = min(max(share, 1e-4), 1.0 - 1e-4)
-    return start + (end - start) * t ** (1.0 / share - 1.0)
-
-
 def _numeric_psi(column: dict[str, Any], values: Any) -> float:
     import numpy as np
 
@@ -396,54 +298,3 @@ def _numeric_psi(column: dict[str, Any], values: Any) -> float:
     bins = np.searchsorted(edges[1:-1], values, side="right")
     current = np.bincount(bins, minlength=len(edges) - 1)
     return psi(np.asarray(histogram["counts"], dtype=np.float64), current)
-
-
-def psi(reference: Any, current: Any) -> float:
-    """Population stability index of two count vectors over the same bins or categories;
-    an empty bin counts as a share of EPSILON."""
-    import numpy as np
-
-    ref = np.asarray(reference, dtype=np.float64)
-    cur = np.asarray(current, dtype=np.float64)
-    ref = np.where(ref > 0, ref / ref.sum(), EPSILON)
-    cur = np.where(cur > 0, cur / cur.sum(), EPSILON)
-    return float(np.sum((ref - cur) * np.log(ref / cur)))
-
-
-def _chi_square(reference: Any, current: Any) -> float:
-    """p-value of the chi-square goodness-of-fit of the current counts to the reference
-    shares (as Evidently's test: the reference frequencies are taken as known)."""
-    import numpy as np
-    from scipy.stats import chi2
-
-    expected = reference / reference.sum() * current.sum()
-    if np.any((expected == 0) & (current > 0)):
-        return 0.0  # a category the notebook never saw: infinitely unlikely under it
-    keep = expected > 0
-    statistic = float(np.sum((current[keep] - expected[keep]) ** 2 / expected[keep]))
-    dof = int(keep.sum()) - 1
-    return float(chi2.sf(statistic, dof)) if dof > 0 else 1.0
-
-
-def _z_test(reference: Any, current: Any) -> float:
-    """p-value of the two-sided two-proportion z-test (pooled), Evidently's test for a
-    column of two values; one value on both sides is no drift."""
-    from scipy.stats import norm
-
-    if len(reference) < 2:
-        return 1.0
-    n_ref, n_cur = float(reference.sum()), float(current.sum())
-    p_ref, p_cur = reference[0] / n_ref, current[0] / n_cur
-    pooled = (reference[0] + current[0]) / (n_ref + n_cur)
-    spread = math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
-    if spread == 0:
-        return 1.0
-    return float(2 * norm.sf(abs(p_ref - p_cur) / spread))
-
-
-def _jensen_shannon(reference: Any, current: Any) -> float:
-    from scipy.spatial.distance import jensenshannon
-
-    distance = float(jensenshannon(reference, current, base=2))
-    # rounding can make the divergence a hair below 0, and its square root NaN
-    return distance if math.isfinite(distance) else 0.0
