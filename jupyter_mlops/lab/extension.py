@@ -20,7 +20,7 @@ from jupyter_server.utils import url_path_join
 
 from .. import __version__
 from ..errors import MlopsError
-from .base import Base, answers_json
+from .base import Base, answers_json, is_file
 from .base import Refused as _Refused
 from .guard import shown
 from .launches import LabJobs
@@ -46,7 +46,8 @@ class NotFoundHandler(Base):
     async def get(self, rest: str = "") -> None:
         """Refuse, naming the routes there are."""
         raise _Refused(404, f"no route /mlops/{shown(rest)}; the routes are /mlops/version, "
-                            "analyze, export, runs, runs/RUN_ID, jobs and jobs/NAME")
+                            "analyze, export, runs, runs/RUN_ID, runs/A/diff/B, jobs "
+                            "and jobs/NAME")
 
     post = put = delete = patch = get
 
@@ -182,6 +183,35 @@ class RunHandler(Base):
         self._reply(202, {"run_id": run_id, "status": "cancelling"})
 
 
+class CompareHandler(Base):
+    """``GET /mlops/runs/A/diff/B?pipeline=DIR``: two runs side by side (``runs diff A B``)."""
+
+    @tornado.web.authenticated
+    @answers_json
+    async def get(self, run_a: str, run_b: str) -> None:
+        """Parameters, data fingerprints, outputs and metrics of runs A and B; 404 for a run
+        the pipeline's store does not have."""
+        ids = self.run_id(run_a), self.run_id(run_b)
+        folder = self.pipeline(self.get_query_argument("pipeline", ""))
+        self._reply(200, await self.blocking(self._compare, folder, *ids))
+
+    def _compare(self, folder: Path, run_a: str, run_b: str) -> dict[str, Any]:
+        from ..run.compare import compare_runs
+        from ..run.store import RunStore, default_store
+
+        path = default_store(folder)
+        if not is_file(path):
+            raise _Refused(404, f"`{self.relative(folder)}` has no runs yet; run it first")
+        store = RunStore(path)
+        try:
+            return compare_runs(store.run(run_a), store.run(run_b)).to_dict()
+        except MlopsError as err:  # named by the root's spelling, not the server's path
+            line = str(err).splitlines()[0].replace(str(path), self.relative(path))
+            raise _Refused(404, line) from None
+        finally:
+            store.close()
+
+
 def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
     """The URL routes of the extension under ``base_url``."""
     return [
@@ -190,6 +220,7 @@ def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
         (url_path_join(base_url, "mlops", "export"), ExportHandler),
         (url_path_join(base_url, "mlops", "runs"), RunsHandler),
         (url_path_join(base_url, "mlops", "runs", "([^/]+)"), RunHandler),
+        (url_path_join(base_url, "mlops", "runs", "([^/]+)", "diff", "([^/]+)"), CompareHandler),
         (url_path_join(base_url, "mlops", "jobs"), JobsHandler),
         (url_path_join(base_url, "mlops", "jobs", "([^/]+)"), JobHandler),
         (url_path_join(base_url, "mlops", "(.*)"), NotFoundHandler),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .compare import compare_runs
 from .records import RunRecord
 
 
@@ -96,26 +97,24 @@ def run_details(run: RunRecord) -> str:
 
 def runs_diff(a: RunRecord, b: RunRecord) -> str:
     """Parameters, data fingerprints, artifacts and metrics of two runs side by side."""
+    comparison = compare_runs(a, b)
     rows: list[tuple[str, str, str]] = []
-
-    def compare(section: str, left: dict[str, Any], right: dict[str, Any]) -> None:
-        for key in sorted(set(left) | set(right)):
-            x, y = left.get(key, "-"), right.get(key, "-")
-            mark = "" if x == y else "  *"
-            rows.append((f"{section} {key}{mark}", _short(x), _short(y)))
-
-    compare("param", a.parameters, b.parameters)
-    files_a = {f"{s.step}:{p}": d[:12] for s in a.steps for p, d in s.files.items()}
-    files_b = {f"{s.step}:{p}": d[:12] for s in b.steps for p, d in s.files.items()}
-    compare("file", files_a, files_b)
-    out_a = {f"{s.step}.{n}": m["sha256"][:12] for s in a.steps
-             for n, m in s.outputs.items()}
-    out_b = {f"{s.step}.{n}": m["sha256"][:12] for s in b.steps
-             for n, m in s.outputs.items()}
-    compare("output", out_a, out_b)
-    compare("metric", a.metrics, b.metrics)
+    for section, compared, digits in (("param", comparison.parameters, None),
+                                      ("file", comparison.files, 12),
+                                      ("output", comparison.outputs, 12),
+                                      ("metric", comparison.metrics, None)):
+        for row in compared:
+            rows.append((f"{section} {row.name}{'  *' if row.changed else ''}",
+                         _cell(row.a, row.in_a, digits), _cell(row.b, row.in_b, digits)))
     width = max([len(r[0]) for r in rows] + [5])
     lines = [f"{'':<{width}}  {a.run_id:<23}  {b.run_id}"]
     lines += [f"{name:<{width}}  {x:<23}  {y}" for name, x, y in rows]
     lines.append("(* differs)")
     return "\n".join(lines)
+
+
+def _cell(value: Any, present: bool, digits: int | None) -> str:
+    """A value of the diff: ``-`` where the run has none, a hash cut to ``digits``."""
+    if not present:
+        return "-"
+    return _short(value[:digits] if digits and isinstance(value, str) else value)

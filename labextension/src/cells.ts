@@ -1,7 +1,17 @@
 import { ICellModel } from '@jupyterlab/cells';
 import { NotebookPanel } from '@jupyterlab/notebook';
 
-import { IMarkRequest, magicLine, modelVariable, readMark, Spelling, withRole, ICellMark } from './marks';
+import {
+  ICellMark,
+  ICellText,
+  IMarkRequest,
+  magicLine,
+  modelVariable,
+  readMark,
+  Spelling,
+  withPrepare,
+  withRole
+} from './marks';
 import { IAnalysis } from './types';
 
 const LOAD_EXT = /^[ \t]*%(re)?load_ext[ \t]+jupyter_mlops\b/m;
@@ -69,42 +79,96 @@ export function markAndSave(
   say: (note: string) => void
 ): string | null {
   const done = markActiveCell(panel, request, spelling);
-  if (done.problem) {
-    return done.problem;
+  if (!done.problem) {
+    finish(panel, done.magic, say);
   }
-  if (done.magic) {
-    loadExtension(panel);
-  }
-  if (done.note) {
-    say(done.note);
-  }
-  void panel.context.save();
-  return null;
+  return done.problem;
 }
 
 /**
- * Set the role of the active cell of `panel`, in the spelling the cell uses (or `spelling`
- * for an unmarked cell); the model role names the variable the cell assigns. A magic mark in
- * a notebook that does not load the extension gets a `%load_ext jupyter_mlops` cell before
- * its first code cell. Returns why nothing was marked, or a note on what else was done.
+ * Mark the saved cells `numbers` (those the analysis suggests) as preparing data for
+ * prediction (withPrepare: `--prepare` or the tag `mlops:prepare` on a step or data cell,
+ * `%%mlops prepare` or the tag on an unmarked one), then save as markAndSave does. Why some
+ * cells were left as they are, or null.
  */
-export function markActiveCell(
+export function markPrepareAndSave(
   panel: NotebookPanel,
-  request: IMarkRequest,
-  spelling: Spelling
-): { problem: string | null; note: string | null; magic: boolean } {
-  const cell = panel.content.activeCell?.model;
-  if (!cell || cell.type !== 'code') {
-    return { problem: 'Select a code cell first.', note: null, magic: false };
+  analysis: IAnalysis | null,
+  numbers: number[],
+  spelling: Spelling,
+  say: (note: string) => void
+): string | null {
+  const positions = new CellPositions(panel, analysis);
+  return prepareAndSave(panel, numbers.map(n => positions.index(n) ?? -n), true, spelling, say);
+}
+
+/** Set or unset the prepare flag of the active cell of `panel`, then save. Why not, or null. */
+export function setPrepareAndSave(
+  panel: NotebookPanel,
+  on: boolean,
+  spelling: Spelling,
+  say: (note: string) => void
+): string | null {
+  if (panel.content.activeCell?.model.type !== 'code') {
+    return 'Select a code cell first.';
   }
-  const source = cell.sharedModel.getSource();
-  if (request.role === 'model' && !request.variables?.length) {
-    const variable = modelVariable(source);
-    request = variable ? { ...request, variables: [variable] } : request;
+  return prepareAndSave(panel, [panel.content.activeCellIndex], on, spelling, say);
+}
+
+/** Set the prepare flag of the cells at `indexes` (-N: the saved cell N, gone), and save. */
+function prepareAndSave(
+  panel: NotebookPanel,
+  indexes: number[],
+  on: boolean,
+  spelling: Spelling,
+  say: (note: string) => void
+): string | null {
+  const refused: number[] = [];
+  let changed = false;
+  let magic = false;
+  for (const index of indexes) {
+    const cell = index >= 0 ? panel.model?.cells.get(index) : undefined;
+    const next = cell?.type === 'code' ? withPrepare(textOf(cell), on, spelling) : null;
+    if (!cell || !next) {
+      refused.push(index >= 0 ? index + 1 : -index);
+      continue;
+    }
+    changed = write(cell, next) || changed;
+    magic = magic || magicLine(next.source) !== null;
   }
-  const next = withRole({ source, tags: tagsOf(cell) }, request, spelling);
+  if (changed) {
+    finish(panel, magic, say);
+  }
+  return refused.length
+    ? `Cell ${refused.join(', ')} cannot prepare data: only step and data cells, or unmarked ones, can.`
+    : null;
+}
+
+/** After a mark: the `%load_ext` a magic needs (in the notebook and its kernel), a note of
+ * what else was done, and a save. */
+function finish(panel: NotebookPanel, magic: boolean, say: (note: string) => void): void {
+  if (magic) {
+    const note = addLoadExt(panel);
+    if (note) {
+      say(note);
+    }
+    loadExtension(panel);
+  }
+  void panel.context.save();
+}
+
+function textOf(cell: ICellModel): ICellText {
+  return { source: cell.sharedModel.getSource(), tags: tagsOf(cell) };
+}
+
+/** Write `next` into `cell` in one transaction; whether anything changed. */
+function write(cell: ICellModel, next: ICellText): boolean {
+  const old = textOf(cell);
+  if (old.source === next.source && old.tags.join('\n') === next.tags.join('\n')) {
+    return false;
+  }
   cell.sharedModel.transact(() => {
-    if (next.source !== source) {
+    if (next.source !== old.source) {
       cell.sharedModel.setSource(next.source);
     }
     if (next.tags.length) {
@@ -113,9 +177,31 @@ export function markActiveCell(
       cell.deleteMetadata('tags');
     }
   });
-  const magic = magicLine(next.source) !== null;
-  const note = magic ? addLoadExt(panel) : null;
-  return { problem: null, note, magic };
+  return true;
+}
+
+/**
+ * Set the role of the active cell of `panel`, in the spelling the cell uses (or `spelling`
+ * for an unmarked cell); the model role names the variable the cell assigns. Returns why
+ * nothing was marked, and whether the cell now has a magic line (which needs the extension).
+ */
+export function markActiveCell(
+  panel: NotebookPanel,
+  request: IMarkRequest,
+  spelling: Spelling
+): { problem: string | null; magic: boolean } {
+  const cell = panel.content.activeCell?.model;
+  if (!cell || cell.type !== 'code') {
+    return { problem: 'Select a code cell first.', magic: false };
+  }
+  const text = textOf(cell);
+  if (request.role === 'model' && !request.variables?.length) {
+    const variable = modelVariable(text.source);
+    request = variable ? { ...request, variables: [variable] } : request;
+  }
+  const next = withRole(text, request, spelling);
+  write(cell, next);
+  return { problem: null, magic: magicLine(next.source) !== null };
 }
 
 /** Insert `%load_ext jupyter_mlops` before the first code cell unless a cell loads it. */

@@ -11,7 +11,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { updateBadges } from './badges';
 import { captureTaggedCells } from './capture';
-import { activeCell, CellPositions, markAndSave } from './cells';
+import { activeCell, CellPositions, markAndSave, markPrepareAndSave, setPrepareAndSave } from './cells';
 import { addCommands } from './commands';
 import { followNotebooks } from './follow';
 import { SidebarModel } from './model';
@@ -59,6 +59,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const panel = model.state.notebook;
         model.analyseAfterSave();
         return panel ? markAndSave(panel, { role, name }, settings.markSpelling, say) : 'Open a notebook first.';
+      },
+      setPrepare: on => {
+        const panel = model.state.notebook;
+        model.analyseAfterSave();
+        return panel ? setPrepareAndSave(panel, on, settings.markSpelling, say) : 'Open a notebook first.';
+      },
+      markPrepare: cells => {
+        const panel = model.state.notebook;
+        model.analyseAfterSave();
+        return panel
+          ? markPrepareAndSave(panel, model.state.analysis, cells, settings.markSpelling, say)
+          : 'Open a notebook first.';
       },
       activeCell: () => activeCell(model.state.notebook),
       openFile: path => void app.commands.execute('docmanager:open', { path }),

@@ -29,6 +29,11 @@ const FOREIGN_TAGS: Record<string, string> = {
   skip: 'skip'
 };
 const KALE_PREFIXES = ['step:', 'block:', 'prev:'];
+/** Roles a cell may have and also prepare data for prediction (roles.PREPARE_WITH): `--prepare`
+ * on the first line, or the tag `mlops:prepare` beside the role's tag. */
+export const PREPARE_WITH = new Set(['step', 'data', 'prepare']);
+const PREPARE_OPTION = '--prepare';
+const PREPARE_TAG = 'mlops:prepare';
 /** Roles whose cells write to the capture record (magics.CAPTURING_ROLES). */
 export const CAPTURING_ROLES = new Set(['data', 'params', 'metrics', 'model']);
 
@@ -77,13 +82,17 @@ export interface ICellMark {
   role: string;
   /** The step name of a step; the variables of data, model or metrics. */
   args: string[];
+  /** The cell prepares data for prediction too (`%%mlops prepare`, `--prepare`, the tag
+   * `mlops:prepare`). */
+  prepare: boolean;
 }
 
 /** The cell's mark: its magic line first (the reader merges a tag saying the same), else its tags. */
 export function readMark(source: string, tags: string[]): ICellMark | null {
   const magic = magicLine(source);
   if (magic) {
-    const [role = '', ...rest] = magic.args.split(/\s+/).filter(Boolean);
+    const words = magic.args.split(/\s+/).filter(Boolean);
+    const [role = '', ...rest] = words.filter(w => w !== PREPARE_OPTION);
     const args: string[] = [];
     for (const word of rest) {
       if (word.startsWith('--')) {
@@ -91,32 +100,35 @@ export function readMark(source: string, tags: string[]): ICellMark | null {
       }
       args.push(word);
     }
-    return { spelling: 'magic', role, args };
+    return { spelling: 'magic', role, args, prepare: role === 'prepare' || words.includes(PREPARE_OPTION) };
   }
+  // `mlops:prepare` beside another role's tag only says that the cell prepares too
+  const prepare = tags.includes(PREPARE_TAG);
+  const mark = (role: string, args: string[]): ICellMark => ({ spelling: 'tag', role, args, prepare });
   for (const tag of tags) {
     if (tag.startsWith('mlops:')) {
       const [role, arg = ''] = tag.slice('mlops:'.length).split('=', 2);
-      if (role === 'after') {
+      if (role === 'after' || tag === PREPARE_TAG) {
         continue;
       }
       const args = tags
         .filter(t => t.startsWith(`mlops:${role}=`))
         .flatMap(t => t.slice(`mlops:${role}=`.length).split(','))
         .filter(Boolean);
-      return { spelling: 'tag', role, args: args.length ? args : arg ? [arg] : [] };
+      return mark(role, args.length ? args : arg ? [arg] : []);
     }
   }
   for (const tag of tags) {
     if (tag.startsWith('step:') || tag.startsWith('block:')) {
       const name = tag.slice(tag.indexOf(':') + 1);
       if (name) {
-        return { spelling: 'tag', role: 'step', args: [name] };
+        return mark('step', [name]);
       }
     } else if (tag in FOREIGN_TAGS) {
-      return { spelling: 'tag', role: FOREIGN_TAGS[tag], args: [] };
+      return mark(FOREIGN_TAGS[tag], []);
     }
   }
-  return null;
+  return prepare ? mark('prepare', []) : null;
 }
 
 /** A role to write, with its step name or variables. */
@@ -126,6 +138,9 @@ export interface IMarkRequest {
   name?: string;
   /** The variables of data, model or metrics; none keeps those the cell names already. */
   variables?: string[];
+  /** Whether a step or data cell prepares data for prediction too; unset keeps what the
+   * cell says (a role change keeps the flag; "none" clears it). */
+  prepare?: boolean;
 }
 
 /** A cell's source and tags. */
@@ -134,10 +149,19 @@ export interface ICellText {
   tags: string[];
 }
 
+/** Whether a cell marked `request` prepares: `request.prepare` if set, else what the cell
+ * said (`--prepare` or the extra tag; not the role prepare, which the request replaces). */
+function keepsPrepare(request: IMarkRequest, old: ICellMark | null): boolean {
+  if (request.role === 'prepare' || !PREPARE_WITH.has(request.role)) {
+    return false;
+  }
+  return request.prepare ?? (!!old?.prepare && old.role !== 'prepare');
+}
+
 /** The `%%mlops` arguments for `request`; a cell of the same role keeps its options
- * (`--after`, thresholds) and, unless new ones are given, its variables. */
-function magicArgs(request: IMarkRequest, old: IMagicLine | null): string {
-  const words = old ? old.args.split(/\s+/).filter(Boolean) : [];
+ * (`--after`, thresholds) and, unless new ones are given, its variables; `--prepare` last. */
+function magicArgs(request: IMarkRequest, old: IMagicLine | null, prepare: boolean): string {
+  const words = old ? old.args.split(/\s+/).filter(w => w && w !== PREPARE_OPTION) : [];
   const same = words[0] === request.role;
   const firstOption = words.findIndex(w => w.startsWith('--'));
   const options = same && firstOption > 0 ? words.slice(firstOption) : [];
@@ -148,24 +172,27 @@ function magicArgs(request: IMarkRequest, old: IMagicLine | null): string {
   } else if (request.variables?.length) {
     args = request.variables;
   }
-  return [request.role, ...args, ...options].join(' ');
+  return [request.role, ...args, ...options, ...(prepare ? [PREPARE_OPTION] : [])].join(' ');
 }
 
-/** The `mlops:` tags for `request`; a step keeps its `after` tags (and Kale's `prev:`). */
-function roleTags(request: IMarkRequest, tags: string[]): string[] {
+/** The `mlops:` tags for `request`; a step keeps its `after` tags (and Kale's `prev:`);
+ * `mlops:prepare` last for a cell that prepares too (roles.mark_to_tags). */
+function roleTags(request: IMarkRequest, tags: string[], prepare: boolean): string[] {
   const role = request.role;
+  const extra = prepare ? [PREPARE_TAG] : [];
   if (role === 'step') {
     const after = tags
       .filter(t => t.startsWith('mlops:after=') || t.startsWith('prev:'))
       .map(t => (t.startsWith('prev:') ? `mlops:after=${t.slice('prev:'.length)}` : t));
-    return [`mlops:step=${request.name ?? ''}`, ...new Set(after)];
+    return [`mlops:step=${request.name ?? ''}`, ...new Set(after), ...extra];
   }
   const prefix = `mlops:${role}=`;
   const variables = request.variables?.length
     ? request.variables
     : tags.filter(t => t.startsWith(prefix)).flatMap(t => t.slice(prefix.length).split(','));
   // one tag per name: nbformat forbids commas in tags (roles.mark_to_tags)
-  return variables.length ? variables.filter(Boolean).map(v => `mlops:${role}=${v}`) : [`mlops:${role}`];
+  const named = variables.filter(Boolean).map(v => `mlops:${role}=${v}`);
+  return [...(named.length ? named : [`mlops:${role}`]), ...extra];
 }
 
 /**
@@ -177,11 +204,12 @@ function roleTags(request: IMarkRequest, tags: string[]): string[] {
 export function withRole(cell: ICellText, request: IMarkRequest, spelling: Spelling): ICellText {
   const magic = magicLine(cell.source);
   const others = cell.tags.filter(t => !isRoleTag(t));
+  const prepare = keepsPrepare(request, readMark(cell.source, cell.tags));
   if (magic) {
     const source =
       request.role === 'none'
         ? magic.rest
-        : `${magic.percent}mlops ${magicArgs(request, magic)}\n${magic.rest}`;
+        : `${magic.percent}mlops ${magicArgs(request, magic, prepare)}\n${magic.rest}`;
     return { source, tags: others };
   }
   const tagged = cell.tags.some(isRoleTag);
@@ -189,9 +217,37 @@ export function withRole(cell: ICellText, request: IMarkRequest, spelling: Spell
     return { source: cell.source, tags: others };
   }
   if (tagged || spelling === 'tag') {
-    return { source: cell.source, tags: [...others, ...roleTags(request, cell.tags)] };
+    return { source: cell.source, tags: [...others, ...roleTags(request, cell.tags, prepare)] };
   }
-  return { source: `%%mlops ${magicArgs(request, null)}\n${cell.source}`, tags: others };
+  return { source: `%%mlops ${magicArgs(request, null, prepare)}\n${cell.source}`, tags: others };
+}
+
+/**
+ * The cell with its prepare flag set to `on`, in the spelling it uses: a step or data cell
+ * gets (or loses) `--prepare` on its first line or the tag `mlops:prepare` beside its role's
+ * tag; an unmarked cell becomes a prepare cell in `spelling` (`%%mlops prepare` or the tag),
+ * and a prepare cell that stops preparing is cleared. Null for a cell of another role,
+ * which does not prepare data (roles.PREPARE_WITH).
+ */
+export function withPrepare(cell: ICellText, on: boolean, spelling: Spelling): ICellText | null {
+  const mark = readMark(cell.source, cell.tags);
+  if (!mark) {
+    return on ? withRole(cell, { role: 'prepare' }, spelling) : cell;
+  }
+  if (mark.role === 'prepare') {
+    return on ? cell : withRole(cell, { role: 'none' }, spelling);
+  }
+  if (!PREPARE_WITH.has(mark.role)) {
+    return null;
+  }
+  const magic = magicLine(cell.source);
+  if (magic) {
+    const words = magic.args.split(/\s+/).filter(w => w && w !== PREPARE_OPTION);
+    const args = [...words, ...(on ? [PREPARE_OPTION] : [])].join(' ');
+    return { source: `${magic.percent}mlops ${args}\n${magic.rest}`, tags: cell.tags };
+  }
+  const tags = cell.tags.filter(t => t !== PREPARE_TAG);
+  return { source: cell.source, tags: on ? [...tags, PREPARE_TAG] : tags };
 }
 
 /** Top-level `NAME = value` lines: (name, value). */

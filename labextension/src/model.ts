@@ -3,13 +3,13 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { MlopsError, post, requestAPI } from './api';
 import { ICaptureOutcome } from './capture';
+import { JobsModel } from './jobs';
 import {
   IAnalysis,
   IExportReply,
   IJob,
-  IJobRequest,
-  IJobsReply,
   IProblem,
+  IRunComparison,
   IRunStarted,
   IRunStatus,
   IRunSummary,
@@ -78,6 +78,15 @@ export class SidebarModel {
     scheduleError: null
   };
 
+  /** The pipeline's scheduled jobs. */
+  readonly jobs = new JobsModel({
+    state: this.state,
+    emit: () => this.emit(),
+    exportPipeline: () => this.exportPipeline(),
+    reloadRuns: () => this.loadRuns().catch(error => this.fail(error)),
+    fail: error => this.fail(error)
+  });
+
   constructor() {
     NotebookActions.executed.connect((_, args) => {
       if (this.autoRefresh && this.state.notebook && args.notebook === this.state.notebook.content) {
@@ -112,7 +121,7 @@ export class SidebarModel {
       old.model?.cells.changed.disconnect(this.emit, this);
     }
     this.stopPolling();
-    clearTimeout(this._jobsTimer);
+    this.jobs.stop();
     Object.assign(this.state, {
       notebook: panel,
       analysis: null,
@@ -273,38 +282,28 @@ export class SidebarModel {
     }
   }
 
-  /** Export, then make a job of the pipeline (the server checks the schedule, the
-   * parameters and the alerts); true once it is made. */
-  async createJob(request: Omit<IJobRequest, 'pipeline'>): Promise<boolean> {
-    const exported = await this.exportPipeline();
-    if (!exported) {
-      return false;
+  /** Two runs side by side: parameters, data fingerprints, outputs and metrics. */
+  async compareRuns(a: string, b: string): Promise<IRunComparison | null> {
+    const pipeline = this.state.analysis?.pipeline_dir;
+    if (!pipeline) {
+      return null;
     }
-    return this.jobAction('Scheduling', async pipeline => {
-      const job = await requestAPI<IJob>('jobs', post({ ...request, pipeline }));
-      this.state.notice = { text: `Job ${job.name} scheduled: ${job.schedule.text}`, kind: 'success' };
-    });
-  }
-
-  /** Pause or resume a job. */
-  async setJobState(name: string, action: 'pause' | 'resume'): Promise<void> {
-    await this.jobAction(action === 'pause' ? 'Pausing' : 'Resuming', async pipeline => {
-      await requestAPI<IJob>(`jobs/${encodeURIComponent(name)}`, post({ pipeline, action }));
-    });
-  }
-
-  /** Delete a job (the runs it started stay). */
-  async deleteJob(name: string): Promise<void> {
-    await this.jobAction('Deleting the job', async pipeline => {
-      await requestAPI(`jobs/${encodeURIComponent(name)}`, { method: 'DELETE' }, { pipeline });
-      this.state.notice = { text: `Job ${name} deleted`, kind: 'info' };
-    });
+    try {
+      return await requestAPI<IRunComparison>(
+        `runs/${encodeURIComponent(a)}/diff/${encodeURIComponent(b)}`,
+        {},
+        { pipeline }
+      );
+    } catch (error) {
+      this.fail(error);
+      return null;
+    }
   }
 
   /** Dispose of timers and signal connections. */
   dispose(): void {
     this.stopPolling();
-    clearTimeout(this._jobsTimer);
+    this.jobs.stop();
     if (this._refreshTimer) {
       clearTimeout(this._refreshTimer);
     }
@@ -322,74 +321,7 @@ export class SidebarModel {
       this.follow(reply.active[0]); // a run started before this tab was opened
     }
     this.emit();
-    await this.loadJobs(pipeline);
-  }
-
-  /** The pipeline's jobs; a refusal is shown beside the schedule form. */
-  private async loadJobs(pipeline: string): Promise<void> {
-    try {
-      const reply = await requestAPI<IJobsReply>('jobs', {}, { pipeline });
-      if (pipeline !== this.state.analysis?.pipeline_dir) {
-        return; // another notebook meanwhile
-      }
-      this.state.jobs = reply.jobs;
-      this.state.scheduler = reply.scheduler;
-      this.watchJobs();
-      this.emit();
-    } catch (error) {
-      this.failJob(error);
-    }
-  }
-
-  /** Read the runs and jobs again when a job's next run is due (or, while a scheduled run
-   * goes, every few seconds), so that scheduled runs show up without a refresh. */
-  private watchJobs(): void {
-    clearTimeout(this._jobsTimer);
-    if (!this.state.jobs.length) {
-      return;
-    }
-    let wait = 600_000;
-    for (const job of this.state.jobs) {
-      if (job.next_run !== null) {
-        wait = Math.min(wait, job.next_run * 1000 - Date.now() + 2000);
-      }
-      if (job.last_runs[0]?.outcome === 'started') {
-        wait = Math.min(wait, 5000);
-      }
-    }
-    this._jobsTimer = window.setTimeout(() => {
-      this.loadRuns().catch(error => this.fail(error));
-    }, Math.max(wait, 5000));
-  }
-
-  private async jobAction(what: string, work: (pipeline: string) => Promise<void>): Promise<boolean> {
-    const pipeline = this.state.analysis?.pipeline_dir;
-    if (!pipeline) {
-      return false;
-    }
-    this.state.busy = what;
-    this.state.scheduleError = null;
-    this.emit();
-    try {
-      await work(pipeline);
-      await this.loadJobs(pipeline);
-      return true;
-    } catch (error) {
-      this.failJob(error);
-      return false;
-    } finally {
-      this.state.busy = null;
-      this.emit();
-    }
-  }
-
-  private failJob(error: unknown): void {
-    if (error instanceof MlopsError && !error.serverMissing) {
-      this.state.scheduleError = error.message;
-      this.emit();
-    } else {
-      this.fail(error);
-    }
+    await this.jobs.load(pipeline);
   }
 
   private follow(runId: string): void {
@@ -486,6 +418,5 @@ export class SidebarModel {
   private _changed = new Signal<this, void>(this);
   private _polling = 0;
   private _refreshTimer = 0;
-  private _jobsTimer = 0;
   private _ownSave = false;
 }

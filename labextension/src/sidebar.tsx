@@ -5,7 +5,8 @@ import { CellPositions } from './cells';
 import { Captured, CellLink, ICellLinks, Inference, Problems, Steps } from './components/Pipeline';
 import { StepGraph } from './components/Graph';
 import { RoleButtons } from './components/Roles';
-import { RunControls, RunHistory, RunProgress } from './components/Runs';
+import { RunHistory } from './components/History';
+import { RunControls, RunProgress } from './components/Runs';
 import { JobList, ScheduleForm } from './components/Schedule';
 import { ICellMark, Role } from './marks';
 import { FINISHED, SidebarModel } from './model';
@@ -15,6 +16,10 @@ export interface ISidebarActions {
   /** Where the analysed cells are in the notebook now. */
   positions: () => CellPositions | null;
   setRole: (role: Role, stepName: string) => string | null;
+  /** Set the active step or data cell's prepare flag; why not, or null. */
+  setPrepare: (on: boolean) => string | null;
+  /** Mark the saved cells `cells` prepare (the analysis' suggestion); why not, or null. */
+  markPrepare: (cells: number[]) => string | null;
   /** The active code cell: its number on screen and its mark. */
   activeCell: () => { number: number; mark: ICellMark | null } | null;
   openFile: (path: string) => void;
@@ -117,7 +122,16 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
         </div>
       )}
       <Section title="Mark cells">
-        <RoleButtons roles={a?.roles ?? []} active={actions.activeCell()} onRole={actions.setRole} />
+        <RoleButtons
+          roles={a?.roles ?? []}
+          active={actions.activeCell()}
+          onRole={actions.setRole}
+          onPrepare={on => {
+            const problem = actions.setPrepare(on);
+            setTick(t => t + 1); // the cell's first line or tags changed: show its mark now
+            return problem;
+          }}
+        />
       </Section>
       {!a && !s.error && <p className="jp-mlops-empty">Analysing…</p>}
       {a && (
@@ -131,7 +145,7 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
           <Section title="Steps">
             <StepGraph steps={a.pipeline.steps} status={stepStatus} />
             <Steps analysis={a} links={links} />
-            <Inference analysis={a} links={links} />
+            <Inference analysis={a} links={links} onMarkPrepare={actions.markPrepare} />
           </Section>
           <Section title="Captured">
             <Captured analysis={a} problems={s.captureProblems} links={links} />
@@ -157,19 +171,25 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
                 parameters={a.pipeline.parameters}
                 busy={s.busy}
                 error={s.scheduleError}
-                onSchedule={request => model.createJob(request)}
+                onSchedule={request => model.jobs.create(request)}
               />
               <JobList
                 jobs={s.jobs}
                 scheduler={s.scheduler}
                 busy={s.busy}
-                onState={(name, action) => void model.setJobState(name, action)}
-                onDelete={name => void model.deleteJob(name)}
+                onState={(name, action) => void model.jobs.setState(name, action)}
+                onDelete={name => void model.jobs.remove(name)}
               />
             </Section>
           )}
           <Section title="History">
-            <RunHistory runs={s.runs} details={id => model.runDetails(id)} onOpen={actions.openFile} />
+            <RunHistory
+              key={a.pipeline_dir}
+              runs={s.runs}
+              details={id => model.runDetails(id)}
+              compare={(x, y) => model.compareRuns(x, y)}
+              onOpen={actions.openFile}
+            />
           </Section>
         </>
       )}

@@ -172,6 +172,31 @@ export interface IRunsReply {
   active: string[];
 }
 
+/** One name in two runs (run.compare.Compared). */
+export interface ICompared {
+  name: string;
+  /** The value in run A (null when A has none: see `in_a`). */
+  a: unknown;
+  b: unknown;
+  in_a: boolean;
+  in_b: boolean;
+  changed: boolean;
+  /** For a metric both runs have: B's value minus A's. */
+  difference: number | null;
+}
+
+/** GET /mlops/runs/A/diff/B (run.compare.RunComparison). */
+export interface IRunComparison {
+  a: string;
+  b: string;
+  parameters: ICompared[];
+  /** The data files the steps read (`STEP:PATH`), by sha256. */
+  files: ICompared[];
+  /** The values the steps made (`STEP.NAME`), by sha256. */
+  outputs: ICompared[];
+  metrics: ICompared[];
+}
+
 /** POST /mlops/runs. */
 export interface IRunStarted {
   run_id: string;

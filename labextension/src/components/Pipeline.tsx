@@ -1,3 +1,4 @@
+import { Button } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { IAnalysis, IProblem } from '../types';
@@ -63,23 +64,40 @@ export function Steps(props: { analysis: IAnalysis; links: ICellLinks }): JSX.El
 }
 
 /** How raw records are prepared for the model (the prepare cells), or which cells look
- * like preparation when none is marked. */
-export function Inference(props: { analysis: IAnalysis; links: ICellLinks }): JSX.Element | null {
+ * like preparation when none is marked, with a button that marks them prepare. */
+export function Inference(props: {
+  analysis: IAnalysis;
+  links: ICellLinks;
+  /** Mark the suggested cells prepare; why not, or null. */
+  onMarkPrepare: (cells: number[]) => string | null;
+}): JSX.Element | null {
+  const [problem, setProblem] = React.useState<string | null>(null);
   const { inference } = props.analysis.pipeline;
   const cells = inference ? inference.cells.map(c => c.cell) : props.analysis.suggested_prepare;
   if (!cells.length) {
     return null;
   }
-  const links = cells.map(n => <CellLink key={n} cell={n} links={props.links} brackets />);
+  const links = cells.map((n, i) => (
+    <React.Fragment key={n}>
+      {i > 0 && ' '}
+      <CellLink cell={n} links={props.links} brackets />
+    </React.Fragment>
+  ));
   return inference ? (
     <div className="jp-mlops-flow jp-mlops-inference">
       raw records: <code>{inference.input.variable}</code> of {inference.input.step}, prepared by{' '}
       {links} for serve and predict
     </div>
   ) : (
-    <div className="jp-mlops-flow jp-mlops-inference">
+    <div className="jp-mlops-flow jp-mlops-inference jp-mlops-suggested-prepare">
       {links} look like preparation: mark them <code>prepare</code> so that serve and predict
       take raw records
+      <div className="jp-mlops-buttons">
+        <Button small className="jp-mlops-mark-prepare" onClick={() => setProblem(props.onMarkPrepare(cells))}>
+          Mark as prepare
+        </Button>
+      </div>
+      {problem && <div className="jp-mlops-error">{problem}</div>}
     </div>
   );
 }

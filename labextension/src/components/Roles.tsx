@@ -1,7 +1,7 @@
 import { Button } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { ICellMark, Role, stepNameProblem } from '../marks';
+import { ICellMark, PREPARE_WITH, Role, stepNameProblem } from '../marks';
 
 /** One role button; pressed when the active cell has that role. */
 function RoleButton(props: {
@@ -26,6 +26,19 @@ function RoleButton(props: {
   );
 }
 
+/** A step or data cell's prepare flag (`--prepare`, or the tag `mlops:prepare`). */
+function PrepareToggle(props: { mark: ICellMark; onPrepare: (on: boolean) => void }): JSX.Element | null {
+  if (props.mark.role === 'prepare' || !PREPARE_WITH.has(props.mark.role)) {
+    return null;
+  }
+  return (
+    <label className="jp-mlops-prepare-toggle" title="The cell prepares data the same way for training and for new records">
+      <input type="checkbox" checked={props.mark.prepare} onChange={e => props.onPrepare(e.target.checked)} />{' '}
+      prepares records for serve and predict
+    </label>
+  );
+}
+
 /** Buttons that set the active cell's role, in either spelling (see marks.ts). */
 export function RoleButtons(props: {
   /** The roles the library knows (from the analysis); none until it arrives. */
@@ -33,6 +46,8 @@ export function RoleButtons(props: {
   /** The active code cell's number on screen and its mark, or null. */
   active: { number: number; mark: ICellMark | null } | null;
   onRole: (role: Role, stepName: string) => string | null;
+  /** Set the active step or data cell's prepare flag; why not, or null. */
+  onPrepare: (on: boolean) => string | null;
 }): JSX.Element {
   const [stepName, setStepName] = React.useState('');
   const [problem, setProblem] = React.useState<string | null>(null);
@@ -83,6 +98,7 @@ export function RoleButtons(props: {
           ))}
         <RoleButton role="none" label="clear" pressed={false} disabled={disabled || !current} onClick={() => choose('none')} />
       </div>
+      {active?.mark && <PrepareToggle mark={active.mark} onPrepare={on => setProblem(props.onPrepare(on))} />}
       {problem && <div className="jp-mlops-error">{problem}</div>}
     </div>
   );

@@ -1,10 +1,10 @@
 import * as React from 'react';
 
-import { IParameter, IRunStatus, IRunSummary, IStepState } from '../types';
+import { IParameter, IRunStatus, IStepState } from '../types';
 import { changedValues, ParameterInputs } from './Parameters';
-import { CellLink, fmt, ICellLinks } from './Pipeline';
+import { CellLink, ICellLinks } from './Pipeline';
 
-function seconds(value: number | null | undefined): string {
+export function seconds(value: number | null | undefined): string {
   return value === null || value === undefined ? '' : `${value.toFixed(1)} s`;
 }
 
@@ -126,101 +126,5 @@ export function RunProgress(props: { run: IRunStatus; links: ICellLinks }): JSX.
       </ul>
       {run.error && !run.steps.some(s => s.error) && <div className="jp-mlops-error">{run.error}</div>}
     </div>
-  );
-}
-
-/** A clock and the job's name, on a run a schedule started (an SVG: a clock glyph is missing
- * from many fonts). */
-function JobLabel(props: { job: string }): JSX.Element {
-  return (
-    <span className="jp-mlops-job-label" title={`started by job ${props.job}`}>
-      <svg viewBox="0 0 16 16" width="10" height="10" aria-hidden="true">
-        <circle cx="8" cy="9" r="6" fill="none" stroke="currentColor" strokeWidth="1.6" />
-        <path d="M8 5.5V9l2.5 1.5M6 1.5h4" fill="none" stroke="currentColor" strokeWidth="1.6" />
-      </svg>{' '}
-      {props.job}
-    </span>
-  );
-}
-
-/** The run history: status, duration and metrics; a run opens to its executed notebooks.
- * Each run is two lines (its id cut to the width, whole in its tooltip; then its metrics,
- * wrapped) so that the table fits the sidebar's default width. */
-export function RunHistory(props: {
-  runs: IRunSummary[];
-  details: (runId: string) => Promise<IRunStatus | null>;
-  onOpen: (path: string) => void;
-}): JSX.Element {
-  const [open, setOpen] = React.useState<IRunStatus | null>(null);
-  if (!props.runs.length) {
-    return <p className="jp-mlops-empty">No runs yet.</p>;
-  }
-  const toggle = async (runId: string): Promise<void> => {
-    setOpen(open?.run_id === runId ? null : await props.details(runId));
-  };
-  return (
-    <table className="jp-mlops-history">
-      <colgroup>
-        <col />
-        <col className="jp-mlops-col-status" />
-        <col className="jp-mlops-col-duration" />
-      </colgroup>
-      {props.runs.map(run => {
-        const metrics = Object.entries(run.metrics);
-        return (
-          <tbody key={run.run_id} className="jp-mlops-history-row" data-run={run.run_id} data-status={run.status}>
-            <tr>
-              <td className="jp-mlops-run-id">
-                <button
-                  className="jp-mlops-link"
-                  onClick={() => void toggle(run.run_id)}
-                  title={`${run.run_id}: show the executed notebooks`}
-                >
-                  {run.run_id}
-                </button>
-              </td>
-              <td className={`jp-mlops-status-${run.status}`} title={run.error ?? run.status}>
-                {run.status}
-              </td>
-              <td>{seconds(run.duration)}</td>
-            </tr>
-            {(metrics.length > 0 || run.job !== null) && (
-              <tr className="jp-mlops-history-more">
-                <td colSpan={3}>
-                  {run.job !== null && <JobLabel job={run.job} />}{' '}
-                  <span className="jp-mlops-metrics">
-                    {metrics.map(([k, v]) => (
-                      <span key={k} className="jp-mlops-metric">
-                        {`${k}=${fmt(v)}`}{' '}
-                      </span>
-                    ))}
-                  </span>
-                </td>
-              </tr>
-            )}
-            {open?.run_id === run.run_id && (
-              <tr>
-                <td colSpan={3}>
-                  <ul className="jp-mlops-notebooks">
-                    {open.steps.map(step => (
-                      <li key={step.name}>
-                        {step.notebook_path ? (
-                          <button className="jp-mlops-link" onClick={() => props.onOpen(step.notebook_path)}>
-                            {step.name}
-                          </button>
-                        ) : (
-                          step.name
-                        )}{' '}
-                        <span className={`jp-mlops-status-${step.status}`}>{step.status}</span>
-                      </li>
-                    ))}
-                  </ul>
-                </td>
-              </tr>
-            )}
-          </tbody>
-        );
-      })}
-    </table>
   );
 }
