@@ -6,6 +6,7 @@ process's peak memory); and the older medians of repeated runs of one side at a 
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
@@ -14,6 +15,10 @@ from functools import partial
 from typing import TypeVar
 
 _R = TypeVar("_R")
+
+# Processes started by a benchmark write and reuse bytecode as on a user's machine: a shell
+# with PYTHONDONTWRITEBYTECODE set would have every run compile jupyter-mlops from source.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def wall(command: Sequence[str], repeat: int = 3, cwd: str | None = None) -> float:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +423,36 @@ def test_the_sidebar_wire_type_declares_the_schemas_fields() -> None:
     from jupyter_mlops.pipeline.schema import schema
 
     assert set(interfaces()["IPipeline"]) == set(schema()["properties"]) - {"retrain"}
+
+
+def test_the_schema_validator_is_kept_in_the_cache_folder_and_refuses_the_same(
+        tmp_path: Path) -> None:
+    """The validator fastjsonschema makes is written once to ``XDG_CACHE_HOME`` and imported
+    from there by the next process; it accepts and refuses what a fresh one does, and an
+    unwritable cache folder only means making it each time."""
+    code = textwrap.dedent('''
+        import json, sys
+        from jupyter_mlops.errors import SpecError
+        from jupyter_mlops.pipeline.schema import _validator, validate
+        validate(json.loads(sys.argv[1]), "pipeline.yaml")
+        try:
+            validate({**json.loads(sys.argv[1]), "steps": "no"}, "pipeline.yaml")
+        except SpecError as err:
+            print(str(err).splitlines()[0])
+        print(_validator().__module__)
+    ''')
+    spec = json.dumps(yaml.safe_load(real_spec().to_yaml()))
+    outputs = []
+    for cache in (tmp_path / "cache", tmp_path / "cache", tmp_path / "file" / "x"):
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+        (tmp_path / "file").write_text("a file where the cache folder would go")
+        done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True,
+                              text=True, env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.splitlines())
+    cached = list((tmp_path / "cache" / "jupyter-mlops").glob("pipeline_schema_*.py"))
+    assert len(cached) == 1
+    first, second, unwritable = outputs
+    assert first == second and first[1].startswith("_mlops_pipeline_schema_")
+    assert unwritable[0] == first[0] and "`steps`" in first[0]
+    assert not unwritable[1].startswith("_mlops_pipeline_schema_")

@@ -183,11 +183,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.status != "succeeded":
         say(result.error or "the run did not finish")
         return 1
-    from ..serving.skew import after_run
+    if spec.inference is not None:  # the training/serving skew check of the new run
+        from ..serving.skew import after_run
 
-    note = after_run(args.pipeline, result.run_id, args.store)
-    if note:
-        print(note)
+        note = after_run(args.pipeline, result.run_id, args.store)
+        if note:
+            print(note)
     return 0
 
 

@@ -30,11 +30,41 @@ def schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Callable[[Any], Any]:
-    # fastjsonschema (already needed by nbformat) compiles the schema to Python once: a
-    # few milliseconds, where jsonschema's import alone costs more than `show` itself
+    # fastjsonschema (already needed by nbformat) turns the schema into Python, where
+    # jsonschema's import alone costs more than `show` itself. Making and compiling that
+    # code takes ~45 ms, a fifth of a re-run served from the cache, so it is kept as a
+    # module in the user's cache folder, where Python keeps its bytecode like any module's.
     import fastjsonschema
 
-    return fastjsonschema.compile(schema())
+    try:
+        return _cached_validator(fastjsonschema)
+    except (OSError, SyntaxError, ImportError, AttributeError, ValueError):
+        return fastjsonschema.compile(schema())  # no cache folder to write: made each time
+
+
+def _cached_validator(fastjsonschema: Any) -> Callable[[Any], Any]:
+    """The validator from ``CACHE/jupyter-mlops/pipeline_schema_KEY.py``, written first when
+    it is not there; KEY is the hash of the schema and fastjsonschema's version."""
+    import importlib.util
+    import os
+
+    from ..runtime._files import atomic_write, sha256_text
+
+    text = SCHEMA_FILE.read_text(encoding="utf-8")
+    key = sha256_text(f"{fastjsonschema.VERSION}\n{text}")[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jupyter-mlops"
+    module_file = cache / f"pipeline_schema_{key}.py"
+    if not module_file.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(module_file, fastjsonschema.compile_to_code(schema()))
+    spec = importlib.util.spec_from_file_location(f"_mlops_pipeline_schema_{key}", module_file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {module_file}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # the schema's own function; its definitions' functions extend its name
+    root = min((n for n in vars(module) if n.startswith("validate_")), key=len)
+    return getattr(module, root)
 
 
 def _field(name: str) -> str:

@@ -10,6 +10,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -169,24 +170,33 @@ _DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow"
 
 def package_versions(modules: list[str]) -> dict[str, str]:
     """Installed version of the distribution behind each module (standard library: none)."""
+    found: dict[str, str] = {}
+    for versions in _module_versions(modules).values():
+        found.update(versions)
+    return dict(sorted(found.items()))
+
+
+def _module_versions(modules: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``{module: {distribution: version}}`` for each module not of the standard library."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}
     for module in modules:
         if module in sys.stdlib_module_names:
             continue
         guess = _DISTRIBUTION_OF.get(module, module)
+        mine = found[module] = {}
         try:  # the quick way: the distribution is named like the module
-            found[guess] = version(guess)
+            mine[guess] = version(guess)
             continue
         except PackageNotFoundError:
             pass
         for dist in _distributions().get(module, []):  # the slow way: scan them all
             try:
-                found[dist] = version(dist)
+                mine[dist] = version(dist)
             except PackageNotFoundError:
                 continue
-    return dict(sorted(found.items()))
+    return found
 
 
 def git_commit(folder: Path) -> str | None:
@@ -201,11 +211,25 @@ def git_commit(folder: Path) -> str | None:
 
 def environment(kernel: str, modules: list[str], folder: Path) -> dict[str, Any]:
     """What a run's results depend on besides code and data."""
+    return environments(kernel, {"": modules}, folder)[""]
+
+
+def environments(kernel: str, imports: dict[str, list[str]], folder: Path
+                 ) -> dict[str, dict[str, Any]]:
+    """:func:`environment` of each step of ``{step: modules it imports}``: each version
+    looked up and the git commit asked once for the whole run, not once per step."""
     from .. import __version__
 
-    return {"python": platform.python_version(), "platform": sys.platform,
-            "jupyter_mlops": __version__, "kernel": kernel,
-            "packages": package_versions(modules), "git_commit": git_commit(folder)}
+    versions = _module_versions(sorted({m for modules in imports.values() for m in modules}))
+    shared = {"python": platform.python_version(), "platform": sys.platform,
+              "jupyter_mlops": __version__, "kernel": kernel, "git_commit": git_commit(folder)}
+    found = {}
+    for step, modules in imports.items():
+        packages: dict[str, str] = {}
+        for module in modules:
+            packages.update(versions.get(module, {}))
+        found[step] = {**shared, "packages": dict(sorted(packages.items()))}
+    return found
 
 
 def step_key(step: Step, values: dict[str, Any], input_hashes: dict[str, str],

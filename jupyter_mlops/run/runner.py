@@ -39,7 +39,9 @@ from ..pipeline.stepnotebook import (
 from ..runtime._files import atomic_write, sha256_file
 from ..runtime.checks import CHECKS_FILE
 from .cache import (
-    environment,
+    environments as environments_of,
+)
+from .cache import (
     file_fingerprints,
     reuse,
     step_imports,
@@ -388,8 +390,8 @@ def _plan(folder: Path, options: RunOptions) -> _Plan:
     fail_on_drift = options.fail_on_drift
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
-    environments = {s.name: environment(kernel_name, step_imports(folder / s.notebook),
-                                        folder.resolve()) for s in spec.steps}
+    environments = environments_of(kernel_name, {
+        s.name: step_imports(folder / s.notebook) for s in spec.steps}, folder.resolve())
     kernel = KernelCommand(kernel_name, str((folder / spec.workdir).resolve()),
                            tuple(arguments))
     return _Plan(spec, folder, options, values, modes, environments, kernel, fail_on_drift)
