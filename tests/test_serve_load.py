@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loop_helpers import build_pipeline
@@ -109,19 +110,21 @@ def _body(client: int, serial: int) -> tuple[bytes, int]:
     return b'[{"a": 0.25, "b": -1.5, "c": "' + b"y" * (1 << 20) + b'"}]', 413
 
 
-def _client(port: int, number: int, deadline: float, statuses: Counter[tuple[int, int]],
-            failures: list[str], lock: threading.Lock) -> None:
-    """Post bodies on one keep-alive connection until ``deadline``; count what came back."""
+def post_until(port: int, path: str, deadline: float,
+               next_body: Callable[[], tuple[bytes, int, Any]],
+               check: Callable[[bytes, Any], str | None], statuses: Counter[tuple[int, int]],
+               failures: list[str], lock: threading.Lock) -> None:
+    """Post bodies from ``next_body`` (body, status it must get, what ``check`` is given) on
+    one keep-alive connection until ``deadline``; count (expected, got) statuses, and note a
+    failure for a wrong status, a failed connection (but for a 413's), or what ``check``
+    says of a 200's body."""
     conn: http.client.HTTPConnection | None = None
-    serial = 0
     while time.monotonic() < deadline:
-        body, expected = _body(number, serial)
-        serial += 1
+        body, expected, extra = next_body()
         try:
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("POST", "/predict", body=body,
-                         headers={"Content-Type": "application/json"})
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
             response = conn.getresponse()
             data = response.read()
             if response.getheader("Connection", "").lower() == "close":
@@ -137,12 +140,26 @@ def _client(port: int, number: int, deadline: float, statuses: Counter[tuple[int
                 if expected != 413:
                     failures.append(f"{type(err).__name__}: {err}")
             continue
+        wrong = f"{response.status}: {data[:200]!r}" if response.status != expected else (
+            check(data, extra) if expected == 200 else None)
         with lock:
             statuses[(expected, response.status)] += 1
-            if response.status != expected:
-                failures.append(f"{response.status}: {data[:200]!r}")
+            if wrong:
+                failures.append(wrong)
     if conn is not None:
         conn.close()
+
+
+def _client(port: int, number: int, deadline: float, statuses: Counter[tuple[int, int]],
+            failures: list[str], lock: threading.Lock) -> None:
+    """Post /predict bodies of megabyte strings until ``deadline``."""
+    serial = iter(range(1 << 30))
+
+    def next_body() -> tuple[bytes, int, None]:
+        return (*_body(number, next(serial)), None)
+
+    post_until(port, "/predict", deadline, next_body, lambda data, extra: None, statuses,
+               failures, lock)
 
 
 def _metric(text: bytes, name: str) -> float:

@@ -12,7 +12,6 @@ memory stays bounded. About 85 s: 15 s to build and run the pipeline, 60 s of lo
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
 import shutil
@@ -26,7 +25,13 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import EXAMPLES
-from test_serve_load import ANSWER_WITHIN, MAX_GROWTH_KIB, WARM_UP_SECONDS, ServeProcess
+from test_serve_load import (
+    ANSWER_WITHIN,
+    MAX_GROWTH_KIB,
+    WARM_UP_SECONDS,
+    ServeProcess,
+    post_until,
+)
 from test_serve_raw import by_hand, cli, raw_rows, records
 
 from jupyter_mlops.run.store import RunStore, default_store
@@ -89,43 +94,18 @@ def _request(rows: list[dict[str, Any]], expected: list[Any], rng: random.Random
 def _client(port: int, number: int, deadline: float, churn: tuple[Any, Any, Any],
             statuses: Counter[tuple[int, int]], failures: list[str], lock: threading.Lock
             ) -> None:
-    """Post bodies on one keep-alive connection until ``deadline``; check every answer."""
+    """Post raw bodies until ``deadline``; each 200 must hold its own records' predictions."""
     _, rows, expected = churn
     rng = random.Random(number)
-    conn: http.client.HTTPConnection | None = None
-    while time.monotonic() < deadline:
-        body, status, predictions = _request(rows, expected, rng)
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("POST", "/predict/raw", body=body,
-                         headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            data = response.read()
-            if response.getheader("Connection", "").lower() == "close":
-                conn.close()
-                conn = None
-        except (OSError, http.client.HTTPException) as err:
-            if conn is not None:  # a 413 may close the connection while the body goes
-                conn.close()
-            conn = None
-            with lock:
-                statuses[(status, -1)] += 1
-                if status != 413:
-                    failures.append(f"{type(err).__name__}: {err}")
-            continue
-        wrong = response.status != status
-        if not wrong and status == 200:
-            got = json.loads(data)
-            # a record the preparation drops (no total_charges) is None both ways
-            wrong = predictions is not None and got["predictions"] != predictions
-        with lock:
-            statuses[(status, response.status)] += 1
-            if wrong:
-                failures.append(f"{response.status} (wanted {status}, {predictions}): "
-                                f"{data[:300]!r}")
-    if conn is not None:
-        conn.close()
+
+    def check(data: bytes, predictions: list[Any] | None) -> str | None:
+        got = json.loads(data)["predictions"]
+        # a record the preparation drops (no total_charges) is None both ways
+        return None if predictions is None or got == predictions else \
+            f"wanted {predictions}, got {got}"
+
+    post_until(port, "/predict/raw", deadline, lambda: _request(rows, expected, rng), check,
+               statuses, failures, lock)
 
 
 def test_a_minute_of_raw_records_gets_each_request_its_own_predictions(
