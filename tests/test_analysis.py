@@ -652,3 +652,16 @@ def test_find_cycle_two_and_three_nodes_in_run_order():
 
 def test_find_cycle_leaves_out_nodes_not_on_it():
     assert find_cycle({"a": [], "b": ["a", "c"], "c": ["b"], "d": ["c"]}) in rotations(["b", "c"])
+
+
+def test_each_code_cell_says_the_data_names_it_binds_or_changes():
+    """What the sidebar's inline control offers a data, model or metrics mark: names bound to
+    data and names changed in place, not imports, functions or classes."""
+    analysis = analyze_cells(
+        "%%mlops step load\nimport pandas as pd\ndef helper(x):\n    return x\n"
+        "df = pd.DataFrame({'a': [1, None]})\ndf.dropna(inplace=True)",
+        "# notes",
+        "%%mlops step fit\nfrom sklearn.linear_model import LinearRegression\n"
+        "model = LinearRegression()\nmodel.fit(df[['a']], df['a'])\nscore, other = 1.0, 2",
+        "model.predict(df[['a']])")
+    assert analysis.assigns == {1: ["df"], 2: [], 3: ["model", "score", "other"], 4: []}

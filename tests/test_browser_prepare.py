@@ -35,6 +35,13 @@ def preparing(path: Path) -> list[int]:
             or "mlops:prepare" in c["metadata"].get("tags", [])]
 
 
+def saved_source(path: Path, index: int) -> str:
+    """The saved source of cell ``index`` (0-based); "" while the lab is halfway through
+    writing the file."""
+    cells = saved_cells(path)
+    return source(cells[index]) if index < len(cells) else ""
+
+
 def hint_cells(page: Any) -> list[str]:
     """The cell links of the sidebar's preparation line."""
     return page.locator(".jp-mlops-inference .jp-mlops-link").evaluate_all(
@@ -100,14 +107,14 @@ def test_mark_the_suggested_cells_prepare_in_churn(tmp_path: Path, browser: Any)
         page.locator('input[aria-label="step name"]').fill("features")
         page.locator('button.jp-mlops-role[data-role="step"]').click()
         first = "%%mlops step features --prepare\n"
-        wait_until(lambda: source(saved_cells(path)[13]).startswith(first), "the role change")
+        wait_until(lambda: saved_source(path, 13).startswith(first), "the role change")
         toggle.uncheck()
-        wait_until(lambda: source(saved_cells(path)[13]).startswith("%%mlops step features\n"),
+        wait_until(lambda: saved_source(path, 13).startswith("%%mlops step features\n"),
                    "--prepare taken off")
         page.locator('button.jp-mlops-role[data-role="none"]').click()
-        wait_until(lambda: source(saved_cells(path)[13]) == original.cells[13].source.split(
+        wait_until(lambda: saved_source(path, 13) == original.cells[13].source.split(
             "\n", 1)[1], "the mark cleared")
-        assert preparing(path) == [13]
+        wait_until(lambda: preparing(path) == [13], "only cell 13 left preparing")
     assert page.errors == []
 
 

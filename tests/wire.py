@@ -13,7 +13,8 @@ TYPES = REPO / "labextension" / "src" / "types.ts"
 #: Interfaces that mirror a Python shape field for field: no key may be missing or extra.
 EXACT = {"IAnalysis", "IPipeline", "IStep", "IParameter", "IOutput", "ICellInfo", "IProblem",
          "IExportReply", "IRunSummary", "IRunsReply", "IRunStarted", "ICaptured",
-         "IJob", "IJobSchedule", "ISlot", "IJobsReply", "IRunComparison", "ICompared"}
+         "IJob", "IJobSchedule", "ISlot", "IJobsReply", "IRunComparison", "ICompared",
+         "IDeployReply"}
 
 
 @functools.cache

@@ -73,20 +73,9 @@ def _timetable(args: argparse.Namespace) -> Timetable | None:
             raise MlopsError("--store names the run store of a job: give the job with --job "
                              "NAME too (`jupyter mlops jobs` lists them)")
         return None
-    # the jobs package is a sibling of deploy: only this face may bring the two together
-    from ..deploy.timetable import Timetable
-    from ..jobs.api import get_job
+    from ..jobs.api import job_timetable
 
-    job = get_job(args.pipeline, args.job, store=args.store)
-    return Timetable(name=job.name, cron=job.schedule.cron, tz=job.schedule.tz,
-                     every=job.schedule.every, parameters=dict(job.parameters),
-                     enabled=job.state == "active")
-
-
-def _scheduled(timetable: Timetable) -> str:
-    """`` (schedule: cron 0 2 * * * (Europe/Berlin), parameters n=300)``."""
-    paused = "" if timetable.enabled else ", paused like the job"
-    return f" (schedule: {timetable.describe()}, {timetable.describe_parameters()}{paused})"
+    return job_timetable(args.pipeline, args.job, store=args.store)
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
@@ -96,7 +85,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     timetable = _timetable(args)
     path = write_dag(args.pipeline, args.output, artifacts=args.artifacts,
                      retries=args.retries, timeout=args.timeout, timetable=timetable)
-    print(f"Wrote {path}{_scheduled(timetable) if timetable else ''}")
+    print(f"Wrote {path}{timetable.said() if timetable else ''}")
     return 0
 
 
@@ -109,7 +98,7 @@ def cmd_kfp(args: argparse.Namespace) -> int:
     recurring = recurring_path(args.output) if timetable else None
     for path in compile_pipeline(args.pipeline, args.output, image=args.image,
                                  timetable=timetable):
-        print(f"Wrote {path}{_scheduled(timetable) if timetable and path == recurring else ''}")
+        print(f"Wrote {path}{timetable.said() if timetable and path == recurring else ''}")
     warning = zone_warning(timetable) if timetable else None
     if warning:
         say(f"warning: {warning}")

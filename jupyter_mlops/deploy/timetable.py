@@ -102,6 +102,12 @@ class Timetable:
                 return f"every {int(seconds // size)}{unit}"
         return f"every {seconds:g}s"
 
+    def said(self) -> str:
+        """`` (schedule: cron 0 2 * * * (Europe/Berlin), parameters n=300)``: what an export
+        of the job says after the file it wrote."""
+        paused = "" if self.enabled else ", paused like the job"
+        return f" (schedule: {self.describe()}, {self.describe_parameters()}{paused})"
+
     def describe_parameters(self) -> str:
         """``parameters n_estimators=300, label='x'`` (each value on one line), or
         ``parameters the defaults``."""

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import shown
@@ -24,8 +24,11 @@ from .alerts import parse_condition
 from .store import ACTIVE, PAUSED, Job, JobError, JobStore
 from .timing import Schedule
 
-__all__ = ["create_job", "get_job", "list_jobs", "set_job_state", "delete_job", "job_view",
-           "open_store"]
+if TYPE_CHECKING:
+    from ..deploy.timetable import Timetable
+
+__all__ = ["create_job", "get_job", "job_timetable", "list_jobs", "set_job_state",
+           "delete_job", "job_view", "open_store"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -104,6 +107,17 @@ def get_job(pipeline_dir: str | Path, name: str, *, store: str | Path | None = N
         return jobs.job(name)
     finally:
         jobs.close()
+
+
+def job_timetable(pipeline_dir: str | Path, name: str, *, store: str | Path | None = None
+                  ) -> Timetable:
+    """The job called ``name`` as the Airflow and Kubeflow exports take it (``--job``)."""
+    from ..deploy.timetable import Timetable
+
+    job = get_job(pipeline_dir, name, store=store)
+    return Timetable(name=job.name, cron=job.schedule.cron, tz=job.schedule.tz,
+                     every=job.schedule.every, parameters=dict(job.parameters),
+                     enabled=job.state == "active")
 
 
 def job_view(jobs: JobStore, job: Job, now: float | None = None,

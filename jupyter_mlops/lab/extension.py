@@ -22,6 +22,7 @@ from .. import __version__
 from ..errors import MlopsError
 from .base import Base, answers_json, is_file
 from .base import Refused as _Refused
+from .deploys import DeployHandler
 from .guard import shown
 from .launches import LabJobs
 from .schedules import JobHandler, JobsHandler, start_scheduler
@@ -46,8 +47,8 @@ class NotFoundHandler(Base):
     async def get(self, rest: str = "") -> None:
         """Refuse, naming the routes there are."""
         raise _Refused(404, f"no route /mlops/{shown(rest)}; the routes are /mlops/version, "
-                            "analyze, export, runs, runs/RUN_ID, runs/A/diff/B, jobs "
-                            "and jobs/NAME")
+                            "analyze, export, runs, runs/RUN_ID, runs/A/diff/B, jobs, "
+                            "jobs/NAME and deploy")
 
     post = put = delete = patch = get
 
@@ -223,6 +224,7 @@ def handlers(base_url: str) -> list[tuple[str, type[APIHandler]]]:
         (url_path_join(base_url, "mlops", "runs", "([^/]+)", "diff", "([^/]+)"), CompareHandler),
         (url_path_join(base_url, "mlops", "jobs"), JobsHandler),
         (url_path_join(base_url, "mlops", "jobs", "([^/]+)"), JobHandler),
+        (url_path_join(base_url, "mlops", "deploy"), DeployHandler),
         (url_path_join(base_url, "mlops", "(.*)"), NotFoundHandler),
     ]
 

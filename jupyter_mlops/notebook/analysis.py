@@ -72,6 +72,9 @@ class Analysis:
     inference: InferencePlan | None = None
     #: When no cell is marked prepare: the cells that look like preparation.
     suggested_prepare: list[int] = field(default_factory=list)
+    #: The data names each code cell binds or changes in place, by cell number: what a
+    #: data, model or metrics mark of the cell may name.
+    assigns: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -472,4 +475,16 @@ def analyze(notebook: SourceNotebook, split: str | None = None) -> Analysis:
         inference=inference,
         suggested_prepare=suggest_prepare({p.name: p.cells for p in analyzer.steps},
                                           analyzer.names),
+        assigns={cell.number: _data_names(analyzer.names.get(cell.index))
+                 for cell in notebook.cells if cell.cell_type == "code"},
     )
+
+
+def _data_names(names: CellNames | None) -> list[str]:
+    """The names a cell binds to data (not imports, functions or classes) or changes in
+    place, in the order it binds them."""
+    if names is None:
+        return []
+    bound = [n for n, kind in names.defines.items() if kind not in _CODE_KINDS]
+    return bound + [n for n in names.mutates if n not in bound]
+

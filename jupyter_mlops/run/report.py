@@ -89,7 +89,8 @@ def describe_json(spec: PipelineSpec, analysis: Analysis | None = None) -> dict[
                 role = "setup"
             cells.append({"number": cell.number, "id": cell.cell_id,
                           "cell_type": cell.cell_type, "role": role,
-                          "step": step_of.get(cell.number)})
+                          "step": step_of.get(cell.number),
+                          "assigns": analysis.assigns.get(cell.number, [])})
     problems = [p.to_dict() for p in analysis.problems] if analysis is not None else []
     suggested = analysis.suggested_prepare if analysis is not None else []
     return {"pipeline": spec.to_dict(), "cells": cells, "problems": problems,

@@ -146,7 +146,7 @@ function prepareAndSave(
 
 /** After a mark: the `%load_ext` a magic needs (in the notebook and its kernel), a note of
  * what else was done, and a save. */
-function finish(panel: NotebookPanel, magic: boolean, say: (note: string) => void): void {
+export function finish(panel: NotebookPanel, magic: boolean, say: (note: string) => void): void {
   if (magic) {
     const note = addLoadExt(panel);
     if (note) {
@@ -157,12 +157,12 @@ function finish(panel: NotebookPanel, magic: boolean, say: (note: string) => voi
   void panel.context.save();
 }
 
-function textOf(cell: ICellModel): ICellText {
+export function textOf(cell: ICellModel): ICellText {
   return { source: cell.sharedModel.getSource(), tags: tagsOf(cell) };
 }
 
 /** Write `next` into `cell` in one transaction; whether anything changed. */
-function write(cell: ICellModel, next: ICellText): boolean {
+export function write(cell: ICellModel, next: ICellText): boolean {
   const old = textOf(cell);
   if (old.source === next.source && old.tags.join('\n') === next.tags.join('\n')) {
     return false;

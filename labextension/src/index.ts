@@ -10,11 +10,13 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { updateBadges } from './badges';
+import { updateInline } from './inline';
 import { captureTaggedCells } from './capture';
 import { activeCell, CellPositions, markAndSave, markPrepareAndSave, setPrepareAndSave } from './cells';
 import { addCommands } from './commands';
 import { followNotebooks } from './follow';
 import { SidebarModel } from './model';
+import { addAfterAndSave, selectStepCells } from './stepcells';
 import { DEFAULT_SETTINGS, watchSettings } from './settings';
 import { MlopsSidebar } from './sidebar';
 
@@ -75,7 +77,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       activeCell: () => activeCell(model.state.notebook),
       openFile: path => void app.commands.execute('docmanager:open', { path }),
       kernels: () => Object.keys(app.serviceManager.kernelspecs.specs?.kernelspecs ?? {}).sort(),
-      newNotebook: () => void app.commands.execute('notebook:create-new', {})
+      newNotebook: () => void app.commands.execute('notebook:create-new', {}),
+      selectStep: step => {
+        const panel = model.state.notebook;
+        return panel ? selectStepCells(panel, model.state.analysis, step) : 'Open a notebook first.';
+      },
+      connectSteps: (from, to) => {
+        const panel = model.state.notebook;
+        const analysis = model.state.analysis;
+        model.analyseAfterSave();
+        return panel && analysis ? addAfterAndSave(panel, analysis, from, to, say) : 'Open a notebook first.';
+      }
     });
     sidebar.title.icon = ICON;
     sidebar.title.caption = 'jupyter-mlops pipeline';
@@ -97,6 +109,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const panel = model.state.notebook;
       if (panel) {
         updateBadges(panel, model.state.analysis);
+        updateInline(panel, {
+          analysis: model.state.analysis,
+          spelling: settings.markSpelling,
+          say,
+          saving: () => model.analyseAfterSave()
+        });
       }
       addRoles(model.state.analysis?.roles ?? []);
     });

@@ -281,3 +281,52 @@ export function modelVariable(source: string): string | null {
   const fitted = [...code.matchAll(/^([A-Za-z_]\w*)\.fit\(/gm)].map(m => m[1]);
   return fitted.length ? fitted[fitted.length - 1] : null;
 }
+
+/**
+ * The step cell with `before` added to the steps it runs after, in the spelling it uses:
+ * `--after ... BEFORE` on its first line, or the tag `mlops:after=BEFORE` (roles.mark_to_tags).
+ * The same cell when it already says so; null for a cell that does not start a step.
+ */
+export function withAfter(cell: ICellText, before: string): ICellText | null {
+  const mark = readMark(cell.source, cell.tags);
+  if (!mark || mark.role !== 'step') {
+    return null;
+  }
+  const magic = magicLine(cell.source);
+  if (magic) {
+    const words = magic.args.split(/\s+/).filter(Boolean);
+    const at = words.indexOf('--after');
+    if (at < 0) {
+      const prepare = words.indexOf(PREPARE_OPTION);
+      words.splice(prepare < 0 ? words.length : prepare, 0, '--after', before);
+    } else {
+      let end = at + 1;
+      while (end < words.length && !words[end].startsWith('--')) {
+        end++;
+      }
+      if (words.slice(at + 1, end).includes(before)) {
+        return cell;
+      }
+      words.splice(end, 0, before);
+    }
+    return { source: `${magic.percent}mlops ${words.join(' ')}\n${magic.rest}`, tags: cell.tags };
+  }
+  const tag = `mlops:after=${before}`;
+  const named = cell.tags.some(
+    t => t === tag || t === `prev:${before}` || (t.startsWith('mlops:after=') && t.slice(12).split(',').includes(before))
+  );
+  if (named) {
+    return cell;
+  }
+  const prepare = cell.tags.indexOf(PREPARE_TAG);
+  const tags = [...cell.tags];
+  tags.splice(prepare < 0 ? tags.length : prepare, 0, tag);
+  return { source: cell.source, tags };
+}
+
+/** The names the cell's code assigns at top level (`NAME = ...`), in order, once each: what a
+ * data, model or metrics mark may name (the analysis does not send each cell's names). */
+export function assignedNames(source: string): string[] {
+  const code = magicLine(source)?.rest ?? source;
+  return [...new Set(assignments(code).map(([name]) => name))];
+}

@@ -8,8 +8,11 @@ import { RoleButtons } from './components/Roles';
 import { RunHistory } from './components/History';
 import { RunControls, RunProgress } from './components/Runs';
 import { JobList, ScheduleForm } from './components/Schedule';
+import { DeployForm } from './components/Deploy';
+import { exportAndDeploy } from './deploy';
 import { ICellMark, Role } from './marks';
 import { FINISHED, SidebarModel } from './model';
+import { IStep } from './types';
 
 /** What the sidebar asks of the application (kept out of the model: UI actions). */
 export interface ISidebarActions {
@@ -26,6 +29,10 @@ export interface ISidebarActions {
   /** The names of the kernels installed on the server, for the run form. */
   kernels: () => string[];
   newNotebook: () => void;
+  /** Select the cells of a step of the graph; why not, or null. */
+  selectStep: (step: IStep) => string | null;
+  /** Make step `to` run after step `from` (`--after`), and save; why not, or null. */
+  connectSteps: (from: string, to: string) => string | null;
 }
 
 function Section(props: { title: string; children: React.ReactNode }): JSX.Element {
@@ -143,7 +150,12 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
             </Section>
           )}
           <Section title="Steps">
-            <StepGraph steps={a.pipeline.steps} status={stepStatus} />
+            <StepGraph
+              steps={a.pipeline.steps}
+              status={stepStatus}
+              onSelect={actions.selectStep}
+              onConnect={actions.connectSteps}
+            />
             <Steps analysis={a} links={links} />
             <Inference analysis={a} links={links} onMarkPrepare={actions.markPrepare} />
           </Section>
@@ -179,6 +191,18 @@ function SidebarView(props: { model: SidebarModel; actions: ISidebarActions }): 
                 busy={s.busy}
                 onState={(name, action) => void model.jobs.setState(name, action)}
                 onDelete={name => void model.jobs.remove(name)}
+              />
+            </Section>
+          )}
+          {a.exported && (
+            <Section title="Deploy">
+              <DeployForm
+                key={a.pipeline_dir}
+                pipelineDir={a.pipeline_dir}
+                jobs={s.jobs.map(job => job.name)}
+                busy={s.busy}
+                onDeploy={(target, options) => exportAndDeploy(() => model.exportPipeline(), target, options)}
+                onOpen={actions.openFile}
               />
             </Section>
           )}

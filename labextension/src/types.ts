@@ -73,6 +73,9 @@ export interface ICellInfo {
   cell_type: string;
   role: string | null;
   step: string | null;
+  /** The data names the cell binds or changes in place (what a data/model/metrics mark may
+   * name). */
+  assigns: string[];
 }
 
 /** A problem the analysis found (errors.Problem). */
@@ -277,6 +280,35 @@ export interface IJobRequest {
   on_failure?: string;
   webhook?: string;
   notify?: string;
+}
+
+/** What POST /mlops/deploy writes: an Airflow DAG folder or a KFP pipeline YAML, with the
+ * CLI's options (`jupyter mlops airflow` / `kfp`); empty strings are left out. */
+export interface IDeployOptions {
+  output: string;
+  job?: string;
+  artifacts?: string;
+  retries?: number;
+  timeout?: number;
+  image?: string;
+}
+
+/** POST /mlops/deploy. */
+export interface IDeployRequest {
+  pipeline: string;
+  target: string;
+  options: IDeployOptions;
+}
+
+/** POST /mlops/deploy's answer (lab.deploys.DeployHandler): the files written, relative to
+ * the root, the main one first; the lines the CLI prints, the first as the summary. */
+export interface IDeployReply {
+  target: string;
+  path: string;
+  files: string[];
+  summary: string;
+  lines: string[];
+  warning: string | null;
 }
 
 /** Every 4xx answer. */

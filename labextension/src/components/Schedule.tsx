@@ -17,7 +17,7 @@ export function localTime(seconds: number): string {
   return new Date(seconds * 1000).toLocaleString();
 }
 
-function Field(props: { label: string; children: React.ReactNode }): JSX.Element {
+export function Field(props: { label: string; children: React.ReactNode }): JSX.Element {
   return (
     <label className="jp-mlops-field">
       <span>{props.label}</span>
@@ -27,7 +27,7 @@ function Field(props: { label: string; children: React.ReactNode }): JSX.Element
 }
 
 /** A labelled text input; `aria` names it for screen readers (and tests). */
-function TextField(props: {
+export function TextField(props: {
   label: string;
   aria: string;
   value: string;
