@@ -84,3 +84,67 @@ def test_the_inline_control_marks_its_cell(tmp_path: Path, browser: Any) -> None
         assert page.locator(".jp-Notebook").evaluate("e => e.scrollWidth <= e.clientWidth + 1")
         shot(page, "inline-2-changed")
     assert page.errors == []
+
+
+AFTER_CELLS = [
+    "%load_ext jupyter_mlops",
+    "%%mlops step a\nx = 1",
+    "%%mlops step b\ny = 2",
+    ("%%mlops step c --after a\nz = 3"),
+    ("q = 4", ["mlops:step=d", "keep-me"]),
+    "%%mlops metrics score\nscore = 0.5",
+]
+
+
+def test_after_choices_and_thresholds_in_the_inline_control(tmp_path: Path,
+                                                            browser: Any) -> None:
+    """A step's "after" boxes write `--after` (or `mlops:after=` tags) and refuse a cycle; a
+    `%%mlops metrics` cell's min and max fields write `--min`/`--max`."""
+    page = browser
+    root = tmp_path / "root"
+    path = write_notebook(root / "after.ipynb", *AFTER_CELLS)
+    with running_lab(root, tmp_path / "lab") as lab:
+        open_sidebar(page, lab, "after.ipynb")
+        c = control(page, 3)
+        c.locator('input[data-after="a"]').wait_for(timeout=30_000)
+        boxes = c.locator("input[data-after]")
+        assert boxes.evaluate_all("els => els.map(e => [e.dataset.after, e.checked])") == [
+            ["a", True], ["b", False], ["d", False]]
+        c.locator('input[data-after="b"]').check()
+        saved_cell(path, lambda x: source(x).startswith("%%mlops step c --after a b\n"),
+                   "--after a b")
+        control(page, 3).locator('input[data-after="a"]').uncheck()
+        saved_cell(path, lambda x: source(x) == "%%mlops step c --after b\nz = 3",
+                   "--after b alone")
+        # the tag spelling: one tag a step, other tags kept
+        control(page, 4).locator('input[data-after="c"]').check()
+        saved_cell(path, lambda x: x["metadata"].get("tags") == [
+            "keep-me", "mlops:step=d", "mlops:after=c"] or x["metadata"].get("tags") == [
+            "mlops:step=d", "keep-me", "mlops:after=c"], "the mlops:after tag")
+        # once the panel has analysed it: b after d would close b -> c -> d -> b
+        edge(page, "c", "d").wait_for(state="attached", timeout=30_000)
+        edge(page, "b", "c").wait_for(state="attached", timeout=30_000)
+        before = path.read_text()
+        control(page, 2).locator('input[data-after="d"]').click()  # refused: stays unticked
+        problem = control(page, 2).locator(".jp-mlops-inline-problem")
+        problem.wait_for()
+        assert problem.text_content() == ("Step b cannot run after d: d already runs after b, "
+                                          "which would make a cycle.")
+        assert not control(page, 2).locator('input[data-after="d"]').is_checked()
+        assert path.read_text() == before
+
+        # thresholds of a metrics cell
+        m = control(page, 5)
+        low = m.locator('input[aria-label="minimum of a metric"]')
+        low.fill("score=0.4")
+        low.press("Enter")
+        saved_cell(path, lambda x: source(x).startswith("%%mlops metrics score --min score=0.4\n"),
+                   "--min")
+        high = control(page, 5).locator('input[aria-label="maximum of a metric"]')
+        high.fill("score=oops")
+        high.press("Enter")
+        problem = control(page, 5).locator(".jp-mlops-inline-problem")
+        problem.wait_for()
+        assert "`score=oops` is not NAME=NUMBER" in problem.text_content()
+        shot(page, "inline-3-after-and-thresholds")
+    assert page.errors == []

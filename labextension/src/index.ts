@@ -110,7 +110,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (panel) {
         updateBadges(panel, model.state.analysis);
         updateInline(panel, {
-          analysis: model.state.analysis,
+          // read when a control is used, not when it was built: the analysis moves on
+          get analysis() {
+            return model.state.analysis;
+          },
           spelling: settings.markSpelling,
           say,
           saving: () => model.analyseAfterSave()

@@ -3,16 +3,23 @@ import { NotebookPanel } from '@jupyterlab/notebook';
 
 import { finish, textOf, write } from './cells';
 import {
+  afterSteps,
   assignedNames,
   ICellMark,
+  ICellText,
   IMarkRequest,
   magicLine,
   modelVariable,
   readMark,
   Spelling,
   stepNameProblem,
-  withRole
+  thresholdProblem,
+  thresholds,
+  withAfterSteps,
+  withRole,
+  withThresholds
 } from './marks';
+import { makesCycle } from './stepcells';
 import { IAnalysis } from './types';
 
 const INLINE = 'jp-mlops-inline';
@@ -83,8 +90,82 @@ function mark(panel: NotebookPanel, cell: Cell, request: IMarkRequest, host: IIn
   return null;
 }
 
-/** The control of one marked cell: role, step (an existing one or new), and the names it
- * records for data, model and metrics. */
+/** Write `next` into the cell (unless null: a why) and save as a role change does. */
+function rewrite(panel: NotebookPanel, cell: Cell, next: ICellText | null, host: IInlineHost): void {
+  if (next && write(cell.model, next)) {
+    host.saving();
+    finish(panel, magicLine(next.source) !== null, host.say);
+  }
+}
+
+/** "after" choices of a step cell: a box per other step; a choice that would make a cycle
+ * is refused with one line in `problem`. */
+function afterChoices(panel: NotebookPanel, cell: Cell, name: string, host: IInlineHost, problem: HTMLElement): HTMLElement {
+  const box = element('span', 'jp-mlops-inline-after', 'after');
+  const steps = host.analysis?.pipeline.steps ?? [];
+  const current = afterSteps(textOf(cell.model));
+  for (const other of steps.map(s => s.name).filter(n => n !== name)) {
+    const chip = element('label', 'jp-mlops-inline-name');
+    const check = element('input', '');
+    check.type = 'checkbox';
+    check.checked = current.includes(other);
+    check.dataset.after = other;
+    check.addEventListener('change', () => {
+      if (check.checked && makesCycle(host.analysis?.pipeline.steps ?? [], other, name)) {
+        check.checked = false;
+        problem.textContent = `Step ${name} cannot run after ${other}: ${other} already runs after ${name}, which would make a cycle.`;
+        return;
+      }
+      const chosen = Array.from(box.querySelectorAll<HTMLInputElement>('input[data-after]'))
+        .filter(i => i.checked)
+        .map(i => i.dataset.after ?? '');
+      problem.textContent = '';
+      rewrite(panel, cell, withAfterSteps(textOf(cell.model), chosen), host);
+    });
+    chip.append(check, document.createTextNode(other));
+    box.appendChild(chip);
+  }
+  return box;
+}
+
+/** Thresholds of a `%%mlops metrics` cell: `--min` and `--max` as `NAME=VALUE ...`, set on
+ * Enter or when the field is left. */
+function thresholdFields(panel: NotebookPanel, cell: Cell, host: IInlineHost, problem: HTMLElement): HTMLElement[] {
+  const given = thresholds(textOf(cell.model));
+  if (!given) {
+    return [];
+  }
+  const fields = (['min', 'max'] as const).map(bound => {
+    const field = element('input', 'jp-mlops-inline-threshold');
+    field.type = 'text';
+    field.value = given[bound].join(' ');
+    field.placeholder = `${bound}: f1=0.5`;
+    field.setAttribute('aria-label', `${bound}imum of a metric`);
+    return field;
+  });
+  const set = (): void => {
+    const [min, max] = fields.map(f => f.value.split(/\s+/).filter(Boolean));
+    const wrong = [...min, ...max].map(thresholdProblem).find(Boolean);
+    problem.textContent = wrong ?? '';
+    if (!wrong) {
+      rewrite(panel, cell, withThresholds(textOf(cell.model), min, max), host);
+    }
+  };
+  for (const field of fields) {
+    field.addEventListener('change', set);
+    field.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        event.stopPropagation(); // the notebook's Enter (edit mode) is not for this field
+        field.blur();
+      }
+    });
+  }
+  return fields;
+}
+
+/** The control of one marked cell: role, step (an existing one or new) and the steps it
+ * runs after, the names it records for data, model and metrics, and a metrics cell's
+ * thresholds. */
 function build(panel: NotebookPanel, cell: Cell, current: ICellMark, host: IInlineHost): HTMLElement {
   const box = element('div', INLINE);
   const problem = element('span', 'jp-mlops-inline-problem jp-mlops-error');
@@ -123,7 +204,7 @@ function build(panel: NotebookPanel, cell: Cell, current: ICellMark, host: IInli
         typed.blur(); // rebuilt with the new name once the analysis has it
       }
     });
-    box.append(step, typed);
+    box.append(step, typed, afterChoices(panel, cell, name, host, problem));
   } else if (NAMED.has(current.role)) {
     // the analysis knows what the saved cell binds; the source, what an unsaved edit binds
     const info = host.analysis?.cells.find(c => c.id === cell.model.id);
@@ -145,6 +226,9 @@ function build(panel: NotebookPanel, cell: Cell, current: ICellMark, host: IInli
       chip.append(check, document.createTextNode(name));
       box.appendChild(chip);
     }
+  }
+  if (current.role === 'metrics') {
+    box.append(...thresholdFields(panel, cell, host, problem));
   }
   box.appendChild(problem);
   return box;
@@ -176,7 +260,7 @@ export function updateInline(panel: NotebookPanel, host: IInlineHost): void {
       old?.remove();
       continue;
     }
-    const key = JSON.stringify([current, steps, host.analysis?.roles ?? [], text?.source]);
+    const key = JSON.stringify([current, steps, host.analysis?.roles ?? [], text?.source, text?.tags]);
     if (old && (old.dataset.key === key || old.contains(document.activeElement))) {
       continue;
     }

@@ -324,6 +324,103 @@ export function withAfter(cell: ICellText, before: string): ICellText | null {
   return { source: cell.source, tags };
 }
 
+/** The words after `option` on a magic line, up to the next option. */
+function optionWords(words: string[], option: string): string[] {
+  const found: string[] = [];
+  words.forEach((word, at) => {
+    if (word === option) {
+      for (let i = at + 1; i < words.length && !words[i].startsWith('--'); i++) {
+        found.push(words[i]);
+      }
+    }
+  });
+  return found;
+}
+
+/** The magic line's words without `option` and the words it takes. */
+function withoutOption(words: string[], option: string): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] === option) {
+      while (i + 1 < words.length && !words[i + 1].startsWith('--')) {
+        i++;
+      }
+    } else {
+      kept.push(words[i]);
+    }
+  }
+  return kept;
+}
+
+/** The steps a step cell runs after (`--after A B`, `mlops:after=A`, Kale's `prev:A`). */
+export function afterSteps(cell: ICellText): string[] {
+  const magic = magicLine(cell.source);
+  if (magic) {
+    return optionWords(magic.args.split(/\s+/).filter(Boolean), '--after');
+  }
+  return [
+    ...new Set(
+      cell.tags.flatMap(t =>
+        t.startsWith('mlops:after=') ? t.slice('mlops:after='.length).split(',') : t.startsWith('prev:') ? [t.slice(5)] : []
+      )
+    )
+  ].filter(Boolean);
+}
+
+/** The step cell running after exactly `steps`, in the spelling it uses; null for a cell
+ * that does not start a step. */
+export function withAfterSteps(cell: ICellText, steps: string[]): ICellText | null {
+  const mark = readMark(cell.source, cell.tags);
+  if (!mark || mark.role !== 'step') {
+    return null;
+  }
+  const magic = magicLine(cell.source);
+  if (magic) {
+    const words = withoutOption(magic.args.split(/\s+/).filter(Boolean), '--after');
+    if (steps.length) {
+      const prepare = words.indexOf(PREPARE_OPTION);
+      words.splice(prepare < 0 ? words.length : prepare, 0, '--after', ...steps);
+    }
+    return { source: `${magic.percent}mlops ${words.join(' ')}\n${magic.rest}`, tags: cell.tags };
+  }
+  const others = cell.tags.filter(t => !t.startsWith('mlops:after=') && !t.startsWith('prev:'));
+  const prepare = others.indexOf(PREPARE_TAG);
+  others.splice(prepare < 0 ? others.length : prepare, 0, ...steps.map(s => `mlops:after=${s}`));
+  return { source: cell.source, tags: others };
+}
+
+/** A metrics cell's thresholds as written on its magic line: `{min: ['f1=0.5'], max: [...]}`;
+ * null for a cell not marked `%%mlops metrics` (tags carry no thresholds). */
+export function thresholds(cell: ICellText): { min: string[]; max: string[] } | null {
+  const magic = magicLine(cell.source);
+  const words = magic ? magic.args.split(/\s+/).filter(Boolean) : [];
+  if (words[0] !== 'metrics') {
+    return null;
+  }
+  return { min: optionWords(words, '--min'), max: optionWords(words, '--max') };
+}
+
+/** The metrics cell with its thresholds set to `min` and `max` (`NAME=VALUE` each); null
+ * for a cell not marked `%%mlops metrics`. */
+export function withThresholds(cell: ICellText, min: string[], max: string[]): ICellText | null {
+  const magic = magicLine(cell.source);
+  if (!magic || !thresholds(cell)) {
+    return null;
+  }
+  const words = withoutOption(withoutOption(magic.args.split(/\s+/).filter(Boolean), '--min'), '--max');
+  words.push(...(min.length ? ['--min', ...min] : []), ...(max.length ? ['--max', ...max] : []));
+  return { source: `${magic.percent}mlops ${words.join(' ')}\n${magic.rest}`, tags: cell.tags };
+}
+
+/** What is wrong with a threshold `NAME=VALUE` (roles._threshold), or null. */
+export function thresholdProblem(text: string): string | null {
+  const [name, value] = text.split('=', 2);
+  if (value === undefined || !/^[^\W\d]\w*$/u.test(name) || value.trim() === '' || !Number.isFinite(Number(value))) {
+    return `\`${text}\` is not NAME=NUMBER, e.g. f1=0.5`;
+  }
+  return null;
+}
+
 /** The names the cell's code assigns at top level (`NAME = ...`), in order, once each: what a
  * data, model or metrics mark may name (the analysis does not send each cell's names). */
 export function assignedNames(source: string): string[] {
