@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,7 @@ import textwrap
 import time
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
+from _serving import CLI, EXAMPLES, churn_pipeline
 
 #: Side B: the notebook's cells 13 and 14 written out, as tests/test_serve_raw.py::by_hand.
 BY_HAND = textwrap.dedent('''\
@@ -55,20 +53,6 @@ BY_HAND = textwrap.dedent('''\
         out.loc[kept.to_numpy(), f"proba_{label}"] = proba[:, index]
     out.to_csv(output, index=False)
 ''')
-
-
-def _pipeline(root: Path) -> tuple[Path, Path]:
-    """The exported, run churn pipeline, and the folder of its model's artifacts."""
-    from jupyter_mlops.run.store import RunStore, default_store
-
-    shutil.copytree(EXAMPLES / "churn", root / "churn")
-    subprocess.run([*CLI, "export", str(root / "churn" / "churn.ipynb"), "-o", str(root / "p")],
-                   check=True, capture_output=True)
-    subprocess.run([*CLI, "run", str(root / "p")], check=True, capture_output=True)
-    store = RunStore(default_store(root / "p"))
-    run = store.runs()[0]
-    store.close()
-    return root / "p", Path(run.folder) / "artifacts" / "train_tuned"
 
 
 def _raw_file(root: Path, rows: int, kind: str) -> Path:
@@ -132,7 +116,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["JUPYTER_MLOPS_SCHEDULER"] = "off"
-        pipeline, folder = _pipeline(root)
+        pipeline, run = churn_pipeline(root)
+        folder = Path(run.folder) / "artifacts" / "train_tuned"
         data = _raw_file(root, args.rows, args.format)
         (root / "by_hand.py").write_text(BY_HAND, encoding="utf-8")
         print(f"{args.rows:,} raw records, {args.format}, {data.stat().st_size / 2**20:.0f} MiB")

@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import queue
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,8 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
+from _serving import churn_bodies, churn_pipeline, threaded_load
 
 #: Run once in this process and in each kernel: the run's model and preparation loaded, and
 #: the function that serves one request body.
@@ -65,33 +62,6 @@ def _mlops_serve(body):
         answers.insert(index, None)
     return answers
 '''
-
-
-def _pipeline(root: Path) -> tuple[Path, str]:
-    from jupyter_mlops.run.store import RunStore, default_store
-
-    shutil.copytree(EXAMPLES / "churn", root / "churn")
-    subprocess.run([*CLI, "export", str(root / "churn" / "churn.ipynb"), "-o", str(root / "p")],
-                   check=True, capture_output=True)
-    subprocess.run([*CLI, "run", str(root / "p")], check=True, capture_output=True)
-    store = RunStore(default_store(root / "p"))
-    run_id = store.runs()[0].run_id
-    store.close()
-    return root / "p", run_id
-
-
-def _bodies(root: Path, size: int) -> list[bytes]:
-    """Request bodies of ``size`` raw records each (some with nulls the cells fill or drop)."""
-    import pandas as pd
-
-    raw = pd.read_csv(root / "churn" / "data" / "churn.csv").drop(columns=["churned"])
-    records = json.loads(raw.to_json(orient="records"))
-    return [json.dumps(records[i:i + size]).encode() for i in range(0, 1000, max(size, 7))]
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 class Kernel:
@@ -148,43 +118,16 @@ class Kernel:
 def _one_client(serve: Callable[[bytes], Any], bodies: list[bytes], seconds: float
                 ) -> dict[str, float]:
     """One client, requests one after another for ``seconds``."""
-    times, n = [], 0
-    stop = time.monotonic() + seconds
-    began = time.perf_counter()
-    while time.monotonic() < stop:
-        start = time.perf_counter()
-        serve(bodies[n % len(bodies)])
-        times.append(time.perf_counter() - start)
-        n += 1
-    took = time.perf_counter() - began
-    return {"rps": len(times) / took, "p50": _percentile(times, 0.5) * 1000,
-            "p99": _percentile(times, 0.99) * 1000}
+    return _many_clients(serve, bodies, 1, seconds)
 
 
 def _many_clients(serve: Callable[[bytes], Any], bodies: list[bytes], clients: int,
                   seconds: float) -> dict[str, float]:
     """``clients`` threads sending requests at once for ``seconds``."""
-    latencies: list[float] = []
-    stop = time.monotonic() + seconds
+    def connect() -> tuple[Callable[[bytes], bool], Callable[[], None]]:
+        return (lambda body: serve(body) is not None), (lambda: None)
 
-    def client(index: int) -> None:
-        mine, n = [], index
-        while time.monotonic() < stop:
-            start = time.perf_counter()
-            serve(bodies[n % len(bodies)])
-            mine.append(time.perf_counter() - start)
-            n += clients
-        latencies.extend(mine)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    took = time.perf_counter() - began
-    return {"rps": len(latencies) / took, "p50": _percentile(latencies, 0.5) * 1000,
-            "p99": _percentile(latencies, 0.99) * 1000}
+    return threaded_load(connect, bodies, clients, seconds)
 
 
 def _queued(workers: list[Callable[[bytes], Any]]) -> tuple[Callable[[bytes], Any], Any]:
@@ -260,7 +203,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["JUPYTER_MLOPS_SCHEDULER"] = "off"
-        pipeline, run_id = _pipeline(root)
+        pipeline, run = churn_pipeline(root)
+        run_id = run.run_id
         setup = SETUP.format(pipeline=str(pipeline), run_id=run_id)
         namespace: dict[str, Any] = {"__name__": "__bench_setup__"}
         exec(compile(setup, "<setup>", "exec"), namespace)
@@ -276,7 +220,7 @@ def main() -> None:
                     kernel.drain()
 
             for size in (1, 100):
-                bodies = _bodies(root, size)
+                bodies = churn_bodies(root, size)
                 wrong = sum(kernels[0].serve(b) != here(b) for b in bodies)
                 print(f"{size} record(s)/request: the kernel's answers "
                       f"{'match' if not wrong else 'DO NOT match'} in-process ones "

@@ -14,75 +14,34 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
+from _serving import CLI, churn_bodies, churn_pipeline, figures, threaded_load
+
 SETTINGS = {"alone": ["--batch-window", "0"], "batched": [],
             "batched, 2 workers": ["--workers", "2"]}
 
 
-def _pipeline(root: Path) -> Path:
-    shutil.copytree(EXAMPLES / "churn", root / "churn")
-    subprocess.run([*CLI, "export", str(root / "churn" / "churn.ipynb"), "-o", str(root / "p")],
-                   check=True, capture_output=True)
-    subprocess.run([*CLI, "run", str(root / "p")], check=True, capture_output=True)
-    return root / "p"
-
-
-def _bodies(root: Path, size: int) -> list[bytes]:
-    import pandas as pd
-
-    raw = pd.read_csv(root / "churn" / "data" / "churn.csv").drop(columns=["churned"])
-    raw = raw[raw["total_charges"].notna()]
-    records = json.loads(raw.to_json(orient="records"))
-    return [json.dumps(records[i:i + size]).encode() for i in range(0, 1000, max(size, 7))]
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
 def _load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = [0]
-    stop = time.monotonic() + seconds
-
-    def client(index: int) -> None:
+    """``clients`` threads posting to ``/predict/raw``, each on a keep-alive connection."""
+    def connect() -> tuple[Any, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, n = [], index
-        while time.monotonic() < stop:
-            body = bodies[n % len(bodies)]
-            n += clients
-            began = time.perf_counter()
+
+        def send(body: bytes) -> bool:
             conn.request("POST", "/predict/raw", body=body)
             response = conn.getresponse()
             response.read()
-            mine.append(time.perf_counter() - began)
-            if response.status != 200:
-                errors[0] += 1
-        conn.close()
-        latencies.extend(mine)
+            return response.status == 200
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    took = time.perf_counter() - began
-    return {"rps": len(latencies) / took, "p50": _percentile(latencies, 0.5) * 1000,
-            "p99": _percentile(latencies, 0.99) * 1000, "errors": errors[0]}
+        return send, conn.close
+
+    return threaded_load(connect, bodies, clients, seconds)
 
 
 def _served(pipeline: Path, extra: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -110,8 +69,7 @@ def _loop(pipeline: Path, bodies: list[bytes], seconds: float) -> dict[str, floa
         served.model.predict(prepared[served.features])
         times.append(time.perf_counter() - began)
         n += 1
-    return {"rps": len(times) / sum(times), "p50": _percentile(times, 0.5) * 1000,
-            "p99": _percentile(times, 0.99) * 1000, "errors": 0}
+    return figures(times, sum(times))
 
 
 def main() -> None:
@@ -123,9 +81,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["JUPYTER_MLOPS_SCHEDULER"] = "off"
-        pipeline = _pipeline(Path(tmp))
+        pipeline, _ = churn_pipeline(Path(tmp))
         for size in (1, 100):
-            bodies = _bodies(Path(tmp), size)
+            bodies = churn_bodies(Path(tmp), size, complete=True)
             base = _loop(pipeline, bodies, args.seconds)
             print(f"{size} record(s)/request, plain loop in one process: {base['rps']:.0f} "
                   f"requests/s, p50 {base['p50']:.1f} ms, p99 {base['p99']:.1f} ms")
