@@ -145,8 +145,8 @@ def _inputs(run: RunRecord, plan: InferencePlan) -> str:
     shas = sorted((s.step, name, m.get("sha256")) for s in run.steps
                   for name, m in s.outputs.items())
     parameters = {name: run.parameters.get(name) for name in plan.parameters}
-    return hashlib.sha256(json.dumps([shas, parameters], sort_keys=True, default=str)
-                          .encode()).hexdigest()
+    return hashlib.sha256(json.dumps({"artifacts": shas, "parameters": parameters},
+                                     sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _reused(checks: _CheckStore, run: RunRecord, plan: InferencePlan) -> dict[str, Any] | None:
