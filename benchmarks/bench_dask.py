@@ -1,13 +1,15 @@
-"""Dask with 2 process workers on the churn example (two independent training branches) /
-the local executor with `-j 1` on the same pipeline; whole processes, forced runs.
-The cluster's start is not counted: it serves every run, as a real cluster would, and stays
-up (idle) while the local runs are timed.
+"""Dask with 2 process workers against the local executor (`-j 1` and `-j 2`), whole
+processes, forced runs, on two pipelines: the churn example (two independent training
+branches after three shared steps) and a wide one (8 independent steps of about 2 s of
+Python each, generated). The cluster's start is not counted: it serves every run, as a real
+cluster would, and stays up (idle) while the local runs are timed.
 
-The two are run alternately, round by round (dask, local, then again), so that a change in
-the machine's load falls on both alike. Printed: each one's median wall time, and the ratio
-as the median and min-max of the per-round ratios with the load average. Needs `distributed`.
+The sides run alternately, round by round (dask, -j 1, -j 2, then again), so that a change
+in the machine's load falls on all alike. Printed: each one's median wall time, and the
+ratios as the median and min-max of the per-round ratios with the load average. Needs
+`distributed`.
 
-    python benchmarks/bench_dask.py [--repeat 3]
+    python benchmarks/bench_dask.py [--repeat 3] [--only churn|wide]
 """
 
 from __future__ import annotations
@@ -28,34 +30,82 @@ CLUSTER = ("import sys\nfrom distributed import LocalCluster\n"
            "print(c.scheduler_address, flush=True)\nsys.stdin.read()\nc.close()\n")
 
 
+WIDE_STEP = ("%%mlops step s{n}\n"
+             "total = 0\n"
+             "for i in range({loops}):\n"
+             "    total += i * i % 7\n"
+             "r{n} = total")
+
+
+def _wide(folder: Path, loops: int) -> Path:
+    """A notebook of 8 independent steps, each ``loops`` turns of a Python loop."""
+    import nbformat
+
+    cells = ["%load_ext jupyter_mlops"] + [WIDE_STEP.format(n=n, loops=loops)
+                                          for n in range(8)]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(folder / "wide.ipynb"))
+    return folder / "wide.ipynb"
+
+
+def _loops_for(seconds: float) -> int:
+    """How many turns of the wide step's loop take about ``seconds`` here, run as a cell runs
+    it (at top level, its names global)."""
+    import time
+
+    code = compile(WIDE_STEP.format(n=0, loops=1_000_000).split("\n", 1)[1], "<cell>", "exec")
+    start = time.perf_counter()
+    exec(code, {})
+    return int(1_000_000 * seconds / (time.perf_counter() - start))
+
+
+def _compare(name: str, pipeline: str, address: str, tmp: str, repeat: int) -> None:
+    """Time dask, -j 1 and -j 2 alternately on ``pipeline``; print the figures."""
+    cli = [sys.executable, "-m", "jupyter_mlops.cli"]
+    run = [*cli, "run", pipeline, "--force"]
+    times = walls({
+        "dask (2 workers)": [*run, "--executor", "dask", "--scheduler", address,
+                             "--runs-dir", f"{tmp}/{name}-d"],
+        "local -j 1": [*run, "-j", "1", "--runs-dir", f"{tmp}/{name}-1"],
+        "local -j 2": [*run, "-j", "2", "--runs-dir", f"{tmp}/{name}-2"],
+    }, repeat)
+    print(f"{name}: {medians_line(times)}")
+    for local in ("local -j 1", "local -j 2"):
+        print("  " + ratio_line(f"dask / {local}", times["dask (2 workers)"], times[local]))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Time dask and the local executor alternately ``--repeat`` rounds; print the ratio."""
+    """Time dask and the local executor alternately ``--repeat`` rounds; print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=rounds, default=3, help="rounds (default 3)")
-    repeat = parser.parse_args(argv).repeat
+    parser.add_argument("--only", choices=["churn", "wide"], help="one pipeline only")
+    args = parser.parse_args(argv)
+    cli = [sys.executable, "-m", "jupyter_mlops.cli"]
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "churn"
-        shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("*_pipeline"))
-        cli = [sys.executable, "-m", "jupyter_mlops.cli"]
-        timed([*cli, "export", str(work / "churn.ipynb")])
-        pipeline = str(work / "churn_pipeline")
+        pipelines = {}
+        if args.only in (None, "churn"):
+            work = Path(tmp) / "churn"
+            shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("*_pipeline"))
+            timed([*cli, "export", str(work / "churn.ipynb")])
+            pipelines["churn, two branches"] = str(work / "churn_pipeline")
+        if args.only in (None, "wide"):
+            notebook = _wide(Path(tmp) / "wide", _loops_for(2.0))
+            timed([*cli, "export", str(notebook)])
+            pipelines["wide, 8 independent steps of ~2 s"] = str(notebook.parent /
+                                                                 "wide_pipeline")
         cluster = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             address = cluster.stdout.readline().strip()
-            times = walls({
-                "dask (2 workers)": [*cli, "run", pipeline, "--force", "--executor", "dask",
-                                     "--scheduler", address, "--runs-dir", f"{tmp}/r1"],
-                "local -j 1": [*cli, "run", pipeline, "--force", "-j", "1", "--runs-dir",
-                               f"{tmp}/r2"],
-            }, repeat)
+            for index, (name, pipeline) in enumerate(pipelines.items()):
+                _compare(name, pipeline, address, f"{tmp}/runs{index}", args.repeat)
         finally:
             cluster.stdin.close()
             cluster.wait(timeout=60)
             cluster.stdout.close()
-    print(f"churn, two branches: {medians_line(times)}")
-    print("  " + ratio_line("dask / local -j 1", times["dask (2 workers)"],
-                            times["local -j 1"]))
 
 
 if __name__ == "__main__":
