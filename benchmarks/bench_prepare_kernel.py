@@ -39,6 +39,8 @@ from typing import Any
 
 from _serving import churn_bodies, churn_pipeline, threaded_load
 
+from jupyter_mlops.pipeline.quoting import python_literal
+
 #: Run once in this process and in each kernel: the run's model and preparation loaded, and
 #: the function that serves one request body.
 SETUP = '''
@@ -48,8 +50,8 @@ from jupyter_mlops.run.store import RunStore, default_store
 from jupyter_mlops.serving.inputs import parse_records, to_frame
 from jupyter_mlops.serving.model import load_run_model
 
-_store = RunStore(default_store({pipeline!r}))
-_served = load_run_model(_store, {run_id!r}, pipeline_dir={pipeline!r})
+_store = RunStore(default_store({pipeline}))
+_served = load_run_model(_store, {run_id}, pipeline_dir={pipeline})
 _store.close()
 
 
@@ -92,7 +94,10 @@ class Kernel:
         return content.get("user_expressions", {})
 
     def serve(self, body: bytes) -> list[Any]:
-        out = self._execute(f"_mlops_out = json.dumps(_mlops_serve({body!r}))",
+        # the body as a str literal, made bytes again in the kernel (the quoting helper
+        # takes no bytes)
+        text = python_literal(body.decode())
+        out = self._execute(f"_mlops_out = json.dumps(_mlops_serve({text}.encode()))",
                             {"out": "_mlops_out"})["out"]
         if out["status"] != "ok":
             raise RuntimeError(f"the kernel raised {out.get('ename')}: {out.get('evalue')}")
@@ -205,7 +210,8 @@ def main() -> None:
         os.environ["JUPYTER_MLOPS_SCHEDULER"] = "off"
         pipeline, run = churn_pipeline(root)
         run_id = run.run_id
-        setup = SETUP.format(pipeline=str(pipeline), run_id=run_id)
+        setup = SETUP.format(pipeline=python_literal(str(pipeline)),
+                             run_id=python_literal(run_id))
         namespace: dict[str, Any] = {"__name__": "__bench_setup__"}
         exec(compile(setup, "<setup>", "exec"), namespace)
         here = namespace["_mlops_serve"]

@@ -159,6 +159,20 @@ def test_a_preparation_that_gives_other_rows_each_time_fails_its_check_after_the
         refused.stderr, refused.stderr
 
 
+def test_a_bug_in_the_skew_check_leaves_the_run_with_one_line(
+        churn: Path, run: RunRecord, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in for a bug of ours (nothing real raises here on purpose): after_run turns
+    it into one warning line instead of a traceback after a run that succeeded."""
+    import jupyter_mlops.serving.skew as skew
+
+    def broken(*args: Any) -> None:
+        raise TypeError("boom")
+
+    monkeypatch.setattr(skew, "_reused", broken)
+    assert skew.after_run(churn / "pipe", run.run_id) == (
+        "warning: the training/serving skew check failed (TypeError: boom); please report this")
+
+
 def test_the_model_input_endpoint_stays(server: Server, run: RunRecord) -> None:
     x_test = load("X_test", Path(run.folder) / "artifacts" / "split")
     status, body = server.predict(records(x_test.head(10)))

@@ -87,6 +87,12 @@ class Base(APIHandler):
         allow_hidden = bool(getattr(self.contents_manager, "allow_hidden", False))
         return resolve_inside(self.root(), relative, what, allow_hidden)
 
+    def spelled(self, line: str) -> str:
+        """``line`` with the server's root left out of the paths it names: a user sees paths
+        as the file browser shows them, never where the server keeps them."""
+        root = str(self.root())
+        return line.replace(root + "/", "").replace(root, ".")
+
     def relative(self, path: str | Path) -> str:
         """``path`` as the contents API spells it (for links the sidebar opens), or ""."""
         return relative_to(self.root(), path)

@@ -91,13 +91,8 @@ class DeployHandler(Base):
         try:
             reply = await self.blocking(self._deploy, folder, target, output, options)
         except MlopsError as err:  # named by the root's spelling, never the server's path
-            raise Refused(400, self._spelled(str(err).splitlines()[0])) from None
+            raise Refused(400, self.spelled(str(err).splitlines()[0])) from None
         self._reply(200, reply)
-
-    def _spelled(self, line: str) -> str:
-        """``line`` with the server's root left out of the paths it names."""
-        root = str(self.root())
-        return line.replace(root + "/", "").replace(root, ".")
 
     def _deploy(self, folder: Path, target: str, output: Path,
                 options: dict[str, Any]) -> dict[str, Any]:
@@ -126,4 +121,4 @@ class DeployHandler(Base):
                  for p in written]
         return {"target": target, "path": self.relative(written[0]),
                 "files": [self.relative(p) for p in written], "summary": lines[0],
-                "lines": lines, "warning": self._spelled(warning) if warning else None}
+                "lines": lines, "warning": self.spelled(warning) if warning else None}

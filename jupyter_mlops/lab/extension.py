@@ -207,8 +207,7 @@ class CompareHandler(Base):
         try:
             return compare_runs(store.run(run_a), store.run(run_b)).to_dict()
         except MlopsError as err:  # named by the root's spelling, not the server's path
-            line = str(err).splitlines()[0].replace(str(path), self.relative(path))
-            raise _Refused(404, line) from None
+            raise _Refused(404, self.spelled(str(err).splitlines()[0])) from None
         finally:
             store.close()
 

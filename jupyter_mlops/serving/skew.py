@@ -222,6 +222,9 @@ def after_run(pipeline_dir: str | Path, run_id: str, store: str | Path | None = 
     except MlopsError as err:
         return (f"warning: the training/serving skew check could not run: "
                 f"{str(err).splitlines()[0]}; serve and predict will refuse raw records")
+    except Exception as err:  # a bug of ours: the run stands, and the user gets one line
+        return (f"warning: the training/serving skew check failed ({type(err).__name__}: "
+                f"{(str(err).splitlines() or [''])[0]}); please report this")
     finally:
         runs.close()
     return None if served.skew is None else f"skew check {describe(served.skew)}"
