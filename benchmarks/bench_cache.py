@@ -3,10 +3,12 @@ processes: a re-run with nothing changed / the first run (target: median ratio <
 a re-run after changing a parameter of one late step / the first run (target: that step's
 share of the first run + 0.05).
 
-Each round runs the three in turn: the first run (the pipeline's run store and runs removed
-before it, untimed, as just after the export), the re-run with nothing changed, and the
-re-run with the parameter changed; rounds repeat, so that a change in the machine's load
-falls on all three alike. Printed: the steps' durations and the first run's wall time
+Each round runs four in turn: the first run (the pipeline's run store, runs and warm zygote
+removed before it, untimed, as just after the export in a new session), the re-run with
+nothing changed, the re-run with the parameter changed (its kernels forked from the zygote
+the run before kept warm), and the same with nothing kept warm
+(``JUPYTER_MLOPS_KEEP_WARM=0``, as before warm zygotes); rounds repeat, so that a change in
+the machine's load falls on all alike. Printed: the steps' durations and the first run's wall time
 (medians over the rounds), each ratio as the median and min-max of its per-round ratios with
 the load average, and whether the median meets its target. Asserts nothing.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -33,11 +36,13 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "diabetes"
 CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
 
 
-def _timed_run(pipeline: Path, *args: str) -> tuple[float, dict[str, Any]]:
-    """Wall time of one `jupyter mlops run` process, and its run.json."""
+def _timed_run(pipeline: Path, *args: str, cold: bool = False) -> tuple[float, dict[str, Any]]:
+    """Wall time of one `jupyter mlops run` process, and its run.json; ``cold``: with no
+    zygote kept warm for the next run (none is used either: the first runs stop theirs)."""
+    env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0") if cold else None
     start = time.perf_counter()
     proc = subprocess.run([*CLI, "run", str(pipeline), *args], capture_output=True, text=True,
-                          check=True)
+                          check=True, env=env)
     took = time.perf_counter() - start
     match = re.search(r"^Run (\S+) succeeded", proc.stdout, re.M)
     if match is None:
@@ -81,6 +86,7 @@ def _ran(record: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Time ``--repeat`` rounds of first run, no-change re-run, changed re-run; print ratios."""
+    from jupyter_mlops.execution import warm
     from jupyter_mlops.pipeline.spec import PipelineSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,20 +103,31 @@ def main(argv: list[str] | None = None) -> None:
         default = spec.parameter(name).default
 
         def fresh() -> None:
-            """Back to just after the export: no run store, no runs."""
+            """Back to just after the export in a new session: no run store, no runs, no
+            zygote kept warm."""
             for folder in (".mlops", "runs"):
                 shutil.rmtree(pipeline / folder, ignore_errors=True)
+            for path in warm.kept():
+                state = warm.status(path)
+                if state is not None and state["folder"] == str(work.resolve()):
+                    warm.stop(path)
+
+        def change(i: int, cold: bool = False) -> tuple[float, dict[str, Any]]:
+            value = _changed_value(default, 2 * i + 1 + cold)
+            return _timed_run(pipeline, "-p", f"{name}={value}", cold=cold)
 
         results = alternate({
             "first": lambda _: _timed_run(pipeline),
             "unchanged": lambda _: _timed_run(pipeline),
-            "changed": lambda i: _timed_run(pipeline, "-p",
-                                            f"{name}={_changed_value(default, i + 1)}"),
+            "changed": change,
+            "changed, nothing warm": lambda i: change(i, cold=True),
         }, repeat, before={"first": fresh})
+        fresh()  # no zygote left warm for a folder that is gone
 
     first = [t for t, _ in results["first"]]
     unchanged = [t for t, _ in results["unchanged"]]
     changed = [t for t, _ in results["changed"]]
+    changed_cold = [t for t, _ in results["changed, nothing warm"]]
     records = [r for _, r in results["first"]]
     ran = list(dict.fromkeys(s for _, r in results["unchanged"] for s in _ran(r)))
     rerun_steps = _ran(results["changed"][0][1])
@@ -133,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     print(target_line(f"`{name}` changed re-run / first run", changed, first,
                       round(share + 0.05, 3), digits=3)
           + f"; steps that ran: {', '.join(rerun_steps)}")
+    print(target_line("  the same with no zygote kept warm (JUPYTER_MLOPS_KEEP_WARM=0)",
+                      changed_cold, first, round(share + 0.05, 3), digits=3))
     if rerun_steps != [user]:
         after = [s for s in rerun_steps if s != user]
         fair = share_all + 0.05

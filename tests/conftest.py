@@ -19,6 +19,10 @@ EXAMPLES = REPO / "examples"
 # servers and schedulers it starts, keep theirs apart from the user's.
 os.environ["JUPYTER_MLOPS_SCHEDULES"] = str(
     Path(tempfile.mkdtemp(prefix="mlops-schedules-")) / "schedules.json")
+# After each run a process keeps its kernels' imports warm for the next run of that pipeline
+# (jupyter_mlops.execution.warm): the suite runs hundreds of pipelines in folders of their
+# own, so it keeps each for seconds, not the user's minutes; its own tests set more.
+os.environ.setdefault("JUPYTER_MLOPS_KEEP_WARM", "10")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -77,6 +81,17 @@ def run_capturing(notebook: Path, cwd: Path) -> None:
 def cli() -> Any:
     """The ``run_cli`` helper as a fixture."""
     return run_cli
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Stop the warm zygotes the suite's runs left (they would end within seconds anyway),
+    not the user's own (kept longer)."""
+    from jupyter_mlops.execution import warm
+
+    for path in warm.kept():
+        state = warm.status(path)
+        if state is not None and state["idle"] == float(os.environ["JUPYTER_MLOPS_KEEP_WARM"]):
+            warm.stop(path)
 
 
 # jp_fetch and a real jupyter_server for the server extension's tests (test_server.py)

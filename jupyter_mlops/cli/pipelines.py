@@ -83,6 +83,8 @@ def add_commands(sub: Any) -> None:
                      "fresh and why)")
     run.set_defaults(handler=cmd_run)
 
+    _add_warm(sub)
+
     test = sub.add_parser("test", help="run the tests generated for a pipeline",
                           description="Run the pytest tests that export generated from what "
                           "the notebook captured; extra arguments go to pytest.")
@@ -127,6 +129,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(describe(spec, analysis))
     return 2 if analysis is not None and analysis.errors else 0
 
+
+
+def _add_warm(sub: Any) -> None:
+    warm = sub.add_parser("warm", help="list (or stop) the processes keeping kernels' imports "
+                          "warm between runs",
+                          description="After a run, a process keeps what its kernels imported "
+                          "for the next run of the same pipeline, for JUPYTER_MLOPS_KEEP_WARM "
+                          "seconds (default 900; 0 keeps none). List them, or stop them.")
+    warm.add_argument("--stop", action="store_true", help="stop them all")
+    warm.set_defaults(handler=cmd_warm)
 
 
 def _user() -> str:
@@ -189,6 +201,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         note = after_run(args.pipeline, result.run_id, args.store)
         if note:
             print(note)
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    """``jupyter mlops warm``: the warm zygotes (:mod:`..execution.warm`), or stop them."""
+    from ..execution import warm
+
+    sockets = warm.kept()
+    if args.stop:
+        stopped = [pid for pid in map(warm.stop, sockets) if pid is not None]
+        print(f"Stopped {len(stopped)} warm zygote(s)" + (
+            f": pid {', '.join(map(str, stopped))}" if stopped else ""))
+        return 0
+    found = [s for s in map(warm.status, sockets) if s is not None]
+    if not found:
+        print(f"No warm zygote (kept for {warm.idle_seconds():g} s after a run; "
+              f"{warm.VARIABLE} sets it)")
+    for state in found:
+        print(f"pid {state['pid']}: {state['modules']} modules of {state['python']} for "
+              f"{state['folder']}, {state['left']:g} s left")
     return 0
 
 

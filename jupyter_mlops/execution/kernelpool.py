@@ -339,7 +339,8 @@ class KernelPool:
         if member is None:
             self._fresh(key, zygote.why or "the zygote refused")
         else:
-            _LOG.debug("step %s: kernel forked from a zygote", key)
+            _LOG.debug("step %s: kernel forked from a zygote%s", key,
+                       " kept warm since an earlier run" if zygote.warm else "")
         return member
 
     def _fresh(self, key: str, why: str) -> None:

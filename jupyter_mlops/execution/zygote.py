@@ -32,6 +32,10 @@ from .stepexec import Module
 #: Environment variables a kernel's launch sets per kernel: they may differ from the
 #: zygote's without what it imported having seen anything else.
 PER_KERNEL = {"JPY_PARENT_PID", "JPY_SESSION_NAME", "MPLBACKEND"}
+#: Variables a shell sets anew for each command it runs (``_``: the command's path), which no
+#: import reads: a zygote kept warm by an earlier run serves a run whose values differ, and
+#: each kernel gets the run's own.
+SHELL_SET = {"_", "OLDPWD", "PWD", "SHLVL"}
 
 #: The zygote's exit code when the kernel's environment has no jupyter-mlops runtime.
 NO_RUNTIME = 3
@@ -124,9 +128,11 @@ class _Member:
     def _ended(self) -> str:
         """Why the zygote's channel closed, as far as its exit code tells."""
         code = None
-        if self.first_of_family:  # the successor is the first's child, not ours to wait for
+        process = self.family.process
+        # the successor is the first's child, and a first forked warm the keeper's: not ours
+        if self.first_of_family and process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                code = self.family.process.wait(5)
+                code = process.wait(5)
         if code == NO_RUNTIME:
             return ("the kernel's environment has no jupyter-mlops runtime to fork kernels "
                     "from (`jupyter mlops kernel PYTHON` installs it)")
@@ -203,30 +209,56 @@ class Zygote:
 
     def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str],
                  log: Path | None = None) -> None:
-        """Start the first zygote; its stdout and stderr go to ``log`` (None: ours)."""
-        from .kernellog import output_to
+        """Start the first zygote (forked from a warm one where :mod:`.warm` keeps one);
+        its stdout and stderr go to ``log`` (None: ours)."""
+        from . import warm
 
         #: The kernel's interpreter and its options, as the zygotes run them.
         self.interpreter = interpreter
         self.env = env
         self.successor: _Member | None = None
         self._spawning = threading.Lock()
-        # a channel each: requests (read, write), replies (read, write)
-        channels = [(*os.pipe(), *os.pipe()) for _ in range(2)]
-        theirs = [fd for c in channels for fd in (c[0], c[3])]
+        #: Where a warm zygote for these kernels listens (None: none is kept).
+        self.socket = warm.socket_path(interpreter, workdir, env)
+        #: Our child, the first zygote; None when a warm zygote forked it.
+        self.process: subprocess.Popen[bytes] | None = None
+        channels, theirs = _channels()
+        attached = None
         try:
-            with output_to(log) as output:
-                self.process = subprocess.Popen(
-                    [*interpreter, "-c", _START, str(channels[0][0]), str(channels[0][3]),
-                     f"{channels[1][0]},{channels[1][3]}"], cwd=workdir, env=env,
-                    stdin=subprocess.DEVNULL, pass_fds=theirs, start_new_session=True,
-                    **output)
+            if self.socket is not None:
+                if log is not None:
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                attached = warm.attach(self.socket, theirs, log)
+                if attached is None:  # pipes a keeper got may yet be served: new ones
+                    for fd in [*theirs, *(c[i] for c in channels for i in (1, 2))]:
+                        os.close(fd)
+                    channels, theirs = _channels()
+            if attached is None:
+                self.process = self._popen(workdir, log, channels, theirs)
         finally:
             for fd in theirs:
                 os.close(fd)
         self.first = _Member(channels[0][1], channels[0][2], self)
-        self.first.pid = self.process.pid
+        if attached is None:
+            self.first.pid = self.process.pid if self.process is not None else None
+        else:
+            self.first.pid = int(attached["pid"])
+            self.first.imported = {(str(name), tuple(names), bool(optional))
+                                   for name, names, optional in attached.get("imported", [])}
+        self._born = _birth(self.first.pid)
+        #: Whether the first zygote came warm (forked from a kept one).
+        self.warm = attached is not None
         self._spare: tuple[int, int] | None = (channels[1][1], channels[1][2])
+
+    def _popen(self, workdir: str, log: Path | None, channels: list[tuple[int, ...]],
+               theirs: list[int]) -> subprocess.Popen[bytes]:
+        from .kernellog import output_to
+
+        with output_to(log) as output:
+            return subprocess.Popen(
+                [*self.interpreter, "-c", _START, str(channels[0][0]), str(channels[0][3]),
+                 f"{channels[1][0]},{channels[1][3]}"], cwd=workdir, env=self.env,
+                stdin=subprocess.DEVNULL, pass_fds=theirs, start_new_session=True, **output)
 
     @property
     def usable(self) -> bool:
@@ -275,27 +307,73 @@ class Zygote:
             return successor
         return first if first.preload(modules, timeout) else None
 
+    def keep(self) -> None:
+        """Leave what the zygotes imported warm for the next run (:mod:`.keeper`): the one
+        that imported the most forks a keeper. Nothing when none is to be kept."""
+        from . import warm
+
+        if self.socket is None:
+            return
+        successor = self.successor
+        member = (successor if successor is not None and successor.started
+                  and successor.usable else self.first)
+        if member.usable:
+            warm.make_room(self.socket)
+            member.ask({"op": "keep", "socket": str(self.socket),
+                        "idle": warm.idle_seconds(),
+                        "log": str(self.socket.with_suffix(".log"))}, 10.0)
+
     def kill(self) -> None:
         """Kill the zygotes at once (their forked kernels are killed by their managers)."""
         self.first.usable = False
         if self.successor is not None:
             self.successor.usable = False
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the successor is in its group
+        pid = self.first.pid
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.killpg(pid, signal.SIGKILL)  # the successor is in its group
+        elif pid is not None and self._born is not None and _birth(pid) == self._born:
+            with contextlib.suppress(OSError):  # its own session: the successor is in it
+                os.killpg(pid, signal.SIGKILL)
 
     def close(self) -> None:
-        """End the zygotes. They hold nothing to save, and tearing down what they imported
-        would take a second: they are killed, once their kernels have ended."""
+        """End the zygotes, once their kernels have ended, after one of them left a warm
+        keeper (:meth:`keep`). They hold nothing to save, and tearing down what they
+        imported would take a second: they are killed."""
+        self.keep()
         self.kill()
-        self.process.wait()
+        if self.process is not None:
+            self.process.wait()
         members = [self.first, *([self.successor] if self.successor is not None else [])]
-        if self.successor is not None and self.successor.pid is not None:
-            _wait_gone(self.successor.pid)  # not our child: killed with the group, reaped by init
+        for member in members:
+            # a successor, and a first forked warm, are not our children: killed with the
+            # group, reaped by their parent
+            if member.pid is not None and (member is not self.first or self.process is None):
+                _wait_gone(member.pid)
         for fd in [*(m.requests for m in members), *(self._spare or ())]:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _channels() -> tuple[list[tuple[int, ...]], list[int]]:
+    """Two channels of pipes, each (requests read, write, replies read, write), and the ends
+    a zygote keeps (it reads requests, writes replies)."""
+    channels = [(*os.pipe(), *os.pipe()) for _ in range(2)]
+    return channels, [fd for c in channels for fd in (c[0], c[3])]
+
+
+def _birth(pid: int | None) -> float | None:
+    """When process ``pid`` started (None: it is gone): a pid reused later is another's."""
+    import psutil
+
+    if pid is None:
+        return None
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:
@@ -322,7 +400,7 @@ class ForkedKernel:
         self.pid = pid
         self.zygote = zygote
         self.returncode: int | None = None
-        self._born = self._birth()
+        self._born = _birth(pid)
 
     def poll(self) -> int | None:
         """The exit code, or None while it runs."""
@@ -344,14 +422,6 @@ class ForkedKernel:
                     and process.create_time() == self._born)
         except psutil.NoSuchProcess:
             return False
-
-    def _birth(self) -> float | None:
-        import psutil
-
-        try:
-            return psutil.Process(self.pid).create_time()
-        except psutil.NoSuchProcess:
-            return None
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the kernel ends; its exit code."""
@@ -388,7 +458,7 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         zygote, env = self.zygote, dict(kwargs.get("env") or os.environ)
         same_env = zygote is not None and all(
             env.get(k) == zygote.env.get(k) for k in set(env) | set(zygote.env)
-            if k not in PER_KERNEL)
+            if k not in PER_KERNEL | SHELL_SET)
         pid, split = None, launcher(cmd)
         if (zygote is not None and same_env and split is not None
                 and [os.path.realpath(split[0][0]), *split[0][1:]]
@@ -398,7 +468,8 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
             # its parent is the zygote, which ends when we do: the kernel then stops itself
             env["JPY_PARENT_PID"] = str(zygote.pid)
             # MPLBACKEND is left as the zygote set it, as ipykernel would have set it
-            own: dict[str, str | None] = {k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"}}
+            own: dict[str, str | None] = {
+                k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"} | SHELL_SET}
             pid = zygote.fork(split[1], cwd, own, self.log)
         if pid is None:
             return await super().launch_kernel(cmd, **kwargs)

@@ -22,7 +22,9 @@ null}`` -> ``{"pid": int}`` (``env`` sets or removes the variables a kernel's la
 kernel; ``log``, a file the kernel appends its own stdout and stderr to);
 ``{"op": "spawn", "modules": [...]}`` -> ``{"pid": int or null}``: a successor zygote,
 forked from this one, imports ``modules`` and answers on a spare channel as to an
-``import``, then serves requests there. Unasked:
+``import``, then serves requests there; ``{"op": "keep", "socket": str, "idle": seconds,
+"log": str}`` -> ``{"pid": int}``: a process forked from this one keeps what it imported
+warm for later runs (:mod:`.keeper`). Unasked:
 ``{"exit": pid, "code": int}`` when a forked kernel ends. End of input ends the zygote.
 """
 
@@ -43,6 +45,45 @@ from .localcheck import LOCAL_CHECK
 
 _checks: dict[str, Any] = {}
 exec(compile(LOCAL_CHECK, "<jupyter-mlops local check>", "exec"), _checks)
+
+#: The import requests this process (and the zygotes it was forked from) did without a
+#: difference: a warm zygote (:mod:`.keeper`) tells each run what it need not ask again.
+IMPORTED: list[list[Any]] = []
+#: The file each imported module came from, and each folder on ``sys.path``, with its
+#: modification time and size when it was imported (None: it did not exist): a warm zygote
+#: holding code older than its file must not serve a run (:func:`changed`).
+FILES: dict[str, tuple[int, int] | None] = {}
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+def note_files() -> None:
+    """Note the files of the modules imported since, and the folders now on ``sys.path``
+    (``''``, the working folder, is the kernel's own, and its modules are never imported
+    ahead)."""
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path not in FILES:
+            FILES[path] = _stat(path)
+    for path in sys.path:
+        if path and path not in FILES:
+            FILES[path] = _stat(path)
+
+
+def changed() -> str:
+    """Which noted file or folder changed since it was noted (a package installed, upgraded
+    or edited), or ""."""
+    for path, was in FILES.items():
+        now = _stat(path)
+        if now != was:
+            return f"{path} {'changed' if now and was else 'appeared' if now else 'is gone'}"
+    return ""
 
 
 class _Forward(io.TextIOBase):
@@ -131,6 +172,8 @@ def _import(modules: list[list[Any]]) -> dict[str, Any]:
                         why = why or f"importing {name} printed or warned"
                     if why:
                         break
+                    IMPORTED.append([name, list(names), optional])
+                    note_files()
         finally:
             os.dup2(saved_fds[0], 1)
             os.dup2(saved_fds[1], 2)
@@ -144,19 +187,17 @@ def _import(modules: list[list[Any]]) -> dict[str, Any]:
     return {"ok": not why, "why": why}
 
 
-def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
-    """In the forked child: turn into an IPython kernel, then exit with its status."""
+def _become_kernel(request: dict[str, Any]) -> None:
+    """In the forked child (in its own session): turn into an IPython kernel, then exit with
+    its status."""
     code = 1
     try:
-        os.setsid()  # its own session, as jupyter_client starts kernels: signals reach its children
-        for fd in keep:
-            os.close(fd)  # its closing tells the zygote setsid is done
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if request.get("log"):
-            _output_to(request["log"])
+            output_to(request["log"])
         os.chdir(request["cwd"])
         # the zygote's environment, with what imports changed in it (scikit-learn sets
         # KMP_* variables), and the kernel's own variables
@@ -203,7 +244,7 @@ def _become_kernel(request: dict[str, Any], keep: tuple[int, ...]) -> None:
             os._exit(code)
 
 
-def _output_to(path: str) -> None:
+def output_to(path: str) -> None:
     """Send this process's stdout and stderr (file descriptors 1 and 2) to the end of ``path``:
     a kernel started by jupyter_client gets them from ``Popen`` the same way, while a forked
     one would otherwise share the zygote's."""
@@ -248,14 +289,48 @@ def _forked(channels: tuple[int, ...]) -> int:
     return pid
 
 
-def _fork(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
+def detached(channels: tuple[int, ...]) -> int:
+    """``os.fork()`` into a child in its own session (as jupyter_client starts kernels: a
+    signal to its group reaches its children, and a signal to ours does not reach it), with
+    ``channels`` closed there; returns once the child is in its session (or gone)."""
     ready_r, ready_w = os.pipe()
     pid = _forked((*channels, ready_r))
     if pid == 0:
-        _become_kernel(request, (ready_w,))
+        try:
+            os.setsid()
+        finally:
+            os.close(ready_w)  # its closing tells the parent setsid is done
+        return 0
     os.close(ready_w)
-    os.read(ready_r, 1)  # end of file: the child is in its own session (or gone)
+    os.read(ready_r, 1)  # end of file
     os.close(ready_r)
+    return pid
+
+
+def _fork(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
+    pid = detached(channels)
+    if pid == 0:
+        _become_kernel(request)
+    return {"pid": pid}
+
+
+def _keep(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
+    pid = detached(channels)
+    if pid == 0:
+        code = 0
+        signal.set_wakeup_fd(-1)  # its fd was closed with the channels
+        try:
+            from .keeper import keep
+
+            keep(request["socket"], float(request["idle"]), request["log"])
+        except BaseException:  # a bug of ours: into the keeper's log (its stderr by now)
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            code = 1
+        finally:
+            os._exit(code)
     return {"pid": pid}
 
 
@@ -290,12 +365,12 @@ def main() -> None:
             __import__(name)
         except ImportError:  # another version of ipykernel: its start imports it then
             pass
+    note_files()
+    serve(int(sys.argv[1]), int(sys.argv[2]), spares)
 
-    _serve(int(sys.argv[1]), int(sys.argv[2]), spares)
 
-
-def _serve(requests: int, replies: int, spares: list[tuple[int, ...]],
-           first: list[list[Any]] | None = None) -> None:
+def serve(requests: int, replies: int, spares: list[tuple[int, ...]],
+          first: list[list[Any]] | None = None) -> None:
     """The request loop of one zygote; a successor first imports ``first`` and says how."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -332,17 +407,20 @@ def _serve(requests: int, replies: int, spares: list[tuple[int, ...]],
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 request = json.loads(line)
+                channels = (*own, *(fd for pair in spares for fd in pair))
                 if request["op"] == "import":
                     send(_import(request["modules"]))
                 elif request["op"] == "fork":
-                    send(_fork(request, (*own, *(fd for pair in spares for fd in pair))))
+                    send(_fork(request, channels))
+                elif request["op"] == "keep":
+                    send(_keep(request, channels))
                 elif not spares:
                     send({"pid": None})
                 else:
                     channel, rest = spares[0], spares[1:]
                     pid = _forked(own)  # the successor keeps the spares after its own
                     if pid == 0:
-                        _serve(*channel, rest, request["modules"])
+                        serve(*channel, rest, request["modules"])
                         os._exit(0)
                     for fd in channel:
                         os.close(fd)

@@ -1,0 +1,232 @@
+"""A zygote kept warm between runs: what one run's zygote imported, ready for the next run.
+
+At the end of a run the zygote that imported the most forks a keeper (the ``keep`` request
+of :mod:`.zygote_main`). The keeper listens on a Unix socket named after the pipeline's
+folder, the kernel's Python and its environment (:mod:`.warm` makes the name), and forks a
+zygote for each run that attaches: that run's kernels so find pandas and scikit-learn
+imported, as the first run's did, without the seconds of importing them again.
+
+It runs in the kernel's environment, with the standard library only. It ends when nobody
+attached for ``idle`` seconds, when a file one of its modules came from (or a folder on
+``sys.path``) changed since it was imported (a package installed, upgraded or edited: the
+next kernel must see the new code; noted at import by :func:`.zygote_main.note_files`, so
+an edit while the run ran is seen too), when its folder is gone, when a newer keeper took its
+socket's name, and on a ``stop`` request. Only the user who started it may connect (the
+socket's folder is theirs alone, the socket is 0600, and the peer's uid is checked).
+
+Protocol, one request per connection, JSON, the reply a JSON line:
+``{"op": "attach", "log": path or null}`` sent with four file descriptors (a run's request
+and reply pipe ends, then a spare channel's, as :func:`.zygote_main.serve` takes them; the
+zygote's own output goes to ``log``) ->
+``{"pid": int, "imported": [...]}``: a zygote forked from the keeper, in a session of its
+own, serves the run on them; or ``{"stale": why}``, and the keeper ends.
+``{"op": "stop"}`` -> ``{"stopped": pid}``, and the keeper ends.
+``{"op": "status"}`` -> ``{"pid": int, "folder": str, "python": str, "modules": int,
+"packages": [str], "idle": seconds, "left": seconds}``: who it is, what it imported when
+asked, and how long it still waits without a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+from .zygote_main import IMPORTED, changed, detached, output_to, serve
+
+__all__ = ["keep"]
+
+#: How often the keeper looks whether its socket's name is still its own (seconds).
+TICK = 1.0
+
+
+def keep(path: str, idle: float, log: str) -> None:
+    """Serve ``attach``, ``status`` and ``stop`` requests on the Unix socket ``path`` until
+    nobody attached for ``idle`` seconds (or another reason to end); write what it does to
+    ``log``."""
+    _quiet(log)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stale = changed()
+    if stale:  # edited while the run ran: what this process holds is older than its file
+        _say(f"not kept: {stale} since it was imported")
+        return
+    folder = os.getcwd()
+    listener, inode = _listen(path)
+    _say(f"keeping {len(sys.modules)} modules ({len(IMPORTED)} asked for) of {folder} warm "
+         f"at {path}; ends after {idle:g} s without a run")
+    why = f"no run attached for {idle:g} s"
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < idle:
+            ready, _, _ = select.select([listener], [], [], min(TICK, idle))
+            _reap()
+            if ready:
+                left = idle - (time.monotonic() - last)
+                ended, attached = _answer(listener, {"folder": folder, "idle": idle,
+                                                     "left": left}, (listener,))
+                if attached:
+                    last = time.monotonic()
+                if ended:
+                    why = ended
+                    break
+            if not os.path.isdir(folder):
+                why = f"{folder} is gone"
+                break
+            if _inode(path) != inode:
+                why = "a newer keeper took the socket"
+                break
+    finally:
+        with _locked(path):  # not a newer keeper's socket, renamed over ours meanwhile
+            if _inode(path) == inode:
+                os.unlink(path)
+        _say(f"ended: {why}")
+
+
+def _quiet(log: str) -> None:
+    """Standard input from /dev/null, output to ``log``: a keeper outlives the run, and must
+    not hold the pipes of whoever started that run (a test's, a terminal's)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _say(text: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    os.write(2, f"{stamp} keeper {os.getpid()}: {text}\n".encode())
+
+
+def _listen(path: str) -> tuple[socket.socket, int]:
+    """A listening socket at ``path``, made under another name and renamed over it, so a
+    run connecting meanwhile reaches the old keeper or the new one, never nothing."""
+    made = f"{path}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(made)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mask = os.umask(0o177)
+    try:
+        listener.bind(made)
+    finally:
+        os.umask(mask)
+    listener.listen(8)
+    with _locked(path):
+        os.rename(made, path)
+        return listener, os.stat(path).st_ino
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Any:
+    """Hold the lock of socket ``path``: an ending keeper removes the socket only if it is
+    still its own, and no newer keeper renames one over it between the look and the removal."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _reap() -> None:
+    """Collect the zygotes it forked that have ended."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _answer(listener: socket.socket, state: dict[str, Any],
+            sockets: tuple[socket.socket, ...]) -> tuple[str, bool]:
+    """Answer one connection: why the keeper ends now (or ""), and whether a run attached
+    (a status request does not make it wait longer). ``state``: its folder, its idle time,
+    the seconds it still waits."""
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return "", False
+    fds: list[int] = []
+    with conn:
+        try:
+            conn.settimeout(2.0)
+            if _peer_uid(conn) != os.getuid():
+                return "", False
+            data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+            request = json.loads(data or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("a request is a JSON object")
+            if request.get("op") == "status":
+                reply, why = _status(state), ""
+            else:
+                reply, why = _handle(request, fds, (*sockets, conn))
+            conn.sendall((json.dumps(reply) + "\n").encode())
+            return why, request.get("op") == "attach"
+        except Exception as err:  # one bad request ends neither the keeper nor its runs
+            _say(f"a request failed: {type(err).__name__}: {err}")
+            return "", False
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _status(state: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": os.getpid(), "folder": state["folder"], "python": sys.executable,
+            "modules": len(sys.modules), "idle": state["idle"],
+            "left": round(max(state["left"], 0.0), 1),
+            "packages": sorted({str(name).partition(".")[0] for name, _, _ in IMPORTED})}
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def _handle(request: dict[str, Any], fds: list[int],
+            sockets: tuple[socket.socket, ...]) -> tuple[dict[str, Any], str]:
+    """The reply to ``request``, and why the keeper ends after it (or "")."""
+    if request.get("op") == "stop":
+        return {"stopped": os.getpid()}, "asked to stop"
+    if request.get("op") != "attach" or len(fds) != 4:
+        return {"error": "expected an attach request with four file descriptors"}, ""
+    stale = changed()
+    if stale:
+        return {"stale": stale}, f"stale: {stale}"
+    pid = detached(())
+    if pid == 0:  # the run's zygote
+        try:
+            for sock in sockets:
+                sock.close()
+            if isinstance(request.get("log"), str):
+                try:
+                    output_to(request["log"])
+                except OSError as err:  # its output stays in the keeper's log
+                    _say(f"zygote {os.getpid()}: {err}")
+            serve(fds[0], fds[1], [(fds[2], fds[3])])
+        finally:
+            os._exit(0)
+    _say(f"zygote {pid} serves a run")
+    return {"pid": pid, "imported": IMPORTED}, ""

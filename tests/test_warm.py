@@ -1,0 +1,312 @@
+"""Zygotes kept warm between runs: real `jupyter mlops run` processes, real keepers.
+
+After a run, a process keeps what the run's kernels imported; the next run of the same
+pipeline, Python and environment forks its kernels from it. It must never hand a run stale
+code (a module file changed since), never outlive its idle time, never hold the pipes of
+whoever started the run, never be reachable by another user, and be listed and stopped by
+`jupyter mlops warm`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import write_notebook
+
+from jupyter_mlops.execution import warm
+from jupyter_mlops.pipeline.export import export
+
+pytestmark = pytest.mark.kernel
+
+WARM_LINE = "kernel forked from a zygote kept warm since an earlier run"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> dict[str, Any]:
+    """A pipeline importing pandas and a module of a site folder outside the project, the
+    environment its runs get (keepers in a temporary folder of this test's own)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "helperpkg.py").write_text("VALUE = 1\n")
+    # a short folder: a Unix socket's name is at most 107 bytes
+    temp = Path(tempfile.mkdtemp(prefix="mlw-", dir="/tmp"))
+    notebook = write_notebook(
+        tmp_path / "project" / "flow.ipynb",
+        "%load_ext jupyter_mlops",
+        "%%mlops setup\nimport pandas as pd\nimport helperpkg",
+        "%%mlops params\nn = 3",
+        "%%mlops step a\nframe = pd.DataFrame({'x': range(n)})\nvalue = helperpkg.VALUE * n",
+        "%mlops metrics value")
+    export(notebook)
+    env = dict(os.environ, PYTHONPATH=str(site), TMPDIR=str(temp),
+               JUPYTER_MLOPS_KEEP_WARM="120")
+    yield {"pipeline": tmp_path / "project" / "flow_pipeline", "site": site, "env": env,
+           "keepers": temp / f"jupyter-mlops-{os.getuid()}"}
+    _mlops(env, "warm", "--stop")
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _mlops(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``jupyter mlops ARGS`` as its own process, its output captured through pipes: a keeper
+    that held them would keep this waiting until the timeout."""
+    return subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def _run(project: dict[str, Any], *args: str) -> tuple[subprocess.CompletedProcess, Any]:
+    ran = _mlops(project["env"], "run", str(project["pipeline"]), "--verbose", *args)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = ran.stdout.split("Run ", 1)[1].split()[0]
+    record = json.loads((project["pipeline"] / "runs" / run_id / "run.json").read_text())
+    return ran, record
+
+
+def _value(record: dict[str, Any]) -> Any:
+    return record["steps"][0]["outputs"]["value"]["value"]
+
+
+def _keepers(project: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each keeper's status, asked over its socket as `jupyter mlops warm` does."""
+    sockets = sorted(project["keepers"].glob("z-*.sock"))
+    return [s for s in map(warm.status, sockets) if s is not None]
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_rerun_forks_its_kernels_from_the_zygote_the_last_run_kept(
+        project: dict[str, Any]) -> None:
+    started = time.monotonic()
+    first, record = _run(project)
+    # the run returned, its pipes closed, though a keeper of its imports lives on
+    assert time.monotonic() - started < 120
+    assert "kernel forked from a zygote" in first.stderr and WARM_LINE not in first.stderr
+    assert _value(record) == 3
+    keepers = _keepers(project)
+    assert len(keepers) == 1
+    keeper = keepers[0]
+    assert keeper["folder"] == os.path.realpath(project["pipeline"].parent)  # the kernels'
+    assert {"pandas", "helperpkg"} <= set(keeper["packages"])
+    assert 0 < keeper["left"] <= 120
+
+    second, record = _run(project, "-p", "n=4")
+    assert WARM_LINE in second.stderr, second.stderr
+    assert _value(record) == 4
+    # the second run's zygote left a keeper of its own, which took the socket's name: the
+    # first one ended
+    (newer,) = _keepers(project)
+    assert newer["pid"] != keeper["pid"] and _gone(keeper["pid"], 10)
+
+    listed = _mlops(project["env"], "warm")
+    assert listed.stdout.startswith(f"pid {newer['pid']}: "), listed.stdout
+    assert os.path.realpath(project["pipeline"].parent) in listed.stdout
+    stopped = _mlops(project["env"], "warm", "--stop")
+    assert stopped.stdout == f"Stopped 1 warm zygote(s): pid {newer['pid']}\n"
+    assert _gone(newer["pid"], 10)
+    assert "No warm zygote" in _mlops(project["env"], "warm").stdout
+
+
+def test_a_changed_module_file_is_never_served_from_the_keeper(
+        project: dict[str, Any]) -> None:
+    _run(project)
+    assert len(_keepers(project)) == 1
+    helper = project["site"] / "helperpkg.py"
+    helper.write_text("VALUE = 20\n")
+    second, record = _run(project, "--force")
+    # the keeper saw the file change, ended, and the run imported the new code
+    assert "the warm zygote ended, a run starts a new one" in second.stderr, second.stderr
+    assert "helperpkg.py changed" in second.stderr
+    assert WARM_LINE not in second.stderr
+    assert _value(record) == 60
+    third, record = _run(project, "--force")
+    assert WARM_LINE in third.stderr and _value(record) == 60
+
+
+def test_another_environment_gets_a_keeper_of_its_own(project: dict[str, Any]) -> None:
+    _run(project)
+    project["env"]["OMP_NUM_THREADS"] = "1"  # read by numpy's BLAS when imported
+    other, _ = _run(project, "--force")
+    assert WARM_LINE not in other.stderr
+    assert len(_keepers(project)) == 2
+
+
+def test_a_keeper_ends_once_idle_and_none_is_kept_when_told(project: dict[str, Any]) -> None:
+    project["env"]["JUPYTER_MLOPS_KEEP_WARM"] = "2"
+    _run(project)
+    keepers = _keepers(project)
+    assert len(keepers) == 1 and keepers[0]["left"] <= 2
+    assert _gone(keepers[0]["pid"], 15)
+    assert not list(project["keepers"].glob("z-*.sock"))
+    log = next(project["keepers"].glob("z-*.log")).read_text()
+    assert "ended: no run attached for 2 s" in log
+
+    project["env"]["JUPYTER_MLOPS_KEEP_WARM"] = "0"
+    ran, _ = _run(project, "--force")
+    assert WARM_LINE not in ran.stderr and not _keepers(project)
+    project["env"]["JUPYTER_MLOPS_KEEP_WARM"] = "soon"
+    ran, _ = _run(project, "--force")
+    assert ("JUPYTER_MLOPS_KEEP_WARM=soon is not a number of seconds: no zygote is kept "
+            "warm") in ran.stderr
+    assert ran.stderr.count("is not a number of seconds") == 1
+    assert not _keepers(project)
+
+
+def test_no_keeper_where_other_users_could_reach_it(project: dict[str, Any]) -> None:
+    project["keepers"].mkdir(mode=0o755)
+    project["keepers"].chmod(0o755)
+    ran, _ = _run(project)
+    assert "is not a folder of this user's alone" in ran.stderr
+    assert not list(project["keepers"].glob("z-*"))
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching to another user needs root")
+def test_another_user_cannot_reach_a_keeper(project: dict[str, Any]) -> None:
+    _run(project)
+    (path,) = project["keepers"].glob("z-*.sock")
+    # a child of this process that becomes `nobody` (no interpreter of its own: nobody may
+    # not run this environment's Python) and tries the socket: 0 connected, 13 refused
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX)
+            try:
+                sock.connect(str(path))
+                code = 0
+            except PermissionError:
+                code = 13
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 13
+    assert len(_keepers(project)) == 1  # its owner still reaches it
+
+
+def test_a_module_edited_while_the_run_ran_is_not_kept(project: dict[str, Any]) -> None:
+    # the step edits the module after its zygote imported it: what a keeper would hold is
+    # older than the file, so none is kept from that run, and the next run sees the edit
+    notebook = project["pipeline"].parent / "flow.ipynb"
+    write_notebook(
+        notebook, "%load_ext jupyter_mlops",
+        "%%mlops setup\nimport pandas as pd\nimport helperpkg",
+        "%%mlops params\nn = 3",
+        "%%mlops step a\nvalue = helperpkg.VALUE * n\n"
+        "with open(helperpkg.__file__, 'w') as out:\n    out.write('VALUE = 7\\n')",
+        "%mlops metrics value")
+    export(notebook)
+    _, record = _run(project)
+    assert _value(record) == 3
+    log = next(project["keepers"].glob("z-*.log")).read_text()
+    assert "not kept: " in log and "helperpkg.py changed since it was imported" in log
+    assert not _keepers(project)
+    ran, record = _run(project, "--force")
+    assert WARM_LINE not in ran.stderr and _value(record) == 21
+
+
+def test_two_runs_at_once_each_get_a_zygote(project: dict[str, Any]) -> None:
+    _run(project)
+    command = [sys.executable, "-m", "jupyter_mlops.cli", "run", str(project["pipeline"]),
+               "--verbose", "--force"]
+    runs = [subprocess.Popen(command, env=project["env"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert all(WARM_LINE in err for _, err in outputs), outputs
+    # each left a keeper under the one name: the later took it, the earlier ended
+    (_keeper,) = _keepers(project)
+
+
+def test_a_keeper_that_does_not_answer_costs_a_cold_start_not_the_run(
+        project: dict[str, Any]) -> None:
+    """A keeper too slow to answer may still fork a zygote on the pipes it was sent: the
+    run must not use them. Here a stand-in keeper takes them, answers nothing, then writes
+    a false reply into them once the run gave up waiting."""
+    _run(project)
+    (path,) = project["keepers"].glob("z-*.sock")
+    _mlops(project["env"], "warm", "--stop")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    taken: list[int] = []
+    wrote: list[str] = []
+
+    def stand_in() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+            taken.extend(fds)
+            conn.recv(1)  # until the run gives up waiting and hangs up
+        # false replies while the run goes on, until it closed its ends of those pipes
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.write(fds[1], b'{"pid": 1}\n')
+                wrote.append("written")
+            except BrokenPipeError:
+                wrote.append("nobody reads")
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=stand_in, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    ran, record = _run(project, "--force")
+    thread.join(30)
+    listener.close()
+    assert len(taken) == 4 and _value(record) == 3
+    assert wrote[-1:] == ["nobody reads"]
+    assert "kernel forked from a zygote" in ran.stderr and WARM_LINE not in ran.stderr
+    assert time.monotonic() - started < 60
+    for fd in taken:
+        os.close(fd)
+
+
+def test_the_keeper_is_chosen_by_interpreter_path_backend_and_limits(tmp_path: Path,
+                                                                     monkeypatch: Any) -> None:
+    monkeypatch.setenv("TMPDIR", str(Path(tempfile.mkdtemp(prefix="mlw-", dir="/tmp"))))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    env = {"PATH": "/usr/bin", "HOME": "/home/someone"}
+    base = warm.socket_path([sys.executable], str(tmp_path), env)
+    assert base is not None
+    # a virtual environment's python is a link to its base's: a keeper of its own
+    link = tmp_path / "venv" / "bin" / "python"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(sys.executable)
+    assert warm.socket_path([str(link)], str(tmp_path), env) != base
+    assert warm.socket_path([sys.executable], str(tmp_path),
+                            {**env, "MPLBACKEND": "Agg"}) != base
+    # what a shell sets per command, and what a kernel's launch sets, choose nothing
+    assert warm.socket_path([sys.executable], str(tmp_path),
+                            {**env, "_": "/usr/bin/time", "JPY_PARENT_PID": "1"}) == base
+    mask = os.umask(0o077)
+    try:
+        assert warm.socket_path([sys.executable], str(tmp_path), env) != base
+    finally:
+        os.umask(mask)
+    shutil.rmtree(os.environ["TMPDIR"], ignore_errors=True)
