@@ -40,7 +40,7 @@ import sys
 import time
 from typing import Any
 
-from .zygote_main import IMPORTED, changed, detached, output_to, serve
+from .zygote_main import IMPORTED, changed, detached, import_ahead, output_to, serve
 
 __all__ = ["keep"]
 
@@ -48,17 +48,20 @@ __all__ = ["keep"]
 TICK = 1.0
 
 
-def keep(path: str, idle: float, log: str) -> None:
-    """Serve ``attach``, ``status`` and ``stop`` requests on the Unix socket ``path`` until
+def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = None) -> None:
+    """Import those of ``modules`` not imported yet (what the run's other zygote imported),
+    then serve ``attach``, ``status`` and ``stop`` requests on the Unix socket ``path`` until
     nobody attached for ``idle`` seconds (or another reason to end); write what it does to
     ``log``."""
     _quiet(log)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    missing = [m for m in modules or [] if m not in IMPORTED]
+    refused = import_ahead(missing)["why"] if missing else ""
     stale = changed()
-    if stale:  # edited while the run ran: what this process holds is older than its file
-        _say(f"not kept: {stale} since it was imported")
+    if refused or stale:  # stale: edited while the run ran, so older than its file
+        _say(f"not kept: {refused or f'{stale} since it was imported'}")
         return
     folder = os.getcwd()
     listener, inode = _listen(path)

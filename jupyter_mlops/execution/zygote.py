@@ -308,20 +308,25 @@ class Zygote:
         return first if first.preload(modules, timeout) else None
 
     def keep(self) -> None:
-        """Leave what the zygotes imported warm for the next run (:mod:`.keeper`): the one
-        that imported the most forks a keeper. Nothing when none is to be kept."""
+        """Leave what the zygotes imported warm for the next run (:mod:`.keeper`): the
+        successor, if ready, else the first forks a keeper, which then imports what the other
+        imported beyond it (the first may have imported more after the successor was forked
+        from it). Nothing when none is to be kept."""
         from . import warm
 
         if self.socket is None:
             return
         successor = self.successor
-        member = (successor if successor is not None and successor.started
-                  and successor.usable else self.first)
+        ready = successor is not None and successor.started and successor.usable
+        member = successor if ready and successor is not None else self.first
         if member.usable:
+            modules = self.first.imported | (successor.imported if ready and successor else set())
             warm.make_room(self.socket)
             member.ask({"op": "keep", "socket": str(self.socket),
                         "idle": warm.idle_seconds(),
-                        "log": str(self.socket.with_suffix(".log"))}, 10.0)
+                        "log": str(self.socket.with_suffix(".log")),
+                        "modules": [[n, list(names), o] for n, names, o in sorted(modules)]},
+                       10.0)
 
     def kill(self) -> None:
         """Kill the zygotes at once (their forked kernels are killed by their managers)."""

@@ -23,8 +23,9 @@ kernel; ``log``, a file the kernel appends its own stdout and stderr to);
 ``{"op": "spawn", "modules": [...]}`` -> ``{"pid": int or null}``: a successor zygote,
 forked from this one, imports ``modules`` and answers on a spare channel as to an
 ``import``, then serves requests there; ``{"op": "keep", "socket": str, "idle": seconds,
-"log": str}`` -> ``{"pid": int}``: a process forked from this one keeps what it imported
-warm for later runs (:mod:`.keeper`). Unasked:
+"log": str, "modules": [...]}`` -> ``{"pid": int}``: a process forked from this one imports
+those of ``modules`` it has not, then keeps what it imported warm for later runs
+(:mod:`.keeper`). Unasked:
 ``{"exit": pid, "code": int}`` when a forked kernel ends. End of input ends the zygote.
 """
 
@@ -131,7 +132,7 @@ def _stand_in(questions: list[str]) -> Any:
     return object.__new__(ZMQInteractiveShell)
 
 
-def _import(modules: list[list[Any]]) -> dict[str, Any]:
+def import_ahead(modules: list[list[Any]]) -> dict[str, Any]:
     """Import ``modules`` as a kernel's warm-up would; refuse on any sign of a difference."""
     import IPython
     import IPython.core.getipython as getipython
@@ -322,7 +323,8 @@ def _keep(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
         try:
             from .keeper import keep
 
-            keep(request["socket"], float(request["idle"]), request["log"])
+            keep(request["socket"], float(request["idle"]), request["log"],
+                 request.get("modules", []))
         except BaseException:  # a bug of ours: into the keeper's log (its stderr by now)
             import traceback
 
@@ -381,7 +383,7 @@ def serve(requests: int, replies: int, spares: list[tuple[int, ...]],
         os.write(replies, (json.dumps(message) + "\n").encode())
 
     if first is not None:
-        answer = _import(first)
+        answer = import_ahead(first)
         send(answer)
         if not answer["ok"]:
             return
@@ -409,7 +411,7 @@ def serve(requests: int, replies: int, spares: list[tuple[int, ...]],
                 request = json.loads(line)
                 channels = (*own, *(fd for pair in spares for fd in pair))
                 if request["op"] == "import":
-                    send(_import(request["modules"]))
+                    send(import_ahead(request["modules"]))
                 elif request["op"] == "fork":
                     send(_fork(request, channels))
                 elif request["op"] == "keep":
