@@ -19,6 +19,9 @@ _R = TypeVar("_R")
 # Processes started by a benchmark write and reuse bytecode as on a user's machine: a shell
 # with PYTHONDONTWRITEBYTECODE set would have every run compile jupyter-mlops from source.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# Each timed run is a first run, as papermill's always is: no zygote is kept warm from the
+# run before (jupyter_mlops.execution.warm). bench_cache.py times the warm re-run on purpose.
+os.environ.setdefault("JUPYTER_MLOPS_KEEP_WARM", "0")
 
 
 def wall(command: Sequence[str], repeat: int = 3, cwd: str | None = None) -> float:

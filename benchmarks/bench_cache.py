@@ -32,6 +32,8 @@ from typing import Any
 
 from _timing import alternate, rounds, target_line
 
+from jupyter_mlops.execution import warm
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "diabetes"
 CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
 
@@ -39,7 +41,8 @@ CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
 def _timed_run(pipeline: Path, *args: str, cold: bool = False) -> tuple[float, dict[str, Any]]:
     """Wall time of one `jupyter mlops run` process, and its run.json; ``cold``: with no
     zygote kept warm for the next run (none is used either: the first runs stop theirs)."""
-    env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0") if cold else None
+    # _timing keeps none warm for the other benchmarks; here a user's default does
+    env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0" if cold else str(warm.DEFAULT_IDLE))
     start = time.perf_counter()
     proc = subprocess.run([*CLI, "run", str(pipeline), *args], capture_output=True, text=True,
                           check=True, env=env)
@@ -86,7 +89,6 @@ def _ran(record: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Time ``--repeat`` rounds of first run, no-change re-run, changed re-run; print ratios."""
-    from jupyter_mlops.execution import warm
     from jupyter_mlops.pipeline.spec import PipelineSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from conftest import EXAMPLES, write_notebook
 from loop_helpers import Server
@@ -130,6 +131,32 @@ def test_each_run_records_its_skew_check_and_runs_show_says_it(churn: Path, run:
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0 and lines[-1] == f"run {run_id} succeeded", done.stdout
     assert lines[-2].startswith("skew check passed"), done.stdout
+
+
+def test_the_check_ahead_answers_as_the_check_and_survives_its_process(
+        churn: Path, run: RunRecord, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jupyter mlops run` asks a process that imported scikit-learn while the run ran: what
+    it says is what the check says here; a process that died is replaced by the check in
+    this process; a failed run leaves no such process behind."""
+    from jupyter_mlops.serving import skew
+    from jupyter_mlops.serving.skewahead import CheckAhead
+
+    here = skew.after_run(churn / "pipe", run.run_id)
+    assert here is not None and here.startswith("skew check passed")
+    ahead = CheckAhead()
+    pid = ahead.process.pid if ahead.process is not None else 0
+    assert ahead.check(churn / "pipe", run.run_id) == here
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    monkeypatch.setattr(skew, "after_run", lambda *a: here)  # the fallback, in this process
+    dead = CheckAhead()
+    assert dead.process is not None
+    dead.process.kill()
+    assert dead.check(churn / "pipe", run.run_id) == here
+    closed = CheckAhead()
+    assert closed.process is not None
+    process = closed.process
+    closed.close()
+    assert process.poll() is not None
 
 
 def test_a_preparation_that_gives_other_rows_each_time_fails_its_check_after_the_run(

@@ -188,17 +188,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         mirrors={"mlflow": args.mlflow} if args.mlflow else {}, executor=args.executor,
         address=args.scheduler, kernel_pool=args.kernel_pool, kernel=args.kernel,
         started_by=f"cli:{_user()}")
-    result = run_pipeline(args.pipeline, options=options, listener=listener)
+    # the training/serving skew check of the new run imports what it needs meanwhile
+    ahead = None
+    if spec.inference is not None:
+        from ..serving.skewahead import CheckAhead
+
+        ahead = CheckAhead()
+    try:
+        result = run_pipeline(args.pipeline, options=options, listener=listener)
+    except BaseException:
+        if ahead is not None:
+            ahead.close()
+        raise
     print(summary(result))
     if result.mlflow_run_id:
         print(f"Mirrored to MLflow at {args.mlflow}: run {result.mlflow_run_id}")
     if result.status != "succeeded":
+        if ahead is not None:
+            ahead.close()
         say(result.error or "the run did not finish")
         return 1
-    if spec.inference is not None:  # the training/serving skew check of the new run
-        from ..serving.skew import after_run
-
-        note = after_run(args.pipeline, result.run_id, args.store)
+    if ahead is not None:
+        note = ahead.check(args.pipeline, result.run_id, args.store)
         if note:
             print(note)
     return 0
