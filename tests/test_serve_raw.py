@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 from conftest import EXAMPLES, write_notebook
 from loop_helpers import Server
@@ -135,23 +134,36 @@ def test_each_run_records_its_skew_check_and_runs_show_says_it(churn: Path, run:
 
 def test_the_check_ahead_answers_as_the_check_and_survives_its_process(
         churn: Path, run: RunRecord, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`jupyter mlops run` asks a process that imported scikit-learn while the run ran: what
-    it says is what the check says here; a process that died is replaced by the check in
-    this process; a failed run leaves no such process behind."""
+    """`jupyter mlops run` asks a process that imported scikit-learn while the run ran (the
+    fixture's run got its check line from one): it answers one JSON line; a run whose check
+    can be reused does not wait for it; a process that died is replaced by the check in this
+    process; a failed run leaves no such process behind."""
     from jupyter_mlops.serving import skew
     from jupyter_mlops.serving.skewahead import CheckAhead
 
-    here = skew.after_run(churn / "pipe", run.run_id)
-    assert here is not None and here.startswith("skew check passed")
-    ahead = CheckAhead()
-    pid = ahead.process.pid if ahead.process is not None else 0
-    assert ahead.check(churn / "pipe", run.run_id) == here
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    monkeypatch.setattr(skew, "after_run", lambda *a: here)  # the fallback, in this process
+    request = json.dumps({"pipeline": str(churn / "pipe"), "run_id": run.run_id,
+                          "store": None})
+    asked = subprocess.run([sys.executable, "-m", "jupyter_mlops.serving.skewahead"],
+                           input=request + "\n", capture_output=True, text=True, timeout=300,
+                           check=True)
+    (line,) = asked.stdout.splitlines()
+    note = json.loads(line)["note"]
+    assert note.startswith("skew check passed: 2,000 raw rows of the run prepared again "
+                           "(41 dropped)") and note.endswith(
+        "all 490 predictions of X_test/y_test of step split the same"), note
+    # checked: the next run of the same code on the same artifacts reuses it without asking
+    # its process, here a stand-in that never answers (asked, the test would hang)
+    again = CheckAhead()
+    again.close()
+    again.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert again.check(churn / "pipe", run.run_id) == note
+    monkeypatch.setattr(skew, "after_run",
+                        lambda *a, reuse_only=False: None if reuse_only else "checked here")
     dead = CheckAhead()
     assert dead.process is not None
     dead.process.kill()
-    assert dead.check(churn / "pipe", run.run_id) == here
+    assert dead.check(churn / "pipe", run.run_id) == "checked here"
     closed = CheckAhead()
     assert closed.process is not None
     process = closed.process

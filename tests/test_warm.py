@@ -301,9 +301,11 @@ def test_the_keeper_is_chosen_by_interpreter_path_backend_and_limits(tmp_path: P
     assert warm.socket_path([str(link)], str(tmp_path), env) != base
     assert warm.socket_path([sys.executable], str(tmp_path),
                             {**env, "MPLBACKEND": "Agg"}) != base
-    # what a shell sets per command, and what a kernel's launch sets, choose nothing
+    # what a shell sets per command, what a kernel's launch sets, and how long a keeper
+    # waits choose nothing
     assert warm.socket_path([sys.executable], str(tmp_path),
-                            {**env, "_": "/usr/bin/time", "JPY_PARENT_PID": "1"}) == base
+                            {**env, "_": "/usr/bin/time", "JPY_PARENT_PID": "1",
+                             warm.VARIABLE: "60"}) == base
     mask = os.umask(0o077)
     try:
         assert warm.socket_path([sys.executable], str(tmp_path), env) != base

@@ -188,12 +188,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         mirrors={"mlflow": args.mlflow} if args.mlflow else {}, executor=args.executor,
         address=args.scheduler, kernel_pool=args.kernel_pool, kernel=args.kernel,
         started_by=f"cli:{_user()}")
-    # the training/serving skew check of the new run imports what it needs meanwhile
-    ahead = None
-    if spec.inference is not None:
-        from ..serving.skewahead import CheckAhead
+    from ..serving.skewahead import CheckAhead
 
-        ahead = CheckAhead()
+    # the training/serving skew check of the new run imports what it needs meanwhile
+    ahead = CheckAhead() if spec.inference is not None else None
     try:
         result = run_pipeline(args.pipeline, options=options, listener=listener)
     except BaseException:

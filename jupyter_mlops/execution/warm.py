@@ -94,8 +94,9 @@ def socket_path(interpreter: list[str], workdir: str, env: dict[str, str]) -> Pa
     if where is None:
         return None
     # the interpreter's own path: a virtual environment's python links to its base's, and
-    # both must not share a keeper; MPLBACKEND, if the user set it, chose the backend
-    skip = (PER_KERNEL - {"MPLBACKEND"}) | SHELL_SET
+    # both must not share a keeper; MPLBACKEND, if the user set it, chose the backend; how
+    # long a keeper waits is no import's business
+    skip = (PER_KERNEL - {"MPLBACKEND"}) | SHELL_SET | {VARIABLE}
     key = json.dumps({"python": os.path.abspath(interpreter[0]), "options": interpreter[1:],
                       "folder": os.path.realpath(workdir), "limits": _limits(),
                       "env": sorted((k, v) for k, v in env.items() if k not in skip)})

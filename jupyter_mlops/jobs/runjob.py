@@ -15,6 +15,7 @@ from functools import partial
 
 from ..run.child import run_in_child
 from ..run.options import RunOptions
+from ..serving.skewahead import ahead_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,16 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     trigger = json.loads(args.trigger)
     options = RunOptions(run_id=args.run_id, store=args.store, trigger=trigger,
                          started_by=f"schedule:{trigger.get('job')}")
-    return run_in_child(args.pipeline, json.loads(args.parameters), options,
-                        f"cancelled: the scheduler of job {trigger.get('job')} stopped it",
-                        after=partial(_check, args.pipeline, args.store))
-
-
-def _check(pipeline: str, store: str, run_id: str) -> str | None:
-    """The training/serving skew check of a run that succeeded (pipelines with prepare cells)."""
-    from ..serving.skew import after_run
-
-    return after_run(pipeline, run_id, store)
+    # the training/serving skew check of a run that succeeds, its imports begun now
+    ahead = ahead_of(args.pipeline)
+    try:
+        return run_in_child(args.pipeline, json.loads(args.parameters), options,
+                            f"cancelled: the scheduler of job {trigger.get('job')} stopped it",
+                            after=None if ahead is None
+                            else partial(ahead.check, args.pipeline, store=args.store))
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     with stop_on_sigterm(CANCEL_REASON):
         from ..run.child import run_in_child
         from ..run.options import RunOptions
+        from ..serving.skewahead import ahead_of
 
         parser = argparse.ArgumentParser(prog="python -m jupyter_mlops.lab.runprocess")
         parser.add_argument("pipeline")
@@ -37,15 +38,15 @@ def main(argv: list[str] | None = None) -> int:
                             help="the kernel the steps run in (default: the pipeline's)")
         args = parser.parse_args(argv)
         options = RunOptions(run_id=args.run_id, started_by="jupyterlab", kernel=args.kernel)
-        return run_in_child(args.pipeline, json.loads(args.parameters), options,
-                            CANCEL_REASON, after=partial(_check, args.pipeline))
-
-
-def _check(pipeline: str, run_id: str) -> str | None:
-    """The training/serving skew check of a run that succeeded (pipelines with prepare cells)."""
-    from ..serving.skew import after_run
-
-    return after_run(pipeline, run_id)
+        # the training/serving skew check of a run that succeeds, its imports begun now
+        ahead = ahead_of(args.pipeline)
+        try:
+            return run_in_child(args.pipeline, json.loads(args.parameters), options,
+                                CANCEL_REASON, after=None if ahead is None
+                                else partial(ahead.check, args.pipeline))
+        finally:
+            if ahead is not None:
+                ahead.close()
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def _checks(pipeline: Path) -> dict[str, Any]:
 
     path = pipeline / SPEC_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's loader where PyYAML has it: the profiles make this file long
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise SpecError(f"cannot read the checks of {path}: {err}; export the notebook "
                         "again") from None

@@ -195,10 +195,12 @@ def recorded_checks(store: RunStore, run_id: str) -> list[dict[str, Any]]:
     return [{**json.loads(figures), "checked": when} for figures, when in rows]
 
 
-def after_run(pipeline_dir: str | Path, run_id: str, store: str | Path | None = None
-              ) -> str | None:
+def after_run(pipeline_dir: str | Path, run_id: str, store: str | Path | None = None,
+              reuse_only: bool = False) -> str | None:
     """Check a run that just succeeded and record the outcome; the line to tell the user
-    (None when the pipeline has no prepare cells). Never raises: the run itself stands."""
+    (None when the pipeline has no prepare cells, or with ``reuse_only`` when no check of the
+    same code on the same artifacts was recorded: then the run needs one). Never raises: the
+    run itself stands."""
     from ..pipeline.spec import PipelineSpec
     from ..run.store import default_store
     from .model import load_run_model
@@ -215,6 +217,8 @@ def after_run(pipeline_dir: str | Path, run_id: str, store: str | Path | None = 
         figures = _reused(runs, runs.run(run_id), InferencePlan.from_dict(inference))
         if figures is not None:
             return f"{'' if figures['passed'] else 'warning: '}skew check {describe(figures)}"
+        if reuse_only:
+            return None
         served = load_run_model(runs, run_id, pipeline_dir=pipeline_dir)
     except SkewError:
         figures = recorded_checks(runs, run_id)

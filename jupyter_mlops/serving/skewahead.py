@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["CheckAhead", "main"]
+__all__ = ["CheckAhead", "ahead_of", "main"]
 
 
 class CheckAhead:
@@ -39,8 +39,13 @@ class CheckAhead:
         from .skew import after_run
 
         process, self.process = self.process, None
-        if process is None or process.stdin is None or process.stdout is None:
-            return after_run(pipeline_dir, run_id, store)
+        # a re-run from the cache reuses its first run's check: no need to wait for imports
+        reused = after_run(pipeline_dir, run_id, store, reuse_only=True)
+        if reused is not None or process is None or process.stdin is None \
+                or process.stdout is None:
+            if process is not None:
+                _end(process)
+            return reused if reused is not None else after_run(pipeline_dir, run_id, store)
         request = {"pipeline": str(pipeline_dir), "run_id": run_id,
                    "store": None if store is None else str(store)}
         try:
@@ -59,6 +64,20 @@ class CheckAhead:
         process, self.process = self.process, None
         if process is not None:
             _end(process)
+
+
+def ahead_of(pipeline_dir: str | Path) -> CheckAhead | None:
+    """A :class:`CheckAhead` for the run of ``pipeline_dir`` about to start, or None when it
+    has no prepare cells (nothing to check) or cannot be read (the run says why)."""
+    from ..errors import MlopsError
+    from ..pipeline.spec import PipelineSpec
+
+    try:
+        if PipelineSpec.read(pipeline_dir).inference is None:
+            return None
+    except MlopsError:
+        return None
+    return CheckAhead()
 
 
 def _end(process: subprocess.Popen[str]) -> None:
