@@ -19,9 +19,10 @@ import psutil
 import pytest
 from test_kernelpool import _kernels, _notebook, _pipeline, _run
 
+from jupyter_mlops.execution.forked import ForkedKernel
 from jupyter_mlops.execution.kernelpool import KernelPool
 from jupyter_mlops.execution.stepexec import KernelCommand
-from jupyter_mlops.execution.zygote import ForkedKernel, launcher
+from jupyter_mlops.execution.zygote import launcher
 from jupyter_mlops.runtime.artifacts import load
 
 ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]

@@ -35,6 +35,6 @@ def kernel_manager_class() -> Any:
     with _IMPORTING:
         from jupyter_client import AsyncKernelManager
 
-        from . import kernellog, kernelready, zygote  # noqa: F401 (used right after)
+        from . import forked, kernellog, kernelready, zygote  # noqa: F401 (used right after)
 
         return AsyncKernelManager

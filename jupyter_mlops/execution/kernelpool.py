@@ -293,7 +293,7 @@ class KernelPool:
                 return False
             zygote = await self._zygote(manager, kernel.key)
             if zygote is not None:
-                from .zygote import ForkProvisioner
+                from .forked import ForkProvisioner
 
                 provisioner = ForkProvisioner(kernel_id=str(uuid.uuid4()), parent=manager,
                                               kernel_spec=manager.kernel_spec)

@@ -3,8 +3,8 @@
 A fresh interpreter per step re-imports pandas, scikit-learn, pyarrow and skops: seconds of
 CPU each step, which one papermill kernel pays once. :class:`Zygote` starts a process that
 imports them (and a successor for packages only later steps need), and
-:class:`ForkProvisioner` (a jupyter_client provisioner) gets each step's kernel by forking
-it, so a kernel is ready in a fraction of a second with its imports done.
+:class:`.forked.ForkProvisioner` (a jupyter_client provisioner) gets each step's kernel by
+forking it, so a kernel is ready in a fraction of a second with its imports done.
 
 Used only where a forked kernel is the kernel the step would have got: an ipykernel run by
 the same Python (``python -m ipykernel_launcher``), with the environment the zygote started
@@ -24,8 +24,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-
-from jupyter_client.provisioning import LocalProvisioner
 
 from .stepexec import Module
 
@@ -245,7 +243,7 @@ class Zygote:
             self.first.pid = int(attached["pid"])
             self.first.imported = {(str(name), tuple(names), bool(optional))
                                    for name, names, optional in attached.get("imported", [])}
-        self._born = _birth(self.first.pid)
+        self._born = birth(self.first.pid)
         #: Whether the first zygote came warm (forked from a kept one).
         self.warm = attached is not None
         self._spare: tuple[int, int] | None = (channels[1][1], channels[1][2])
@@ -337,7 +335,7 @@ class Zygote:
         if self.process is not None:
             if self.process.poll() is None:
                 os.killpg(pid, signal.SIGKILL)  # the successor is in its group
-        elif pid is not None and self._born is not None and _birth(pid) == self._born:
+        elif pid is not None and self._born is not None and birth(pid) == self._born:
             with contextlib.suppress(OSError):  # its own session: the successor is in it
                 os.killpg(pid, signal.SIGKILL)
 
@@ -369,7 +367,7 @@ def _channels() -> tuple[list[tuple[int, ...]], list[int]]:
     return channels, [fd for c in channels for fd in (c[0], c[3])]
 
 
-def _birth(pid: int | None) -> float | None:
+def birth(pid: int | None) -> float | None:
     """When process ``pid`` started (None: it is gone): a pid reused later is another's."""
     import psutil
 
@@ -394,94 +392,6 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
         except psutil.Error:
             return
         time.sleep(0.01)
-
-
-class ForkedKernel:
-    """What jupyter_client's provisioner expects of a ``Popen``, for a forked kernel."""
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int, zygote: _Member) -> None:
-        self.pid = pid
-        self.zygote = zygote
-        self.returncode: int | None = None
-        self._born = _birth(pid)
-
-    def poll(self) -> int | None:
-        """The exit code, or None while it runs."""
-        if self.returncode is None:
-            self.returncode = self.zygote.exits.get(self.pid)
-            if self.returncode is None and not self._exists():
-                self.returncode = -signal.SIGKILL  # the zygote is gone: nobody reports
-        return self.returncode
-
-    def _exists(self) -> bool:
-        """Whether the process runs (a zombie, ended but not yet reaped by whoever adopted
-        it, does not)."""
-        import psutil
-
-        try:
-            process = psutil.Process(self.pid)
-            # a pid reused by another process, after this one was reaped, is not this one
-            return (process.status() != psutil.STATUS_ZOMBIE
-                    and process.create_time() == self._born)
-        except psutil.NoSuchProcess:
-            return False
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until the kernel ends; its exit code."""
-        while self.poll() is None:
-            self.zygote.wait(self.pid, 0.1 if timeout is None else min(timeout, 0.1))
-            if timeout is not None:
-                timeout -= 0.1
-                if timeout <= 0 and self.poll() is None:
-                    raise subprocess.TimeoutExpired(str(self.pid), 0)
-        return self.returncode if self.returncode is not None else 0
-
-    def send_signal(self, signum: int) -> None:
-        """Signal the kernel, unless it has ended (its pid may be another's now)."""
-        if self.poll() is None:
-            os.kill(self.pid, signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-
-class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
-    """Launches a kernel by forking the zygote; as jupyter_client would where it cannot."""
-
-    zygote: _Member | None = None
-    #: Where a forked kernel appends its stdout and stderr (None: the zygote's); a kernel
-    #: started instead gets them from ``launch_kernel``'s arguments.
-    log: str | None = None
-
-    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-        """Fork the kernel from the zygote when the command and environment allow."""
-        zygote, env = self.zygote, dict(kwargs.get("env") or os.environ)
-        same_env = zygote is not None and all(
-            env.get(k) == zygote.env.get(k) for k in set(env) | set(zygote.env)
-            if k not in PER_KERNEL | SHELL_SET)
-        pid, split = None, launcher(cmd)
-        if (zygote is not None and same_env and split is not None
-                and [os.path.realpath(split[0][0]), *split[0][1:]]
-                == [os.path.realpath(zygote.interpreter[0]), *zygote.interpreter[1:]]
-                and zygote.pid is not None):
-            cwd = str(kwargs.get("cwd") or os.getcwd())
-            # its parent is the zygote, which ends when we do: the kernel then stops itself
-            env["JPY_PARENT_PID"] = str(zygote.pid)
-            # MPLBACKEND is left as the zygote set it, as ipykernel would have set it
-            own: dict[str, str | None] = {
-                k: env.get(k) for k in PER_KERNEL - {"MPLBACKEND"} | SHELL_SET}
-            pid = zygote.fork(split[1], cwd, own, self.log)
-        if pid is None:
-            return await super().launch_kernel(cmd, **kwargs)
-        self.process = ForkedKernel(pid, zygote)
-        self.pid = self.pgid = pid  # the child made its own session before the reply came
-        self.cwd = cwd
-        return self.connection_info
 
 
 def interpreter_of(kernel_spec: Any) -> list[str]:
