@@ -26,7 +26,8 @@ from ..pipeline.quoting import (
     shell_word,
 )
 from ..pipeline.spec import PipelineSpec
-from ..run.cache import package_versions, step_imports, step_strings
+from ..run.cache import step_imports, step_strings
+from ..run.versions import package_versions
 from .pythonenv import canonical
 from .runtime_wheel import wheel_name
 

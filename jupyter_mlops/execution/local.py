@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from typing import TYPE_CHECKING
+
 from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped, RunPlan
-from .kernelpool import KernelPool
 from .stepexec import StepCall, close_thread_loop, execute_step
+
+if TYPE_CHECKING:
+    from .kernelpool import KernelPool
 
 
 class LocalExecutor(Executor):
@@ -16,6 +21,8 @@ class LocalExecutor(Executor):
     def __init__(self, settings: ExecutorSettings) -> None:
         self.pooling = settings.kernel_pool
         self.pool: KernelPool | None = None
+        self.plan: RunPlan | None = None
+        self._opening = threading.Lock()
         self.killed = False
 
     @classmethod
@@ -24,18 +31,29 @@ class LocalExecutor(Executor):
         return cls(settings)
 
     def start(self, plan: RunPlan) -> None:
-        """Start the pool: one kernel more than run at once waits, so a chain of short steps
-        warms two ahead."""
-        if self.pooling:
-            self.pool = KernelPool(plan.kernel, plan.parallelism + 1, plan.upcoming, plan.plan,
-                                   preload=plan.preload, logs=plan.logs)
+        """Keep the plan; the pool starts with the first step that runs (a run whose steps
+        are all reused starts none, nor its thread)."""
+        self.plan = plan
+
+    def _pool(self) -> KernelPool | None:
+        """The pool, started on first use: one kernel more than run at once waits, so a
+        chain of short steps warms two ahead."""
+        with self._opening:
+            plan = self.plan
+            if self.pool is None and self.pooling and plan is not None and not self.killed:
+                from .kernelpool import KernelPool
+
+                self.pool = KernelPool(plan.kernel, plan.parallelism + 1, plan.upcoming,
+                                       plan.plan, preload=plan.preload, logs=plan.logs)
+            return self.pool
 
     def run(self, call: StepCall, on_cell: CellListener | None) -> None:
         """Run the step in the kernel the pool holds for it, or in a new one; none once
         killed (a kernel started then would outlive the stop's kills)."""
         if self.killed:
             raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
-        lease = self.pool.lease(call.step) if self.pool is not None else None
+        pool = self._pool()
+        lease = pool.lease(call.step) if pool is not None else None
         if lease is None and self.killed:  # the pool closed for the stop meanwhile
             raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
         try:
@@ -53,12 +71,15 @@ class LocalExecutor(Executor):
 
     def kill(self) -> None:
         """Kill the kernels, so running steps end now; start none from now on."""
-        self.killed = True
-        if self.pool is not None:
-            self.pool.kill()
+        with self._opening:
+            self.killed = True
+            pool = self.pool
+        if pool is not None:
+            pool.kill()
 
     def close(self) -> None:
         """Shut down every kernel the pool started, used or not."""
-        pool, self.pool = self.pool, None
+        with self._opening:
+            pool, self.pool, self.plan = self.pool, None, None
         if pool is not None:
             pool.close()

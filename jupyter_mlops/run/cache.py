@@ -10,8 +10,6 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from ..notebook.reader import load_json, read_regular_file
 from ..pipeline.spec import Step
 from ..runtime._files import sha256_file, sha256_text
 from .store import RunStore
+from .versions import module_versions
 
 #: Bump when the meaning of a key changes, so old cache entries stop matching.
 KEY_VERSION = 1
@@ -155,50 +154,6 @@ def step_imports(notebook: Path) -> list[str]:
     return sorted(modules)
 
 
-@lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
-    from importlib.metadata import packages_distributions
-
-    return packages_distributions()
-
-
-#: Modules whose distribution has another name, found without scanning every installed one.
-_DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow",
-                    "cv2": "opencv-python", "bs4": "beautifulsoup4", "skimage": "scikit-image",
-                    "dateutil": "python-dateutil", "attr": "attrs", "google": "protobuf"}
-
-
-def package_versions(modules: list[str]) -> dict[str, str]:
-    """Installed version of the distribution behind each module (standard library: none)."""
-    found: dict[str, str] = {}
-    for versions in _module_versions(modules).values():
-        found.update(versions)
-    return dict(sorted(found.items()))
-
-
-def _module_versions(modules: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``{module: {distribution: version}}`` for each module not of the standard library."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found: dict[str, dict[str, str]] = {}
-    for module in modules:
-        if module in sys.stdlib_module_names:
-            continue
-        guess = _DISTRIBUTION_OF.get(module, module)
-        mine = found[module] = {}
-        try:  # the quick way: the distribution is named like the module
-            mine[guess] = version(guess)
-            continue
-        except PackageNotFoundError:
-            pass
-        for dist in _distributions().get(module, []):  # the slow way: scan them all
-            try:
-                mine[dist] = version(dist)
-            except PackageNotFoundError:
-                continue
-    return found
-
-
 def git_commit(folder: Path) -> str | None:
     """The commit checked out around ``folder``, when it is inside a git repository."""
     try:
@@ -220,7 +175,7 @@ def environments(kernel: str, imports: dict[str, list[str]], folder: Path
     looked up and the git commit asked once for the whole run, not once per step."""
     from .. import __version__
 
-    versions = _module_versions(sorted({m for modules in imports.values() for m in modules}))
+    versions = module_versions(sorted({m for modules in imports.values() for m in modules}))
     shared = {"python": platform.python_version(), "platform": sys.platform,
               "jupyter_mlops": __version__, "kernel": kernel, "git_commit": git_commit(folder)}
     found = {}

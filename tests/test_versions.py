@@ -1,0 +1,68 @@
+"""Package versions for the cache keys, kept between runs (jupyter_mlops.run.versions): the
+same as importlib.metadata says, and never kept past an install."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_mlops.run import versions
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache folder of this test's own, and a folder on ``sys.path`` it may change."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    return site
+
+
+def test_kept_versions_are_what_the_metadata_says(cache: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = {"pandas": {"pandas": version("pandas")},
+                "sklearn": {"scikit-learn": version("scikit-learn")},
+                "yaml": {"PyYAML": version("PyYAML")}}
+    assert versions.module_versions(["pandas", "json", "sklearn", "yaml", "pandas"]) == expected
+    assert versions.package_versions(["sklearn", "os"]) == {
+        "scikit-learn": version("scikit-learn")}
+    # kept: a second run looks nothing up
+    def refuse(modules: list[str]) -> Any:
+        raise AssertionError(f"looked up {modules} again")
+
+    monkeypatch.setattr(versions, "_looked_up", refuse)
+    assert versions.module_versions(["yaml", "pandas", "sklearn"]) == {
+        k: expected[k] for k in ("yaml", "pandas", "sklearn")}
+
+
+def test_an_install_on_the_path_makes_them_looked_up_again(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    versions.module_versions(["pandas"])
+    asked: list[list[str]] = []
+    real = versions._looked_up
+
+    def counting(modules: list[str]) -> Any:
+        asked.append(modules)
+        return real(modules)
+
+    monkeypatch.setattr(versions, "_looked_up", counting)
+    versions.module_versions(["pandas"])
+    assert asked == []
+    (cache / "pandas-99.0.dist-info").mkdir()  # what pip does to a folder on sys.path
+    versions.module_versions(["pandas"])
+    assert asked == [["pandas"]]
+
+
+def test_a_cache_that_cannot_be_read_is_looked_past(cache: Path) -> None:
+    path = versions._cache_file()
+    assert path is not None
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert versions.module_versions(["yaml"]) == {"yaml": {"PyYAML": version("PyYAML")}}
+    path.write_text('{"yaml": {"PyYAML": 3}}')  # a version that is not a string
+    assert versions.module_versions(["yaml"]) == {"yaml": {"PyYAML": version("PyYAML")}}
