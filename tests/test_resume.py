@@ -32,7 +32,11 @@ def _steps(pipeline: Path, run_id: str) -> dict[str, dict]:
 
 
 def _latest(pipeline: Path) -> str:
-    return sorted(p.name for p in (pipeline / "runs").iterdir())[-1]
+    """The run that started last (run ids order by the second only: two runs of one second
+    sort by their random part)."""
+    records = [json.loads((p / "run.json").read_text())
+               for p in (pipeline / "runs").iterdir()]
+    return max(records, key=lambda r: r["started"])["run_id"]
 
 
 def test_resume_reruns_only_what_failed_in_the_same_run(pipeline: Path, cli) -> None:
