@@ -90,7 +90,7 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
 
     for path in warm.kept():
         state = warm.status(path)
-        if state is not None and state["idle"] == float(os.environ["JUPYTER_MLOPS_KEEP_WARM"]):
+        if state is not None and state["idle"] == warm.idle_seconds():
             warm.stop(path)
 
 

@@ -2,10 +2,11 @@
 run ran.
 
 The check (:func:`.skew.after_run`) loads the run's model with skops, which imports
-scikit-learn and scipy: about 2.5 s of CPU on this project's 2-core machine, which every run
+scikit-learn and scipy: 2.7-3.2 s on this project's 2-core machine (timed by hand), which every run
 of a pipeline with prepare cells paid after its last step. :class:`CheckAhead` starts a
-process with the run that imports them meanwhile (the steps' kernels leave a core idle most
-of the time), then checks the run once told its id.
+process with the run that imports them meanwhile, beside the steps' kernels, then checks the
+run once told its id (churn with `-j 2`: 1.11 of papermill before, 0.92 after,
+`benchmarks/bench_scale.py`).
 
 Protocol: one JSON line in, ``{"pipeline": str, "run_id": str, "store": str or null}``; one
 JSON line out, ``{"note": str or null}``, what :func:`.skew.after_run` returned. End of input
