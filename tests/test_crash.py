@@ -284,9 +284,12 @@ def test_kill_during_a_large_artifact_write(tmp_path: Path, runs: Runs) -> None:
 
 
 def test_kill_at_every_moment_of_a_run(tmp_path: Path, runs: Runs) -> None:
+    # Each step sleeps 0.75 s so a run lasts at least 1.5 s by its own work, whatever
+    # the runner's speed: the kills below, at most 0.25 s apart, land five times or more
+    # inside it, through the kernels' start, both steps and the record's writing.
     nb = write_notebook(tmp_path / "quick.ipynb", "%%mlops params\nn = 3",
-                        "%%mlops step a\ntotal = float(n)",
-                        "%%mlops step b\ndoubled = total * 2",
+                        "%%mlops step a\nimport time\ntime.sleep(0.75)\ntotal = float(n)",
+                        "%%mlops step b\nimport time\ntime.sleep(0.75)\ndoubled = total * 2",
                         "%%mlops metrics\nresult = doubled")
     assert run_cli("export", str(nb)).returncode == 0
     pipeline = tmp_path / "quick_pipeline"
@@ -294,7 +297,7 @@ def test_kill_at_every_moment_of_a_run(tmp_path: Path, runs: Runs) -> None:
     start = time.monotonic()
     _completes(pipeline)
     lifetime = time.monotonic() - start
-    step = max(0.2, lifetime / 15)
+    step = min(0.25, max(0.1, lifetime / 15))
     for attempt in range(1, 16):
         delay = attempt * step
         proc = runs.start(str(pipeline), "--force")
