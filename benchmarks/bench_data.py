@@ -120,10 +120,10 @@ def bench(rows: int, repeat: int) -> None:
         ours = [*cli, "run", str(pipeline), "--force", "--runs-dir", str(runs)]
         results = paired({"pipeline": ours, "papermill": papermill}, repeat, cwd=tmp)
         frame = subprocess.run(
-            [sys.executable, "-c", "import pandas as pd, sys; "
-             "import pyarrow.feather as f; "
-             "print(f.read_table(sys.argv[1]).to_pandas().memory_usage(deep=True).sum())",
-             str(next(runs.glob("*/artifacts/build/df.arrow")))],
+            [sys.executable, "-W", "ignore", "-c", "import sys; "
+             "from jupyter_mlops.runtime.artifacts import load; "
+             "print(load('df', sys.argv[1]).memory_usage(deep=True).sum())",
+             str(next(runs.glob("*/artifacts/build/df.arrow")).parent)],
             check=True, capture_output=True, text=True).stdout.strip()
         last = sorted(runs.iterdir())[-1]
         written = _size(last)

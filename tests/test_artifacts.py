@@ -406,7 +406,7 @@ def test_a_big_frame_hashed_while_it_is_read_is_refused_when_changed(tmp_path, w
     frame = pd.DataFrame({"a": np.random.default_rng(0).normal(size=1_200_000), "b": 1})
     manifest = artifacts.save(frame, "df", tmp_path)
     path = tmp_path / manifest["file"]
-    assert path.stat().st_size >= artifacts._HASH_BESIDE
+    assert path.stat().st_size >= artifacts.HASH_BESIDE
     assert artifacts._parsing_runs_no_code("parquet")  # the pyarrow the package requires
     pd.testing.assert_frame_equal(artifacts.load("df", tmp_path, sha256=manifest["sha256"]),
                                   frame)

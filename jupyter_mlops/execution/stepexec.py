@@ -4,7 +4,6 @@ what that kernel may import before the step's inputs exist (:mod:`.kernelpool`).
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -116,6 +115,7 @@ def close_thread_loop() -> None:
     nbclient runs its coroutines on a loop it creates per thread and never closes; closed
     here, a long-lived process (the Jupyter server) does not leak one per step.
     """
+    import asyncio  # here: a re-run whose steps are all reused never needs it
     import warnings
 
     with warnings.catch_warnings():

@@ -49,6 +49,23 @@ def temporary_file(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+#: Blocks written, and files read, from this size on are hashed in a thread while they are
+#: written or parsed (hashlib, writing and pyarrow let go of the GIL); smaller ones in turn,
+#: where a thread's hand-off would cost more than the hashing.
+HASH_BESIDE = 8 << 20
+_HASH_THREAD: Any = None
+
+
+def hash_thread() -> Any:
+    """One thread for hashing beside writing or parsing, made on first use."""
+    global _HASH_THREAD
+    if _HASH_THREAD is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _HASH_THREAD = ThreadPoolExecutor(1, thread_name_prefix="mlops-hash")
+    return _HASH_THREAD
+
+
 class _Hashing:
     """A binary file that hashes what is written to it, as it is written; a writer that
     seeks back (zip archives go back to fill in headers) makes the hash unknown."""
@@ -60,9 +77,17 @@ class _Hashing:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        if self.digest is not None:
+        if self.digest is None:
+            count = self._handle.write(view)
+        elif view.nbytes < HASH_BESIDE:
             self.digest.update(view)
-        count = self._handle.write(view)
+            count = self._handle.write(view)
+        else:  # the block is hashed before this returns: the writer may reuse its memory then
+            hashed = hash_thread().submit(self.digest.update, view)
+            try:
+                count = self._handle.write(view)
+            finally:
+                hashed.result()
         self._written += count
         return count
 

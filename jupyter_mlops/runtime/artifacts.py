@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, UnverifiedArtifactWarning
-from . import frames, remote, trust
-from ._files import atomic_write, sha256_file, write_with
+from . import arrowfile, frames, remote, trust
+from ._files import HASH_BESIDE, atomic_write, hash_thread, sha256_file, write_with
 from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 
 __all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
@@ -70,15 +70,16 @@ def _check_name(name: Any) -> None:
 
 
 def _save_data(kind: str, value: Any, path: Path, text: str | None,
-               trusted: list[str] | None, fmt: str) -> dict[str, Any]:
+               trusted: list[str] | None, fmt: str, refer: bool) -> dict[str, Any]:
     """Write the data file; return the kind-specific manifest fields."""
     if kind == "parquet":
         info = {"rows": len(value), "columns": [str(c) for c in value.columns]}
-        return frames.write_frame(value, path, fmt, info)
+        return frames.write_frame(value, path, fmt, info, refer=refer)
     if kind == "series":
         info = {"rows": len(value), "dtype": str(value.dtype),
                 "series_name": frames.labels([value.name])[0]}
-        return frames.write_frame(value.to_frame(name=_SERIES_COLUMN), path, fmt, info)
+        return frames.write_frame(value.to_frame(name=_SERIES_COLUMN), path, fmt, info,
+                                  refer=refer)
     if kind == "npy":
         import numpy as np
         digest = write_with(path, lambda handle: np.save(handle, value, allow_pickle=False))
@@ -118,7 +119,9 @@ def _refuse_untrusted(needed: Iterable[str], trusted: list[str], path: Path, wha
 
 
 def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, step: str,
-          trusted: list[str] | None) -> dict:
+          trusted: list[str] | None, refer: bool) -> dict:
+    # refer: a frame may reference columns of frames loaded from beside ``folder``, which
+    # must then be where the frame stays (not a copy bound for a URL)
     _check_name(name)
     prefix = f"step `{step}`: " if step else ""
     kind, text = _classify(value, allow_pickle)
@@ -144,7 +147,7 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
     except ArtifactError:
         old = None
     try:
-        extra = _save_data(kind, value, path, text, trusted, fmt)
+        extra = _save_data(kind, value, path, text, trusted, fmt, refer)
     except ArtifactError as exc:
         raise ArtifactError(f"{prefix}variable `{name}`: {exc}") from None
     except Exception as exc:
@@ -176,7 +179,8 @@ def save(value: Any, name: str, folder: str | Path, *, role: str = "value",
     """
     with remote.writable(folder) as local:
         return _save(value, name, local, role, allow_pickle, step="",
-                     trusted=None if trusted is None else list(trusted))
+                     trusted=None if trusted is None else list(trusted),
+                     refer=not remote.is_url(folder))
 
 
 def read_manifest(name: str, folder: str | Path) -> dict[str, Any]:
@@ -249,11 +253,12 @@ def load(name: str, folder: str | Path, *, sha256: str | None = None,
     """
     _check_name(name)
     with remote.readable(folder, [name]) as local:
-        return _load(name, local, _shown(folder), sha256, allow_pickle, list(trusted))
+        return _load(name, local, _shown(folder), sha256, allow_pickle, list(trusted),
+                     keep=not remote.is_url(folder))
 
 
 def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle: bool,
-          trusted: list[str]) -> Any:
+          trusted: list[str], keep: bool) -> Any:
     manifest = _read_manifest(name, folder, shown)
     kind, path = manifest["kind"], folder / manifest["file"]
     if kind == "pickle" and not allow_pickle:
@@ -270,11 +275,11 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
             "rewrite both; run the pipeline with `jupyter mlops run` to have every input "
             "checked"), stacklevel=3)
     hashing = None
-    if path.stat().st_size >= _HASH_BESIDE and _parsing_runs_no_code(
+    if path.stat().st_size >= HASH_BESIDE and _parsing_runs_no_code(
             kind, manifest.get("format", "parquet")):
         # hashlib lets go of the GIL on big blocks: the file is hashed in a thread while it
         # is parsed, and the value is dropped below unless the hash matches
-        hashing = _hasher().submit(sha256_file, path)
+        hashing = hash_thread().submit(sha256_file, path)
     else:
         _check_hash(name, shown, manifest, sha256, sha256_file(path))
     try:
@@ -289,12 +294,9 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
         ) from exc
     if hashing is not None:
         _check_hash(name, shown, manifest, sha256, hashing.result())
+    if keep and kind in _FRAMES:  # a frame saved beside it may reference its columns
+        arrowfile.remember(path, manifest)
     return value
-
-
-#: Files from this size on are hashed while they are parsed; smaller ones first (a thread's
-#: hand-off costs more than hashing a few megabytes).
-_HASH_BESIDE = 8 << 20
 
 
 def _check_hash(name: str, shown: str, manifest: dict[str, Any], sha256: str | None,
@@ -328,19 +330,6 @@ def _parsing_runs_no_code(kind: str, fmt: str = "parquet") -> bool:
     return version >= [14, 0, 1]
 
 
-_HASHER: Any = None
-
-
-def _hasher() -> Any:
-    """One thread for hashing beside parsing, made on first use."""
-    global _HASHER
-    if _HASHER is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _HASHER = ThreadPoolExecutor(1, thread_name_prefix="mlops-hash")
-    return _HASHER
-
-
 def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folder: str | Path,
                  *, allow_pickle: bool = False, step: str = "",
                  trusted: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
@@ -365,11 +354,13 @@ def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folde
             continue
         if kind_of(namespace[name], allow_pickle) is None:
             if required:  # _save raises the one-line message naming the type
-                _save(namespace[name], name, Path(folder), "", allow_pickle, step, trusted)
+                _save(namespace[name], name, Path(folder), "", allow_pickle, step, trusted,
+                      refer=False)
             continue
         chosen.append((name, output.get("role", "value")))
     with remote.writable(folder) as local:  # a URL gets every data file before a manifest
-        return {name: _save(namespace[name], name, local, role, allow_pickle, step, trusted)
+        return {name: _save(namespace[name], name, local, role, allow_pickle, step, trusted,
+                            refer=not remote.is_url(folder))
                 for name, role in chosen}
 
 
@@ -381,6 +372,6 @@ def load_inputs(namespace: dict[str, Any], inputs: dict[str, str], folder: str |
         _check_name(name)
     with remote.readable(folder, list(inputs)) as local:
         loaded = {name: _load(name, local, _shown(folder), expected or None, allow_pickle,
-                              list(trusted))
+                              list(trusted), keep=not remote.is_url(folder))
                   for name, expected in inputs.items()}
     namespace.update(loaded)

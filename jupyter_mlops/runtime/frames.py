@@ -11,6 +11,10 @@ columns' types: integers, floats, booleans, strings, datetimes (with their time 
 categories come back as they were; narrower numbers (float32, int8) are widened by JSON and
 narrowed back from the dtypes recorded in the manifest. Which format an artifact has is in
 its manifest (``format``), so a reader never guesses.
+
+A big frame is written in parts, its columns compressed only where it pays, and columns
+that an input file already holds are referenced instead of written again
+(:mod:`.arrowfile`).
 """
 
 from __future__ import annotations
@@ -19,29 +23,20 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from . import arrowfile
 from ._files import write_with
 from ._jsonvalues import NotJSON, decode, encode
 
 __all__ = ["FORMATS", "extension", "frame_format", "labels", "read_frame", "write_frame"]
 
 #: The formats a frame artifact may have, with its data file's extension.
-FORMATS = {"arrow": "arrow", "parquet": "parquet", "json-table": "table.json"}
+FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
+           "json-table": "table.json"}
 
 
 def frame_format() -> str:
     """The format this kernel writes frames in: "arrow" with pyarrow, else "json-table"."""
     return "arrow" if importlib.util.find_spec("pyarrow") is not None else "json-table"
-
-
-def _write_arrow(frame: Any, handle: Any) -> None:
-    import pyarrow as pa
-    import pyarrow.feather as feather
-
-    # a RangeIndex is kept as metadata (and comes back one), any other index as columns
-    table = pa.Table.from_pandas(frame, preserve_index=None)
-    codec = "zstd" if pa.Codec.is_available("zstd") else "uncompressed"
-    feather.write_feather(table, pa.PythonFile(handle, mode="w"), compression=codec,
-                          **({"compression_level": 1} if codec == "zstd" else {}))
 
 
 def extension(fmt: str) -> str:
@@ -80,14 +75,22 @@ def _plain_labels(frame: Any, extra: dict[str, Any]) -> Any:
     return frame
 
 
-def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any]) -> dict[str, Any]:
+def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any], *,
+                refer: bool = False) -> dict[str, Any]:
     """Write ``frame`` to ``path`` in format ``fmt`` (:func:`frame_format`'s); return
     ``extra`` with what reading it back needs (original labels, the format, and for JSON the
-    dtypes), and the file's ``sha256`` as hashed while writing."""
+    dtypes), and the file's ``sha256`` as hashed while writing. ``refer``: columns a loaded
+    file beside ``path``'s folder holds may be referenced (:mod:`.arrowfile`)."""
     frame = _plain_labels(frame, extra)
     extra["format"] = fmt
     if fmt == "arrow":
-        extra["sha256"] = write_with(path, lambda handle: _write_arrow(frame, handle))
+        import pyarrow as pa
+
+        # a RangeIndex is kept as metadata (and comes back one), any other index as columns
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+        folder = path.parent if refer else None
+        extra["sha256"] = write_with(
+            path, lambda handle: arrowfile.write_table(table, handle, folder, extra))
         return extra
     extra["dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
     text = frame.to_json(orient="table", date_unit="ns")
@@ -113,14 +116,16 @@ def read_frame(path: Path, manifest: dict[str, Any]) -> Any:
     import pandas as pd
 
     fmt = manifest.get("format", "parquet")
-    if fmt in ("arrow", "parquet") and importlib.util.find_spec("pyarrow") is None:
-        raise ValueError(f"it is {fmt.capitalize()} and this kernel's environment has no "
-                         "pyarrow; install pyarrow there (`jupyter mlops kernel PYTHON` does "
-                         "when it can), or run every step in one kernel")
+    if fmt != "json-table" and importlib.util.find_spec("pyarrow") is None:
+        raise ValueError(f"it is {fmt.split('-')[0].capitalize()} and this kernel's environment "
+                         "has no pyarrow; install pyarrow there (`jupyter mlops kernel PYTHON` "
+                         "does when it can), or run every step in one kernel")
     if fmt == "arrow":
         import pyarrow.feather as feather
 
         frame = feather.read_table(str(path), memory_map=True).to_pandas()
+    elif fmt == "arrow-parts":
+        frame = arrowfile.read_table(path, manifest.get("parts")).to_pandas()
     elif fmt == "parquet":
         frame = pd.read_parquet(path, engine="pyarrow")
     else:

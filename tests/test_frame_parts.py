@@ -1,0 +1,356 @@
+"""Big frames compress only the columns compression pays for (``runtime.frames``): the file is
+then two Arrow IPC files back to back, and what comes back is the frame that was saved."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_artifacts import FRAMES
+
+from jupyter_mlops.errors import ArtifactError
+from jupyter_mlops.runtime import arrowfile, artifacts
+from jupyter_mlops.runtime._files import sha256_file
+
+
+def _big(rows: int = 1_200_000) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({
+        "noise": rng.normal(size=rows),  # random floats: zstd saves a few percent
+        "level": rng.integers(0, 10, size=rows),  # zstd saves most of it
+        "word": np.array(["alpha", "beta"])[rng.integers(0, 2, size=rows)],
+        "when": pd.Timestamp("2024-01-01", tz="Europe/Paris")
+        + pd.to_timedelta(rng.integers(0, 1000, size=rows), unit="s"),
+        "small": rng.normal(size=rows).astype("float32"),
+        "tier": pd.Categorical.from_codes(rng.integers(0, 3, size=rows), ["lo", "mid", "hi"]),
+    }, index=pd.Index(rng.permutation(rows), name="id"))
+
+
+def test_a_big_frame_keeps_incompressible_columns_plain_and_comes_back_equal(tmp_path):
+    frame = _big()
+    frame.loc[frame.index[::7], "noise"] = np.nan
+    manifest = artifacts.save(frame, "df", tmp_path)
+    assert manifest["format"] == "arrow-parts"
+    assert manifest["uncompressed"] == ["noise", "small"]
+    assert sum(manifest["parts"]) == manifest["bytes"] == (tmp_path / "df.arrow").stat().st_size
+    # hashed while written, its blocks of 8 MB and more in a thread beside the writing
+    assert manifest["sha256"] == sha256_file(tmp_path / "df.arrow")
+    # smaller than the frame in memory: the compressible columns were compressed
+    assert manifest["bytes"] < frame.memory_usage(deep=True).sum() * 0.8
+    back = artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
+    assert list(back.columns) == list(frame.columns)
+
+
+def test_a_frame_under_the_split_size_is_one_compressed_file(tmp_path):
+    frame = _big(20_000)
+    manifest = artifacts.save(frame, "df", tmp_path)
+    assert manifest["format"] == "arrow" and "parts" not in manifest
+    pd.testing.assert_frame_equal(artifacts.load("df", tmp_path, sha256=manifest["sha256"]),
+                                  frame)
+
+
+def test_a_big_frame_of_random_floats_only_is_one_plain_file(tmp_path):
+    frame = pd.DataFrame(np.random.default_rng(1).normal(size=(600_000, 4)), columns=list("abcd"))
+    manifest = artifacts.save(frame, "df", tmp_path)
+    # one part: an ordinary Arrow file, uncompressed (pyarrow alone reads it)
+    assert manifest["format"] == "arrow" and manifest["uncompressed"] == list("abcd")
+    import pyarrow.feather as feather
+
+    pd.testing.assert_frame_equal(feather.read_feather(tmp_path / "df.arrow"), frame)
+
+
+@pytest.mark.parametrize("make", FRAMES.values(), ids=FRAMES.keys())
+def test_every_kind_of_frame_round_trips_in_parts(tmp_path, monkeypatch, make):
+    """Each frame of test_artifacts, its columns (index columns too) sent alternately to the
+    compressed and the plain part, whatever their size."""
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    chosen: list[str] = []
+
+    def alternate(table, name):
+        chosen.append(name)
+        return 1.0 if len(chosen) % 2 else 0.0
+
+    monkeypatch.setattr(arrowfile, "_saving", alternate)
+    frame = make()
+    manifest = artifacts.save(frame, "x", tmp_path)
+    if len(chosen) > 1:
+        assert manifest["format"] == "arrow-parts" and len(manifest["parts"]) == 2
+    back = artifacts.load("x", tmp_path, sha256=manifest["sha256"])
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
+
+
+def test_a_series_round_trips_in_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 1.0 if name == "__series__"
+                        else 0.0)
+    series = pd.Series([1.5, np.nan, 3.0], name="price", index=pd.Index(["a", "b", "c"],
+                                                                           name="k"))
+    manifest = artifacts.save(series, "s", tmp_path)
+    assert manifest["format"] == "arrow-parts"
+    pd.testing.assert_series_equal(artifacts.load("s", tmp_path, sha256=manifest["sha256"]),
+                                   series, check_index_type=True)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parts")
+    manifest = artifacts.save(_big(), "df", folder)
+    assert manifest["format"] == "arrow-parts"
+    return folder, manifest
+
+
+@pytest.mark.parametrize("where", ["first part", "second part", "boundary"])
+def test_a_changed_byte_in_either_part_is_refused(tmp_path, saved, where):
+    folder, manifest = saved
+    data = bytearray((folder / "df.arrow").read_bytes())
+    first = manifest["parts"][0]
+    data[{"first part": first // 2, "second part": first + manifest["parts"][1] // 2,
+          "boundary": first}[where]] ^= 0x01
+    (tmp_path / "df.arrow").write_bytes(bytes(data))
+    (tmp_path / "df.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"`df`.*changed after it was written.*re-run"):
+        artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+
+
+@pytest.mark.parametrize("parts", [
+    "shifted", "one part", "three parts", "negative", "not numbers", "missing"])
+def test_a_manifest_whose_parts_do_not_divide_the_file_is_refused(tmp_path, saved, parts):
+    """The manifest is not hashed by the run store: a forged split must fail to load, with
+    one line naming the artifact, never give a frame."""
+    folder, manifest = saved
+    (tmp_path / "df.arrow").write_bytes((folder / "df.arrow").read_bytes())
+    first, second = manifest["parts"]
+    forged = {"shifted": [first + 8, second - 8], "one part": [first + second],
+              "three parts": [first, 8, second - 8], "negative": [first + second + 8, -8],
+              "not numbers": [str(first), str(second)], "missing": None}[parts]
+    (tmp_path / "df.json").write_text(json.dumps({**manifest, "parts": forged}))
+    with pytest.raises(ArtifactError, match=r"artifact `df` .*could not be loaded as parquet"):
+        artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+
+
+def test_an_older_format_name_cannot_read_a_split_file_silently(tmp_path, saved):
+    """A manifest that calls the split file plain "arrow" (or a reader that knows only that)
+    would read only the last part's columns: the pandas metadata it carries names them all,
+    so the read fails instead."""
+    folder, manifest = saved
+    (tmp_path / "df.arrow").write_bytes((folder / "df.arrow").read_bytes())
+    (tmp_path / "df.json").write_text(json.dumps({**manifest, "format": "arrow"}))
+    with pytest.raises(ArtifactError, match=r"artifact `df` .*could not be loaded"):
+        artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+
+
+# --- columns referenced instead of written again ---------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _nothing_loaded(monkeypatch):
+    """Each test starts with no frame loaded in this process."""
+    monkeypatch.setattr(arrowfile, "_LOADED", {})
+
+
+def _extended(root, rows: int = 1_200_000):
+    """A frame saved by step `build`, loaded back with its hash checked, and extended as a
+    `features` step would."""
+    built = artifacts.save(_big(rows), "df", root / "build")
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+    frame = ns["df"]
+    frame["doubled"] = frame["noise"] * 2  # new
+    frame["level"] = frame["level"] + 1  # replaced
+    return frame
+
+
+def _fresh_load(monkeypatch, folder, sha256):
+    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    return artifacts.load("df", folder, sha256=sha256)
+
+
+def test_a_loaded_frame_handed_on_references_its_unchanged_plain_columns(tmp_path, monkeypatch):
+    frame = _extended(tmp_path)
+    saved = artifacts.save(frame, "df", tmp_path / "features")
+    assert saved["format"] == "arrow-parts"
+    # the plain columns that did not change are referenced; "doubled" is new, so written
+    assert saved["references"] == [{"step": "build", "name": "df", "columns": ["noise", "small"]}]
+    assert saved["uncompressed"] == ["doubled"]
+    # written whole, the frame takes the two plain columns' 14.4 MB more
+    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    whole = artifacts.save(frame, "df", tmp_path / "whole")
+    assert "references" not in whole
+    assert whole["bytes"] - saved["bytes"] >= 1_200_000 * (8 + 4)
+    back = _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
+    assert list(back.columns) == list(frame.columns)
+
+
+def test_a_frame_handed_on_twice_references_the_files_that_hold_the_bytes(tmp_path,
+                                                                          monkeypatch):
+    """The third step's frame takes `noise` from `build`'s file, where its bytes are, not
+    through `features`' reference, and `doubled` from `features`' own plain part."""
+    frame = _extended(tmp_path)
+    saved = artifacts.save(frame, "df", tmp_path / "features")
+    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": saved["sha256"]}, tmp_path / "features")
+    third = ns["df"]
+    third["small"] = third["small"] + 1
+    again = artifacts.save(third, "df", tmp_path / "fit")
+    assert sorted(again["references"], key=lambda r: r["step"]) == [
+        {"step": "build", "name": "df", "columns": ["noise"]},
+        {"step": "features", "name": "df", "columns": ["doubled"]}]
+    back = _fresh_load(monkeypatch, tmp_path / "fit", again["sha256"])
+    pd.testing.assert_frame_equal(back, third, check_column_type=True, check_index_type=True)
+
+
+def test_a_column_changed_in_place_is_written_not_referenced(tmp_path, monkeypatch):
+    frame = _extended(tmp_path)
+    frame.loc[frame.index[10], "noise"] = -0.0  # one value of a plain column
+    frame["small"] = frame["small"].copy()  # the same values in new memory: still referenced
+    saved = artifacts.save(frame, "df", tmp_path / "features")
+    assert saved["references"] == [{"step": "build", "name": "df", "columns": ["small"]}]
+    assert "noise" in saved["uncompressed"]
+    back = _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
+    assert np.signbit(back.loc[frame.index[10], "noise"])
+
+
+def test_a_column_with_missing_values_is_written(tmp_path):
+    frame = _extended(tmp_path)
+    frame.loc[frame.index[::3], "small"] = np.nan
+    saved = artifacts.save(frame, "df", tmp_path / "features")
+    assert saved["references"][0]["columns"] == ["noise"]
+
+
+def test_a_referenced_file_changed_afterwards_is_refused(tmp_path, monkeypatch):
+    frame = _extended(tmp_path)
+    saved = artifacts.save(frame, "df", tmp_path / "features")
+    source = tmp_path / "build" / "df.arrow"
+    data = bytearray(source.read_bytes())
+    data[-1000] ^= 0x01
+    source.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match=r"artifact `df` in .*features could not be loaded.*"
+                       r"step `build`'s `df`, whose file .* was changed after it was written"):
+        _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+    source.unlink()
+    with pytest.raises(ArtifactError, match=r"step `build`'s `df`, whose file .* is missing"):
+        _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+
+
+def test_nothing_is_referenced_in_the_folder_it_was_loaded_from(tmp_path):
+    frame = _extended(tmp_path)
+    saved = artifacts.save(frame, "again", tmp_path / "build")
+    assert "references" not in saved
+
+
+def test_nothing_is_referenced_across_artifact_folders(tmp_path):
+    frame = _extended(tmp_path / "run1")
+    saved = artifacts.save(frame, "df", tmp_path / "run2" / "features")
+    assert "references" not in saved
+
+
+def test_nothing_is_referenced_at_a_url(tmp_path, monkeypatch):
+    """A frame loaded from or saved to a URL goes through a temporary local copy: a
+    reference would point into it."""
+    built = artifacts.save(_big(), "df", (tmp_path / "build").as_uri())
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, (tmp_path / "build").as_uri())
+    assert arrowfile._LOADED == {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, tmp_path / "build")
+    saved = artifacts.save(ns["df"], "df", (tmp_path / "features").as_uri())
+    assert "references" not in saved
+
+
+@pytest.mark.parametrize("step", ["../../etc", "build/../build", ".", "", 5])
+def test_a_reference_that_names_no_step_is_refused(tmp_path, monkeypatch, step):
+    """A file whose references name a folder no step could have is not followed, whatever
+    its hash (a folder the run store never vouched for)."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    frame = _extended(tmp_path)
+    saved = artifacts.save(frame, "df", tmp_path / "features")
+    path = tmp_path / "features" / "df.arrow"
+    first = arrowfile._open_part(path, saved["parts"], 0)
+    meta = dict(first.schema.metadata)
+    refs = json.loads(meta[b"jupyter_mlops"])
+    refs["references"][0]["step"] = step
+    meta[b"jupyter_mlops"] = json.dumps(refs).encode()
+    rest = path.read_bytes()[saved["parts"][0]:]
+    sink = pa.BufferOutputStream()
+    feather.write_feather(first.replace_schema_metadata(meta), sink, compression="zstd")
+    head = sink.getvalue().to_pybytes()
+    path.write_bytes(head + rest)
+    manifest = {**saved, "parts": [len(head), len(rest)], "sha256": sha256_file(path)}
+    (tmp_path / "features" / "df.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"refers to a frame named .*which no step makes"):
+        _fresh_load(monkeypatch, tmp_path / "features", manifest["sha256"])
+
+
+def test_a_pipeline_hands_a_big_frame_on_by_reference_and_a_cached_rerun_reads_it(tmp_path):
+    """A real run: `features` extends the frame `build` made and saves only the new column;
+    `fit` reads the whole frame. A re-run with another `scale` reuses `build` and `features`
+    from the cache (their files placed in the new run's folder) and runs `fit` alone, whose
+    frame's reference now resolves to the new run's copy of `build`'s file."""
+    import re
+
+    from conftest import run_cli, write_notebook
+
+    nb = write_notebook(
+        tmp_path / "big.ipynb", "%%mlops params\nscale = 1.0",
+        "%%mlops step build\nimport numpy as np\nimport pandas as pd\n"
+        "rng = np.random.default_rng(3)\n"
+        "df = pd.DataFrame({c: rng.normal(size=1_000_000) for c in 'abc'})",
+        "%%mlops step features\ndf['s'] = df['a'] + df['b']",
+        "%%mlops step fit\ntotal = float((df['s'] - df['c']).sum() * scale)",
+        "%%mlops metrics\nresult = total")
+    assert run_cli("export", str(nb)).returncode == 0
+    pipeline = tmp_path / "big_pipeline"
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.normal(size=1_000_000) for _ in "abc")
+    expected = float(((a + b) - c).sum())
+
+    def run(*args):
+        done = run_cli("run", str(pipeline), *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        run_id = re.search(r"^Run (\S+) succeeded", done.stdout, re.M).group(1)
+        folder = pipeline / "runs" / run_id
+        return json.loads((folder / "run.json").read_text()), folder
+
+    first, folder = run()
+    features = json.loads((folder / "artifacts" / "features" / "df.json").read_text())
+    assert features["references"] == [{"step": "build", "name": "df", "columns": ["a", "b", "c"]}]
+    assert features["bytes"] < 8_000_000 + 1_000_000  # the new column, not the 32 MB frame
+    assert first["steps"][-1]["outputs"]["result"]["value"] == pytest.approx(expected)
+
+    second, folder = run("-p", "scale=2.0")
+    steps = {s["name"]: s for s in second["steps"]}
+    assert steps["build"]["cached_from"] and steps["features"]["cached_from"]
+    assert not steps["fit"].get("cached_from")
+    assert (folder / "artifacts" / "build" / "df.arrow").is_file()
+    assert second["steps"][-1]["outputs"]["result"]["value"] == pytest.approx(2 * expected)
+
+
+def test_columns_are_the_same_only_when_their_bytes_are():
+    import pyarrow as pa
+
+    values = np.random.default_rng(5).normal(size=100_003)
+    one = pa.chunked_array([values])
+    # chunked differently, and from an offset into a bigger array
+    split = pa.chunked_array([pa.array(values[:40_000]),
+                              pa.array(np.concatenate([[9.0], values[40_000:]])).slice(1)])
+    assert arrowfile._same_bytes(one, split) and arrowfile._same_bytes(split, one)
+    zeros, signed = np.zeros(8), np.zeros(8)
+    signed[3] = -0.0
+    assert not arrowfile._same_bytes(pa.chunked_array([zeros]), pa.chunked_array([signed]))
+    quiet = np.array([np.nan] * 8)
+    payload = quiet.copy()
+    payload.view(np.uint64)[2] ^= 1  # another NaN
+    assert not arrowfile._same_bytes(pa.chunked_array([quiet]), pa.chunked_array([payload]))
+    assert not arrowfile._same_bytes(pa.chunked_array([np.arange(8)]),
+                                     pa.chunked_array([np.arange(8).astype("float64")]))
+    assert not arrowfile._same_bytes(pa.chunked_array([pa.array([1.0, None])]),
+                                     pa.chunked_array([pa.array([1.0, None])]))
+    assert not arrowfile._same_bytes(pa.chunked_array([["a", "b"]]),
+                                     pa.chunked_array([["a", "b"]]))
