@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import test_browser
+from playwright.sync_api import expect
 from conftest import write_notebook
 from labserver import running_lab
 from test_browser import open_sidebar, shot
@@ -45,14 +46,17 @@ def test_the_inline_control_marks_its_cell(tmp_path: Path, browser: Any) -> None
         assert [control(page, i).count() for i in range(5)] == [0, 1, 1, 1, 0]
         metrics = control(page, 2)
         assert metrics.locator('select[aria-label="cell role"]').input_value() == "metrics"
+        # A control is drawn from the cell's own mark first and drawn again once the
+        # notebook's analysis arrives (the other steps, what each cell binds): wait for it.
+        train = control(page, 3)
+        expect(train.locator('select[aria-label="step name"] option')).to_have_text(
+            ["train", "load", "new…"], timeout=30_000)
+        assert train.locator('select[aria-label="step name"]').input_value() == "train"
         # the names the cell assigns, none recorded yet
         names = metrics.locator("input[data-name]")
+        expect(names).to_have_count(2, timeout=30_000)
         assert names.evaluate_all("els => els.map(e => e.dataset.name)") == ["w", "score"]
         assert not any(names.evaluate_all("els => els.map(e => e.checked)"))
-        train = control(page, 3)
-        assert train.locator('select[aria-label="step name"]').input_value() == "train"
-        assert train.locator('select[aria-label="step name"] option').all_text_contents() == [
-            "train", "load", "new…"]
         shot(page, "inline-1-controls")
 
         # a name picked: the tag spelling, one tag a name

@@ -223,7 +223,10 @@ def test_a_column_with_missing_values_is_written(tmp_path):
     assert saved["references"][0]["columns"] == ["noise"]
 
 
-def test_a_referenced_file_changed_afterwards_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("beside", [True, False], ids=["hashed while parsed",
+                                                     "hashed first (pyarrow < 14.0.1)"])
+def test_a_referenced_file_changed_afterwards_is_refused(tmp_path, monkeypatch, beside):
+    monkeypatch.setattr(arrowfile, "parsing_runs_no_code", lambda: beside)
     frame = _extended(tmp_path)
     saved = artifacts.save(frame, "df", tmp_path / "features")
     source = tmp_path / "build" / "df.arrow"

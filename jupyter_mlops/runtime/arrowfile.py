@@ -35,7 +35,8 @@ from typing import Any
 
 from ._files import hash_thread, sha256_file
 
-__all__ = ["MIN_SAVING", "SPLIT_FROM", "read_table", "remember", "write_table"]
+__all__ = ["MIN_SAVING", "SPLIT_FROM", "parsing_runs_no_code", "read_frame", "remember",
+           "write_table"]
 
 #: From this size in Arrow on, a frame's columns are compressed only where it pays, and may
 #: be referenced.
@@ -260,9 +261,23 @@ def _references_in(metadata: dict[bytes, bytes]) -> list[dict[str, Any]]:
     return references
 
 
-def _referenced(path: Path, metadata: dict[bytes, bytes]) -> dict[str, tuple[Any, Any]]:
-    """The columns the file at ``path`` takes from sibling files, each file's hash checked:
-    ``{name: (field, column)}``."""
+def parsing_runs_no_code() -> bool:
+    """Whether this pyarrow reads any Arrow file without running code: 14.0.1 and later no
+    longer unpickle extension types. Then a file may be parsed before its hash is known."""
+    try:
+        import pyarrow
+    except ImportError:
+        return False
+    version = [int(part) for part in pyarrow.__version__.split(".")[:3] if part.isdigit()]
+    return version >= [14, 0, 1]
+
+
+def _referenced(path: Path, metadata: dict[bytes, bytes],
+                pending: list[tuple[Any, str, str]]) -> dict[str, tuple[Any, Any]]:
+    """The columns the file at ``path`` takes from sibling files: ``{name: (field,
+    column)}``. Each file's hash is checked before it is parsed, or, where parsing runs no
+    code, hashed meanwhile: ``pending`` gets ``(hash's future, expected, message)``."""
+    beside = parsing_runs_no_code()
     columns: dict[str, tuple[Any, Any]] = {}
     for ref in _references_in(metadata):
         step, name = ref["step"], ref["name"]
@@ -272,11 +287,12 @@ def _referenced(path: Path, metadata: dict[bytes, bytes]) -> dict[str, tuple[Any
         if not source.is_file():
             raise ValueError(f"it takes columns from step `{step}`'s `{name}`, whose file "
                              f"{source} is missing")
-        hashed = hash_thread().submit(sha256_file, source)
+        pending.append((hash_thread().submit(sha256_file, source), ref.get("sha256"),
+                        f"it takes columns from step `{step}`'s `{name}`, whose file "
+                        f"{source} was changed after it was written"))
+        if not beside:
+            _verify(pending)
         table = _open_part(source, ref.get("parts"), ref.get("part"))
-        if hashed.result() != ref.get("sha256"):
-            raise ValueError(f"it takes columns from step `{step}`'s `{name}`, whose file "
-                             f"{source} was changed after it was written")
         for column in ref.get("columns") or []:
             if column not in table.column_names or column in columns:
                 raise ValueError(f"step `{step}`'s `{name}` has no column {column!r} to give")
@@ -284,16 +300,34 @@ def _referenced(path: Path, metadata: dict[bytes, bytes]) -> dict[str, tuple[Any
     return columns
 
 
-def read_table(path: Path, parts: Any) -> Any:
-    """The Arrow table of an "arrow-parts" file: its parts memory-mapped, with the columns it
-    references, in the order pandas' metadata in the first part gives."""
+def _verify(pending: list[tuple[Any, str, str]]) -> None:
+    """ValueError with the first message whose file's hash is not the one expected."""
+    while pending:
+        future, expected, message = pending.pop(0)
+        if future.result() != expected:
+            pending.clear()
+            raise ValueError(message)
+
+
+def read_frame(path: Path, parts: Any) -> Any:
+    """The pandas frame of an "arrow-parts" file: its parts memory-mapped, with the columns it
+    references, in the order pandas' metadata in the first part gives. A referenced file
+    changed since is refused, also when the frame could not be made (that says why)."""
+    pending: list[tuple[Any, str, str]] = []
+    try:
+        return _read_table(path, parts, pending).to_pandas()
+    finally:
+        _verify(pending)
+
+
+def _read_table(path: Path, parts: Any, pending: list[tuple[Any, str, str]]) -> Any:
     import pyarrow as pa
 
     if not isinstance(parts, list) or not parts:
         raise ValueError(f"its manifest's parts {parts!r} do not divide the file")
     tables = [_open_part(path, parts, i) for i in range(len(parts))]
     metadata = tables[0].schema.metadata or {}
-    referenced = _referenced(path, metadata)
+    referenced = _referenced(path, metadata, pending)
     fields = {name: field for name, (field, _) in referenced.items()}
     columns = {name: column for name, (_, column) in referenced.items()}
     for table in tables:

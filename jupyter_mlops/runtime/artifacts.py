@@ -321,13 +321,7 @@ def _parsing_runs_no_code(kind: str, fmt: str = "parquet") -> bool:
         return False
     if fmt == "json-table":  # where the kernel has no pyarrow
         return True
-    try:
-        import pyarrow
-    except ImportError:
-        return False
-
-    version = [int(part) for part in pyarrow.__version__.split(".")[:3] if part.isdigit()]
-    return version >= [14, 0, 1]
+    return arrowfile.parsing_runs_no_code()
 
 
 def save_outputs(namespace: dict[str, Any], outputs: list[dict[str, Any]], folder: str | Path,

@@ -125,7 +125,7 @@ def read_frame(path: Path, manifest: dict[str, Any]) -> Any:
 
         frame = feather.read_table(str(path), memory_map=True).to_pandas()
     elif fmt == "arrow-parts":
-        frame = arrowfile.read_table(path, manifest.get("parts")).to_pandas()
+        frame = arrowfile.read_frame(path, manifest.get("parts"))
     elif fmt == "parquet":
         frame = pd.read_parquet(path, engine="pyarrow")
     else:

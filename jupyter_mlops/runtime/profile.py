@@ -11,7 +11,7 @@ from ..errors import MlopsError
 
 __all__ = [
     "HISTOGRAM_BINS", "PROFILE_VERSION", "QUANTILES", "TOP_VALUES", "as_frame", "column_kind",
-    "histogram_edges", "label_counts", "profile_data", "sorted_quantiles",
+    "column_pool", "histogram_edges", "label_counts", "profile_data", "sorted_quantiles",
 ]
 
 PROFILE_VERSION = 1
@@ -81,7 +81,7 @@ def profile_data(value: Any, name: str) -> dict[str, Any]:
     schema = [[str(col), str(frame.iloc[:, i].dtype)] for i, col in enumerate(frame.columns)]
     # the columns, and the fingerprint beside them, on the machine's cores: numpy's sort and
     # pandas' hashing let go of the GIL for most of their time
-    with _pool(len(schema) + 1) as pool:
+    with column_pool(len(schema) + 1) as pool:
         fingerprint = pool.submit(_fingerprint, value, frame, kind, schema)
         columns = list(pool.map(lambda i: _profile_column(schema[i][0], frame.iloc[:, i], rows),
                                 range(len(schema))))
@@ -97,8 +97,8 @@ def profile_data(value: Any, name: str) -> dict[str, Any]:
     }
 
 
-def _pool(tasks: int) -> Any:
-    """Threads for ``tasks`` pieces of work: one per core, at most 8."""
+def column_pool(tasks: int) -> Any:
+    """Threads for ``tasks`` columns' work (profiles, drift): one per core, at most 8."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
