@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import test_browser
-from playwright.sync_api import expect
 from conftest import write_notebook
 from labserver import running_lab
+from playwright.sync_api import expect
 from test_browser import open_sidebar, shot
 from test_browser_daily import saved_cell, source
 from test_browser_graph import edge
