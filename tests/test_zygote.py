@@ -28,7 +28,7 @@ from jupyter_mlops.runtime.artifacts import load
 ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 PROBE = '''%%mlops setup
-import json, os, sys
+import gc, json, os, sys
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -49,6 +49,7 @@ def probe(name):
         "cwd": os.getcwd(),
         "environment": sorted(k for k in os.environ if k != "JPY_PARENT_PID"),
         "draw": float(np.random.random()),
+        "frozen": gc.get_freeze_count(),
         "blas": float((np.ones((300, 300)) @ np.ones((300, 300)))[0, 0]),
         "openmp": int(HistGradientBoostingClassifier(max_iter=3).fit(
             np.arange(200.0).reshape(100, 2), np.arange(100) % 2).n_iter_),
@@ -106,6 +107,9 @@ def test_forked_kernels_answer_as_fresh_kernels_and_leave_the_same_notebooks(
         mine, expected = dict(ours[step]), dict(theirs[step])
         assert mine.pop("forked") != expected.pop("forked")
         mine.pop("draw"), expected.pop("draw")
+        # what the zygote imported is kept from the collector in the kernels forked from it
+        # (their full collections walk only their own objects), and in no other
+        assert mine.pop("frozen") > 10_000 and expected.pop("frozen") == 0
         assert mine == expected, step
     # the same answers a kernel gives, BLAS and OpenMP work after the fork
     assert ours["c"]["max_columns"] == 20 and ours["c"]["shell"] == "ZMQInteractiveShell"
