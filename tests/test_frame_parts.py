@@ -151,6 +151,14 @@ def _nothing_loaded(monkeypatch):
     monkeypatch.setattr(arrowfile, "_LOADED", {})
 
 
+def _root(run):
+    """The artifacts folder of a run folder as `jupyter mlops run` makes it (its run.json
+    beside): only there may frames refer to each other."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / arrowfile.RUN_FILE).write_text("{}")
+    return run / "artifacts"
+
+
 def _extended(root, rows: int = 1_200_000):
     """A frame saved by step `build`, loaded back with its hash checked, and extended as a
     `features` step would."""
@@ -163,105 +171,110 @@ def _extended(root, rows: int = 1_200_000):
     return frame
 
 
+def _refs(manifest):
+    return [(r["step"], r["name"], r["columns"]) for r in manifest.get("references", [])]
+
+
 def _fresh_load(monkeypatch, folder, sha256):
     monkeypatch.setattr(arrowfile, "_LOADED", {})
     return artifacts.load("df", folder, sha256=sha256)
 
 
 def test_a_loaded_frame_handed_on_references_its_unchanged_plain_columns(tmp_path, monkeypatch):
-    frame = _extended(tmp_path)
-    saved = artifacts.save(frame, "df", tmp_path / "features")
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
     assert saved["format"] == "arrow-parts"
     # the plain columns that did not change are referenced; "doubled" is new, so written
-    assert saved["references"] == [{"step": "build", "name": "df", "columns": ["noise", "small"]}]
+    assert _refs(saved) == [("build", "df", ["noise", "small"])]
+    built = json.loads((_root(tmp_path) / "build" / "df.json").read_text())
+    assert saved["references"][0]["sha256"] == built["sha256"]
     assert saved["uncompressed"] == ["doubled"]
     # written whole, the frame takes the two plain columns' 14.4 MB more
     monkeypatch.setattr(arrowfile, "_LOADED", {})
-    whole = artifacts.save(frame, "df", tmp_path / "whole")
+    whole = artifacts.save(frame, "df", _root(tmp_path) / "whole")
     assert "references" not in whole
     assert whole["bytes"] - saved["bytes"] >= 1_200_000 * (8 + 4)
-    back = _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+    back = _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
     pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
     assert list(back.columns) == list(frame.columns)
 
 
-def test_a_frame_handed_on_twice_references_the_files_that_hold_the_bytes(tmp_path,
-                                                                          monkeypatch):
-    """The third step's frame takes `noise` from `build`'s file, where its bytes are, not
-    through `features`' reference, and `doubled` from `features`' own plain part."""
-    frame = _extended(tmp_path)
-    saved = artifacts.save(frame, "df", tmp_path / "features")
+def test_a_frame_handed_on_twice_references_only_the_file_it_loaded(tmp_path, monkeypatch):
+    """The third step's frame takes `doubled` from `features`' own plain part; `noise`,
+    which `features` took from `build`'s file, is written again (a reference names the file
+    that holds the bytes, and only the files a step itself loaded and hashed are compared)."""
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
     monkeypatch.setattr(arrowfile, "_LOADED", {})
     ns: dict = {}
-    artifacts.load_inputs(ns, {"df": saved["sha256"]}, tmp_path / "features")
+    artifacts.load_inputs(ns, {"df": saved["sha256"]}, _root(tmp_path) / "features")
     third = ns["df"]
     third["small"] = third["small"] + 1
-    again = artifacts.save(third, "df", tmp_path / "fit")
-    assert sorted(again["references"], key=lambda r: r["step"]) == [
-        {"step": "build", "name": "df", "columns": ["noise"]},
-        {"step": "features", "name": "df", "columns": ["doubled"]}]
-    back = _fresh_load(monkeypatch, tmp_path / "fit", again["sha256"])
+    again = artifacts.save(third, "df", _root(tmp_path) / "fit")
+    assert _refs(again) == [("features", "df", ["doubled"])]
+    assert "noise" in again["uncompressed"]
+    back = _fresh_load(monkeypatch, _root(tmp_path) / "fit", again["sha256"])
     pd.testing.assert_frame_equal(back, third, check_column_type=True, check_index_type=True)
 
 
 def test_a_column_changed_in_place_is_written_not_referenced(tmp_path, monkeypatch):
-    frame = _extended(tmp_path)
+    frame = _extended(_root(tmp_path))
     frame.loc[frame.index[10], "noise"] = -0.0  # one value of a plain column
     frame["small"] = frame["small"].copy()  # the same values in new memory: still referenced
-    saved = artifacts.save(frame, "df", tmp_path / "features")
-    assert saved["references"] == [{"step": "build", "name": "df", "columns": ["small"]}]
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    assert _refs(saved) == [("build", "df", ["small"])]
     assert "noise" in saved["uncompressed"]
-    back = _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+    back = _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
     pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
     assert np.signbit(back.loc[frame.index[10], "noise"])
 
 
 def test_a_column_with_missing_values_is_written(tmp_path):
-    frame = _extended(tmp_path)
+    frame = _extended(_root(tmp_path))
     frame.loc[frame.index[::3], "small"] = np.nan
-    saved = artifacts.save(frame, "df", tmp_path / "features")
-    assert saved["references"][0]["columns"] == ["noise"]
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    assert _refs(saved) == [("build", "df", ["noise"])]
 
 
 @pytest.mark.parametrize("beside", [True, False], ids=["hashed while parsed",
                                                      "hashed first (pyarrow < 14.0.1)"])
 def test_a_referenced_file_changed_afterwards_is_refused(tmp_path, monkeypatch, beside):
     monkeypatch.setattr(arrowfile, "parsing_runs_no_code", lambda: beside)
-    frame = _extended(tmp_path)
-    saved = artifacts.save(frame, "df", tmp_path / "features")
-    source = tmp_path / "build" / "df.arrow"
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    source = _root(tmp_path) / "build" / "df.arrow"
     data = bytearray(source.read_bytes())
     data[-1000] ^= 0x01
     source.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match=r"artifact `df` in .*features could not be loaded.*"
                        r"step `build`'s `df`, whose file .* was changed after it was written"):
-        _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+        _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
     source.unlink()
     with pytest.raises(ArtifactError, match=r"step `build`'s `df`, whose file .* is missing"):
-        _fresh_load(monkeypatch, tmp_path / "features", saved["sha256"])
+        _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
 
 
 def test_nothing_is_referenced_in_the_folder_it_was_loaded_from(tmp_path):
-    frame = _extended(tmp_path)
-    saved = artifacts.save(frame, "again", tmp_path / "build")
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "again", _root(tmp_path) / "build")
     assert "references" not in saved
 
 
 def test_nothing_is_referenced_across_artifact_folders(tmp_path):
-    frame = _extended(tmp_path / "run1")
-    saved = artifacts.save(frame, "df", tmp_path / "run2" / "features")
+    frame = _extended(_root(tmp_path / "run1"))
+    saved = artifacts.save(frame, "df", _root(tmp_path / "run2") / "features")
     assert "references" not in saved
 
 
 def test_nothing_is_referenced_at_a_url(tmp_path, monkeypatch):
     """A frame loaded from or saved to a URL goes through a temporary local copy: a
     reference would point into it."""
-    built = artifacts.save(_big(), "df", (tmp_path / "build").as_uri())
+    built = artifacts.save(_big(), "df", (_root(tmp_path) / "build").as_uri())
     ns: dict = {}
-    artifacts.load_inputs(ns, {"df": built["sha256"]}, (tmp_path / "build").as_uri())
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, (_root(tmp_path) / "build").as_uri())
     assert arrowfile._LOADED == {}
-    artifacts.load_inputs(ns, {"df": built["sha256"]}, tmp_path / "build")
-    saved = artifacts.save(ns["df"], "df", (tmp_path / "features").as_uri())
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, _root(tmp_path) / "build")
+    saved = artifacts.save(ns["df"], "df", (_root(tmp_path) / "features").as_uri())
     assert "references" not in saved
 
 
@@ -272,9 +285,9 @@ def test_a_reference_that_names_no_step_is_refused(tmp_path, monkeypatch, step):
     import pyarrow as pa
     import pyarrow.feather as feather
 
-    frame = _extended(tmp_path)
-    saved = artifacts.save(frame, "df", tmp_path / "features")
-    path = tmp_path / "features" / "df.arrow"
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    path = _root(tmp_path) / "features" / "df.arrow"
     first = arrowfile._open_part(path, saved["parts"], 0)
     meta = dict(first.schema.metadata)
     refs = json.loads(meta[b"jupyter_mlops"])
@@ -286,9 +299,9 @@ def test_a_reference_that_names_no_step_is_refused(tmp_path, monkeypatch, step):
     head = sink.getvalue().to_pybytes()
     path.write_bytes(head + rest)
     manifest = {**saved, "parts": [len(head), len(rest)], "sha256": sha256_file(path)}
-    (tmp_path / "features" / "df.json").write_text(json.dumps(manifest))
+    (_root(tmp_path) / "features" / "df.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=r"refers to a frame named .*which no step makes"):
-        _fresh_load(monkeypatch, tmp_path / "features", manifest["sha256"])
+        _fresh_load(monkeypatch, _root(tmp_path) / "features", manifest["sha256"])
 
 
 def test_a_pipeline_hands_a_big_frame_on_by_reference_and_a_cached_rerun_reads_it(tmp_path):
@@ -323,7 +336,8 @@ def test_a_pipeline_hands_a_big_frame_on_by_reference_and_a_cached_rerun_reads_i
 
     first, folder = run()
     features = json.loads((folder / "artifacts" / "features" / "df.json").read_text())
-    assert features["references"] == [{"step": "build", "name": "df", "columns": ["a", "b", "c"]}]
+    assert [(r["step"], r["columns"]) for r in features["references"]] == [
+        ("build", ["a", "b", "c"])]
     assert features["bytes"] < 8_000_000 + 1_000_000  # the new column, not the 32 MB frame
     assert first["steps"][-1]["outputs"]["result"]["value"] == pytest.approx(expected)
 
@@ -357,3 +371,110 @@ def test_columns_are_the_same_only_when_their_bytes_are():
                                      pa.chunked_array([pa.array([1.0, None])]))
     assert not arrowfile._same_bytes(pa.chunked_array([["a", "b"]]),
                                      pa.chunked_array([["a", "b"]]))
+
+
+def test_nothing_is_referenced_outside_a_run_of_the_local_runner(tmp_path):
+    """A task of Airflow or Kubeflow sees only its producers' folders (no run.json beside
+    its artifacts): a reference there could not be read by the step after."""
+    built = artifacts.save(_big(), "df", tmp_path / "artifacts" / "build")
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, tmp_path / "artifacts" / "build")
+    saved = artifacts.save(ns["df"], "df", tmp_path / "artifacts" / "features")
+    assert "references" not in saved and saved["format"] == "arrow-parts"
+
+
+def test_a_manifest_that_calls_a_referring_file_plain_arrow_is_refused(tmp_path, monkeypatch):
+    """The manifest is not hashed: read as one Arrow file, a file that refers to others
+    would give its own columns alone (here one plain part, which parses as a whole)."""
+    root = _root(tmp_path)
+    rng = np.random.default_rng(2)
+    built = artifacts.save(pd.DataFrame(rng.normal(size=(600_000, 4)), columns=list("abcd")),
+                           "df", root / "build")
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+    frame = ns["df"]
+    frame["e"] = rng.normal(size=len(frame))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    assert len(saved["parts"]) == 1 and _refs(saved) == [("build", "df", list("abcd"))]
+    (_root(tmp_path) / "features" / "df.json").write_text(json.dumps({**saved,
+                                                                     "format": "arrow"}))
+    with pytest.raises(ArtifactError, match=r"could not be loaded as parquet: it refers to "
+                       r"other files"):
+        _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
+
+
+def test_a_frame_is_compared_with_the_file_that_was_hashed_not_the_name(tmp_path, monkeypatch):
+    """Swapping the loaded file for one whose column already equals the step's result, then
+    swapping it back, must not make the saved frame refer to the swapped-in bytes."""
+    root = _root(tmp_path)
+    frame = _extended(root)
+    frame["noise"] = frame["noise"] * 3
+    swapped = _big()
+    swapped["noise"] = frame["noise"].to_numpy()
+    source = root / "build" / "df.arrow"
+    original = source.read_bytes()
+    monkeypatch.setattr(arrowfile, "_LOADED", dict(arrowfile._LOADED))  # kept as loaded
+    artifacts.save(swapped, "df", tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "df.arrow").replace(source)
+    saved = artifacts.save(frame, "df", root / "features")
+    source.write_bytes(original)
+    assert "noise" not in [c for _, _, columns in _refs(saved) for c in columns]
+    back = _fresh_load(monkeypatch, root / "features", saved["sha256"])
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
+
+
+def test_a_descriptor_reads_the_file_it_was_opened_on_after_a_rename(tmp_path):
+    from jupyter_mlops.runtime._files import open_once, sha256_fd, through
+
+    path = tmp_path / "f"
+    path.write_bytes(b"first")
+    fd = open_once(path)
+    try:
+        (tmp_path / "g").write_bytes(b"other")
+        (tmp_path / "g").replace(path)
+        assert sha256_fd(fd) == sha256_file_of(b"first")
+        with open(through(fd, path), "rb") as handle:
+            assert handle.read() == b"first"
+    finally:
+        import os
+
+        os.close(fd)
+
+
+def sha256_file_of(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_step_whose_frame_refers_to_a_renamed_producer_is_run_again(tmp_path):
+    """Cache keys name no producer: after `build` is renamed `make`, `features` has the same
+    key, but its frame refers to `build`'s file, which the new run has not. It runs again
+    instead of being reused, and `fit` reads its frame."""
+    import re
+
+    from conftest import run_cli, write_notebook
+
+    cells = ["%%mlops step build\nimport numpy as np\nimport pandas as pd\n"
+             "rng = np.random.default_rng(4)\n"
+             "df = pd.DataFrame({c: rng.normal(size=1_000_000) for c in 'abc'})",
+             "%%mlops step features\ndf['s'] = df['a'] + df['b']",
+             "%%mlops step fit\ntotal = float(df['s'].sum())", "%%mlops metrics\nresult = total"]
+    nb = write_notebook(tmp_path / "big.ipynb", *cells)
+    pipeline = tmp_path / "big_pipeline"
+    results = []
+    for _ in range(2):
+        assert run_cli("export", str(nb)).returncode == 0
+        done = run_cli("run", str(pipeline))
+        assert done.returncode == 0, done.stdout + done.stderr
+        run_id = re.search(r"^Run (\S+) succeeded", done.stdout, re.M).group(1)
+        results.append(json.loads((pipeline / "runs" / run_id / "run.json").read_text()))
+        nb = write_notebook(tmp_path / "big.ipynb",
+                            cells[0].replace("step build", "step make"), *cells[1:])
+    first = {s["name"]: s for s in results[0]["steps"]}
+    assert first["features"]["outputs"]["df"]["references"][0]["step"] == "build"
+    steps = {s["name"]: s for s in results[1]["steps"]}
+    assert steps["make"]["cached_from"]  # the same code and outputs as `build`
+    assert not steps["features"].get("cached_from")
+    assert steps["fit"]["outputs"]["result"]["value"] == pytest.approx(
+        results[0]["steps"][-1]["outputs"]["result"]["value"])

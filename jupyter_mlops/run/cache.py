@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..notebook.reader import load_json, read_regular_file
+from ..notebook.roles import STEP_NAME
 from ..pipeline.spec import Step
 from ..runtime._files import sha256_file, sha256_text
 from .store import RunStore
@@ -215,6 +216,25 @@ def _place(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def _references_hold(manifest: dict[str, Any], artifacts: Path) -> bool:
+    """Whether each file a frame artifact takes columns from (``runtime.arrowfile``) is in
+    the new run's ``artifacts`` with the hash it was referenced by. A producer renamed since
+    the earlier run, or made anew with other bytes, makes the step run again: reused, its
+    frame could not be read."""
+    for ref in manifest.get("references") or []:
+        step, name = ref.get("step"), ref.get("name")
+        if not (isinstance(step, str) and STEP_NAME.fullmatch(step)
+                and isinstance(name, str) and name.isidentifier()):
+            return False
+        try:
+            placed = json.loads((artifacts / step / f"{name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(placed, dict) or placed.get("sha256") != ref.get("sha256"):
+            return False
+    return True
+
+
 def reuse(store: RunStore, key: str, step: Step, target: Path
           ) -> tuple[str, dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
     """Put the outputs of an earlier run of this key into ``target``; (run_id, manifests,
@@ -240,7 +260,8 @@ def reuse(store: RunStore, key: str, step: Step, target: Path
         return None
     for manifest in manifests.values():
         data = folder / manifest["file"]
-        if not data.is_file() or sha256_file(data) != manifest["sha256"]:
+        if (not data.is_file() or sha256_file(data) != manifest["sha256"]
+                or not _references_hold(manifest, target.parent)):
             return None
     target.mkdir(parents=True, exist_ok=True)
     for name, manifest in manifests.items():

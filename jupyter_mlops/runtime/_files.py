@@ -138,6 +138,31 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def open_once(path: str | Path) -> int:
+    """A descriptor of the file at ``path``, to hash and read through the same one: a name
+    renamed over between a hash and a read would give the read another file."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+
+def sha256_fd(fd: int, chunk: int = 1 << 20) -> str:
+    """The sha256 of the whole file open as ``fd`` (read by position: the descriptor's own
+    offset is left alone)."""
+    digest, offset = hashlib.sha256(), 0
+    while block := os.pread(fd, chunk, offset):
+        digest.update(block)
+        offset += len(block)
+    return digest.hexdigest()
+
+
+def through(fd: int, path: str | Path) -> str:
+    """A name that opens the very file ``fd`` is open on (Linux's ``/proc/self/fd``, the BSDs'
+    ``/dev/fd``), for readers that take a name; ``path`` itself where there is none."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(folder):
+            return f"{folder}/{fd}"
+    return str(path)
+
+
 def sha256_text(text: str) -> str:
     """The sha256 of a text's UTF-8 bytes."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -8,21 +8,27 @@ without a copy. The data file is then Arrow IPC files back to back ("parts"): th
 columns' first, the plain ones' second; the manifest gives each part's length.
 
 **Referenced, not written again.** A step that loads a big frame, adds two columns and hands
-it on used to write the whole frame again. A frame saved into a step folder whose sibling
-holds a frame this process loaded (its hash checked), in the same artifacts folder, compares
-each of its fixed-width columns without nulls (numbers, datetimes) byte for byte with that
-file's plain part; an identical column is not written but referenced: step, artifact, the
-file's sha256, the part and the column names. The reference is in the first part's schema
+it on used to write the whole frame again. In a run of `jupyter mlops run`, whose step
+folders stay side by side in the run's ``artifacts`` folder (:func:`may_refer`), a frame saved
+into a step folder is compared with the frames this process loaded from its siblings: each
+fixed-width column without nulls (numbers, datetimes) byte for byte with the loaded file's
+plain part. An identical column is not written but referenced: step, artifact, the file's
+sha256, the part and the column names. The reference is in the first part's schema
 metadata, inside the hashed bytes, so the run store's hash of this file binds the hash of
 every file it refers to; a reader checks each referenced file's sha256 before it uses a
 column of it. Only plain parts are referenced (a column of a compressed part costs little to
-write again and would have to be decompressed to compare), and never through a second file:
-each reference names the file that holds the bytes.
+write again and would have to be decompressed to compare), and only files the step itself
+loaded: a reference names the file that holds the bytes, never another reference.
+
+Every file is hashed and read through one descriptor (:func:`._files.open_once`), and a
+loaded file is compared through the descriptor it was hashed through: a name renamed over
+meanwhile never lets one file be checked and another read. A manifest says the format
+("arrow" for one Arrow file, "arrow-parts" for parts or references) but is not hashed; a
+file read as "arrow" that refers to others, or lacks a column its pandas metadata names, is
+refused rather than read in part.
 
 The columns' order, the frame's index and its pandas types come from pandas' own metadata,
-also in the first part. Which format an artifact has is in its manifest: "arrow" for one
-Arrow file, "arrow-parts" for parts or references, which a reader that knows only "arrow"
-refuses rather than reading the last part alone.
+also in the first part.
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._files import hash_thread, sha256_file
+from ._files import hash_thread, open_once, sha256_fd, through
 
-__all__ = ["MIN_SAVING", "SPLIT_FROM", "parsing_runs_no_code", "read_frame", "remember",
-           "write_table"]
+__all__ = ["MIN_SAVING", "RUN_FILE", "SPLIT_FROM", "check_whole", "may_refer",
+           "parsing_runs_no_code", "read_frame", "remember", "write_table"]
 
 #: From this size in Arrow on, a frame's columns are compressed only where it pays, and may
 #: be referenced.
@@ -47,9 +53,15 @@ _SAMPLE_ROWS = 65_536
 _KEY = b"jupyter_mlops"
 _STEP = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # a step's name, the spec's own rule
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: Frame files this process loaded, their hashes checked: resolved path -> what a reference
-#: to their plain part needs.
+#: Frame files this process loaded, their hashes checked: path -> what a reference to their
+#: plain part needs, with a descriptor of the very file that was hashed (a name renamed over
+#: since would compare a frame with another file than the one the reference vouches for).
 _LOADED: dict[Path, dict[str, Any]] = {}
+#: The file beside the artifacts folder of a run of `jupyter mlops run` (the local runner and
+#: its Dask executor), where every step's outputs stay side by side: only there may a frame
+#: refer to another step's file. A task of Airflow or Kubeflow sees its producers' folders
+#: only, so nothing is referenced there.
+RUN_FILE = "run.json"
 
 
 def _absolute(path: Path) -> Path:
@@ -58,19 +70,25 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def remember(path: Path, manifest: dict[str, Any]) -> None:
-    """Note that the frame file at ``path`` was loaded and its hash checked: a frame saved
-    later into a sibling folder may reference its plain columns."""
+def may_refer(folder: Path) -> bool:
+    """Whether a frame saved into the step folder ``folder`` may reference its siblings: it
+    is in the ``artifacts`` folder of a run folder (its run.json beside)."""
+    return folder.parent.name == "artifacts" and (folder.parent.parent / RUN_FILE).is_file()
+
+
+def remember(path: Path, manifest: dict[str, Any], fd: int) -> None:
+    """Note that the frame file at ``path`` (open as ``fd``) was loaded and its hash checked:
+    a frame saved later into a sibling folder may reference its plain columns."""
     plain = manifest.get("uncompressed")
     if manifest.get("format") not in ("arrow", "arrow-parts") or not plain:
         return
     parts = manifest.get("parts")
     part = len(parts) - 1 if isinstance(parts, list) and parts else 0
-    _LOADED[_absolute(path)] = {"sha256": manifest["sha256"], "parts": parts, "part": part}
-    if manifest["format"] == "arrow-parts":  # and the files it took columns from, hashed too
-        for ref in _references_in(_first_metadata(path, parts)):
-            source = path.parent.parent / ref["step"] / f"{ref['name']}.arrow"
-            _LOADED[_absolute(source)] = {k: ref[k] for k in ("sha256", "parts", "part")}
+    old = _LOADED.pop(_absolute(path), None)
+    if old is not None:
+        os.close(old["fd"])
+    _LOADED[_absolute(path)] = {"sha256": manifest["sha256"], "parts": parts, "part": part,
+                                "fd": os.dup(fd)}
 
 
 def _saving(table: Any, name: str) -> float:
@@ -90,7 +108,7 @@ def _saving(table: Any, name: str) -> float:
     return 1 - sizes[1] / max(sizes[0], 1)
 
 
-def _open_part(path: Path, parts: Any, index: int) -> Any:
+def _open_part(path: Path | str, parts: Any, index: int) -> Any:
     """Part ``index`` of the file at ``path`` as an Arrow table, memory-mapped; ValueError
     when ``parts`` (lengths, or None for one Arrow file) does not divide the file."""
     import pyarrow as pa
@@ -151,10 +169,10 @@ def _references(table: Any, folder: Path) -> tuple[list[dict[str, Any]], set[str
     for path, source in list(_LOADED.items()):
         if path.parent.parent != root.parent or path.parent == root:
             continue
-        try:
-            old = _open_part(path, source["parts"], source["part"])
+        try:  # the file that was hashed, whatever its name leads to now
+            old = _open_part(through(source["fd"], path), source["parts"], source["part"])
         except (OSError, ValueError):
-            continue  # gone or changed since: its columns are written instead
+            continue  # unreadable now: its columns are written instead
         same = [name for name in old.column_names
                 if name not in taken and name in table.column_names
                 and _same_bytes(table.column(name), old.column(name))]
@@ -231,17 +249,8 @@ def write_table(table: Any, handle: Any, folder: Path | None, extra: dict[str, A
     if plain:
         extra["uncompressed"] = [str(n) for n in plain]
     if references:  # for whoever reads the manifest; readers use the file's own
-        extra["references"] = [{"step": r["step"], "name": r["name"], "columns": r["columns"]}
-                               for r in references]
-
-
-def _first_metadata(path: Path, parts: list[int]) -> dict[bytes, bytes]:
-    """The schema metadata of the first part of the file at ``path``, nothing decompressed."""
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-
-    with pa.memory_map(str(path)) as source:
-        return ipc.open_file(source.read_buffer(parts[0])).schema.metadata or {}
+        extra["references"] = [{"step": r["step"], "name": r["name"], "sha256": r["sha256"],
+                                "columns": r["columns"]} for r in references]
 
 
 def _references_in(metadata: dict[bytes, bytes]) -> list[dict[str, Any]]:
@@ -273,10 +282,11 @@ def parsing_runs_no_code() -> bool:
 
 
 def _referenced(path: Path, metadata: dict[bytes, bytes],
-                pending: list[tuple[Any, str, str]]) -> dict[str, tuple[Any, Any]]:
+                pending: list[tuple[Any, str, str, int]]) -> dict[str, tuple[Any, Any]]:
     """The columns the file at ``path`` takes from sibling files: ``{name: (field,
-    column)}``. Each file's hash is checked before it is parsed, or, where parsing runs no
-    code, hashed meanwhile: ``pending`` gets ``(hash's future, expected, message)``."""
+    column)}``. Each file is opened once, hashed and read through that one descriptor; it is
+    hashed before it is parsed, or, where parsing runs no code, meanwhile: ``pending`` gets
+    ``(hash's future, expected, message, descriptor)``."""
     beside = parsing_runs_no_code()
     columns: dict[str, tuple[Any, Any]] = {}
     for ref in _references_in(metadata):
@@ -284,15 +294,17 @@ def _referenced(path: Path, metadata: dict[bytes, bytes],
         source = path.parent.parent / step / f"{name}.arrow"
         if _absolute(source) == _absolute(path):
             raise ValueError("it refers to itself")
-        if not source.is_file():
+        try:
+            fd = open_once(source)
+        except FileNotFoundError:
             raise ValueError(f"it takes columns from step `{step}`'s `{name}`, whose file "
-                             f"{source} is missing")
-        pending.append((hash_thread().submit(sha256_file, source), ref.get("sha256"),
+                             f"{source} is missing") from None
+        pending.append((hash_thread().submit(sha256_fd, fd), ref.get("sha256"),
                         f"it takes columns from step `{step}`'s `{name}`, whose file "
-                        f"{source} was changed after it was written"))
+                        f"{source} was changed after it was written", fd))
         if not beside:
             _verify(pending)
-        table = _open_part(source, ref.get("parts"), ref.get("part"))
+        table = _open_part(through(fd, source), ref.get("parts"), ref.get("part"))
         for column in ref.get("columns") or []:
             if column not in table.column_names or column in columns:
                 raise ValueError(f"step `{step}`'s `{name}` has no column {column!r} to give")
@@ -300,32 +312,53 @@ def _referenced(path: Path, metadata: dict[bytes, bytes],
     return columns
 
 
-def _verify(pending: list[tuple[Any, str, str]]) -> None:
-    """ValueError with the first message whose file's hash is not the one expected."""
+def _verify(pending: list[tuple[Any, str, str, int]]) -> None:
+    """ValueError with the first message whose file's hash is not the one expected; every
+    descriptor closed."""
+    failed = None
     while pending:
-        future, expected, message = pending.pop(0)
-        if future.result() != expected:
-            pending.clear()
-            raise ValueError(message)
+        future, expected, message, fd = pending.pop(0)
+        try:
+            if future.result() != expected and failed is None:
+                failed = message
+        finally:
+            os.close(fd)
+    if failed is not None:
+        raise ValueError(failed)
 
 
-def read_frame(path: Path, parts: Any) -> Any:
-    """The pandas frame of an "arrow-parts" file: its parts memory-mapped, with the columns it
-    references, in the order pandas' metadata in the first part gives. A referenced file
-    changed since is refused, also when the frame could not be made (that says why)."""
-    pending: list[tuple[Any, str, str]] = []
+def check_whole(table: Any) -> None:
+    """ValueError unless the Arrow ``table`` read as one file holds every column its pandas
+    metadata names and refers to no other file: a manifest whose format was changed from
+    "arrow-parts" would otherwise give the last part's columns alone."""
+    metadata = table.schema.metadata or {}
+    if _KEY in metadata:
+        raise ValueError("it refers to other files, which its manifest's format does not say")
+    named = [c.get("field_name", c.get("name")) for c in
+             json.loads(metadata.get(b"pandas", b"{}")).get("columns", [])]
+    if named and sorted(named, key=str) != sorted(table.column_names, key=str):
+        raise ValueError("its columns are not those its pandas metadata names")
+
+
+def read_frame(path: Path, parts: Any, source: str) -> Any:
+    """The pandas frame of the "arrow-parts" file at ``path`` (read through the name
+    ``source``, which may be its open descriptor's): its parts memory-mapped, with the
+    columns it references, in the order pandas' metadata in the first part gives. A
+    referenced file changed since is refused, also when the frame could not be made."""
+    pending: list[tuple[Any, str, str, int]] = []
     try:
-        return _read_table(path, parts, pending).to_pandas()
+        return _read_table(path, parts, source, pending).to_pandas()
     finally:
         _verify(pending)
 
 
-def _read_table(path: Path, parts: Any, pending: list[tuple[Any, str, str]]) -> Any:
+def _read_table(path: Path, parts: Any, source: str,
+                pending: list[tuple[Any, str, str, int]]) -> Any:
     import pyarrow as pa
 
     if not isinstance(parts, list) or not parts:
         raise ValueError(f"its manifest's parts {parts!r} do not divide the file")
-    tables = [_open_part(path, parts, i) for i in range(len(parts))]
+    tables = [_open_part(source, parts, i) for i in range(len(parts))]
     metadata = tables[0].schema.metadata or {}
     referenced = _referenced(path, metadata, pending)
     fields = {name: field for name, (field, _) in referenced.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pickle
 import sys
 import warnings
@@ -13,7 +14,16 @@ from typing import Any
 
 from ..errors import ArtifactError, UnverifiedArtifactWarning
 from . import arrowfile, frames, remote, trust
-from ._files import HASH_BESIDE, atomic_write, hash_thread, sha256_file, write_with
+from ._files import (
+    HASH_BESIDE,
+    atomic_write,
+    hash_thread,
+    open_once,
+    sha256_fd,
+    sha256_file,
+    through,
+    write_with,
+)
 from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 
 __all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
@@ -217,26 +227,29 @@ def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
     return manifest
 
 
-def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[str]) -> Any:
+def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[str],
+               source: str) -> Any:
+    """The value of the data file at ``path``, read through the name ``source`` (the open
+    descriptor's whose bytes are hashed; ``path`` names the file in messages)."""
     if kind == "parquet":
-        return frames.read_frame(path, manifest)
+        return frames.read_frame(path, manifest, source)
     if kind == "series":
-        series = frames.read_frame(path, manifest)[_SERIES_COLUMN]
+        series = frames.read_frame(path, manifest, source)[_SERIES_COLUMN]
         series.name = decode(manifest.get("series_name"))
         return series
     if kind == "npy":
         import numpy as np
-        return np.load(path, allow_pickle=False)
+        return np.load(source, allow_pickle=False)
     if kind == "skops":
         import skops.io
         # The file itself says what it needs; whether that may be loaded is decided here.
-        needed = skops.io.get_untrusted_types(file=path)
+        needed = skops.io.get_untrusted_types(file=source)
         _refuse_untrusted(needed, trusted, path, f"of artifact `{manifest['name']}` was not "
                           "loaded")
-        return skops.io.load(path, trusted=needed)
+        return skops.io.load(source, trusted=needed)
     if kind == "json":
-        return decode(json.loads(path.read_text(encoding="utf-8")))
-    with open(path, "rb") as handle:
+        return decode(json.loads(Path(source).read_text(encoding="utf-8")))
+    with open(source, "rb") as handle:
         return pickle.load(handle)
 
 
@@ -274,16 +287,30 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
             "its own manifest's hash was checked, and whoever can write that folder can "
             "rewrite both; run the pipeline with `jupyter mlops run` to have every input "
             "checked"), stacklevel=3)
-    hashing = None
-    if path.stat().st_size >= HASH_BESIDE and _parsing_runs_no_code(
+    # One open: what is hashed is what is read, even if the name is renamed over meanwhile
+    fd = open_once(path)
+    try:
+        value = _checked_value(name, shown, manifest, sha256, path, trusted, fd)
+        if keep and kind in _FRAMES:  # a frame saved beside it may reference its columns
+            arrowfile.remember(path, manifest, fd)
+    finally:
+        os.close(fd)
+    return value
+
+
+def _checked_value(name: str, shown: str, manifest: dict[str, Any], sha256: str | None,
+                   path: Path, trusted: list[str], fd: int) -> Any:
+    """The value of the file open as ``fd``, once its hash is the one expected."""
+    kind, hashing = manifest["kind"], None
+    if os.fstat(fd).st_size >= HASH_BESIDE and _parsing_runs_no_code(
             kind, manifest.get("format", "parquet")):
         # hashlib lets go of the GIL on big blocks: the file is hashed in a thread while it
         # is parsed, and the value is dropped below unless the hash matches
-        hashing = hash_thread().submit(sha256_file, path)
+        hashing = hash_thread().submit(sha256_fd, fd)
     else:
-        _check_hash(name, shown, manifest, sha256, sha256_file(path))
+        _check_hash(name, shown, manifest, sha256, sha256_fd(fd))
     try:
-        value = _load_data(kind, path, manifest, trusted)
+        value = _load_data(kind, path, manifest, trusted, through(fd, path))
     except Exception as exc:
         if hashing is not None:  # a file changed since it was written says so first
             _check_hash(name, shown, manifest, sha256, hashing.result())
@@ -294,8 +321,6 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
         ) from exc
     if hashing is not None:
         _check_hash(name, shown, manifest, sha256, hashing.result())
-    if keep and kind in _FRAMES:  # a frame saved beside it may reference its columns
-        arrowfile.remember(path, manifest)
     return value
 
 

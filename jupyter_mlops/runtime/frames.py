@@ -88,7 +88,7 @@ def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any], *,
 
         # a RangeIndex is kept as metadata (and comes back one), any other index as columns
         table = pa.Table.from_pandas(frame, preserve_index=None)
-        folder = path.parent if refer else None
+        folder = path.parent if refer and arrowfile.may_refer(path.parent) else None
         extra["sha256"] = write_with(
             path, lambda handle: arrowfile.write_table(table, handle, folder, extra))
         return extra
@@ -111,10 +111,12 @@ def _from_json(path: Path, manifest: dict[str, Any]) -> Any:
     return frame
 
 
-def read_frame(path: Path, manifest: dict[str, Any]) -> Any:
-    """The frame a :func:`write_frame` wrote to ``path``, labels and dtypes restored."""
+def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) -> Any:
+    """The frame a :func:`write_frame` wrote to ``path``, labels and dtypes restored, read
+    through the name ``source`` (the open descriptor's whose bytes were hashed) if given."""
     import pandas as pd
 
+    source = source or str(path)
     fmt = manifest.get("format", "parquet")
     if fmt != "json-table" and importlib.util.find_spec("pyarrow") is None:
         raise ValueError(f"it is {fmt.split('-')[0].capitalize()} and this kernel's environment "
@@ -123,13 +125,15 @@ def read_frame(path: Path, manifest: dict[str, Any]) -> Any:
     if fmt == "arrow":
         import pyarrow.feather as feather
 
-        frame = feather.read_table(str(path), memory_map=True).to_pandas()
+        table = feather.read_table(source, memory_map=True)
+        arrowfile.check_whole(table)
+        frame = table.to_pandas()
     elif fmt == "arrow-parts":
-        frame = arrowfile.read_frame(path, manifest.get("parts"))
+        frame = arrowfile.read_frame(path, manifest.get("parts"), source)
     elif fmt == "parquet":
-        frame = pd.read_parquet(path, engine="pyarrow")
+        frame = pd.read_parquet(source, engine="pyarrow")
     else:
-        frame = _from_json(path, manifest)
+        frame = _from_json(Path(source), manifest)
     names = decode(manifest.get("column_names", [None]))
     if "column_range" in manifest:
         frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
