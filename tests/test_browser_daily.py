@@ -414,6 +414,21 @@ def test_badges_and_graph_labels_are_readable_in_light_and_dark(tmp_path: Path,
 
 # -- JupyterLab conventions --------------------------------------------------------------------
 
+#: Resolves once the notebook has had no node added or removed for 0.5 s (10 s at most).
+QUIET = """() => new Promise(resolve => {
+  const notebook = document.querySelector('.jp-Notebook');
+  let timer;
+  const observer = new MutationObserver(() => {
+    clearTimeout(timer);
+    timer = setTimeout(done, 500);
+  });
+  const cap = setTimeout(done, 10000);
+  function done() { observer.disconnect(); clearTimeout(cap); clearTimeout(timer); resolve(); }
+  observer.observe(notebook, {subtree: true, childList: true});
+  timer = setTimeout(done, 500);
+})"""
+
+
 def test_palette_and_cell_context_menu_have_the_commands(tmp_path: Path,
                                                         browser: Any) -> None:
     page = browser
@@ -426,8 +441,11 @@ def test_palette_and_cell_context_menu_have_the_commands(tmp_path: Path,
         # the palette: a mark command for each role (enabled, and so shown, on a code cell),
         # export, run
         select_cell(page, 3)
-        # the modal palette closes when it loses the focus: let the click's focus settle first
+        # the modal palette closes when it loses the focus: let the click's focus settle first,
+        # and the notebook's late redrawing (the inline controls drawn again when the
+        # analysis arrives) end: 0.5 s without a node added or removed, 10 s at most
         page.wait_for_function("() => !!document.activeElement?.closest('.jp-Notebook')")
+        page.evaluate(QUIET)
         command(page, "apputils:activate-command-palette")
         search = page.locator(".lm-CommandPalette-input")
         search.wait_for()
