@@ -3,6 +3,7 @@ then two Arrow IPC files back to back, and what comes back is the frame that was
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -432,19 +433,13 @@ def test_a_descriptor_reads_the_file_it_was_opened_on_after_a_rename(tmp_path):
     try:
         (tmp_path / "g").write_bytes(b"other")
         (tmp_path / "g").replace(path)
-        assert sha256_fd(fd) == sha256_file_of(b"first")
+        assert sha256_fd(fd) == hashlib.sha256(b"first").hexdigest()
         with open(through(fd, path), "rb") as handle:
             assert handle.read() == b"first"
     finally:
         import os
 
         os.close(fd)
-
-
-def sha256_file_of(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def test_a_step_whose_frame_refers_to_a_renamed_producer_is_run_again(tmp_path):

@@ -4,8 +4,9 @@ holds referenced instead of written again.
 **Compressed where it pays.** A frame of :data:`SPLIT_FROM` bytes or more in Arrow writes
 each column's middle 65,536 rows both ways first; a column whose sample zstd (level 1) shrinks
 by less than :data:`MIN_SAVING` (random floats: 4%) is kept plain, to be read memory-mapped
-without a copy. The data file is then Arrow IPC files back to back ("parts"): the compressed
-columns' first, the plain ones' second; the manifest gives each part's length.
+without decompressing (pandas still copies it into its own blocks). The data file is then
+Arrow IPC files back to back ("parts"): the compressed columns' first, the plain ones'
+second; the manifest gives each part's length.
 
 **Referenced, not written again.** A step that loads a big frame, adds two columns and hands
 it on used to write the whole frame again. In a run of `jupyter mlops run`, whose step
