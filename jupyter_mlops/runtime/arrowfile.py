@@ -26,7 +26,8 @@ loaded file is compared through the descriptor it was hashed through: a name ren
 meanwhile never lets one file be checked and another read. A manifest says the format
 ("arrow" for one Arrow file, "arrow-parts" for parts or references) but is not hashed; a
 file read as "arrow" that refers to others, or lacks a column its pandas metadata names, is
-refused rather than read in part.
+refused rather than read in part. What restores the frame's labels (:data:`.frames.RESTORE`)
+is in the same metadata, so the manifest's copy of it is never what a reader uses.
 
 The columns' order, the frame's index and its pandas types come from pandas' own metadata,
 also in the first part.
@@ -212,15 +213,24 @@ class _Part:
         return getattr(self._handle, name)
 
 
-def write_table(table: Any, handle: Any, folder: Path | None, extra: dict[str, Any]) -> None:
-    """Write the Arrow ``table`` of a frame to ``handle``; record in ``extra`` its format, its
-    parts' lengths, the columns kept plain and those referenced. ``folder`` is where the
-    file goes, None where nothing may be referenced (a folder copied to a URL after)."""
+def _with_own(table: Any, own: dict[str, Any]) -> Any:
+    """``table`` with ``own`` (what restores the frame, its references) in its metadata."""
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), _KEY: json.dumps(own, allow_nan=False)})
+
+
+def write_table(table: Any, handle: Any, folder: Path | None, extra: dict[str, Any],
+                restore: dict[str, Any]) -> None:
+    """Write the Arrow ``table`` of a frame to ``handle``, with ``restore`` (what restores
+    its labels) in its metadata; record in ``extra`` its format, its parts' lengths, the
+    columns kept plain and those referenced. ``folder`` is where the file goes, None where
+    nothing may be referenced (a folder copied to a URL after)."""
     import pyarrow as pa
     import pyarrow.feather as feather
 
     if not pa.Codec.is_available("zstd"):
-        feather.write_feather(table, pa.PythonFile(handle, mode="w"), compression="uncompressed")
+        feather.write_feather(_with_own(table, {"restore": restore}),
+                              pa.PythonFile(handle, mode="w"), compression="uncompressed")
         return
     references: list[dict[str, Any]] = []
     referenced: set[str] = set()
@@ -230,9 +240,11 @@ def write_table(table: Any, handle: Any, folder: Path | None, extra: dict[str, A
             references, referenced = _references(table, folder)
         plain = [n for n in table.column_names
                  if n not in referenced and _saving(table, n) < MIN_SAVING]
-    if references:  # in the first part's metadata, so the file's hash covers them
-        table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), _KEY: json.dumps({"references": references})})
+    # in the first part's metadata, so the file's hash covers them
+    own: dict[str, Any] = {"restore": restore}
+    if references:
+        own["references"] = references
+    table = _with_own(table, own)
     packed = [n for n in table.column_names if n not in plain and n not in referenced]
     lengths = []
     # select() keeps pandas' metadata of the whole frame in each part: the reader orders
@@ -257,9 +269,7 @@ def write_table(table: Any, handle: Any, folder: Path | None, extra: dict[str, A
 def _references_in(metadata: dict[bytes, bytes]) -> list[dict[str, Any]]:
     """The references a first part's metadata holds, each naming a step and an artifact as
     a pipeline could (ValueError otherwise: never a path of its own making)."""
-    if _KEY not in metadata:
-        return []
-    references = json.loads(metadata[_KEY]).get("references")
+    references = _own(metadata).get("references", [])
     if not isinstance(references, list) or not all(isinstance(r, dict) for r in references):
         raise ValueError("its references are not a list of objects")
     for ref in references:
@@ -269,6 +279,17 @@ def _references_in(metadata: dict[bytes, bytes]) -> list[dict[str, Any]]:
             raise ValueError(f"it refers to a frame named {step!r}/{name!r}, which no step "
                              "makes")
     return references
+
+
+def _own(metadata: dict[bytes, bytes]) -> dict[str, Any]:
+    """What jupyter-mlops keeps in an Arrow file's metadata (empty for a file written
+    before); ValueError if it is not a JSON object."""
+    if _KEY not in metadata:
+        return {}
+    own = json.loads(metadata[_KEY])
+    if not isinstance(own, dict):
+        raise ValueError("its jupyter-mlops metadata is not an object")
+    return own
 
 
 def parsing_runs_no_code() -> bool:
@@ -328,33 +349,38 @@ def _verify(pending: list[tuple[Any, str, str, int]]) -> None:
         raise ValueError(failed)
 
 
-def check_whole(table: Any) -> None:
-    """ValueError unless the Arrow ``table`` read as one file holds every column its pandas
+def check_whole(table: Any) -> Any:
+    """What restores the frame of the Arrow ``table`` read as one file (None if written
+    before it was kept there); ValueError unless the table holds every column its pandas
     metadata names and refers to no other file: a manifest whose format was changed from
     "arrow-parts" would otherwise give the last part's columns alone."""
     metadata = table.schema.metadata or {}
-    if _KEY in metadata:
+    own = _own(metadata)
+    if "references" in own:
         raise ValueError("it refers to other files, which its manifest's format does not say")
     named = [c.get("field_name", c.get("name")) for c in
              json.loads(metadata.get(b"pandas", b"{}")).get("columns", [])]
     if named and sorted(named, key=str) != sorted(table.column_names, key=str):
         raise ValueError("its columns are not those its pandas metadata names")
+    return own.get("restore")
 
 
-def read_frame(path: Path, parts: Any, source: str) -> Any:
+def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
     """The pandas frame of the "arrow-parts" file at ``path`` (read through the name
     ``source``, which may be its open descriptor's): its parts memory-mapped, with the
-    columns it references, in the order pandas' metadata in the first part gives. A
-    referenced file changed since is refused, also when the frame could not be made."""
+    columns it references, in the order pandas' metadata in the first part gives; and what
+    restores its labels (None if written before it was kept there). A referenced file
+    changed since is refused, also when the frame could not be made."""
     pending: list[tuple[Any, str, str, int]] = []
     try:
-        return _read_table(path, parts, source, pending).to_pandas()
+        table, restore = _read_table(path, parts, source, pending)
+        return table.to_pandas(), restore
     finally:
         _verify(pending)
 
 
 def _read_table(path: Path, parts: Any, source: str,
-                pending: list[tuple[Any, str, str, int]]) -> Any:
+                pending: list[tuple[Any, str, str, int]]) -> tuple[Any, Any]:
     import pyarrow as pa
 
     if not isinstance(parts, list) or not parts:
@@ -376,6 +402,7 @@ def _read_table(path: Path, parts: Any, source: str,
     rows = {len(columns[n]) for n in order}
     if len(rows) > 1:
         raise ValueError(f"its columns have different lengths ({sorted(rows)})")
+    restore = _own(metadata).get("restore")
     metadata = {k: v for k, v in metadata.items() if k != _KEY}
-    return pa.Table.from_arrays([columns[n] for n in order],
-                                schema=pa.schema([fields[n] for n in order], metadata=metadata))
+    return pa.Table.from_arrays([columns[n] for n in order], schema=pa.schema(
+        [fields[n] for n in order], metadata=metadata)), restore

@@ -36,7 +36,6 @@ SUPPORTED = (
 # the manifest "<name>.json" (names are identifiers, so they contain no dot).
 _EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops",
         "json": "data.json", "pickle": "pkl"}
-_SERIES_COLUMN = "__series__"
 #: The kinds kept as a frame on disk: an Arrow file, or a JSON table without pyarrow (Parquet
 #: in runs before Arrow files; :mod:`.frames`).
 _FRAMES = ("parquet", "series")
@@ -86,10 +85,8 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None,
         info = {"rows": len(value), "columns": [str(c) for c in value.columns]}
         return frames.write_frame(value, path, fmt, info, refer=refer)
     if kind == "series":
-        info = {"rows": len(value), "dtype": str(value.dtype),
-                "series_name": frames.labels([value.name])[0]}
-        return frames.write_frame(value.to_frame(name=_SERIES_COLUMN), path, fmt, info,
-                                  refer=refer)
+        info = {"rows": len(value), "dtype": str(value.dtype)}
+        return frames.write_frame(value, path, fmt, info, refer=refer)
     if kind == "npy":
         import numpy as np
         digest = write_with(path, lambda handle: np.save(handle, value, allow_pickle=False))
@@ -231,12 +228,8 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[st
                source: str) -> Any:
     """The value of the data file at ``path``, read through the name ``source`` (the open
     descriptor's whose bytes are hashed; ``path`` names the file in messages)."""
-    if kind == "parquet":
+    if kind in _FRAMES:
         return frames.read_frame(path, manifest, source)
-    if kind == "series":
-        series = frames.read_frame(path, manifest, source)[_SERIES_COLUMN]
-        series.name = decode(manifest.get("series_name"))
-        return series
     if kind == "npy":
         import numpy as np
         return np.load(source, allow_pickle=False)

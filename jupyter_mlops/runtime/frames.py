@@ -12,6 +12,14 @@ categories come back as they were; narrower numbers (float32, int8) are widened 
 narrowed back from the dtypes recorded in the manifest. Which format an artifact has is in
 its manifest (``format``), so a reader never guesses.
 
+What restores a frame's labels and types (its original column and index labels, an index's
+frequency, a Series' name, JSON's dtypes, and whether it is a Series) is written into the
+data file itself (:data:`RESTORE`): the run store hashes that file, not the manifest, and
+whoever can write the artifacts folder could otherwise rename or swap the columns of the
+frame the next step loads. The manifest keeps a copy for people and tools to read; a reader
+takes them from the file, and from the manifest only for files written before they were kept
+there (which carry none).
+
 A big frame is written in parts, its columns compressed only where it pays, and columns
 that an input file already holds are referenced instead of written again
 (:mod:`.arrowfile`).
@@ -20,6 +28,8 @@ that an input file already holds are referenced instead of written again
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +37,19 @@ from . import arrowfile
 from ._files import write_with
 from ._jsonvalues import NotJSON, decode, encode
 
-__all__ = ["FORMATS", "extension", "frame_format", "labels", "read_frame", "write_frame"]
+__all__ = ["FORMATS", "RESTORE", "SERIES_COLUMN", "extension", "frame_format", "labels",
+           "read_frame", "write_frame"]
 
 #: The formats a frame artifact may have, with its data file's extension.
 FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
            "json-table": "table.json"}
+#: What reading a frame back needs beyond its columns, kept inside its data file.
+RESTORE = ("column_labels", "column_range", "column_names", "index_names", "index_freq",
+           "series_name", "dtypes")
+#: The one column of a Series kept as a frame.
+SERIES_COLUMN = "__series__"
+#: How a JSON table written here begins: what restores it comes first, then pandas' table.
+_JSON_START = '{"jupyter_mlops":'
 
 
 def frame_format() -> str:
@@ -75,14 +93,25 @@ def _plain_labels(frame: Any, extra: dict[str, Any]) -> Any:
     return frame
 
 
-def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any], *,
+def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
                 refer: bool = False) -> dict[str, Any]:
-    """Write ``frame`` to ``path`` in format ``fmt`` (:func:`frame_format`'s); return
-    ``extra`` with what reading it back needs (original labels, the format, and for JSON the
-    dtypes), and the file's ``sha256`` as hashed while writing. ``refer``: columns a loaded
-    file beside ``path``'s folder holds may be referenced (:mod:`.arrowfile`)."""
-    frame = _plain_labels(frame, extra)
+    """Write the DataFrame or Series ``value`` to ``path`` in format ``fmt``
+    (:func:`frame_format`'s); return ``extra`` with what reading it back needs (original
+    labels, a Series' name, the format, and for JSON the dtypes), also written into the file
+    (:data:`RESTORE`), and the file's ``sha256`` as hashed while writing. ``refer``: columns a
+    loaded file beside ``path``'s folder holds may be referenced (:mod:`.arrowfile`)."""
+    import pandas as pd
+
+    record: dict[str, Any] = {"kind": "frame"}
+    if isinstance(value, pd.Series):
+        record["kind"] = "series"
+        extra["series_name"] = labels([value.name])[0]
+        value = value.to_frame(name=SERIES_COLUMN)
+    frame = _plain_labels(value, extra)
     extra["format"] = fmt
+    if fmt != "arrow":
+        extra["dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
+    record.update({key: extra[key] for key in RESTORE if key in extra})
     if fmt == "arrow":
         import pyarrow as pa
 
@@ -90,19 +119,32 @@ def write_frame(frame: Any, path: Path, fmt: str, extra: dict[str, Any], *,
         table = pa.Table.from_pandas(frame, preserve_index=None)
         folder = path.parent if refer and arrowfile.may_refer(path.parent) else None
         extra["sha256"] = write_with(
-            path, lambda handle: arrowfile.write_table(table, handle, folder, extra))
+            path, lambda handle: arrowfile.write_table(table, handle, folder, extra, record))
         return extra
-    extra["dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
     text = frame.to_json(orient="table", date_unit="ns")
-    extra["sha256"] = write_with(path, lambda handle: handle.write(text.encode("utf-8")))
+    if not text.startswith("{"):
+        raise ValueError(f"pandas wrote a table that is not a JSON object: {text[:40]!r}")
+    # pandas reads the table's "schema" and "data" and lets other keys be
+    head = _JSON_START + json.dumps(record, allow_nan=False, ensure_ascii=False) + ","
+    extra["sha256"] = write_with(path, lambda handle: (handle.write(head.encode("utf-8")),
+                                                       handle.write(text[1:].encode("utf-8"))))
     return extra
 
 
-def _from_json(path: Path, manifest: dict[str, Any]) -> Any:
+def _json_record(text: str) -> dict[str, Any] | None:
+    """What restores the JSON table ``text``, written at its start; None for one written
+    before it was."""
+    if not text.startswith(_JSON_START):
+        return None
+    record, _ = json.JSONDecoder().raw_decode(text, len(_JSON_START))
+    return record
+
+
+def _from_json(text: str, restore: dict[str, Any]) -> Any:
     import pandas as pd
 
-    frame = pd.read_json(path, orient="table")  # the schema carries the dates
-    for column, dtype in (manifest.get("dtypes") or {}).items():
+    frame = pd.read_json(io.StringIO(text), orient="table")  # the schema carries the dates
+    for column, dtype in (restore.get("dtypes") or {}).items():
         if column in frame.columns and str(frame[column].dtype) != dtype:
             try:  # JSON has one integer and one float type: narrow back what was narrower
                 frame[column] = frame[column].astype(dtype)
@@ -111,9 +153,24 @@ def _from_json(path: Path, manifest: dict[str, Any]) -> Any:
     return frame
 
 
+def _restoring(record: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What restores the frame: the ``record`` its file holds, checked to be the kind its
+    manifest says; the manifest's own fields for a file that holds none (written before)."""
+    if record is None:
+        return {key: manifest[key] for key in RESTORE if key in manifest}
+    kind = "series" if manifest.get("kind") == "series" else "frame"
+    if not isinstance(record, dict) or record.get("kind") not in ("frame", "series"):
+        raise ValueError("what restores its labels is not an object of a frame or a series")
+    if record["kind"] != kind:
+        raise ValueError(f"it holds a {record['kind']}, but its manifest says {kind} (the "
+                         "manifest was changed after the file was written)")
+    return record
+
+
 def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) -> Any:
-    """The frame a :func:`write_frame` wrote to ``path``, labels and dtypes restored, read
-    through the name ``source`` (the open descriptor's whose bytes were hashed) if given."""
+    """The DataFrame, or Series for a manifest of kind "series", that :func:`write_frame`
+    wrote to ``path``, labels and dtypes restored from the file, read through the name
+    ``source`` (the open descriptor's whose bytes were hashed) if given."""
     import pandas as pd
 
     source = source or str(path)
@@ -126,23 +183,41 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
         import pyarrow.feather as feather
 
         table = feather.read_table(source, memory_map=True)
-        arrowfile.check_whole(table)
+        restore = _restoring(arrowfile.check_whole(table), manifest)
         frame = table.to_pandas()
     elif fmt == "arrow-parts":
-        frame = arrowfile.read_frame(path, manifest.get("parts"), source)
-    elif fmt == "parquet":
+        frame, record = arrowfile.read_frame(path, manifest.get("parts"), source)
+        restore = _restoring(record, manifest)
+    elif fmt == "parquet":  # runs before Arrow files: what restores it is in the manifest
         frame = pd.read_parquet(source, engine="pyarrow")
+        restore = _restoring(None, manifest)
     else:
-        frame = _from_json(Path(source), manifest)
-    names = decode(manifest.get("column_names", [None]))
-    if "column_range" in manifest:
-        frame.columns = pd.RangeIndex(*manifest["column_range"], name=names[0])
-    elif "column_labels" in manifest:
-        recorded = decode(manifest["column_labels"])
+        text = Path(source).read_text(encoding="utf-8")
+        restore = _restoring(_json_record(text), manifest)
+        frame = _from_json(text, restore)
+    return _labelled(frame, restore, manifest.get("kind") == "series")
+
+
+def _labelled(frame: Any, restore: dict[str, Any], series: bool) -> Any:
+    """``frame`` with the labels ``restore`` records; its one column as a Series if
+    ``series``."""
+    import pandas as pd
+
+    names = decode(restore.get("column_names", [None]))
+    if "column_range" in restore:
+        frame.columns = pd.RangeIndex(*restore["column_range"], name=names[0])
+    elif "column_labels" in restore:
+        recorded = decode(restore["column_labels"])
         frame.columns = (pd.MultiIndex.from_tuples(recorded, names=names) if len(names) > 1
                          else pd.Index(recorded, name=names[0], tupleize_cols=False))
-    if "index_freq" in manifest:
-        frame.index = type(frame.index)(frame.index, freq=manifest["index_freq"])
-    if "index_names" in manifest:
-        frame.index = frame.index.set_names(decode(manifest["index_names"]))
-    return frame
+    if "index_freq" in restore:
+        frame.index = type(frame.index)(frame.index, freq=restore["index_freq"])
+    if "index_names" in restore:
+        frame.index = frame.index.set_names(decode(restore["index_names"]))
+    if not series:
+        return frame
+    if list(frame.columns) != [SERIES_COLUMN]:
+        raise ValueError(f"it should hold one column {SERIES_COLUMN!r}, not {len(frame.columns)}")
+    value = frame[SERIES_COLUMN]
+    value.name = decode(restore.get("series_name"))
+    return value
