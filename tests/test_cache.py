@@ -264,3 +264,20 @@ def test_a_deleted_source_run_folder_is_a_miss(tmp_path: Path) -> None:
     assert _ran(k5_again) == set()
     assert [s["cached_from"] for s in k5_again["steps"]] == [again["run_id"], again["run_id"],
                                                              k5["run_id"]]
+
+
+@pytest.mark.kernel
+def test_a_reused_output_gets_the_manifest_the_store_recorded(tmp_path: Path) -> None:
+    """The earlier run's folder may be written by others since; the new run's folder gets
+    the manifest the run store recorded, not the one found there."""
+    _write(tmp_path)
+    first = _run(tmp_path)
+    earlier = Path(first["folder"]) / "artifacts" / "a" / "total.json"
+    forged = {**json.loads(earlier.read_text()), "kind": "npy", "file": "total.npy",
+              "python_type": "numpy.ndarray"}
+    earlier.write_text(json.dumps(forged))
+    second = _run(tmp_path, "-p", "k=5")  # a and b reused, c runs and loads b's output
+    assert _ran(second) == {"c"}
+    placed = json.loads((Path(second["folder"]) / "artifacts" / "a" / "total.json").read_text())
+    assert placed == _steps(first)["a"]["outputs"]["total"]
+    assert placed["kind"] == "json"

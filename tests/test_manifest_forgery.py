@@ -11,6 +11,7 @@ with the manifest's fields.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,105 @@ def test_a_json_table_written_before_reads_its_labels_and_dtypes_from_the_manife
     back = artifacts.load("x", tmp_path, sha256=digest)
     expected = pd.DataFrame({7: np.array([1, 2], dtype="int8")})
     pd.testing.assert_frame_equal(back, expected)
+
+
+# --- a data file read as another kind than it is -------------------------------------------
+
+
+def _relabel(folder: Path, name: str, kind: str, file: str, **fields) -> None:
+    """Copy artifact ``name``'s data file to ``file`` and say ``kind`` in its manifest: the
+    bytes, and so the hash the run store keeps, stay the same."""
+    manifest = json.loads((folder / f"{name}.json").read_text())
+    (folder / file).write_bytes((folder / manifest["file"]).read_bytes())
+    _forge(folder, name, kind=kind, file=file, **fields)
+
+
+def test_a_frames_json_table_is_not_read_as_a_json_value(tmp_path, monkeypatch):
+    monkeypatch.setattr(frames, "frame_format", lambda: "json-table")
+    manifest = artifacts.save(pd.DataFrame({"a": [1, 2]}), "x", tmp_path)
+    _relabel(tmp_path, "x", "json", "x.data.json", format=None)
+    with pytest.raises(ArtifactError, match=r"x\.data\.json is a frame's JSON table, not a "
+                                            r"JSON value \(its manifest's kind was changed\)"):
+        artifacts.load("x", tmp_path, sha256=manifest["sha256"])
+
+
+def test_a_json_value_is_not_read_as_a_frames_table(tmp_path):
+    """A value shaped like a table (an earlier pandas table has no record, so its manifest
+    would label it) is refused as a frame: a value's JSON is never written compact."""
+    table = json.loads(pd.DataFrame({"a": [1, 2]}).to_json(orient="table"))
+    manifest = artifacts.save(table, "x", tmp_path)
+    _relabel(tmp_path, "x", "series", "x.table.json", format="json-table",
+             series_name="refund")
+    with pytest.raises(ArtifactError, match="it is not a JSON table of a frame"):
+        artifacts.load("x", tmp_path, sha256=manifest["sha256"])
+
+
+def test_a_model_file_is_not_read_as_an_array(tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+    manifest = artifacts.save(model, "x", tmp_path)
+    _relabel(tmp_path, "x", "npy", "x.npy")
+    with pytest.raises(ArtifactError, match=r"x\.npy is not a \.npy file"):
+        artifacts.load("x", tmp_path, sha256=manifest["sha256"])
+
+
+def test_the_run_stores_manifest_is_believed_over_the_folders(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    recorded = artifacts.save(frame, "x", tmp_path)
+    _relabel(tmp_path, "x", "json", "x.data.json", format=None)
+    back = artifacts.load("x", tmp_path, recorded=recorded)
+    pd.testing.assert_frame_equal(back, frame)
+    with pytest.raises(ArtifactError, match="run store's record of artifact `x` is not a "
+                                            "manifest of it"):
+        artifacts.load("x", tmp_path, recorded={**recorded, "file": "../x.arrow"})
+
+
+# --- where data files may be --------------------------------------------------------------
+
+
+def test_a_fifo_as_data_file_is_refused_at_once(tmp_path):
+    manifest = artifacts.save([1, 2], "x", tmp_path)
+    (tmp_path / "x.data.json").unlink()
+    os.mkfifo(tmp_path / "x.data.json")  # opened for reading, it would wait for a writer
+    with pytest.raises(ArtifactError, match=r"x\.data\.json cannot be read \(not a regular "):
+        artifacts.load("x", tmp_path, sha256=manifest["sha256"])
+
+
+def test_a_frame_that_refers_to_other_steps_is_refused_outside_its_run_folder(
+        tmp_path, monkeypatch):
+    """Copied from a URL (or moved), its references would name files beside the copy."""
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)
+    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    run = tmp_path / "run"
+    (run / "artifacts").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    frame = pd.DataFrame({"a": np.arange(1000.0)})
+    first = artifacts.save(frame, "f", run / "artifacts" / "build")
+    artifacts.load("f", run / "artifacts" / "build", sha256=first["sha256"])
+    second = artifacts.save(frame.assign(b=1.5), "g", run / "artifacts" / "features")
+    assert second["references"]
+    (tmp_path / "build").mkdir()  # what a copy's neighbour would be: not the run's folder
+    (tmp_path / "build" / "f.arrow").write_bytes((run / "artifacts/build/f.arrow").read_bytes())
+    url = "file://" + str(run / "artifacts" / "features")
+    with pytest.raises(ArtifactError, match="only its run's folder holds"):
+        artifacts.load("g", url, sha256=second["sha256"])
+
+
+def test_a_download_never_writes_where_a_manifest_says(tmp_path):
+    """A data file named with a separator of another system (Windows' backslash) is not
+    copied down, so it cannot land outside the temporary folder there; the load then finds
+    the manifest corrupt."""
+    from jupyter_mlops.runtime import remote
+
+    source = tmp_path / "source"
+    manifest = artifacts.save([1, 2], "x", source)
+    hostile = "x.data\\..\\..\\escape"
+    (source / hostile).write_bytes((source / "x.data.json").read_bytes())
+    _forge(source, "x", file=hostile)
+    copy = tmp_path / "copy"
+    remote.download("file://" + str(source), copy, ["x"])
+    assert sorted(p.name for p in copy.iterdir()) == ["x.json"]
+    with pytest.raises(ArtifactError, match=r"manifest of artifact `x` .* is corrupt"):
+        artifacts.load("x", "file://" + str(source), sha256=manifest["sha256"])

@@ -53,9 +53,9 @@ def _step(run, name):
 
 
 def _load(run, step, name):
-    """An output of the run, its hash checked against the runner's record of it."""
+    """An output of the run, its hash, kind and format those the runner recorded."""
     manifest = _step(run, step).outputs[name]
-    return load(name, Path(run.folder) / "artifacts" / step, sha256=manifest["sha256"],
+    return load(name, Path(run.folder) / "artifacts" / step, recorded=manifest,
                 trusted=TRUST)
 
 

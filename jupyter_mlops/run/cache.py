@@ -16,12 +16,14 @@ from typing import Any
 from ..notebook.reader import load_json, read_regular_file
 from ..notebook.roles import STEP_NAME
 from ..pipeline.spec import Step
-from ..runtime._files import sha256_file, sha256_text
+from ..runtime._files import atomic_write, sha256_file, sha256_text
 from .store import RunStore
 from .versions import module_versions
 
 #: Bump when the meaning of a key changes, so old cache entries stop matching.
-KEY_VERSION = 1
+#: 2: frames keep what restores their labels in their own file; outputs of runs before
+#: (labelled by their manifest) are made again rather than reused.
+KEY_VERSION = 2
 
 
 #: Cells jupyter-mlops writes into every step notebook around the user's code (see
@@ -266,6 +268,8 @@ def reuse(store: RunStore, key: str, step: Step, target: Path
     target.mkdir(parents=True, exist_ok=True)
     for name, manifest in manifests.items():
         _place(folder / manifest["file"], target / manifest["file"])
-        # the manifest last, as a save does: it never points at a missing file
-        _place(folder / f"{name}.json", target / f"{name}.json")
+        # the manifest last, as a save does: it never points at a missing file; the one the
+        # store recorded, not the earlier run's folder's, which its writers could change
+        atomic_write(target / f"{name}.json",
+                     json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return run_id, manifests, checks

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
@@ -140,8 +142,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def open_once(path: str | Path) -> int:
     """A descriptor of the file at ``path``, to hash and read through the same one: a name
-    renamed over between a hash and a read would give the read another file."""
-    return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    renamed over between a hash and a read would give the read another file. OSError unless
+    it is a regular file (opened without waiting, so a FIFO put there cannot hang a read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def sha256_fd(fd: int, chunk: int = 1 << 20) -> str:

@@ -311,7 +311,11 @@ def _referenced(path: Path, metadata: dict[bytes, bytes],
     ``(hash's future, expected, message, descriptor)``."""
     beside = parsing_runs_no_code()
     columns: dict[str, tuple[Any, Any]] = {}
-    for ref in _references_in(metadata):
+    references = _references_in(metadata)
+    if references and not may_refer(path.parent):  # a copy from a URL, a folder moved
+        raise ValueError("it takes columns from other steps' files, which only its run's "
+                         f"folder holds, and {path.parent} is in none")
+    for ref in references:
         step, name = ref["step"], ref["name"]
         source = path.parent.parent / step / f"{name}.arrow"
         if _absolute(source) == _absolute(path):

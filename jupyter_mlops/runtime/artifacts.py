@@ -39,6 +39,7 @@ _EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops
 #: The kinds kept as a frame on disk: an Arrow file, or a JSON table without pyarrow (Parquet
 #: in runs before Arrow files; :mod:`.frames`).
 _FRAMES = ("parquet", "series")
+_NPY_MAGIC = b"\x93NUMPY"
 _VALUE_LIMIT = 2048  # JSON values smaller than this are copied into the manifest for display
 _RERUN = "re-run the step that outputs it"
 
@@ -213,15 +214,20 @@ def _read_manifest(name: str, folder: Path, shown: str) -> dict[str, Any]:
         raise ArtifactError(f"no artifact `{name}` in {shown}: {_RERUN}") from None
     except (OSError, ValueError):
         manifest = None
-    # The file must be exactly the one its name and kind give, so no manifest can point
-    # outside the folder.
-    fmt = manifest.get("format", "parquet") if isinstance(manifest, dict) else None
-    if (not isinstance(manifest, dict) or manifest.get("kind") not in _EXT
-            or not isinstance(manifest.get("sha256"), str) or fmt not in frames.FORMATS
-            or manifest.get("file") != f"{name}.{_extension(manifest['kind'], fmt)}"):
+    if not _well_formed(manifest, name):
         raise ArtifactError(f"the manifest of artifact `{name}` ({shown}/{path.name}) is "
                             f"corrupt; {_RERUN}")
     return manifest
+
+
+def _well_formed(manifest: Any, name: str) -> bool:
+    """Whether ``manifest`` is one of artifact ``name``: a known kind and format, a hash,
+    and exactly the file its name and kind give, so no manifest can point outside the
+    folder."""
+    fmt = manifest.get("format", "parquet") if isinstance(manifest, dict) else None
+    return (isinstance(manifest, dict) and manifest.get("kind") in _EXT
+            and isinstance(manifest.get("sha256"), str) and fmt in frames.FORMATS
+            and manifest.get("file") == f"{name}.{_extension(manifest['kind'], fmt)}")
 
 
 def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[str],
@@ -232,6 +238,10 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[st
         return frames.read_frame(path, manifest, source)
     if kind == "npy":
         import numpy as np
+        with open(source, "rb") as handle:  # np.load would open a zip (a model) as well
+            if handle.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                raise ArtifactError(f"artifact `{manifest['name']}`: {path.name} is not a "
+                                    f".npy file (its manifest's kind was changed); {_RERUN}")
         return np.load(source, allow_pickle=False)
     if kind == "skops":
         import skops.io
@@ -241,39 +251,52 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[st
                           "loaded")
         return skops.io.load(source, trusted=needed)
     if kind == "json":
-        return decode(json.loads(Path(source).read_text(encoding="utf-8")))
+        text = Path(source).read_text(encoding="utf-8")
+        if frames.is_table(text):  # a value is written with ": ", a table without
+            raise ArtifactError(f"artifact `{manifest['name']}`: {path.name} is a frame's JSON "
+                                f"table, not a JSON value (its manifest's kind was changed); "
+                                f"{_RERUN}")
+        return decode(json.loads(text))
     with open(source, "rb") as handle:
         return pickle.load(handle)
 
 
 def load(name: str, folder: str | Path, *, sha256: str | None = None,
-         allow_pickle: bool = False, trusted: Iterable[str] = ()) -> Any:
+         allow_pickle: bool = False, trusted: Iterable[str] = (),
+         recorded: dict[str, Any] | None = None) -> Any:
     """Load artifact ``name`` from ``folder`` after checking its file's sha256.
 
     The hash must match the manifest and, if given, ``sha256``; otherwise the file was
     changed after it was written and ArtifactError is raised. Without ``sha256`` (a hash from
     the run store, which the folder's writer cannot change) an UnverifiedArtifactWarning says
-    that only the manifest's own hash was checked. Pickles need ``allow_pickle``; a model
-    loads only the types ``runtime.trust`` trusts plus those named in ``trusted``.
-    ``folder`` may be an fsspec URL (a ``str``): the files are copied to a temporary folder.
+    that only the manifest's own hash was checked. ``recorded``: the manifest the run store
+    keeps, whose hash, kind and format are then used instead of the folder's (which its
+    writer could change). Pickles need ``allow_pickle``; a model loads only the types
+    ``runtime.trust`` trusts plus those named in ``trusted``. ``folder`` may be an fsspec
+    URL (a ``str``): the files are copied to a temporary folder.
     """
     _check_name(name)
+    if recorded is not None:
+        if not _well_formed(recorded, name):
+            raise ArtifactError(f"the run store's record of artifact `{name}` is not a "
+                                "manifest of it; re-run the pipeline")
+        sha256 = sha256 or recorded["sha256"]
     with remote.readable(folder, [name]) as local:
         return _load(name, local, _shown(folder), sha256, allow_pickle, list(trusted),
-                     keep=not remote.is_url(folder))
+                     keep=not remote.is_url(folder), recorded=recorded)
 
 
 def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle: bool,
-          trusted: list[str], keep: bool) -> Any:
+          trusted: list[str], keep: bool, recorded: dict[str, Any] | None = None) -> Any:
     manifest = _read_manifest(name, folder, shown)
+    if recorded is not None:  # the folder's manifest must exist, the store's is believed
+        manifest = recorded
     kind, path = manifest["kind"], folder / manifest["file"]
     if kind == "pickle" and not allow_pickle:
         raise ArtifactError(
             f"artifact `{name}` in {shown} is a pickle (it was saved with --allow-pickle); "
             "loading a pickle can run any code, so opt in with --allow-pickle to load it"
         )
-    if not path.is_file():
-        raise ArtifactError(f"artifact `{name}` in {shown} has no data file {path.name}; {_RERUN}")
     if not sha256:
         warnings.warn(UnverifiedArtifactWarning(
             f"artifact `{name}` in {shown} was loaded without a hash from the run store: only "
@@ -281,7 +304,14 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
             "rewrite both; run the pipeline with `jupyter mlops run` to have every input "
             "checked"), stacklevel=3)
     # One open: what is hashed is what is read, even if the name is renamed over meanwhile
-    fd = open_once(path)
+    try:
+        fd = open_once(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"artifact `{name}` in {shown} has no data file {path.name}; "
+                            f"{_RERUN}") from None
+    except OSError as exc:
+        raise ArtifactError(f"artifact `{name}` in {shown}: its data file {path.name} cannot "
+                            f"be read ({exc.strerror or exc}); {_RERUN}") from None
     try:
         value = _checked_value(name, shown, manifest, sha256, path, trusted, fd)
         if keep and kind in _FRAMES:  # a frame saved beside it may reference its columns

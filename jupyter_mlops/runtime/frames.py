@@ -37,8 +37,8 @@ from . import arrowfile
 from ._files import write_with
 from ._jsonvalues import NotJSON, decode, encode
 
-__all__ = ["FORMATS", "RESTORE", "SERIES_COLUMN", "extension", "frame_format", "labels",
-           "read_frame", "write_frame"]
+__all__ = ["FORMATS", "RESTORE", "SERIES_COLUMN", "extension", "frame_format", "is_table",
+           "labels", "read_frame", "write_frame"]
 
 #: The formats a frame artifact may have, with its data file's extension.
 FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
@@ -50,6 +50,8 @@ RESTORE = ("column_labels", "column_range", "column_names", "index_names", "inde
 SERIES_COLUMN = "__series__"
 #: How a JSON table written here begins: what restores it comes first, then pandas' table.
 _JSON_START = '{"jupyter_mlops":'
+#: How pandas begins a JSON table (``to_json(orient="table")``).
+_PANDAS_START = '{"schema":{'
 
 
 def frame_format() -> str:
@@ -131,9 +133,18 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     return extra
 
 
+def is_table(text: str) -> bool:
+    """Whether ``text`` begins as a frame's JSON table does, written here or (before what
+    restores it was written first) by pandas: compact, where a JSON value's text has a space
+    after each colon."""
+    return text.startswith((_JSON_START + "{", _PANDAS_START))
+
+
 def _json_record(text: str) -> dict[str, Any] | None:
     """What restores the JSON table ``text``, written at its start; None for one written
-    before it was."""
+    before it was. ValueError for a text that is no frame's table."""
+    if not is_table(text):
+        raise ValueError("it is not a JSON table of a frame (its manifest's kind was changed)")
     if not text.startswith(_JSON_START):
         return None
     record, _ = json.JSONDecoder().raw_decode(text, len(_JSON_START))

@@ -26,6 +26,9 @@ __all__ = ["download", "is_url", "join", "output_hashes", "readable", "staged_ru
 
 # `proto://...` or a chain such as `simplecache::s3://...`; a Windows drive has neither.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*(://|::)")
+#: The extension of an artifact's data file, after its name: letters, no separator of any
+#: system ("arrow", "table.json").
+_EXTENSION = re.compile(r"[a-z]+(\.[a-z]+)?")
 
 
 def is_url(location: str | Path) -> bool:
@@ -122,7 +125,8 @@ def download(url: str, folder: Path, names: list[str],
                 continue
             data = manifest.get("file") if isinstance(manifest, dict) else None
             # read_manifest vets the name in full; here it must only stay inside the folder
-            if isinstance(data, str) and data.startswith(f"{name}.") and "/" not in data \
+            if isinstance(data, str) and data.startswith(f"{name}.") \
+                    and _EXTENSION.fullmatch(data[len(name) + 1:]) \
                     and fs.exists(f"{root}/{data}"):
                 fs.get_file(f"{root}/{data}", str(folder / data))
                 _verify(name, folder / data, manifest, (expected or {}).get(name), url)

@@ -105,7 +105,7 @@ def data_profiles(run: RunRecord, *, every_frame: bool = False
             try:
                 profile = json.loads(cache.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                value = load(name, _folder(run, step.step), sha256=manifest["sha256"])
+                value = load(name, _folder(run, step.step), recorded=manifest)
                 profile = profile_data(value, name)
                 try:
                     atomic_write(cache, json.dumps(profile, allow_nan=False))
@@ -152,7 +152,7 @@ def load_run_model(store: RunStore, run_id: str, name: str | None = None,
     step, model_name, manifest = pick_model(run, name)
     # The types its export trusted, as the runner recorded them where steps cannot write.
     trusted = run.environment.get("trust") or []
-    model = load(model_name, _folder(run, step), sha256=manifest["sha256"],
+    model = load(model_name, _folder(run, step), recorded=manifest,
                  allow_pickle=allow_pickle, trusted=[t for t in trusted if isinstance(t, str)])
     if not hasattr(model, "predict"):
         raise MlopsError(f"`{model_name}` of run {run.run_id} is a {type(model).__name__} "

@@ -127,7 +127,7 @@ def _artifact(run: RunRecord, step: str, name: str) -> Any:
     if manifest is None:
         raise MlopsError(f"run {run.run_id} saved no `{name}` in step `{step}`, which the "
                          "prepare cells read; run the pipeline again")
-    return load(name, Path(run.folder) / "artifacts" / step, sha256=manifest["sha256"])
+    return load(name, Path(run.folder) / "artifacts" / step, recorded=manifest)
 
 
 def _base(plan: InferencePlan, run: RunRecord) -> dict[str, Any]:

@@ -215,8 +215,8 @@ def evaluation_split(run: RunRecord, features: list[str]) -> tuple[Any, Any, str
             if y_manifest.get("rows") == manifest.get("rows") and \
                     y_name.lower().partition("_")[2] == suffix:
                 folder = Path(run.folder) / "artifacts"
-                X = load(name, folder / step, sha256=manifest["sha256"])
-                y = load(y_name, folder / y_step, sha256=y_manifest["sha256"])
+                X = load(name, folder / step, recorded=manifest)
+                y = load(y_name, folder / y_step, recorded=y_manifest)
                 return X, y, f"{name}/{y_name} of step {step}"
     return None
 
