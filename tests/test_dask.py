@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
+from conftest import run_cli, write_notebook
 
 pytestmark = pytest.mark.kernel
 
@@ -138,3 +140,31 @@ def test_workers_start_the_next_kernel_ahead(tmp_path: Path, scheduler: str, cli
     assert born_b < steps["a"]["ended"]
     assert born_c < steps["b"]["ended"]
     assert _kernels_on_workers(scheduler) == [[], []]
+
+
+def _zygotes_per_worker(scheduler: str) -> list[int]:
+    """How many zygote processes each worker has running."""
+    return [sum("zygote_main" in k for k in kernels) for kernels in _kernels_on_workers(scheduler)]
+
+
+def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Path,
+                                                                    scheduler: str) -> None:
+    """One step, one worker to run it: the other starts its zygote too, so a branch that
+    reaches it later forks a kernel at once; a pipeline given by a relative path runs
+    (workers work in folders of their own). The run's end stops every zygote."""
+    write_notebook(tmp_path / "one.ipynb", "%%mlops step a\nimport time\ntime.sleep(4)\nx = 1")
+    assert run_cli("export", str(tmp_path / "one.ipynb")).returncode == 0
+    env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0")
+    run = subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "run", "one_pipeline",
+                            "--executor", "dask", "--scheduler", scheduler, "--runs-dir",
+                            "runs"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    seen: list[list[int]] = []
+    while run.poll() is None:
+        seen.append(_zygotes_per_worker(scheduler))
+        time.sleep(0.3)
+    out, err = run.communicate()
+    assert run.returncode == 0, out + err
+    assert any(len(counts) == 2 and min(counts) >= 1 for counts in seen), seen
+    assert _record(tmp_path / "runs")["status"] == "succeeded"
+    assert _zygotes_per_worker(scheduler) == [0, 0]

@@ -7,28 +7,46 @@ file system).
 
 As the local executor does (:mod:`.kernelpool`), a worker starts the kernel of the step
 expected after the one it runs while that one runs, importing ahead what that step imports
-first; the step is then sent to that worker. The kernels a worker holds are shut down when
-the run ends (:meth:`DaskExecutor.close`), or with the worker.
+first; the step is then sent to that worker. When the first step that runs is sent, every
+worker starts its zygote (:meth:`.kernelpool.KernelPool.warm_up`): a worker reached first by
+a later branch then forks its kernel at once instead of importing pandas and scikit-learn
+on the branch's time. The kernels a worker holds are shut down when the run ends
+(:meth:`DaskExecutor.close`), or with the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError, OptionError
 from .executors import CellListener, Executor, ExecutorSettings
-from .stepexec import KernelCommand, Module, StepCall, close_thread_loop, execute_step, step_plan
+from .stepexec import (
+    KernelCommand,
+    Module,
+    StepCall,
+    close_thread_loop,
+    execute_step,
+    step_plan,
+    zygote_plan,
+)
 
 EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
+#: A step notebook's imports ahead: its kernel's, and its zygote's.
+Plans = tuple[list[Module], list[Module]]
 
 # On a worker: a kernel pool per (kernel, working directory, kernel arguments), and what each
 # step notebook's kernel imports ahead.
 _POOLS: dict[KernelCommand, Any] = {}
-_PLANS: dict[str, list[Module]] = {}
+#: Per step notebook: what its kernel imports ahead, and what the zygote imports before it
+#: forks that kernel (the same, then what saving the step's outputs needs).
+_PLANS: dict[str, Plans] = {}
 _ASKED: dict[KernelCommand, set[str]] = {}  # step notebooks prepared for
 _LOCK = threading.Lock()
+_IMPORTING: list[bool] = []  # papermill's import begun by a warm-up on this worker
 
 
 class DaskExecutor(Executor):
@@ -51,6 +69,8 @@ class DaskExecutor(Executor):
         #: The worker that prepares a kernel for each step notebook.
         self.prepared: dict[str, str] = {}
         self.sent: set[str] = set()
+        #: The workers' warm-ups, kept so Dask does not cancel them (:meth:`_warm_workers`).
+        self.warming: list[Any] = []
         self._lock = threading.Lock()
         self.closed = False
 
@@ -71,10 +91,13 @@ class DaskExecutor(Executor):
         callback cannot cross to a worker: ``on_cell`` is not told of cells."""
         notebook = call.notebook
         with self._lock:
+            first = not self.sent
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
             upcoming = _upcoming(notebook, self.sent)
-        plans = {n: _plan(n) for n in [notebook, *upcoming[:1]]}
+        plans = {n: _plans(n) for n in [notebook, *upcoming[:1]]}
+        if first:
+            self._warm_workers(call.kernel, notebook, plans[notebook])
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
@@ -85,12 +108,30 @@ class DaskExecutor(Executor):
             with self._lock:
                 self.prepared.setdefault(upcoming[0], address)
 
+    def _warm_workers(self, kernel: KernelCommand, notebook: str, plans: Plans) -> None:
+        """Have every worker start its zygote with the imports of ``notebook`` (the first
+        step that runs); each task returns at once, leaving the worker free for a step."""
+        try:
+            workers = list(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # no list, no warm-up: steps start their kernels as before
+            return
+        self.warming = [self.client.submit(_warm_worker, kernel, notebook, plans, pure=False,
+                                           workers=[w], allow_other_workers=False)
+                        for w in workers]
+
     def close(self) -> None:
         """Shut down the kernels the workers started ahead, and disconnect from the
         scheduler (the cluster keeps running)."""
         if self.closed:
             return
         self.closed = True
+        try:
+            # a warm-up still queued would start a zygote after its pool was closed
+            from distributed import wait
+
+            wait(self.warming, timeout=10)
+        except Exception:  # one that is not done by now is cancelled with the client
+            pass
         try:
             self.client.run(_close_pools)
         except Exception:  # a worker that is gone has no kernels left to close
@@ -128,29 +169,28 @@ def _upcoming(notebook: str, sent: set[str]) -> list[str]:
     return [str(folder / s.notebook) for s in after]
 
 
-def _plan(notebook: str) -> list[Module]:
-    """What the kernel of a step notebook imports ahead (:func:`.stepexec.step_plan`)."""
+def _plans(notebook: str) -> Plans:
+    """What the kernel of a step notebook imports ahead (:func:`.stepexec.step_plan`), and
+    what its zygote imports first (:func:`.stepexec.zygote_plan`)."""
     found = _spec_of(notebook)
     if found is None:
         return []
     spec, folder = found
     name = _step_name(spec, folder, notebook)
-    return [] if name is None else step_plan(spec, folder, name)
+    if name is None:
+        return [], []
+    return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
 
 
-def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, list[Module]]) -> str:
+def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, Plans]) -> str:
     """On a worker: run the step in the kernel prepared for it (or a fresh one) while the
     kernel of ``upcoming`` starts; return this worker's address."""
     from distributed import get_worker
 
-    from .kernelpool import KernelPool
-
     key = call.kernel
     with _LOCK:
         _PLANS.update(plans)
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = KernelPool(call.kernel, 1, plan=lambda n: _PLANS.get(n, []))
+        pool = _pool(key)
         pool.planner = lambda: list(upcoming)
         # a kernel prepared for a step that went elsewhere would hold the pool's one place
         stale = _ASKED.setdefault(key, set()) - {call.notebook}
@@ -166,6 +206,38 @@ def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, list[Mo
             lease.release()
         close_thread_loop()
     return get_worker().address
+
+
+def _pool(kernel: KernelCommand) -> Any:
+    """On a worker, the lock held: its pool of kernels for ``kernel``, made on first use."""
+    from .kernelpool import KernelPool
+
+    pool = _POOLS.get(kernel)
+    if pool is None:
+        pool = _POOLS[kernel] = KernelPool(kernel, 1, plan=lambda n: _PLANS.get(n, ([], []))[0],
+                                           preload=lambda n: _PLANS.get(n, ([], []))[1])
+    return pool
+
+
+def _warm_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
+    """On a worker: start the zygote of its pool with ``notebook``'s imports, in the pool's
+    own thread, and import papermill in another (a worker's first step would import it on
+    its own time); returns at once."""
+    with _LOCK:
+        _PLANS.setdefault(notebook, plans)
+        pool = _pool(kernel)
+        importing = "papermill" not in sys.modules and not _IMPORTING
+        _IMPORTING.append(True)
+    pool.warm_up(notebook)
+    if importing:
+        threading.Thread(target=_import_papermill, daemon=True, name="mlops-warm-up").start()
+
+
+def _import_papermill() -> None:
+    from .imports import papermill_and_engine
+
+    with contextlib.suppress(Exception):  # the step imports it again and says what failed
+        papermill_and_engine()
 
 
 def _close_pools() -> None:

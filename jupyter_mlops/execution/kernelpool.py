@@ -142,6 +142,7 @@ class KernelPool:
         self.preload = preload
         #: The run folder whose logs the kernels' own output goes to (None: inherited).
         self.logs = logs
+        self._warming: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="mlops-kernel-pool")
@@ -156,6 +157,17 @@ class KernelPool:
     def prepare(self, key: str) -> None:
         """Start a kernel for step ``key`` unless one waits for it already."""
         self._loop.call_soon_threadsafe(self._prepare, key)
+
+    def warm_up(self, key: str) -> None:
+        """Start the zygote and its imports for step ``key`` now, forking nothing yet: a
+        worker of a cluster that no step has reached yet is ready when one does. Returns at
+        once; a warm-up that fails costs nothing (the step starts its kernel as before)."""
+        def begin() -> None:
+            task = self._loop.create_task(self._warm_zygote(key))
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
+
+        self._loop.call_soon_threadsafe(begin)
 
     def lease(self, key: str) -> PooledKernel | None:
         """The kernel prepared for step ``key`` (else one started now); None once closed.
@@ -313,7 +325,21 @@ class KernelPool:
         finally:
             client.stop_channels()
 
-    async def _zygote(self, manager: Any, key: str) -> _Member | None:
+    async def _warm_zygote(self, key: str) -> None:
+        """The zygote started and its imports for step ``key`` done (:meth:`warm_up`)."""
+        from .imports import kernel_manager_class
+
+        if self._forking is None:
+            self._forking = asyncio.Lock()
+        try:
+            manager = kernel_manager_class()(kernel_name=self.kernel_name)
+            async with self._forking:  # before any fork asked for after it
+                if not self._closed:
+                    await self._zygote(manager, key, forking=False)
+        except Exception:  # the step's own start says what is wrong, if anything
+            _LOG.debug("warming the zygote up for step %s failed", key, exc_info=True)
+
+    async def _zygote(self, manager: Any, key: str, forking: bool = True) -> _Member | None:
         """The zygote to fork step ``key``'s kernel from (:mod:`.zygote`), started on first
         use, once it imported what the step needs (:attr:`preload`); None if kernels cannot
         be forked (a kernel other than a plain ipykernel, a refused import). Each reason a
@@ -338,7 +364,7 @@ class KernelPool:
         member = await self._loop.run_in_executor(None, zygote.member_for, self._preload(key))
         if member is None:
             self._fresh(key, zygote.why or "the zygote refused")
-        else:
+        elif forking:
             _LOG.debug("step %s: kernel forked from a zygote%s", key,
                        " kept warm since an earlier run" if zygote.warm else "")
         return member

@@ -176,7 +176,9 @@ class _Run:
         self.emit("started", state)
         self.executing = True
         log = kernel_log(self.result.folder, step.name)
-        call = StepCall(step=step.name, notebook=str(self.pipeline_dir / step.notebook),
+        # absolute: a Dask worker works in a folder of its own
+        notebook = os.path.abspath(self.pipeline_dir / step.notebook)
+        call = StepCall(step=step.name, notebook=notebook,
                         output=str(output), kernel=self.plan.kernel, parameters=values,
                         cell_timeout=self.cell_timeout, kernel_log=str(log))
         try:
