@@ -115,15 +115,18 @@ def _kernels_on_workers(scheduler: str) -> list[list[str]]:
         return list(client.run(kernels).values())
 
 
+# when the kernel process started, from /proc (psutil's figure can be a second off)
+BORN = ("import os, time\nwith open('/proc/self/stat') as f:\n"
+        "    ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
+        "with open('/proc/uptime') as f:\n"
+        "    age = float(f.read().split()[0]) - ticks / os.sysconf('SC_CLK_TCK')\n"
+        "born_{} = time.time() - age")
+
+
 def test_workers_start_the_next_kernel_ahead(tmp_path: Path, scheduler: str, cli) -> None:
     """While a step runs, its worker starts the next step's kernel; the run's end shuts
     every such kernel down."""
-    # when the kernel process started, from /proc (psutil's figure can be a second off)
-    born = ("import os, time\nwith open('/proc/self/stat') as f:\n"
-            "    ticks = int(f.read().rsplit(')', 1)[1].split()[19])\n"
-            "with open('/proc/uptime') as f:\n"
-            "    age = float(f.read().split()[0]) - ticks / os.sysconf('SC_CLK_TCK')\n"
-            "born_{} = time.time() - age")
+    born = BORN
     write_notebook(tmp_path / "w.ipynb", "%%mlops step a\n" + born.format("a"),
                    "%%mlops step b\nimport time\ntime.sleep(2)\n" + born.format("b")
                    + "\nseen = [born_a]",
@@ -168,3 +171,24 @@ def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Pa
     assert any(len(counts) == 2 and min(counts) >= 1 for counts in seen), seen
     assert _record(tmp_path / "runs")["status"] == "succeeded"
     assert _zygotes_per_worker(scheduler) == [0, 0]
+
+
+def test_two_branches_get_their_kernels_on_two_workers_ahead(tmp_path: Path, scheduler: str,
+                                                             cli) -> None:
+    """While the step both branches wait for runs, its worker starts one branch's kernel and
+    the other worker the other's: neither branch waits for a kernel to start."""
+    write_notebook(tmp_path / "v.ipynb", "%%mlops step a\nimport time\ntime.sleep(3)\nx = 1",
+                   "%%mlops step b\n" + BORN.format("b") + "\ny = x + born_b",
+                   "%%mlops step c\n" + BORN.format("c") + "\nz = x + born_c",
+                   "%%mlops step d\nprint(y, z)")
+    assert cli("export", str(tmp_path / "v.ipynb")).returncode == 0
+    spec = (tmp_path / "v_pipeline" / "pipeline.yaml").read_text()
+    assert "after:\n  - a" in spec or "- a" in spec  # b and c both wait for a only
+    done = cli("run", str(tmp_path / "v_pipeline"), "--executor", "dask", "--scheduler",
+               scheduler, "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    steps = {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
+    born_b = steps["b"]["outputs"]["y"]["value"] - 1
+    born_c = steps["c"]["outputs"]["z"]["value"] - 1
+    assert born_b < steps["a"]["ended"] and born_c < steps["a"]["ended"]
+    assert _kernels_on_workers(scheduler) == [[], []]

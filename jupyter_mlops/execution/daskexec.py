@@ -94,10 +94,12 @@ class DaskExecutor(Executor):
             first = not self.sent
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
-            upcoming = _upcoming(notebook, self.sent)
+            upcoming, waiting = _upcoming(notebook, self.sent)
         plans = {n: _plans(n) for n in [notebook, *upcoming[:1]]}
         if first:
-            self._warm_workers(call.kernel, notebook, plans[notebook])
+            worker = self._warm_workers(call.kernel, notebook, plans[notebook])
+        if worker:  # the other steps that wait for this one: they start when it ends
+            self._prepare_elsewhere(call.kernel, worker, upcoming[1:waiting])
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
@@ -108,16 +110,37 @@ class DaskExecutor(Executor):
             with self._lock:
                 self.prepared.setdefault(upcoming[0], address)
 
-    def _warm_workers(self, kernel: KernelCommand, notebook: str, plans: Plans) -> None:
+    def _warm_workers(self, kernel: KernelCommand, notebook: str, plans: Plans
+                      ) -> str | None:
         """Have every worker start its zygote with the imports of ``notebook`` (the first
-        step that runs); each task returns at once, leaving the worker free for a step."""
+        step that runs); each task returns at once, leaving the worker free for a step.
+        Returns the worker the step is to go to (the first by address), None if unknown."""
         try:
-            workers = list(self.client.scheduler_info().get("workers", {}))
+            workers = sorted(self.client.scheduler_info().get("workers", {}))
         except Exception:  # no list, no warm-up: steps start their kernels as before
-            return
+            return None
         self.warming = [self.client.submit(_warm_worker, kernel, notebook, plans, pure=False,
                                            workers=[w], allow_other_workers=False)
                         for w in workers]
+        return workers[0] if workers else None
+
+    def _prepare_elsewhere(self, kernel: KernelCommand, busy: str, later: list[str]) -> None:
+        """While worker ``busy`` runs a step and starts the next one's kernel, have each
+        other worker start the kernel of one more step expected soon (a second branch), if
+        none is started for it yet; that step is then sent there."""
+        try:
+            workers = sorted(w for w in self.client.scheduler_info().get("workers", {})
+                             if w != busy)
+        except Exception:  # no list: kernels start with their steps, as before
+            return
+        with self._lock:
+            free = [w for w in workers if w not in set(self.prepared.values())]
+            chosen = [n for n in later if n not in self.prepared]
+            pairs = list(zip(free, chosen, strict=False))
+            self.prepared.update({n: w for w, n in pairs})
+        self.warming += [self.client.submit(_prepare_on_worker, kernel, n, _plans(n),
+                                            pure=False, workers=[w], allow_other_workers=False)
+                         for w, n in pairs]
 
     def close(self) -> None:
         """Shut down the kernels the workers started ahead, and disconnect from the
@@ -156,17 +179,18 @@ def _step_name(spec: Any, folder: Path, notebook: str) -> str | None:
     return next((s.name for s in spec.steps if str(folder / s.notebook) == notebook), None)
 
 
-def _upcoming(notebook: str, sent: set[str]) -> list[str]:
+def _upcoming(notebook: str, sent: set[str]) -> tuple[list[str], int]:
     """Step notebooks expected after ``notebook``, not sent yet: those that wait for it
-    first, then the rest in the pipeline's order."""
+    first, then the rest in the pipeline's order; and how many wait for it."""
     found = _spec_of(notebook)
     if found is None:
-        return []
+        return [], 0
     spec, folder = found
     name = _step_name(spec, folder, notebook)
     later = [s for s in spec.steps if str(folder / s.notebook) not in sent]
-    after = [s for s in later if name in s.after] + [s for s in later if name not in s.after]
-    return [str(folder / s.notebook) for s in after]
+    waiting = [s for s in later if name in s.after]
+    after = waiting + [s for s in later if name not in s.after]
+    return [str(folder / s.notebook) for s in after], len(waiting)
 
 
 def _plans(notebook: str) -> Plans:
@@ -231,6 +255,19 @@ def _warm_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
     pool.warm_up(notebook)
     if importing:
         threading.Thread(target=_import_papermill, daemon=True, name="mlops-warm-up").start()
+
+
+def _prepare_on_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
+    """On a worker: start the kernel of ``notebook``'s step (dropping one started for
+    another step); returns at once."""
+    with _LOCK:
+        _PLANS[notebook] = plans
+        pool = _pool(kernel)
+        stale = _ASKED.setdefault(kernel, set()) - {notebook}
+        _ASKED[kernel] = {notebook}
+    for other in stale:
+        pool.discard(other)
+    pool.prepare(notebook)
 
 
 def _import_papermill() -> None:
