@@ -153,18 +153,18 @@ def test_the_check_ahead_answers_as_the_check_and_survives_its_process(
         "all 490 predictions of X_test/y_test of step split the same"), note
     # checked: the next run of the same code on the same artifacts reuses it without asking
     # its process, here a stand-in that never answers (asked, the test would hang)
-    again = CheckAhead()
+    again = CheckAhead(churn / "pipe")
     again.close()
     again.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert again.check(churn / "pipe", run.run_id) == note
     monkeypatch.setattr(skew, "after_run",
                         lambda *a, reuse_only=False: None if reuse_only else "checked here")
-    dead = CheckAhead()
+    dead = CheckAhead(churn / "pipe")
     assert dead.process is not None
     dead.process.kill()
     assert dead.check(churn / "pipe", run.run_id) == "checked here"
-    closed = CheckAhead()
+    closed = CheckAhead(churn / "pipe")
     assert closed.process is not None
     process = closed.process
     closed.close()

@@ -71,3 +71,33 @@ def test_every_answer_of_the_check_comes_back_as_it_was(note: Any) -> None:
     request = json.dumps({"pipeline": "p", "run_id": "r", "store": "s"}).encode() + b"\n"
     answer = _serve_in_child(request, lambda *a: note)
     assert json.loads(answer) == {"note": note}
+
+
+def test_it_imports_what_the_setup_cells_import_and_never_the_users_own(tmp_path) -> None:
+    """The check replays the setup cells; their installed imports are made ahead (the
+    magics the replay skips do not stop them), a module beside the notebook is not."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import REPO, run_cli
+
+    shutil.copytree(REPO / "examples" / "churn", tmp_path / "churn",
+                    ignore=shutil.ignore_patterns("*_pipeline"))
+    assert run_cli("export", str(tmp_path / "churn" / "churn.ipynb")).returncode == 0
+    spec_file = tmp_path / "churn" / "churn_pipeline" / "pipeline.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    setup = spec["inference"]["setup"]
+    assert "run_line_magic" in setup[0]["code"] and "matplotlib.pyplot" in setup[-1]["code"]
+    setup[-1]["code"] = "import helper_of_mine\n" + setup[-1]["code"] + "\nimport xml.dom.minidom"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (tmp_path / "helper_of_mine.py").write_text("")  # importable from where the check runs
+    code = ("import json, sys\nfrom jupyter_mlops.serving import skewahead\n"
+            "skewahead._import_setup(sys.argv[1])\n"
+            "print(json.dumps([m in sys.modules for m in "
+            "('matplotlib.pyplot', 'sklearn.ensemble', 'helper_of_mine', 'xml.dom.minidom')]))")
+    done = subprocess.run([sys.executable, "-c", code, str(spec_file.parent)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=True)
+    # skipped as a kernel's warm-up skips a module of the notebook's folder
+    assert json.loads(done.stdout) == [True, True, False, True]

@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..serving.skewahead import CheckAhead
 
     # the training/serving skew check of the new run imports what it needs meanwhile
-    ahead = CheckAhead() if spec.inference is not None else None
+    ahead = CheckAhead(args.pipeline) if spec.inference is not None else None
     try:
         result = run_pipeline(args.pipeline, options=options, listener=listener)
     except BaseException:

@@ -223,6 +223,23 @@ def _magic(node: ast.stmt, magics: list[str]) -> str | None:
     return None
 
 
+def source_plan(sources: list[str]) -> list[Module]:
+    """The modules Python code ``sources``, run in turn, import before anything that could
+    change an import (:func:`warm_plan`'s rule, for code outside a step notebook)."""
+    found: list[Module] = []
+    for source in sources:
+        parsed = _cell_statements(source)
+        if parsed is None:
+            return found
+        for node in parsed[0]:
+            modules = _imports(node, False) or _guarded_imports(node)
+            if modules is not None:
+                found += modules
+            elif not _neutral(node):
+                return found
+    return found
+
+
 def warm_plan(notebook: str | Path, roles: set[str] | None = None) -> list[Module]:
     """The modules a step notebook imports before anything that could change an import.
 
