@@ -192,3 +192,12 @@ def test_two_branches_get_their_kernels_on_two_workers_ahead(tmp_path: Path, sch
     born_c = steps["c"]["outputs"]["z"]["value"] - 1
     assert born_b < steps["a"]["ended"] and born_c < steps["a"]["ended"]
     assert _kernels_on_workers(scheduler) == [[], []]
+
+
+def test_a_step_notebook_outside_any_pipeline_has_nothing_to_import_ahead(tmp_path: Path
+                                                                          ) -> None:
+    """A spec that cannot be read mid-run (moved, rewritten) leaves both plans empty; the
+    step then says what is wrong itself, not an IndexError of the pool's."""
+    from jupyter_mlops.execution.daskexec import _plans
+
+    assert _plans(str(tmp_path / "gone_pipeline" / "steps" / "01_a.ipynb")) == ([], [])

@@ -46,7 +46,7 @@ _POOLS: dict[KernelCommand, Any] = {}
 _PLANS: dict[str, Plans] = {}
 _ASKED: dict[KernelCommand, set[str]] = {}  # step notebooks prepared for
 _LOCK = threading.Lock()
-_IMPORTING: list[bool] = []  # papermill's import begun by a warm-up on this worker
+_IMPORTING: set[str] = set()  # "papermill" once a warm-up on this worker began importing it
 
 
 class DaskExecutor(Executor):
@@ -71,6 +71,8 @@ class DaskExecutor(Executor):
         self.sent: set[str] = set()
         #: The workers' warm-ups, kept so Dask does not cancel them (:meth:`_warm_workers`).
         self.warming: list[Any] = []
+        #: The workers a step was sent to and has not come back from.
+        self.busy: set[str] = set()
         self._lock = threading.Lock()
         self.closed = False
 
@@ -84,7 +86,12 @@ class DaskExecutor(Executor):
 
     def parallelism(self) -> int | None:
         """As many steps at once as the cluster has workers."""
-        return len(self.client.scheduler_info().get("workers", {})) or None
+        return len(self._workers()) or None
+
+    def _workers(self) -> list[str]:
+        """The workers' addresses, sorted (``nthreads``: some versions of ``scheduler_info``
+        list five at most)."""
+        return sorted(self.client.nthreads())
 
     def run(self, call: StepCall, on_cell: CellListener | None = None) -> None:
         """Run :func:`execute_step` on a worker and wait; its exception comes back as is. A
@@ -96,45 +103,56 @@ class DaskExecutor(Executor):
             worker = self.prepared.pop(notebook, None)
             upcoming, waiting = _upcoming(notebook, self.sent)
         plans = {n: _plans(n) for n in [notebook, *upcoming[:1]]}
+        workers = self._listed()
         if first:
-            worker = self._warm_workers(call.kernel, notebook, plans[notebook])
-        if worker:  # the other steps that wait for this one: they start when it ends
-            self._prepare_elsewhere(call.kernel, worker, upcoming[1:waiting])
+            self._warm_workers(workers, call.kernel, notebook, plans[notebook])
+        with self._lock:
+            if worker is None:  # a worker not busy, one holding no kernel for another first
+                idle = [w for w in workers if w not in self.busy]
+                worker = next((w for w in idle if w not in self.prepared.values()),
+                              idle[0] if idle else None)
+            if worker is not None:
+                self.busy.add(worker)
+        if worker is not None:  # the other steps that wait for this one start when it ends
+            self._prepare_elsewhere(workers, call.kernel, upcoming[1:waiting])
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
-        future = self.client.submit(_run_on_worker, call, upcoming[:1], plans, pure=False,
-                                    **where)
-        address = future.result()
+        try:
+            future = self.client.submit(_run_on_worker, call, upcoming[:1], plans,
+                                        pure=False, **where)
+            address = future.result()
+        finally:
+            with self._lock:
+                self.busy.discard(worker or "")
         if upcoming:
             with self._lock:
                 self.prepared.setdefault(upcoming[0], address)
 
-    def _warm_workers(self, kernel: KernelCommand, notebook: str, plans: Plans
-                      ) -> str | None:
-        """Have every worker start its zygote with the imports of ``notebook`` (the first
-        step that runs); each task returns at once, leaving the worker free for a step.
-        Returns the worker the step is to go to (the first by address), None if unknown."""
+    def _listed(self) -> list[str]:
+        """The workers, or none when the scheduler cannot say (steps then go where Dask
+        sends them, their kernels started with them)."""
         try:
-            workers = sorted(self.client.scheduler_info().get("workers", {}))
-        except Exception:  # no list, no warm-up: steps start their kernels as before
-            return None
+            return self._workers()
+        except Exception:
+            return []
+
+    def _warm_workers(self, workers: list[str], kernel: KernelCommand, notebook: str,
+                      plans: Plans) -> None:
+        """Have every worker start its zygote with the imports of ``notebook`` (the first
+        step that runs); each task returns at once, leaving the worker free for a step."""
         self.warming = [self.client.submit(_warm_worker, kernel, notebook, plans, pure=False,
                                            workers=[w], allow_other_workers=False)
                         for w in workers]
-        return workers[0] if workers else None
 
-    def _prepare_elsewhere(self, kernel: KernelCommand, busy: str, later: list[str]) -> None:
-        """While worker ``busy`` runs a step and starts the next one's kernel, have each
-        other worker start the kernel of one more step expected soon (a second branch), if
-        none is started for it yet; that step is then sent there."""
-        try:
-            workers = sorted(w for w in self.client.scheduler_info().get("workers", {})
-                             if w != busy)
-        except Exception:  # no list: kernels start with their steps, as before
-            return
+    def _prepare_elsewhere(self, workers: list[str], kernel: KernelCommand,
+                           later: list[str]) -> None:
+        """While steps run and start the next ones' kernels, have each other worker start
+        the kernel of one more step expected soon (a second branch), if none is started for
+        it yet; that step is then sent there."""
         with self._lock:
-            free = [w for w in workers if w not in set(self.prepared.values())]
+            taken = self.busy | set(self.prepared.values())
+            free = [w for w in workers if w not in taken]
             chosen = [n for n in later if n not in self.prepared]
             pairs = list(zip(free, chosen, strict=False))
             self.prepared.update({n: w for w, n in pairs})
@@ -153,8 +171,10 @@ class DaskExecutor(Executor):
             from distributed import wait
 
             wait(self.warming, timeout=10)
-        except Exception:  # one that is not done by now is cancelled with the client
+        except Exception:  # one that is not done by now (its worker gone) is cancelled
             pass
+        with contextlib.suppress(Exception):
+            self.client.cancel([f for f in self.warming if not f.done()])
         try:
             self.client.run(_close_pools)
         except Exception:  # a worker that is gone has no kernels left to close
@@ -198,7 +218,7 @@ def _plans(notebook: str) -> Plans:
     what its zygote imports first (:func:`.stepexec.zygote_plan`)."""
     found = _spec_of(notebook)
     if found is None:
-        return []
+        return [], []
     spec, folder = found
     name = _step_name(spec, folder, notebook)
     if name is None:
@@ -250,8 +270,8 @@ def _warm_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
     with _LOCK:
         _PLANS.setdefault(notebook, plans)
         pool = _pool(kernel)
-        importing = "papermill" not in sys.modules and not _IMPORTING
-        _IMPORTING.append(True)
+        importing = "papermill" not in sys.modules and "papermill" not in _IMPORTING
+        _IMPORTING.add("papermill")
     pool.warm_up(notebook)
     if importing:
         threading.Thread(target=_import_papermill, daemon=True, name="mlops-warm-up").start()
