@@ -10,8 +10,11 @@ expected after the one it runs while that one runs, importing ahead what that st
 first; the step is then sent to that worker. When the first step that runs is sent, every
 worker starts its zygote (:meth:`.kernelpool.KernelPool.warm_up`): a worker reached first by
 a later branch then forks its kernel at once instead of importing pandas and scikit-learn
-on the branch's time. The kernels a worker holds are shut down when the run ends
-(:meth:`DaskExecutor.close`), or with the worker.
+on the branch's time; and while a step runs, the other workers start the kernels of the
+other steps waiting for it (a second branch), which are then sent there. A worker's zygote
+imports what saving a step's outputs needs, as the local runner's does. The kernels a
+worker holds are shut down when the run ends (:meth:`DaskExecutor.close`), or with the
+worker.
 """
 
 from __future__ import annotations
