@@ -49,7 +49,7 @@ _POOLS: dict[KernelCommand, Any] = {}
 _PLANS: dict[str, Plans] = {}
 _ASKED: dict[KernelCommand, set[str]] = {}  # step notebooks prepared for
 _LOCK = threading.Lock()
-_IMPORTING: set[str] = set()  # "papermill" once a warm-up on this worker began importing it
+_IMPORTING = threading.Event()  # set once a warm-up on this worker began importing papermill
 
 
 class DaskExecutor(Executor):
@@ -239,9 +239,7 @@ def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, Plans])
         _PLANS.update(plans)
         pool = _pool(key)
         pool.planner = lambda: list(upcoming)
-        # a kernel prepared for a step that went elsewhere would hold the pool's one place
-        stale = _ASKED.setdefault(key, set()) - {call.notebook}
-        _ASKED[key] = set(upcoming)
+        stale = _asked(key, call.notebook, set(upcoming))
     for notebook in stale:
         pool.discard(notebook)
     # the pool on a worker knows steps by their notebooks
@@ -253,6 +251,15 @@ def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, Plans])
             lease.release()
         close_thread_loop()
     return get_worker().address
+
+
+def _asked(kernel: KernelCommand, running: str, next_ones: set[str]) -> set[str]:
+    """On a worker, the lock held: note that its pool now starts kernels for ``next_ones``;
+    the notebooks it started one for before, other than ``running``'s, whose kernels are to
+    be dropped (each would hold the pool's one place)."""
+    stale = _ASKED.setdefault(kernel, set()) - {running}
+    _ASKED[kernel] = set(next_ones)
+    return stale
 
 
 def _pool(kernel: KernelCommand) -> Any:
@@ -273,8 +280,8 @@ def _warm_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
     with _LOCK:
         _PLANS.setdefault(notebook, plans)
         pool = _pool(kernel)
-        importing = "papermill" not in sys.modules and "papermill" not in _IMPORTING
-        _IMPORTING.add("papermill")
+        importing = "papermill" not in sys.modules and not _IMPORTING.is_set()
+        _IMPORTING.set()
     pool.warm_up(notebook)
     if importing:
         threading.Thread(target=_import_papermill, daemon=True, name="mlops-warm-up").start()
@@ -286,8 +293,7 @@ def _prepare_on_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> No
     with _LOCK:
         _PLANS[notebook] = plans
         pool = _pool(kernel)
-        stale = _ASKED.setdefault(kernel, set()) - {notebook}
-        _ASKED[kernel] = {notebook}
+        stale = _asked(kernel, notebook, {notebook})
     for other in stale:
         pool.discard(other)
     pool.prepare(notebook)
