@@ -649,8 +649,33 @@ def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_not
         "nbformat.validate(nb)\n"
         "del nb.cells[0]['source']\n"
         "try:\n    nbformat.validate(nb)\nexcept nbformat.ValidationError:\n    print('invalid')\n"
-        "print(sys.modules.get('rfc3987_syntax') is not None)"
+        "print([m for m in ('rfc3987_syntax', 'rfc3986_validator', 'isoduration') "
+        "if sys.modules.get(m) is not None])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["invalid", "False"]
+    assert out == ["invalid", "[]"]
+
+
+@pytest.mark.parametrize("cli", [True, False], ids=["cli", "library"])
+def test_cli_processes_import_papermill_without_pyarrow(cli: bool) -> None:
+    """A run's process gives papermill local paths only: it imports papermill without its
+    HDFS handler (pyarrow and numpy, a third of papermill's import), and pyarrow stays
+    importable; a process that only imports jupyter-mlops keeps papermill whole."""
+    code = (
+        "import sys\n"
+        + ("from jupyter_mlops.run.startup import skip_slow_optional_imports\n"
+           "skip_slow_optional_imports()\n" if cli else "")
+        + "from jupyter_mlops.execution.imports import papermill_and_engine\n"
+        "papermill_and_engine()\n"
+        "print(sorted(m for m in ('pyarrow', 'numpy') if m in sys.modules))\n"
+        "import papermill.iorw, pyarrow.fs\n"
+        "print(papermill.iorw.HadoopFileSystem is pyarrow.fs.HadoopFileSystem)\n"
+        "print(pyarrow.fs.LocalFileSystem.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if cli:
+        assert out == ["[]", "False", "LocalFileSystem"]
+    else:
+        assert out == ["['numpy',", "'pyarrow']", "True", "LocalFileSystem"]

@@ -139,6 +139,48 @@ def test_a_type_from_elsewhere_needs_the_authors_trust(tmp_path: Path) -> None:
     assert back.predict([[5]])[0] == 2.0
 
 
+def _rewrite_manifest(folder: Path, **fields: object) -> None:
+    path = folder / "model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+@pytest.mark.parametrize("hint", [[], ["numpy.float64"], "sklearn.tree._tree.Tree", None,
+                                  ["os.system"], [3]])
+def test_the_manifests_list_of_types_is_only_a_hint(tmp_path: Path, hint: object,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest says which types its model needs, which spares reading the file's schema
+    twice; a list that is wrong, or names a type not trusted here, changes nothing but the
+    time: the file itself is then asked, and the trust list decides."""
+    rng = np.random.default_rng(0)
+    fitted = RandomForestClassifier(n_estimators=3, random_state=0).fit(
+        rng.random((40, 3)), rng.integers(0, 2, 40))
+    manifest = artifacts.save(fitted, "model", tmp_path, role="model")
+    assert manifest["trusted"] == ["sklearn.tree._tree.Tree"]
+    asked: list[object] = []
+    real = skops.io.get_untrusted_types
+
+    def counting(**kwargs: object) -> list[str]:
+        asked.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(skops.io, "get_untrusted_types", counting)
+    back = artifacts.load("model", tmp_path, sha256=manifest["sha256"])
+    assert type(back) is RandomForestClassifier and asked == []  # read once, as written
+    _rewrite_manifest(tmp_path, trusted=hint)
+    back = artifacts.load("model", tmp_path, sha256=manifest["sha256"])
+    assert type(back) is RandomForestClassifier and len(asked) == 1
+
+
+def test_a_hint_cannot_make_an_untrusted_type_load(tmp_path: Path) -> None:
+    model = _Mean().fit([[0], [1]], [1.0, 3.0])
+    name = f"{__name__}._Mean"
+    manifest = artifacts.save(model, "model", tmp_path, role="model", trusted=[name])
+    for hint in ([name], [], ["sklearn.tree._tree.Tree"]):
+        _rewrite_manifest(tmp_path, trusted=hint)
+        with pytest.raises(ArtifactError, match=rf"needs types .*--trust {name}"):
+            artifacts.load("model", tmp_path, sha256=manifest["sha256"])
+
+
 def test_a_load_without_an_outside_hash_says_so(tmp_path: Path) -> None:
     manifest = artifacts.save(Ridge().fit([[0], [1]], [0, 1]), "model", tmp_path)
     with pytest.warns(UnverifiedArtifactWarning, match="without a hash from the run store"):

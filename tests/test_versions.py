@@ -58,6 +58,27 @@ def test_an_install_on_the_path_makes_them_looked_up_again(
     assert asked == [["pandas"]]
 
 
+def test_files_saved_beside_the_notebook_keep_them(cache: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook's folder is on ``sys.path``: a file saved or removed there (an edit, a
+    run's output) is no install, so nothing is looked up again nor another cache file
+    written."""
+    versions.module_versions(["pandas"])
+    files = sorted((cache.parent / "cache").rglob("versions_*.json"))
+
+    def refuse(modules: list[str]) -> Any:
+        raise AssertionError(f"looked up {modules} again")
+
+    monkeypatch.setattr(versions, "_looked_up", refuse)
+    (cache / "helpers.py").write_text("x = 1\n")
+    (cache / "data").mkdir()
+    (cache / "data" / "train.csv").write_text("a\n1\n")
+    versions.module_versions(["pandas"])
+    (cache / "helpers.py").unlink()
+    versions.module_versions(["pandas"])
+    assert sorted((cache.parent / "cache").rglob("versions_*.json")) == files
+
+
 def test_a_cache_that_cannot_be_read_is_looked_past(cache: Path) -> None:
     path = versions._cache_file()
     assert path is not None

@@ -1,5 +1,5 @@
 """The command-line face: ``jupyter mlops SUBCOMMAND``, thin over the library."""
 
-from .app import main
+from .app import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

@@ -1,7 +1,5 @@
 """``python -m jupyter_mlops.cli``: the same as ``jupyter mlops``."""
 
-import sys
+from .app import console
 
-from .app import main
-
-sys.exit(main())
+console()

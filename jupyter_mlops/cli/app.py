@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import os
 import sys
 
@@ -77,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         say(f"internal error: {type(err).__name__}: {err} (please report it; set "
             "MLOPS_DEBUG=1 to see the traceback)")
         return 1
+
+
+def console() -> None:
+    """The ``jupyter-mlops`` command: :func:`main`, then exit with its code."""
+    code = main()
+    # At exit Python collects every object in reference cycles, generation by generation:
+    # 0.07 s after a run (68,000 objects), half of a re-run that found nothing to do. The
+    # command's work is done and its files are closed, so the system may reclaim the rest;
+    # objects are still freed as their last reference goes.
+    gc.freeze()
+    sys.exit(code)
 
 
 def describe_os_error(err: OSError) -> str:

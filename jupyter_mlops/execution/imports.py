@@ -8,22 +8,50 @@ that deadlock by handing one of them a module still half made: "cannot import na
 'AsyncKernelManager' from partially initialized module 'jupyter_client.manager'". One lock
 around both threads' imports makes them take turns; once imported, they cost nothing.
 They stay lazy, so a run whose steps are all cached imports none of them.
+
+What starts kernels is imported first, in a turn of its own: the pool's thread, waiting to
+start the first step's kernel, then forks it while the step's thread imports the rest of
+papermill (a re-run of one late step had its kernel asked for only once papermill was
+imported: 0.2-0.3 s later).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
-__all__ = ["papermill_and_engine", "kernel_manager_class"]
+__all__ = ["papermill_and_engine", "kernel_manager_class", "papermill_without_hdfs"]
 
 _IMPORTING = threading.Lock()
+#: ``AsyncKernelManager`` once it and the modules that start kernels are wholly imported (a
+#: module half made is in ``sys.modules`` too, so that is no sign).
+_manager_class: Any = None
+#: Whether papermill is imported without its HDFS handler (:func:`papermill_without_hdfs`).
+_without_hdfs = False
+
+
+def papermill_without_hdfs() -> None:
+    """In this process, import papermill without ``pyarrow.fs`` (its handler of ``hdfs://``
+    paths): a run's processes give papermill local paths only, and importing pyarrow (with
+    numpy) was 0.07 s of the 0.25 s papermill takes, before a run's first step. Not done
+    when jupyter-mlops is a library in someone else's process (a Dask worker, a server)."""
+    global _without_hdfs
+    _without_hdfs = True
 
 
 def papermill_and_engine() -> Any:
     """papermill, with the modules its ``mlops`` engine needs already imported."""
+    kernel_manager_class()
     with _IMPORTING:
-        import papermill
+        hide = _without_hdfs and "pyarrow" not in sys.modules and "papermill" not in sys.modules
+        if hide:  # papermill imports it inside a `try`, and says "install pyarrow" if used
+            sys.modules["pyarrow.fs"] = None  # type: ignore[assignment]
+        try:
+            import papermill
+        finally:
+            if hide and sys.modules.get("pyarrow.fs", 0) is None:
+                del sys.modules["pyarrow.fs"]
 
         from . import engine  # noqa: F401 (papermill finds it by entry point, later)
 
@@ -32,9 +60,12 @@ def papermill_and_engine() -> Any:
 
 def kernel_manager_class() -> Any:
     """jupyter_client's ``AsyncKernelManager``, with the modules that start kernels."""
-    with _IMPORTING:
-        from jupyter_client import AsyncKernelManager
+    global _manager_class
+    if _manager_class is None:
+        with _IMPORTING:
+            from jupyter_client import AsyncKernelManager
 
-        from . import forked, kernellog, kernelready, zygote  # noqa: F401 (used right after)
+            from . import forked, kernellog, kernelready, zygote  # noqa: F401 (used next)
 
-        return AsyncKernelManager
+            _manager_class = AsyncKernelManager
+    return _manager_class

@@ -3,10 +3,12 @@ step's cache key, and the pins of a Kubeflow image.
 
 Looking them up reads each distribution's metadata (about 20 ms for the diabetes example,
 most of what a re-run with nothing changed costs beyond starting Python). They are kept in
-the user's cache folder under a key of this interpreter, its ``sys.path`` and the
-modification time of each folder on it: installing, upgrading or removing a package adds or
-removes a ``*.dist-info`` folder there, which changes that time, so a kept version is never
-one that changed since. A cache that cannot be read or written is looked past.
+the user's cache folder under a key of this interpreter, its ``sys.path`` and the names of
+the distributions' metadata folders in each folder on it: installing, upgrading or removing a
+package adds or removes a ``NAME-VERSION.dist-info`` folder there, so a kept version is never
+one that changed since. (Not the folders' modification times: the notebook's folder is on
+``sys.path``, and each file saved there changed the key, so the versions were looked up again
+and one more cache file written.) A cache that cannot be read or written is looked past.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ __all__ = ["module_versions", "package_versions"]
 _DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "PyYAML", "PIL": "Pillow",
                     "cv2": "opencv-python", "bs4": "beautifulsoup4", "skimage": "scikit-image",
                     "dateutil": "python-dateutil", "attr": "attrs", "google": "protobuf"}
+
+
+#: What names a distribution's metadata: installing, upgrading or removing one changes them.
+_METADATA = (".dist-info", ".egg-info", ".egg-link", ".pth")
 
 
 @lru_cache(maxsize=1)
@@ -78,15 +84,20 @@ def _cache_file() -> Path | None:
     """This interpreter's file of kept versions, named by what would change them."""
     from ..runtime._files import sha256_text
 
-    folders = []
-    for entry in sys.path:
-        try:
-            folders.append([entry, os.stat(entry or ".").st_mtime_ns])
-        except OSError:
-            folders.append([entry, None])
+    folders = [[entry, _metadata(entry)] for entry in sys.path]
     key = sha256_text(json.dumps({"python": sys.executable, "path": folders}))[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jupyter-mlops"
     return cache / f"versions_{key}.json"
+
+
+def _metadata(entry: str) -> list[str] | None:
+    """The distributions' metadata folders and files in ``sys.path`` entry ``entry`` (None if
+    it is not a folder that can be listed: a zip's contents do not change)."""
+    try:
+        names = os.listdir(entry or ".")
+    except OSError:
+        return None
+    return sorted(n for n in names if n.endswith(_METADATA))
 
 
 def _read(path: Path) -> dict[str, dict[str, str]]:
