@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import run_cli, write_notebook
 
@@ -108,8 +109,13 @@ def _kernels_on_workers(scheduler: str) -> list[list[str]]:
     def kernels() -> list[str]:
         import psutil
 
-        return [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
-                if any(k in " ".join(p.cmdline()) for k in ("ipykernel", "zygote_main"))]
+        lines = []
+        for child in psutil.Process().children(recursive=True):
+            try:
+                lines.append(" ".join(child.cmdline()))
+            except psutil.Error:  # ended since it was listed (a kernel shutting down)
+                continue
+        return [line for line in lines if "ipykernel" in line or "zygote_main" in line]
 
     with Client(scheduler, timeout=10) as client:
         return list(client.run(kernels).values())
@@ -201,3 +207,135 @@ def test_a_step_notebook_outside_any_pipeline_has_nothing_to_import_ahead(tmp_pa
     from jupyter_mlops.execution.daskexec import _plans
 
     assert _plans(str(tmp_path / "gone_pipeline" / "steps" / "01_a.ipynb")) == ([], [])
+
+
+def _start_run(tmp_path: Path, pipeline: str, scheduler: str, runs: str) -> subprocess.Popen:
+    """``jupyter mlops run PIPELINE --executor dask`` as its own process, in ``tmp_path``."""
+    env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0")
+    return subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "run", pipeline,
+                             "--executor", "dask", "--scheduler", scheduler, "--runs-dir", runs],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, run: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the file ``path`` exists (a step has reached the cell that writes it)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, f"{path.name} was never written"
+        time.sleep(0.1)
+
+
+def test_a_cancel_kills_the_runs_kernels_on_the_workers(tmp_path: Path, scheduler: str) -> None:
+    """A SIGTERM (a cancel) while a step runs on a worker: the worker kills the run's
+    kernels, so the run ends cancelled in seconds, not when the step would have ended."""
+    started = tmp_path / "started"
+    write_notebook(tmp_path / "long.ipynb",
+                   f"%%mlops step a\nimport pathlib, time\npathlib.Path({str(started)!r})"
+                   ".touch()\ntime.sleep(300)\nx = 1")
+    assert run_cli("export", str(tmp_path / "long.ipynb")).returncode == 0
+    run = _start_run(tmp_path, "long_pipeline", scheduler, "runs")
+    _wait_for(started, run)
+    stopped_at = time.monotonic()
+    run.terminate()
+    _, err = run.communicate(timeout=60)
+    assert time.monotonic() - stopped_at < 30, err
+    record = _record(tmp_path / "runs")
+    assert record["status"] == "cancelled", (record, err)
+    assert [s["status"] for s in record["steps"]] == ["cancelled"]
+    deadline = time.monotonic() + 20
+    while _kernels_on_workers(scheduler) != [[], []]:
+        assert time.monotonic() < deadline, _kernels_on_workers(scheduler)
+        time.sleep(0.5)
+
+
+def test_a_run_ending_leaves_another_runs_kernels_on_the_cluster(tmp_path: Path,
+                                                                 scheduler: str) -> None:
+    """Two runs share the cluster: the one that ends first shuts down its own kernels only,
+    and the other's step, running meanwhile, goes on to succeed."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    write_notebook(tmp_path / "slow.ipynb",
+                   f"%%mlops step a\nimport pathlib, time\npathlib.Path({str(started)!r})"
+                   f".touch()\nwhile not pathlib.Path({str(release)!r}).exists():\n"
+                   "    time.sleep(0.1)\nx = 1")
+    write_notebook(tmp_path / "quick.ipynb", "%%mlops step b\ny = 2")
+    for name in ("slow", "quick"):
+        assert run_cli("export", str(tmp_path / f"{name}.ipynb")).returncode == 0
+    slow = _start_run(tmp_path, "slow_pipeline", scheduler, "slow_runs")
+    _wait_for(started, slow)
+    quick = _start_run(tmp_path, "quick_pipeline", scheduler, "quick_runs")
+    out, err = quick.communicate(timeout=120)
+    assert quick.returncode == 0, out + err
+    assert slow.poll() is None  # its step waits for the release, in a kernel still alive
+    release.touch()
+    out, err = slow.communicate(timeout=120)
+    assert slow.returncode == 0, out + err
+    assert _record(tmp_path / "slow_runs")["status"] == "succeeded"
+
+
+def _prepared_kernels(scheduler: str, token: str) -> dict[str, int | None]:
+    """The kernels the workers hold ready for the run of ``token``: ``{notebook: pid}``."""
+    from distributed import Client
+
+    def prepared(token: str) -> dict[str, int | None]:
+        from jupyter_mlops.execution import daskexec
+
+        with daskexec._LOCK:
+            pools = [pool for key, pool in daskexec._POOLS.items() if key[0] == token]
+        return {notebook: kernel.pid for pool in pools
+                for notebook, kernel in list(pool._idle.items())}
+
+    with Client(scheduler, timeout=10) as client:
+        found: dict[str, int | None] = {}
+        for kernels in client.run(prepared, token).values():
+            found.update(kernels)
+        return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_kernel_started_for_a_step_then_reused_from_the_cache_is_dropped(
+        tmp_path: Path, scheduler: str) -> None:
+    """The runner skips a step whose result it reuses: the kernel a worker started ahead
+    for it is shut down then, not at the run's end, and that worker counts as free."""
+    from jupyter_mlops.execution.daskexec import DaskExecutor
+    from jupyter_mlops.execution.executors import ExecutorSettings
+    from jupyter_mlops.execution.stepexec import KernelCommand, StepCall
+    from jupyter_mlops.pipeline.spec import PipelineSpec
+
+    write_notebook(tmp_path / "c.ipynb", "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1")
+    assert run_cli("export", str(tmp_path / "c.ipynb")).returncode == 0
+    pipeline = tmp_path / "c_pipeline"
+    spec = PipelineSpec.read(pipeline)
+    a, b = spec.steps
+    kernel = KernelCommand(spec.kernel["name"], str((pipeline / spec.workdir).resolve()))
+    executor = DaskExecutor.open(ExecutorSettings(address=scheduler))
+    try:
+        (tmp_path / "out").mkdir()
+        executor.run(StepCall(step="a", notebook=str(pipeline / a.notebook),
+                              output=str(tmp_path / "out" / "a.ipynb"), kernel=kernel,
+                              parameters={"mlops_artifacts": str(tmp_path / "art")}), None)
+        assert list(executor.prepared) == [str(pipeline / b.notebook)]
+        notebook = str(pipeline / b.notebook)
+        deadline = time.monotonic() + 60
+        while _prepared_kernels(scheduler, executor.token).get(notebook) is None:
+            assert time.monotonic() < deadline, "no kernel was started ahead for b"
+            time.sleep(0.3)
+        pid = _prepared_kernels(scheduler, executor.token)[notebook]
+        assert psutil.pid_exists(pid)
+        executor.skip("b")
+        assert executor.prepared == {}
+        deadline = time.monotonic() + 30
+        while _alive(pid):  # b's kernel shut down, the run still open
+            assert time.monotonic() < deadline, "b's kernel still runs"
+            time.sleep(0.3)
+        assert _prepared_kernels(scheduler, executor.token) == {}
+    finally:
+        executor.close()
+    assert _kernels_on_workers(scheduler) == [[], []]

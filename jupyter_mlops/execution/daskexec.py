@@ -14,19 +14,23 @@ on the branch's time; and while a step runs, the other workers start the kernels
 other steps waiting for it (a second branch), which are then sent there. A worker's zygote
 imports what saving a step's outputs needs, as the local runner's does. The kernels a
 worker holds are shut down when the run ends (:meth:`DaskExecutor.close`), or with the
-worker.
+worker. A stop (Ctrl-C, a cancel) kills the run's kernels on the workers, so its running
+steps end at once, as local ones do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import threading
+import uuid
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError, OptionError
-from .executors import CellListener, Executor, ExecutorSettings
+from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped
 from .stepexec import (
     KernelCommand,
     Module,
@@ -40,14 +44,17 @@ from .stepexec import (
 EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
 #: A step notebook's imports ahead: its kernel's, and its zygote's.
 Plans = tuple[list[Module], list[Module]]
+#: A worker's pool of one run (its token), for one kernel (kernel, working directory, kernel
+#: arguments): a run's end or stop closes its own kernels, never another run's on the cluster.
+PoolKey = tuple[str, KernelCommand]
 
-# On a worker: a kernel pool per (kernel, working directory, kernel arguments), and what each
-# step notebook's kernel imports ahead.
-_POOLS: dict[KernelCommand, Any] = {}
+# On a worker: a kernel pool per run and kernel, and what each step notebook's kernel
+# imports ahead.
+_POOLS: dict[PoolKey, Any] = {}
 #: Per step notebook: what its kernel imports ahead, and what the zygote imports before it
 #: forks that kernel (the same, then what saving the step's outputs needs).
 _PLANS: dict[str, Plans] = {}
-_ASKED: dict[KernelCommand, set[str]] = {}  # step notebooks prepared for
+_ASKED: dict[PoolKey, set[str]] = {}  # step notebooks prepared for
 _LOCK = threading.Lock()
 _IMPORTING = threading.Event()  # set once a warm-up on this worker began importing papermill
 
@@ -76,8 +83,13 @@ class DaskExecutor(Executor):
         self.warming: list[Any] = []
         #: The workers a step was sent to and has not come back from.
         self.busy: set[str] = set()
+        #: The steps sent and not come back, which a stop cancels.
+        self.running: set[Any] = set()
+        #: This run's name for its pools on the workers.
+        self.token = uuid.uuid4().hex
+        self.kernel: KernelCommand | None = None
         self._lock = threading.Lock()
-        self.closed = False
+        self.closed = self.killed = False
 
     @classmethod
     def open(cls, settings: ExecutorSettings) -> DaskExecutor:
@@ -99,8 +111,11 @@ class DaskExecutor(Executor):
     def run(self, call: StepCall, on_cell: CellListener | None = None) -> None:
         """Run :func:`execute_step` on a worker and wait; its exception comes back as is. A
         callback cannot cross to a worker: ``on_cell`` is not told of cells."""
-        notebook = call.notebook
+        notebook, key = call.notebook, (self.token, call.kernel)
         with self._lock:
+            if self.killed:
+                raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
+            self.kernel = call.kernel
             first = not self.sent
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
@@ -108,7 +123,7 @@ class DaskExecutor(Executor):
         plans = {n: _plans(n) for n in [notebook, *upcoming[:1]]}
         workers = self._listed()
         if first:
-            self._warm_workers(workers, call.kernel, notebook, plans[notebook])
+            self._warm_workers(workers, key, notebook, plans[notebook])
         with self._lock:
             if worker is None:  # a worker not busy, one holding no kernel for another first
                 idle = [w for w in workers if w not in self.busy]
@@ -117,17 +132,22 @@ class DaskExecutor(Executor):
             if worker is not None:
                 self.busy.add(worker)
         if worker is not None:  # the other steps that wait for this one start when it ends
-            self._prepare_elsewhere(workers, call.kernel, upcoming[1:waiting])
+            self._prepare_elsewhere(workers, key, upcoming[1:waiting])
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
+        future = self.client.submit(_run_on_worker, self.token, call, upcoming[:1], plans,
+                                    pure=False, **where)
+        with self._lock:
+            self.running.add(future)
         try:
-            future = self.client.submit(_run_on_worker, call, upcoming[:1], plans,
-                                        pure=False, **where)
             address = future.result()
+        except (CancelledError, asyncio.CancelledError):  # older distributed: asyncio's
+            raise ExecutorStopped(f"step `{call.step}` was stopped") from None
         finally:
             with self._lock:
                 self.busy.discard(worker or "")
+                self.running.discard(future)
         if upcoming:
             with self._lock:
                 self.prepared.setdefault(upcoming[0], address)
@@ -140,16 +160,15 @@ class DaskExecutor(Executor):
         except Exception:
             return []
 
-    def _warm_workers(self, workers: list[str], kernel: KernelCommand, notebook: str,
+    def _warm_workers(self, workers: list[str], key: PoolKey, notebook: str,
                       plans: Plans) -> None:
         """Have every worker start its zygote with the imports of ``notebook`` (the first
         step that runs); each task returns at once, leaving the worker free for a step."""
-        self.warming = [self.client.submit(_warm_worker, kernel, notebook, plans, pure=False,
+        self.warming = [self.client.submit(_warm_worker, key, notebook, plans, pure=False,
                                            workers=[w], allow_other_workers=False)
                         for w in workers]
 
-    def _prepare_elsewhere(self, workers: list[str], kernel: KernelCommand,
-                           later: list[str]) -> None:
+    def _prepare_elsewhere(self, workers: list[str], key: PoolKey, later: list[str]) -> None:
         """While steps run and start the next ones' kernels, have each other worker start
         the kernel of one more step expected soon (a second branch), if none is started for
         it yet; that step is then sent there."""
@@ -159,13 +178,43 @@ class DaskExecutor(Executor):
             chosen = [n for n in later if n not in self.prepared]
             pairs = list(zip(free, chosen, strict=False))
             self.prepared.update({n: w for w, n in pairs})
-        self.warming += [self.client.submit(_prepare_on_worker, kernel, n, _plans(n),
+        self.warming += [self.client.submit(_prepare_on_worker, key, n, _plans(n),
                                             pure=False, workers=[w], allow_other_workers=False)
                          for w, n in pairs]
 
+    def skip(self, step: str) -> None:
+        """Drop the kernel a worker started ahead for ``step``, whose result came from the
+        cache: that worker then counts as free for the steps still to run."""
+        with self._lock:
+            kernel, prepared = self.kernel, dict(self.prepared)
+        found = _spec_of(next(iter(prepared))) if prepared else None
+        if found is None or kernel is None:
+            return
+        spec, folder = found
+        notebook = next((n for n in prepared if _step_name(spec, folder, n) == step), None)
+        if notebook is None:
+            return
+        with self._lock:
+            worker = self.prepared.pop(notebook, None)
+        if worker is not None:
+            self.warming.append(self.client.submit(
+                _discard_on_worker, (self.token, kernel), notebook, pure=False,
+                workers=[worker], allow_other_workers=False))
+
+    def kill(self) -> None:
+        """Stop the run's steps now (Ctrl-C, a cancel): each worker kills the kernels this
+        run started there, so a running step ends at once; no step is sent from now on."""
+        with self._lock:
+            self.killed = True
+            running = list(self.running)
+        with contextlib.suppress(Exception):
+            self.client.run(_kill_pools, self.token, wait=False)
+        with contextlib.suppress(Exception):  # its thread stops waiting for the worker
+            self.client.cancel(running, force=True)
+
     def close(self) -> None:
-        """Shut down the kernels the workers started ahead, and disconnect from the
-        scheduler (the cluster keeps running)."""
+        """Shut down the kernels the workers started ahead for this run, and disconnect
+        from the scheduler (the cluster keeps running, and other runs' kernels on it)."""
         if self.closed:
             return
         self.closed = True
@@ -179,7 +228,7 @@ class DaskExecutor(Executor):
         with contextlib.suppress(Exception):
             self.client.cancel([f for f in self.warming if not f.done()])
         try:
-            self.client.run(_close_pools)
+            self.client.run(_close_pools, self.token)
         except Exception:  # a worker that is gone has no kernels left to close
             pass
         self.client.close()
@@ -229,12 +278,13 @@ def _plans(notebook: str) -> Plans:
     return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
 
 
-def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, Plans]) -> str:
-    """On a worker: run the step in the kernel prepared for it (or a fresh one) while the
-    kernel of ``upcoming`` starts; return this worker's address."""
+def _run_on_worker(token: str, call: StepCall, upcoming: list[str],
+                   plans: dict[str, Plans]) -> str:
+    """On a worker: run the step in the kernel run ``token`` prepared for it (or a fresh
+    one) while the kernel of ``upcoming`` starts; return this worker's address."""
     from distributed import get_worker
 
-    key = call.kernel
+    key = (token, call.kernel)
     with _LOCK:
         _PLANS.update(plans)
         pool = _pool(key)
@@ -244,6 +294,8 @@ def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, Plans])
         pool.discard(notebook)
     # the pool on a worker knows steps by their notebooks
     lease = pool.lease(call.notebook)
+    if lease is None and pool.killed:  # sent as the run was stopped: start no kernel
+        raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
     try:
         execute_step(call, kernel_manager=None if lease is None else lease.wait)
     finally:
@@ -253,33 +305,33 @@ def _run_on_worker(call: StepCall, upcoming: list[str], plans: dict[str, Plans])
     return get_worker().address
 
 
-def _asked(kernel: KernelCommand, running: str, next_ones: set[str]) -> set[str]:
+def _asked(key: PoolKey, running: str, next_ones: set[str]) -> set[str]:
     """On a worker, the lock held: note that its pool now starts kernels for ``next_ones``;
     the notebooks it started one for before, other than ``running``'s, whose kernels are to
     be dropped (each would hold the pool's one place)."""
-    stale = _ASKED.setdefault(kernel, set()) - {running}
-    _ASKED[kernel] = set(next_ones)
+    stale = _ASKED.setdefault(key, set()) - {running}
+    _ASKED[key] = set(next_ones)
     return stale
 
 
-def _pool(kernel: KernelCommand) -> Any:
-    """On a worker, the lock held: its pool of kernels for ``kernel``, made on first use."""
+def _pool(key: PoolKey) -> Any:
+    """On a worker, the lock held: its pool of kernels for ``key``, made on first use."""
     from .kernelpool import KernelPool
 
-    pool = _POOLS.get(kernel)
+    pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[kernel] = KernelPool(kernel, 1, plan=lambda n: _PLANS.get(n, ([], []))[0],
-                                           preload=lambda n: _PLANS.get(n, ([], []))[1])
+        pool = _POOLS[key] = KernelPool(key[1], 1, plan=lambda n: _PLANS.get(n, ([], []))[0],
+                                        preload=lambda n: _PLANS.get(n, ([], []))[1])
     return pool
 
 
-def _warm_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
+def _warm_worker(key: PoolKey, notebook: str, plans: Plans) -> None:
     """On a worker: start the zygote of its pool with ``notebook``'s imports, in the pool's
     own thread, and import papermill in another (a worker's first step would import it on
     its own time); returns at once."""
     with _LOCK:
         _PLANS.setdefault(notebook, plans)
-        pool = _pool(kernel)
+        pool = _pool(key)
         importing = "papermill" not in sys.modules and not _IMPORTING.is_set()
         _IMPORTING.set()
     pool.warm_up(notebook)
@@ -287,13 +339,13 @@ def _warm_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
         threading.Thread(target=_import_papermill, daemon=True, name="mlops-warm-up").start()
 
 
-def _prepare_on_worker(kernel: KernelCommand, notebook: str, plans: Plans) -> None:
+def _prepare_on_worker(key: PoolKey, notebook: str, plans: Plans) -> None:
     """On a worker: start the kernel of ``notebook``'s step (dropping one started for
     another step); returns at once."""
     with _LOCK:
         _PLANS[notebook] = plans
-        pool = _pool(kernel)
-        stale = _asked(kernel, notebook, {notebook})
+        pool = _pool(key)
+        stale = _asked(key, notebook, {notebook})
     for other in stale:
         pool.discard(other)
     pool.prepare(notebook)
@@ -306,12 +358,32 @@ def _import_papermill() -> None:
         papermill_and_engine()
 
 
-def _close_pools() -> None:
-    """On a worker: shut down every kernel started ahead."""
+def _discard_on_worker(key: PoolKey, notebook: str) -> None:
+    """On a worker: drop the kernel started ahead for ``notebook`` (its step was cached)."""
     with _LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-        _PLANS.clear()
-        _ASKED.clear()
+        pool = _POOLS.get(key)
+        _ASKED.get(key, set()).discard(notebook)
+    if pool is not None:
+        pool.discard(notebook)
+
+
+def _kill_pools(token: str) -> None:
+    """On a worker: kill every kernel run ``token`` started here (:meth:`DaskExecutor.kill`);
+    its pools are closed with the run (:func:`_close_pools`)."""
+    with _LOCK:
+        pools = [pool for key, pool in _POOLS.items() if key[0] == token]
+    for pool in pools:
+        pool.kill()
+
+
+def _close_pools(token: str) -> None:
+    """On a worker: shut down every kernel run ``token`` started here."""
+    with _LOCK:
+        keys = [key for key in _POOLS if key[0] == token]
+        pools = [_POOLS.pop(key) for key in keys]
+        for key in keys:
+            _ASKED.pop(key, None)
+        if not _POOLS:
+            _PLANS.clear()
     for pool in pools:
         pool.close()
