@@ -657,6 +657,24 @@ def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_not
     assert out == ["invalid", "[]"]
 
 
+def test_only_the_thread_importing_papermill_is_told_pyarrow_is_missing() -> None:
+    """Another thread of the process may import pyarrow meanwhile (a frame's Parquet file):
+    the finder that leaves pyarrow out refuses it to the importing thread only."""
+    import threading
+
+    from jupyter_mlops.execution.imports import _NoPyarrowInThisThread
+
+    finder = _NoPyarrowInThisThread()
+    with pytest.raises(ModuleNotFoundError, match=r"pyarrow\.fs"):
+        finder.find_spec("pyarrow.fs")
+    assert finder.find_spec("pandas") is None
+    elsewhere: list[object] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(finder.find_spec("pyarrow.fs")))
+    thread.start()
+    thread.join()
+    assert elsewhere == [None]
+
+
 @pytest.mark.parametrize("cli", [True, False], ids=["cli", "library"])
 def test_cli_processes_import_papermill_without_pyarrow(cli: bool) -> None:
     """A run's process gives papermill local paths only: it imports papermill without its

@@ -227,13 +227,17 @@ def _wait_for(path: Path, run: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def test_a_cancel_kills_the_runs_kernels_on_the_workers(tmp_path: Path, scheduler: str) -> None:
+@pytest.mark.parametrize("imports", ["", "import this\n"], ids=["pooled", "fresh"])
+def test_a_cancel_kills_the_runs_kernels_on_the_workers(tmp_path: Path, scheduler: str,
+                                                        imports: str) -> None:
     """A SIGTERM (a cancel) while a step runs on a worker: the worker kills the run's
-    kernels, so the run ends cancelled in seconds, not when the step would have ended."""
+    kernels, so the run ends cancelled in seconds, not when the step would have ended. Also
+    a kernel papermill started itself (``import this`` prints as it is imported, so the one
+    started ahead, which imported it, is not used)."""
     started = tmp_path / "started"
     write_notebook(tmp_path / "long.ipynb",
-                   f"%%mlops step a\nimport pathlib, time\npathlib.Path({str(started)!r})"
-                   ".touch()\ntime.sleep(300)\nx = 1")
+                   f"%%mlops step a\n{imports}import pathlib, time\n"
+                   f"pathlib.Path({str(started)!r}).touch()\ntime.sleep(300)\nx = 1")
     assert run_cli("export", str(tmp_path / "long.ipynb")).returncode == 0
     run = _start_run(tmp_path, "long_pipeline", scheduler, "runs")
     _wait_for(started, run)
@@ -279,10 +283,10 @@ def _prepared_kernels(scheduler: str, token: str) -> dict[str, int | None]:
     from distributed import Client
 
     def prepared(token: str) -> dict[str, int | None]:
-        from jupyter_mlops.execution import daskexec
+        from jupyter_mlops.execution import daskworker
 
-        with daskexec._LOCK:
-            pools = [pool for key, pool in daskexec._POOLS.items() if key[0] == token]
+        with daskworker._LOCK:
+            pools = [pool for key, pool in daskworker._POOLS.items() if key[0] == token]
         return {notebook: kernel.pid for pool in pools
                 for notebook, kernel in list(pool._idle.items())}
 

@@ -145,12 +145,14 @@ def _rewrite_manifest(folder: Path, **fields: object) -> None:
 
 
 @pytest.mark.parametrize("hint", [[], ["numpy.float64"], "sklearn.tree._tree.Tree", None,
-                                  ["os.system"], [3]])
+                                  ["os.system"], [3], ["numpy.f2py.__main__.x"],
+                                  ["sklearn.utils.estimator_checks.Thing"]])
 def test_the_manifests_list_of_types_is_only_a_hint(tmp_path: Path, hint: object,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The manifest says which types its model needs, which spares reading the file's schema
     twice; a list that is wrong, or names a type not trusted here, changes nothing but the
-    time: the file itself is then asked, and the trust list decides."""
+    time: the file itself is then asked, and the trust list decides. A name in it never
+    makes a module be imported (numpy.f2py's __main__ would run f2py's command line)."""
     rng = np.random.default_rng(0)
     fitted = RandomForestClassifier(n_estimators=3, random_state=0).fit(
         rng.random((40, 3)), rng.integers(0, 2, 40))
@@ -167,8 +169,11 @@ def test_the_manifests_list_of_types_is_only_a_hint(tmp_path: Path, hint: object
     back = artifacts.load("model", tmp_path, sha256=manifest["sha256"])
     assert type(back) is RandomForestClassifier and asked == []  # read once, as written
     _rewrite_manifest(tmp_path, trusted=hint)
+    before = set(sys.modules)
     back = artifacts.load("model", tmp_path, sha256=manifest["sha256"])
     assert type(back) is RandomForestClassifier and len(asked) == 1
+    assert not {m for m in set(sys.modules) - before if m.startswith(("numpy.f2py",
+                                                                      "sklearn.utils.est"))}
 
 
 def test_a_hint_cannot_make_an_untrusted_type_load(tmp_path: Path) -> None:

@@ -79,6 +79,35 @@ def test_files_saved_beside_the_notebook_keep_them(cache: Path,
     assert sorted((cache.parent / "cache").rglob("versions_*.json")) == files
 
 
+@pytest.mark.parametrize("change", ["zip", "egg-info"])
+def test_an_install_that_keeps_its_names_makes_them_looked_up_again(
+        cache: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """A zip on ``sys.path`` replaced, and a ``setup.py develop`` install's version changed
+    in its ``NAME.egg-info`` (no version in the name): looked up again."""
+    import os
+
+    archive, info = cache / "deps.zip", cache / "mine.egg-info"
+    archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    info.mkdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, str(archive)])
+    versions.module_versions(["pandas"])
+    asked: list[list[str]] = []
+    real = versions._looked_up
+
+    def counting(modules: list[str]) -> Any:
+        asked.append(modules)
+        return real(modules)
+
+    monkeypatch.setattr(versions, "_looked_up", counting)
+    versions.module_versions(["pandas"])
+    assert asked == []
+    changed = archive if change == "zip" else info
+    later = changed.stat().st_mtime_ns + 5_000_000_000
+    os.utime(changed, ns=(later, later))
+    versions.module_versions(["pandas"])
+    assert asked == [["pandas"]]
+
+
 def test_a_cache_that_cannot_be_read_is_looked_past(cache: Path) -> None:
     path = versions._cache_file()
     assert path is not None

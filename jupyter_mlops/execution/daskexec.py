@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 import uuid
 from concurrent.futures import CancelledError
@@ -30,34 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError, OptionError
-from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped
-from .stepexec import (
-    KernelCommand,
-    Module,
-    StepCall,
-    close_thread_loop,
-    execute_step,
-    step_plan,
-    zygote_plan,
-)
+from . import daskworker
+from .daskworker import Plans, PoolKey
+from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped, RunPlan
+from .stepexec import KernelCommand, StepCall, step_plan, zygote_plan
 
 EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
-#: A step notebook's imports ahead: its kernel's, and its zygote's.
-Plans = tuple[list[Module], list[Module]]
-#: A worker's pool of one run (its token), for one kernel (kernel, working directory, kernel
-#: arguments): a run's end or stop closes its own kernels, never another run's on the cluster.
-PoolKey = tuple[str, KernelCommand]
-
-# On a worker: a kernel pool per run and kernel, and what each step notebook's kernel
-# imports ahead.
-_POOLS: dict[PoolKey, Any] = {}
-#: Per step notebook: what its kernel imports ahead, and what the zygote imports before it
-#: forks that kernel (the same, then what saving the step's outputs needs).
-_PLANS: dict[str, Plans] = {}
-_ASKED: dict[PoolKey, set[str]] = {}  # step notebooks prepared for
-_LOCK = threading.Lock()
-_IMPORTING = threading.Event()  # set once a warm-up on this worker began importing papermill
-
 
 class DaskExecutor(Executor):
     """A connection to a Dask scheduler that runs step notebooks on its workers."""
@@ -88,6 +65,7 @@ class DaskExecutor(Executor):
         #: This run's name for its pools on the workers.
         self.token = uuid.uuid4().hex
         self.kernel: KernelCommand | None = None
+        self.plan: RunPlan | None = None
         self._lock = threading.Lock()
         self.closed = self.killed = False
 
@@ -102,6 +80,11 @@ class DaskExecutor(Executor):
     def parallelism(self) -> int | None:
         """As many steps at once as the cluster has workers."""
         return len(self._workers()) or None
+
+    def start(self, plan: RunPlan) -> None:
+        """Keep the plan: which steps the runner still expects to run (a step it reused from
+        the cache gets no kernel started ahead)."""
+        self.plan = plan
 
     def _workers(self) -> list[str]:
         """The workers' addresses, sorted (``nthreads``: some versions of ``scheduler_info``
@@ -119,7 +102,8 @@ class DaskExecutor(Executor):
             first = not self.sent
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
-            upcoming, waiting = _upcoming(notebook, self.sent)
+            expected = None if self.plan is None else set(self.plan.upcoming())
+            upcoming, waiting = _upcoming(notebook, self.sent, expected)
         plans = {n: _plans(n) for n in [notebook, *upcoming[:1]]}
         workers = self._listed()
         if first:
@@ -136,14 +120,16 @@ class DaskExecutor(Executor):
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
-        future = self.client.submit(_run_on_worker, self.token, call, upcoming[:1], plans,
+        future = self.client.submit(daskworker.run_step, self.token, call, upcoming[:1], plans,
                                     pure=False, **where)
         with self._lock:
             self.running.add(future)
         try:
             address = future.result()
         except (CancelledError, asyncio.CancelledError):  # older distributed: asyncio's
-            raise ExecutorStopped(f"step `{call.step}` was stopped") from None
+            if self.killed:
+                raise ExecutorStopped(f"step `{call.step}` was stopped") from None
+            raise  # cancelled by the cluster (a restart, a lost connection): its reason
         finally:
             with self._lock:
                 self.busy.discard(worker or "")
@@ -164,7 +150,7 @@ class DaskExecutor(Executor):
                       plans: Plans) -> None:
         """Have every worker start its zygote with the imports of ``notebook`` (the first
         step that runs); each task returns at once, leaving the worker free for a step."""
-        self.warming = [self.client.submit(_warm_worker, key, notebook, plans, pure=False,
+        self.warming = [self.client.submit(daskworker.warm_up, key, notebook, plans, pure=False,
                                            workers=[w], allow_other_workers=False)
                         for w in workers]
 
@@ -178,7 +164,7 @@ class DaskExecutor(Executor):
             chosen = [n for n in later if n not in self.prepared]
             pairs = list(zip(free, chosen, strict=False))
             self.prepared.update({n: w for w, n in pairs})
-        self.warming += [self.client.submit(_prepare_on_worker, key, n, _plans(n),
+        self.warming += [self.client.submit(daskworker.prepare, key, n, _plans(n),
                                             pure=False, workers=[w], allow_other_workers=False)
                          for w, n in pairs]
 
@@ -198,7 +184,7 @@ class DaskExecutor(Executor):
             worker = self.prepared.pop(notebook, None)
         if worker is not None:
             self.warming.append(self.client.submit(
-                _discard_on_worker, (self.token, kernel), notebook, pure=False,
+                daskworker.discard, (self.token, kernel), notebook, pure=False,
                 workers=[worker], allow_other_workers=False))
 
     def kill(self) -> None:
@@ -208,7 +194,7 @@ class DaskExecutor(Executor):
             self.killed = True
             running = list(self.running)
         with contextlib.suppress(Exception):
-            self.client.run(_kill_pools, self.token, wait=False)
+            self.client.run(daskworker.kill_run, self.token, wait=False)
         with contextlib.suppress(Exception):  # its thread stops waiting for the worker
             self.client.cancel(running, force=True)
 
@@ -228,7 +214,7 @@ class DaskExecutor(Executor):
         with contextlib.suppress(Exception):
             self.client.cancel([f for f in self.warming if not f.done()])
         try:
-            self.client.run(_close_pools, self.token)
+            self.client.run(daskworker.close_run, self.token)
         except Exception:  # a worker that is gone has no kernels left to close
             pass
         self.client.close()
@@ -251,15 +237,18 @@ def _step_name(spec: Any, folder: Path, notebook: str) -> str | None:
     return next((s.name for s in spec.steps if str(folder / s.notebook) == notebook), None)
 
 
-def _upcoming(notebook: str, sent: set[str]) -> tuple[list[str], int]:
-    """Step notebooks expected after ``notebook``, not sent yet: those that wait for it
-    first, then the rest in the pipeline's order; and how many wait for it."""
+def _upcoming(notebook: str, sent: set[str], expected: set[str] | None = None
+              ) -> tuple[list[str], int]:
+    """Step notebooks expected after ``notebook``, not sent yet (and among the steps named
+    ``expected``, unless None): those that wait for it first, then the rest in the
+    pipeline's order; and how many wait for it."""
     found = _spec_of(notebook)
     if found is None:
         return [], 0
     spec, folder = found
     name = _step_name(spec, folder, notebook)
-    later = [s for s in spec.steps if str(folder / s.notebook) not in sent]
+    later = [s for s in spec.steps if str(folder / s.notebook) not in sent
+             and (expected is None or s.name in expected)]
     waiting = [s for s in later if name in s.after]
     after = waiting + [s for s in later if name not in s.after]
     return [str(folder / s.notebook) for s in after], len(waiting)
@@ -276,114 +265,3 @@ def _plans(notebook: str) -> Plans:
     if name is None:
         return [], []
     return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
-
-
-def _run_on_worker(token: str, call: StepCall, upcoming: list[str],
-                   plans: dict[str, Plans]) -> str:
-    """On a worker: run the step in the kernel run ``token`` prepared for it (or a fresh
-    one) while the kernel of ``upcoming`` starts; return this worker's address."""
-    from distributed import get_worker
-
-    key = (token, call.kernel)
-    with _LOCK:
-        _PLANS.update(plans)
-        pool = _pool(key)
-        pool.planner = lambda: list(upcoming)
-        stale = _asked(key, call.notebook, set(upcoming))
-    for notebook in stale:
-        pool.discard(notebook)
-    # the pool on a worker knows steps by their notebooks
-    lease = pool.lease(call.notebook)
-    if lease is None and pool.killed:  # sent as the run was stopped: start no kernel
-        raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
-    try:
-        execute_step(call, kernel_manager=None if lease is None else lease.wait)
-    finally:
-        if lease is not None:
-            lease.release()
-        close_thread_loop()
-    return get_worker().address
-
-
-def _asked(key: PoolKey, running: str, next_ones: set[str]) -> set[str]:
-    """On a worker, the lock held: note that its pool now starts kernels for ``next_ones``;
-    the notebooks it started one for before, other than ``running``'s, whose kernels are to
-    be dropped (each would hold the pool's one place)."""
-    stale = _ASKED.setdefault(key, set()) - {running}
-    _ASKED[key] = set(next_ones)
-    return stale
-
-
-def _pool(key: PoolKey) -> Any:
-    """On a worker, the lock held: its pool of kernels for ``key``, made on first use."""
-    from .kernelpool import KernelPool
-
-    pool = _POOLS.get(key)
-    if pool is None:
-        pool = _POOLS[key] = KernelPool(key[1], 1, plan=lambda n: _PLANS.get(n, ([], []))[0],
-                                        preload=lambda n: _PLANS.get(n, ([], []))[1])
-    return pool
-
-
-def _warm_worker(key: PoolKey, notebook: str, plans: Plans) -> None:
-    """On a worker: start the zygote of its pool with ``notebook``'s imports, in the pool's
-    own thread, and import papermill in another (a worker's first step would import it on
-    its own time); returns at once."""
-    with _LOCK:
-        _PLANS.setdefault(notebook, plans)
-        pool = _pool(key)
-        importing = "papermill" not in sys.modules and not _IMPORTING.is_set()
-        _IMPORTING.set()
-    pool.warm_up(notebook)
-    if importing:
-        threading.Thread(target=_import_papermill, daemon=True, name="mlops-warm-up").start()
-
-
-def _prepare_on_worker(key: PoolKey, notebook: str, plans: Plans) -> None:
-    """On a worker: start the kernel of ``notebook``'s step (dropping one started for
-    another step); returns at once."""
-    with _LOCK:
-        _PLANS[notebook] = plans
-        pool = _pool(key)
-        stale = _asked(key, notebook, {notebook})
-    for other in stale:
-        pool.discard(other)
-    pool.prepare(notebook)
-
-
-def _import_papermill() -> None:
-    from .imports import papermill_and_engine
-
-    with contextlib.suppress(Exception):  # the step imports it again and says what failed
-        papermill_and_engine()
-
-
-def _discard_on_worker(key: PoolKey, notebook: str) -> None:
-    """On a worker: drop the kernel started ahead for ``notebook`` (its step was cached)."""
-    with _LOCK:
-        pool = _POOLS.get(key)
-        _ASKED.get(key, set()).discard(notebook)
-    if pool is not None:
-        pool.discard(notebook)
-
-
-def _kill_pools(token: str) -> None:
-    """On a worker: kill every kernel run ``token`` started here (:meth:`DaskExecutor.kill`);
-    its pools are closed with the run (:func:`_close_pools`)."""
-    with _LOCK:
-        pools = [pool for key, pool in _POOLS.items() if key[0] == token]
-    for pool in pools:
-        pool.kill()
-
-
-def _close_pools(token: str) -> None:
-    """On a worker: shut down every kernel run ``token`` started here."""
-    with _LOCK:
-        keys = [key for key in _POOLS if key[0] == token]
-        pools = [_POOLS.pop(key) for key in keys]
-        for key in keys:
-            _ASKED.pop(key, None)
-        if not _POOLS:
-            _PLANS.clear()
-    for pool in pools:
-        pool.close()

@@ -253,9 +253,11 @@ class MlopsNotebookClient(PapermillNotebookClient):
     """papermill's nbclient wrapper with a progress hook, a write timer and marked stops."""
 
     def __init__(self, nb_man: NotebookExecutionManager, on_cell: OnCell | None = None,
-                 **kw: Any) -> None:
+                 on_kernel: Callable[[int], None] | None = None, **kw: Any) -> None:
         super().__init__(nb_man, **kw)
         self.on_cell = on_cell
+        #: Told the pid of a kernel this client started itself, as soon as it runs.
+        self.on_kernel = on_kernel
         self._flush_timer: asyncio.TimerHandle | None = None
 
     async def async_start_new_kernel_client(self) -> Any:
@@ -264,6 +266,9 @@ class MlopsNotebookClient(PapermillNotebookClient):
         from .kernelready import wait_ready
 
         assert self.km is not None
+        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+        if self.on_kernel is not None and self.owns_km and isinstance(pid, int):
+            self.on_kernel(pid)
         try:
             self.kc = self.km.client()
             await ensure_async(self.kc.start_channels())
@@ -425,6 +430,7 @@ class MlopsEngine(NBClientEngine):
         from .stepexec import kernel_environ
 
         on_cell: OnCell | None = kwargs.pop("on_cell", None)
+        on_kernel: Callable[[int], None] | None = kwargs.pop("on_kernel", None)
         kernel_log: Path | None = kwargs.pop("kernel_log", None)
         kwargs = remove_args(["input_path"], **kwargs)
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
@@ -438,7 +444,8 @@ class MlopsEngine(NBClientEngine):
             stdout_file=stdout_file,
             stderr_file=stderr_file,
         )
-        client = MlopsNotebookClient(nb_man, on_cell=on_cell, **final_kwargs)
+        client = MlopsNotebookClient(nb_man, on_cell=on_cell, on_kernel=on_kernel,
+                                     **final_kwargs)
         try:
             # nbclient passes these on to the kernel's start, and jupyter_client to Popen
             with output_to(kernel_log if client.owns_km else None) as output:

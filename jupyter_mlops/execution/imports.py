@@ -40,18 +40,34 @@ def papermill_without_hdfs() -> None:
     _without_hdfs = True
 
 
+class _NoPyarrowInThisThread:
+    """An import finder that says pyarrow is missing to the thread that made it, and only
+    to it: another thread of the process may import pyarrow meanwhile (a frame's file)."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        """Refuse pyarrow and its modules in the importing thread; leave the rest alone."""
+        if threading.get_ident() == self.thread and name.partition(".")[0] == "pyarrow":
+            raise ModuleNotFoundError(f"No module named {name!r} (left out: papermill is "
+                                      "imported without its HDFS handler)", name=name)
+
+
 def papermill_and_engine() -> Any:
     """papermill, with the modules its ``mlops`` engine needs already imported."""
     kernel_manager_class()
     with _IMPORTING:
-        hide = _without_hdfs and "pyarrow" not in sys.modules and "papermill" not in sys.modules
-        if hide:  # papermill imports it inside a `try`, and says "install pyarrow" if used
-            sys.modules["pyarrow.fs"] = None  # type: ignore[assignment]
+        hide = None
+        if _without_hdfs and "pyarrow" not in sys.modules and "papermill" not in sys.modules:
+            # papermill imports it inside a `try`, and says "install pyarrow" if it is used
+            hide = _NoPyarrowInThisThread()
+            sys.meta_path.insert(0, hide)
         try:
             import papermill
         finally:
-            if hide and sys.modules.get("pyarrow.fs", 0) is None:
-                del sys.modules["pyarrow.fs"]
+            if hide is not None:
+                sys.meta_path.remove(hide)
 
         from . import engine  # noqa: F401 (papermill finds it by entry point, later)
 

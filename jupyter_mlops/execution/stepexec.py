@@ -60,7 +60,8 @@ def kernel_environ() -> dict[str, str]:
 
 
 def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None = None,
-                 kernel_manager: Callable[[], Any] | None = None) -> None:
+                 kernel_manager: Callable[[], Any] | None = None,
+                 on_kernel: Callable[[int], None] | None = None) -> None:
     """Run ``call.notebook`` into ``call.output`` with papermill's mlops engine, the kernel
     working in its folder; a timed-out cell is interrupted so papermill marks it. Raises what
     papermill raises.
@@ -68,7 +69,8 @@ def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None
     ``kernel_manager``, called once papermill is imported (a kernel starts meanwhile), gives
     a started kernel to run in (see :mod:`.kernelpool`), or None: papermill starts one. The
     caller shuts a kernel it gave down. A kernel papermill starts appends its own stdout and
-    stderr to ``kernel_log`` (:mod:`.kernellog`; None: inherited).
+    stderr to ``kernel_log`` (:mod:`.kernellog`; None: inherited), and its pid is told to
+    ``on_kernel`` once it runs (a stop must reach it too).
     """
     from .imports import papermill_and_engine
 
@@ -77,8 +79,11 @@ def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None
     manager = kernel_manager() if kernel_manager is not None else None
     if manager is not None:
         extra["km"] = manager
-    elif call.kernel_log is not None:
-        extra["kernel_log"] = Path(call.kernel_log)
+    else:
+        if call.kernel_log is not None:
+            extra["kernel_log"] = Path(call.kernel_log)
+        if on_kernel is not None:
+            extra["on_kernel"] = on_kernel
     papermill.execute_notebook(
         call.notebook, call.output, parameters=call.parameters, kernel_name=call.kernel.name,
         progress_bar=False, engine_name="mlops", on_cell=on_cell,

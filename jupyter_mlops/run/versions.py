@@ -13,12 +13,14 @@ and one more cache file written.) A cache that cannot be read or written is look
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 __all__ = ["module_versions", "package_versions"]
 
@@ -90,14 +92,29 @@ def _cache_file() -> Path | None:
     return cache / f"versions_{key}.json"
 
 
-def _metadata(entry: str) -> list[str] | None:
-    """The distributions' metadata folders and files in ``sys.path`` entry ``entry`` (None if
-    it is not a folder that can be listed: a zip's contents do not change)."""
+def _metadata(entry: str) -> list[Any] | None:
+    """What says which distributions ``sys.path`` entry ``entry`` holds: the names of the
+    metadata folders and files in a folder (with the modification time of those whose name
+    has no version: ``setup.py develop``'s ``NAME.egg-info`` and ``.egg-link``); a file (a
+    zip, an egg) by its size and modification time; None if it is neither."""
+    folder = entry or "."
     try:
-        names = os.listdir(entry or ".")
+        names = os.listdir(folder)
+    except NotADirectoryError:
+        try:
+            found = os.stat(folder)
+        except OSError:
+            return None
+        return [found.st_size, found.st_mtime_ns]
     except OSError:
         return None
-    return sorted(n for n in names if n.endswith(_METADATA))
+    listed: list[Any] = []
+    for name in sorted(n for n in names if n.endswith(_METADATA)):
+        listed.append(name)
+        if name.endswith((".egg-info", ".egg-link")):
+            with contextlib.suppress(OSError):
+                listed.append(os.stat(os.path.join(folder, name)).st_mtime_ns)
+    return listed
 
 
 def _read(path: Path) -> dict[str, dict[str, str]]:

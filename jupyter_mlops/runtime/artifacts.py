@@ -121,7 +121,12 @@ def _load_model(path: Path, manifest: dict[str, Any], trusted: list[str], source
     # schema twice, 0.06 s for a forest of 200 trees). Otherwise, or when refused, the file
     # itself says what it needs, and whether that may be loaded is decided here.
     hinted = manifest.get("trusted")
-    if isinstance(hinted, list) and all(isinstance(name, str) for name in hinted) \
+    # only names of modules already imported: deciding a name's trust imports its module, and
+    # a name read beside the file must not choose what gets imported (the file's own names
+    # are pinned by its hash)
+    if isinstance(hinted, list) and all(isinstance(name, str) and
+                                        name.rpartition(".")[0] in sys.modules
+                                        for name in hinted) \
             and not trust.refused(hinted, trusted):
         with contextlib.suppress(UntrustedTypesFoundException):
             return skops.io.load(source, trusted=hinted)

@@ -37,11 +37,12 @@ def _resolve(name: str) -> Any:
     """The object ``name`` names, importing only modules of the trusted packages; None when
     it cannot be found."""
     module_name, _, attribute = name.rpartition(".")
-    if module_name.split(".")[0] not in _PACKAGES or _EXCLUDED.search(module_name):
-        return None
+    parts = module_name.split(".")
+    if parts[0] not in _PACKAGES or _EXCLUDED.search(module_name) or "__main__" in parts:
+        return None  # a package's __main__ runs its command line when imported
     try:
         module = importlib.import_module(module_name)
-    except Exception:  # a name that does not import is simply not trusted
+    except (Exception, SystemExit):  # a name that does not import is simply not trusted
         return None
     return getattr(module, attribute, None)
 
