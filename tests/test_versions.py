@@ -40,9 +40,8 @@ def test_kept_versions_are_what_the_metadata_says(cache: Path,
         k: expected[k] for k in ("yaml", "pandas", "sklearn")}
 
 
-def test_an_install_on_the_path_makes_them_looked_up_again(
-        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    versions.module_versions(["pandas"])
+def _count_lookups(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The modules each lookup of versions asks for, from now on (the cache's misses)."""
     asked: list[list[str]] = []
     real = versions._looked_up
 
@@ -51,6 +50,13 @@ def test_an_install_on_the_path_makes_them_looked_up_again(
         return real(modules)
 
     monkeypatch.setattr(versions, "_looked_up", counting)
+    return asked
+
+
+def test_an_install_on_the_path_makes_them_looked_up_again(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    versions.module_versions(["pandas"])
+    asked = _count_lookups(monkeypatch)
     versions.module_versions(["pandas"])
     assert asked == []
     (cache / "pandas-99.0.dist-info").mkdir()  # what pip does to a folder on sys.path
@@ -91,14 +97,7 @@ def test_an_install_that_keeps_its_names_makes_them_looked_up_again(
     info.mkdir()
     monkeypatch.setattr(sys, "path", [*sys.path, str(archive)])
     versions.module_versions(["pandas"])
-    asked: list[list[str]] = []
-    real = versions._looked_up
-
-    def counting(modules: list[str]) -> Any:
-        asked.append(modules)
-        return real(modules)
-
-    monkeypatch.setattr(versions, "_looked_up", counting)
+    asked = _count_lookups(monkeypatch)
     versions.module_versions(["pandas"])
     assert asked == []
     changed = archive if change == "zip" else info

@@ -10,6 +10,8 @@ refused, and kernels then start as before.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -306,3 +308,36 @@ def test_a_forked_kernel_whose_port_was_taken_ends_at_once(
         pool.close()
         taken.close()
     assert not _kernels()
+
+
+def test_a_kernel_ending_as_it_is_signalled_is_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jupyter_client signals a kernel it shuts down and lets an error of the signal through:
+    a forked kernel that ended between the look and the signal (a race a full disk's failed
+    run met in CI: "No such process") is simply not signalled, as ``Popen`` has it. The
+    kernel here is a process that has ended, looked at as if it still ran (the race, made
+    to happen: no zygote is needed for it)."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    kernel = ForkedKernel.__new__(ForkedKernel)
+    kernel.pid, kernel.returncode = ended.pid, None
+    monkeypatch.setattr(kernel, "poll", lambda: None)
+    kernel.send_signal(signal.SIGTERM)
+    kernel.kill()
+
+
+def test_a_zygote_ending_as_it_is_killed_is_no_error() -> None:
+    """The zygote may end, and its channel's reader reap it, between the run's look and its
+    kill at the run's end: nothing is left to kill, and the run's end says nothing of it.
+    (The zygote here is a process that has ended, looked at as if it still ran.)"""
+    from types import SimpleNamespace
+
+    from jupyter_mlops.execution.zygote import Zygote
+
+    ended = subprocess.Popen(["true"], start_new_session=True)
+    ended.wait()
+    zygote = Zygote.__new__(Zygote)
+    zygote.first = SimpleNamespace(usable=True, pid=ended.pid)
+    zygote.successor = None
+    zygote.process = SimpleNamespace(poll=lambda: None)
+    zygote.kill()
+    assert zygote.first.usable is False

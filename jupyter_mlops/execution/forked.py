@@ -3,6 +3,7 @@ provisioner that forks it, and the stand-in for the ``Popen`` it would otherwise
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,7 +64,10 @@ class ForkedKernel:
     def send_signal(self, signum: int) -> None:
         """Signal the kernel, unless it has ended (its pid may be another's now)."""
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            # it may end between the look and the signal: nothing to signal then, as
+            # ``Popen.send_signal`` has it (jupyter_client lets this error through)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

@@ -333,8 +333,11 @@ class Zygote:
             self.successor.usable = False
         pid = self.first.pid
         if self.process is not None:
+            # it may end and be reaped (by its channel's reader) between the look and the
+            # kill: then there is nothing to kill
             if self.process.poll() is None:
-                os.killpg(pid, signal.SIGKILL)  # the successor is in its group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)  # the successor is in its group
         elif pid is not None and self._born is not None and birth(pid) == self._born:
             with contextlib.suppress(OSError):  # its own session: the successor is in it
                 os.killpg(pid, signal.SIGKILL)
