@@ -637,6 +637,12 @@ def test_import_does_not_pull_heavy_libraries():
 
 
 
+def _printed_by(code: str) -> list[str]:
+    """The words a fresh Python process running ``code`` prints (it must succeed)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_notebooks():
     # `jupyter mlops show` imports nbformat (and so jsonschema) and validates the notebook;
     # the CLI marks rfc3987_syntax missing first
@@ -652,8 +658,7 @@ def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_not
         "print([m for m in ('rfc3987_syntax', 'rfc3986_validator', 'isoduration') "
         "if sys.modules.get(m) is not None])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = _printed_by(code)
     assert out == ["invalid", "[]"]
 
 
@@ -691,8 +696,7 @@ def test_cli_processes_import_papermill_without_pyarrow(cli: bool) -> None:
         "print(papermill.iorw.HadoopFileSystem is pyarrow.fs.HadoopFileSystem)\n"
         "print(pyarrow.fs.LocalFileSystem.__name__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = _printed_by(code)
     if cli:
         assert out == ["[]", "False", "LocalFileSystem"]
     else:

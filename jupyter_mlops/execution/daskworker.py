@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from .executors import ExecutorStopped
+from .kernelpool import kill_kernel
 from .stepexec import KernelCommand, Module, StepCall, close_thread_loop, execute_step
 
 #: A step notebook's imports ahead: its kernel's, and its zygote's.
@@ -68,7 +69,7 @@ def run_step(token: str, call: StepCall, upcoming: list[str], plans: dict[str, P
                 started.append(pid)
                 _FRESH.setdefault(token, set()).add(pid)
         if stopped:
-            _kill_process(pid)
+            kill_kernel(pid)
 
     try:
         execute_step(call, kernel_manager=None if lease is None else lease.wait,
@@ -160,19 +161,7 @@ def kill_run(token: str) -> None:
     for pool in pools:
         pool.kill()
     for pid in fresh:
-        _kill_process(pid)
-
-
-def _kill_process(pid: int) -> None:
-    """SIGKILL a kernel papermill started (in a session of its own: with its children)."""
-    import os
-    import signal
-
-    with contextlib.suppress(OSError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        kill_kernel(pid)
 
 
 def close_run(token: str) -> None:
@@ -189,6 +178,6 @@ def close_run(token: str) -> None:
         if not _POOLS:
             _PLANS.clear()
     for pid in fresh:
-        _kill_process(pid)
+        kill_kernel(pid)
     for pool in pools:
         pool.close()

@@ -212,12 +212,7 @@ class KernelPool:
             pid = kernel.pid
             if pid is None or (kernel.stopped is not None and kernel.stopped.done()):
                 continue  # not started, or shut down and reaped: its pid may be another's
-            with contextlib.suppress(OSError):
-                # its own session (jupyter_client starts it so): take its children too
-                if os.getpgid(pid) == pid:
-                    os.killpg(pid, signal.SIGKILL)
-                else:
-                    os.kill(pid, signal.SIGKILL)
+            kill_kernel(pid)
 
     def close(self, timeout: float = 30.0) -> None:
         """Shut down every kernel (unused ones at once), wait for them, stop the loop."""
@@ -430,6 +425,16 @@ class KernelPool:
             pass
         finally:
             await manager.cleanup_resources()
+
+
+def kill_kernel(pid: int) -> None:
+    """SIGKILL kernel ``pid`` now, with its children when it has a session of its own (as
+    jupyter_client starts it); one that is gone already is no error."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
 
 
 def _settle(ready: Future[bool], task: asyncio.Task[bool]) -> None:
