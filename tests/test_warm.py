@@ -25,7 +25,7 @@ import psutil
 import pytest
 from conftest import write_notebook
 
-from jupyter_mlops.execution import warm
+from jupyter_mlops.execution import keeper, warm
 from jupyter_mlops.pipeline.export import export
 
 pytestmark = pytest.mark.kernel
@@ -161,6 +161,7 @@ def test_a_keeper_ends_once_idle_and_none_is_kept_when_told(project: dict[str, A
     assert not list(project["keepers"].glob("z-*.sock"))
     log = next(project["keepers"].glob("z-*.log")).read_text()
     assert "ended: no run attached for 2 s" in log
+    assert not list(project["keepers"].glob("z-*.lock"))  # its log stays, to say why
 
     project["env"]["JUPYTER_MLOPS_KEEP_WARM"] = "0"
     ran, _ = _run(project, "--force")
@@ -171,6 +172,53 @@ def test_a_keeper_ends_once_idle_and_none_is_kept_when_told(project: dict[str, A
             "warm") in ran.stderr
     assert ran.stderr.count("is not a number of seconds") == 1
     assert not _keepers(project)
+
+
+def test_the_files_of_keepers_that_ended_long_ago_are_removed(project: dict[str, Any]) -> None:
+    # every pipeline folder and environment has a keeper name of its own; their logs and
+    # lock files piled up by thousands, and each run's look for keepers read past them
+    folder = project["keepers"]
+    folder.mkdir(mode=0o700)
+    stale = [folder / "z-0123456789abcdef01234567.log",
+             folder / "z-0123456789abcdef01234567.sock.lock",
+             folder / "z-89abcdef0123456789abcdef.sock.lock"]
+    recent = folder / "z-fedcba9876543210fedcba98.log"
+    for path in [*stale, recent]:
+        path.write_text("")
+    two_days_ago = time.time() - 2 * keeper.PRUNE_AGE
+    for path in stale:
+        os.utime(path, (two_days_ago, two_days_ago))
+    _run(project)
+    (kept,) = _keepers(project)  # it answers once it pruned
+    assert [p.name for p in stale if p.exists()] == [] and recent.exists()
+    (log,) = [p for p in folder.glob("z-*.log") if p != recent]
+    assert log.with_suffix(".sock").exists() and kept["pid"] > 0
+
+
+def test_a_lock_file_is_removed_only_by_whoever_holds_it(tmp_path: Path) -> None:
+    # in this process: the keeper's locking is the standard library's
+    sock = str(tmp_path / "z-a.sock")
+    old = time.time() - 2 * keeper.PRUNE_AGE
+    held, inside = threading.Event(), []
+
+    def waiter() -> None:
+        with keeper._locked(sock):
+            inside.append(os.path.exists(f"{sock}.lock"))
+
+    with keeper._locked(sock):
+        os.utime(f"{sock}.lock", (old, old))
+        keeper._prune(str(tmp_path), time.time())  # held: left
+        assert os.path.exists(f"{sock}.lock")
+        other = threading.Thread(target=waiter)
+        other.start()
+        held.wait(0.3)  # the waiter opened the file and waits for its lock
+        keeper._unlink_lock(sock)
+    other.join(10)
+    # it locked the file now at the name, not the one removed under it
+    assert inside == [True]
+    os.utime(f"{sock}.lock", (old, old))
+    keeper._prune(str(tmp_path), time.time())
+    assert not os.path.exists(f"{sock}.lock")
 
 
 def test_no_keeper_where_other_users_could_reach_it(project: dict[str, Any]) -> None:

@@ -46,6 +46,8 @@ __all__ = ["keep"]
 
 #: How often the keeper looks whether its socket's name is still its own (seconds).
 TICK = 1.0
+#: How long the log and lock file of a keeper that ended stay (seconds): a day.
+PRUNE_AGE = 86400.0
 
 
 def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = None) -> None:
@@ -65,6 +67,7 @@ def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = Non
         return
     folder = os.getcwd()
     listener, inode = _listen(path)
+    _prune(os.path.dirname(path), time.time())
     _say(f"keeping {len(sys.modules)} modules ({len(IMPORTED)} asked for) of {folder} warm "
          f"at {path}; ends after {idle:g} s without a run")
     why = f"no run attached for {idle:g} s"
@@ -92,6 +95,7 @@ def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = Non
         with _locked(path):  # not a newer keeper's socket, renamed over ours meanwhile
             if _inode(path) == inode:
                 os.unlink(path)
+                _unlink_lock(path)  # the log stays: it says why the keeper ended
         _say(f"ended: {why}")
 
 
@@ -135,11 +139,65 @@ def _listen(path: str) -> tuple[socket.socket, int]:
 @contextlib.contextmanager
 def _locked(path: str) -> Any:
     """Hold the lock of socket ``path``: an ending keeper removes the socket only if it is
-    still its own, and no newer keeper renames one over it between the look and the removal."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    still its own, and no newer keeper renames one over it between the look and the removal.
+    The lock file may be removed by its holder (:func:`_unlink_lock`): a process that opened
+    it before and gets the lock after finds another file, or none, at its name, and locks
+    the file now there."""
+    lock = f"{path}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _inode(lock) == os.fstat(fd).st_ino:
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+def _unlink_lock(path: str) -> None:
+    """Remove the lock file of socket ``path``; only while holding it (:func:`_locked`)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"{path}.lock")
+
+
+def _prune(folder: str, now: float) -> None:
+    """Remove the logs and lock files of keepers whose sockets are gone and which nobody
+    wrote for :data:`PRUNE_AGE` seconds: each pipeline folder and environment has a name of
+    its own, and their files would otherwise pile up (thousands after a test suite), each
+    run's look for keepers (:func:`.warm.kept`) reading past them. A lock file is removed
+    only while held, and only if nobody holds it."""
+    try:
+        with os.scandir(folder) as entries:
+            found = {entry.name: entry for entry in entries if entry.name.startswith("z-")}
+    except OSError:
+        return
+    for name, entry in found.items():
+        socket_name = name[:-len(".log")] + ".sock" if name.endswith(".log") else \
+            name[:-len(".lock")] if name.endswith(".sock.lock") else None
+        if socket_name is None or socket_name in found:
+            continue
+        with contextlib.suppress(OSError):
+            if now - entry.stat(follow_symlinks=False).st_mtime < PRUNE_AGE:
+                continue
+            if name.endswith(".log"):
+                os.unlink(entry.path)
+            else:
+                _unlink_idle_lock(entry.path)
+
+
+def _unlink_idle_lock(lock: str) -> None:
+    """Remove lock file ``lock`` if nobody holds it (a keeper starting may)."""
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: held, left
+        if _inode(lock) == os.fstat(fd).st_ino:
+            os.unlink(lock)
     finally:
         os.close(fd)
 
