@@ -27,6 +27,9 @@ _IMPORTING = threading.Lock()
 #: ``AsyncKernelManager`` once it and the modules that start kernels are wholly imported (a
 #: module half made is in ``sys.modules`` too, so that is no sign).
 _manager_class: Any = None
+#: Guards :data:`_manager_class` and :data:`_importer`, the thread importing it.
+_MANAGER = threading.Condition()
+_importer: int | None = None
 #: Whether papermill is imported without its HDFS handler (:func:`papermill_without_hdfs`).
 _without_hdfs = False
 
@@ -75,13 +78,29 @@ def papermill_and_engine() -> Any:
 
 
 def kernel_manager_class() -> Any:
-    """jupyter_client's ``AsyncKernelManager``, with the modules that start kernels."""
-    global _manager_class
-    if _manager_class is None:
+    """jupyter_client's ``AsyncKernelManager``, with the modules that start kernels.
+
+    A thread that finds another importing them waits for that import only, not on the lock
+    of the imports: the importer goes on to import papermill under that lock at once, and a
+    thread waiting for the lock (the pool's, to fork the first kernel) then waited for
+    papermill too, in about half of the runs (Python's locks are not fair)."""
+    global _manager_class, _importer
+    with _MANAGER:
+        while _manager_class is None and _importer is not None:
+            _MANAGER.wait()
+        if _manager_class is not None:
+            return _manager_class
+        _importer = threading.get_ident()
+    found = None
+    try:
         with _IMPORTING:
             from jupyter_client import AsyncKernelManager
 
-            from . import forked, kernellog, kernelready, zygote  # noqa: F401 (used next)
+            from . import forked, kernellog, kernelready, kernelspecs, zygote  # noqa: F401
 
-            _manager_class = AsyncKernelManager
-    return _manager_class
+            found = AsyncKernelManager
+    finally:
+        with _MANAGER:  # a failed import leaves the next caller to try again, and say why
+            _manager_class, _importer = found, None
+            _MANAGER.notify_all()
+    return found

@@ -128,6 +128,7 @@ class KernelPool:
         #: Forks in the order their kernels were asked for (a later step's imports wait).
         self._forking: asyncio.Lock | None = None
         self._said: set[str] = set()
+        self._spec_manager: Any = None
         self.startup_timeout = startup_timeout
         self.kernels: list[PooledKernel] = []
         self._idle: dict[str, PooledKernel] = {}
@@ -285,7 +286,8 @@ class KernelPool:
         from .kernellog import kernel_log, output_to
         from .kernelready import wait_ready
 
-        manager = AsyncKernelManager(kernel_name=self.kernel_name)
+        manager = AsyncKernelManager(kernel_name=self.kernel_name,
+                                     kernel_spec_manager=self._specs())
         kernel.manager = manager
         arguments = list(self.extra_arguments)
         # nbclient keeps IPython's history in memory for the kernels it starts; so do we
@@ -327,7 +329,8 @@ class KernelPool:
         if self._forking is None:
             self._forking = asyncio.Lock()
         try:
-            manager = kernel_manager_class()(kernel_name=self.kernel_name)
+            manager = kernel_manager_class()(kernel_name=self.kernel_name,
+                                             kernel_spec_manager=self._specs())
             async with self._forking:  # before any fork asked for after it
                 if not self._closed:
                     await self._zygote(manager, key, forking=False)
@@ -363,6 +366,14 @@ class KernelPool:
             _LOG.debug("step %s: kernel forked from a zygote%s", key,
                        " kept warm since an earlier run" if zygote.warm else "")
         return member
+
+    def _specs(self) -> Any:
+        """The pool's kernelspec finder (:mod:`.kernelspecs`), made once, on its loop."""
+        if self._spec_manager is None:
+            from .kernelspecs import RunKernelSpecs
+
+            self._spec_manager = RunKernelSpecs()
+        return self._spec_manager
 
     def _fresh(self, key: str, why: str) -> None:
         """Say, once per reason, that kernels start fresh rather than forked, and why."""

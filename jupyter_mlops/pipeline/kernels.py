@@ -19,8 +19,8 @@ from typing import Any
 
 from ..errors import OptionError
 
-__all__ = ["KernelSpec", "installed_kernels", "kernel_abilities", "kernel_metadata",
-           "kernel_spec", "spec_in"]
+__all__ = ["KernelSpec", "installed_kernels", "kernel_abilities", "kernel_folder",
+           "kernel_metadata", "kernel_spec", "spec_in"]
 
 #: ipykernel's own kernel, which jupyter_client offers when no kernelspec file names it.
 NATIVE = "python3"
@@ -74,10 +74,16 @@ def installed_kernels() -> list[str]:
     return sorted(names)
 
 
+def kernel_folder(name: str) -> Path | None:
+    """The folder of the kernelspec file called ``name`` (its ``kernel.json``), or None when
+    no file names it (ipykernel's own ``python3`` may still be there: :func:`kernel_spec`)."""
+    return _found().get(name.lower())
+
+
 def kernel_spec(name: str) -> KernelSpec | None:
     """The kernelspec called ``name``, or None when no such kernel is installed (or its
     ``kernel.json`` cannot be read)."""
-    folder = _found().get(name.lower())
+    folder = kernel_folder(name)
     if folder is None:
         return _native() if name.lower() == NATIVE else None
     return spec_in(folder)
