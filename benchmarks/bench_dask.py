@@ -9,12 +9,18 @@ in the machine's load falls on all alike. Printed: each one's median wall time, 
 ratios as the median and min-max of the per-round ratios with the load average. Needs
 `distributed`.
 
-    python benchmarks/bench_dask.py [--repeat 3] [--only churn|wide]
+Each timed run is a first run (no zygote kept warm: ``JUPYTER_MLOPS_KEEP_WARM=0`` for the
+runs and the cluster alike), unless ``--warm``: then every side keeps its zygotes warm
+between runs, as a user's re-runs do by default (the workers keep theirs too), after one
+untimed run of each.
+
+    python benchmarks/bench_dask.py [--repeat 3] [--only churn|wide] [--warm]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -62,16 +68,20 @@ def _loops_for(seconds: float) -> int:
     return int(1_000_000 * seconds / (time.perf_counter() - start))
 
 
-def _compare(name: str, pipeline: str, address: str, tmp: str, repeat: int) -> None:
+def _compare(name: str, pipeline: str, address: str, tmp: str, repeat: int,
+             warm: bool) -> None:
     """Time dask, -j 1 and -j 2 alternately on ``pipeline``; print the figures."""
     cli = [sys.executable, "-m", "jupyter_mlops.cli"]
     run = [*cli, "run", pipeline, "--force"]
-    times = walls({
+    sides = {
         "dask (2 workers)": [*run, "--executor", "dask", "--scheduler", address,
                              "--runs-dir", f"{tmp}/{name}-d"],
         "local -j 1": [*run, "-j", "1", "--runs-dir", f"{tmp}/{name}-1"],
         "local -j 2": [*run, "-j", "2", "--runs-dir", f"{tmp}/{name}-2"],
-    }, repeat)
+    }
+    if warm:  # what the timed runs then find kept warm
+        walls(sides, 1)
+    times = walls(sides, repeat)
     print(f"{name}: {medians_line(times)}")
     for local in ("local -j 1", "local -j 2"):
         print("  " + ratio_line(f"dask / {local}", times["dask (2 workers)"], times[local]))
@@ -82,7 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=rounds, default=3, help="rounds (default 3)")
     parser.add_argument("--only", choices=["churn", "wide"], help="one pipeline only")
+    parser.add_argument("--warm", action="store_true",
+                        help="keep zygotes warm between runs, as by default (not first runs)")
     args = parser.parse_args(argv)
+    if args.warm:  # the user's setting, or the default (_timing sets 0: first runs)
+        os.environ.pop("JUPYTER_MLOPS_KEEP_WARM", None)
     cli = [sys.executable, "-m", "jupyter_mlops.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         pipelines = {}
@@ -101,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             address = cluster.stdout.readline().strip()
             for index, (name, pipeline) in enumerate(pipelines.items()):
-                _compare(name, pipeline, address, f"{tmp}/runs{index}", args.repeat)
+                _compare(name, pipeline, address, f"{tmp}/runs{index}", args.repeat, args.warm)
         finally:
             cluster.stdin.close()
             cluster.wait(timeout=60)

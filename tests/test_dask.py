@@ -151,6 +151,39 @@ def test_workers_start_the_next_kernel_ahead(tmp_path: Path, scheduler: str, cli
     assert _kernels_on_workers(scheduler) == [[], []]
 
 
+def test_a_chain_finds_the_kernels_of_its_next_two_steps_started(tmp_path: Path,
+                                                                 scheduler: str, cli) -> None:
+    """While a step of a chain runs, its worker starts the kernels of the two steps after
+    it: a short step next finds the kernel of the one after started too."""
+    write_notebook(tmp_path / "k.ipynb", "%%mlops step a\nimport time\ntime.sleep(3)\nx = 1",
+                   "%%mlops step b\n" + BORN.format("b") + "\ny = [x, born_b]",
+                   "%%mlops step c\n" + BORN.format("c") + "\nz = y + [born_c]",
+                   "%%mlops step d\nprint(z)")
+    assert cli("export", str(tmp_path / "k.ipynb")).returncode == 0
+    done = cli("run", str(tmp_path / "k_pipeline"), "--executor", "dask", "--scheduler",
+               scheduler, "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    steps = {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
+    _, born_b, born_c = steps["c"]["outputs"]["z"]["value"]
+    assert born_b < steps["a"]["ended"] and born_c < steps["a"]["ended"]
+    assert _kernels_on_workers(scheduler) == [[], []]
+
+
+def test_only_steps_that_wait_for_a_step_are_started_two_ahead(tmp_path: Path, cli) -> None:
+    """Beyond the next step, a worker starts kernels only for steps that wait for the one it
+    runs: another step may start on another worker before it ends."""
+    from jupyter_mlops.execution.daskexec import _upcoming
+
+    write_notebook(tmp_path / "t.ipynb", "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1",
+                   "%%mlops step c\nz = 5", "%%mlops step d\nw = y + z")
+    assert cli("export", str(tmp_path / "t.ipynb")).returncode == 0
+    steps = sorted(str(p) for p in (tmp_path / "t_pipeline" / "steps").glob("*.ipynb"))
+    a, b, c, d = steps
+    upcoming, waiting, descendants = _upcoming(a, {a})
+    assert (upcoming, waiting, descendants) == ([b, c, d], 1, {b, d})
+    assert _upcoming(c, {a, c}) == ([d, b], 1, {d})  # those waiting for it first
+
+
 def _zygotes_per_worker(scheduler: str) -> list[int]:
     """How many zygote processes each worker has running."""
     return [sum("zygote_main" in k for k in kernels) for kernels in _kernels_on_workers(scheduler)]

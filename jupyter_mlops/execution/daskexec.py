@@ -6,16 +6,17 @@ Workers must see the pipeline and run folders at the same paths (one machine, or
 file system).
 
 As the local executor does (:mod:`.kernelpool`), a worker starts the kernel of the step
-expected after the one it runs while that one runs, importing ahead what that step imports
-first; the step is then sent to that worker. When the first step that runs is sent, every
-worker starts its zygote (:meth:`.kernelpool.KernelPool.warm_up`): a worker reached first by
-a later branch then forks its kernel at once instead of importing pandas and scikit-learn
-on the branch's time; and while a step runs, the other workers start the kernels of the
-other steps waiting for it (a second branch), which are then sent there. A worker's zygote
-imports what saving a step's outputs needs, as the local runner's does. The kernels a
-worker holds are shut down when the run ends (:meth:`DaskExecutor.close`), or with the
-worker. A stop (Ctrl-C, a cancel) kills the run's kernels on the workers, so its running
-steps end at once, as local ones do.
+expected after the one it runs while that one runs, and of one more step that waits for it
+(a chain's next two), importing ahead what each imports first; those steps are then sent to
+that worker, and no other worker starts a kernel for them. When the first step that runs is
+sent, every worker starts its zygote (:meth:`.kernelpool.KernelPool.warm_up`): a worker
+reached first by a later branch then forks its kernel at once instead of importing pandas
+and scikit-learn on the branch's time; and while a step runs, the other workers start the
+kernels of the other steps waiting for it (a second branch), which are then sent there. A
+worker's zygote imports what saving a step's outputs needs, as the local runner's does. The
+kernels a worker holds are shut down when the run ends (:meth:`DaskExecutor.close`), or
+with the worker. A stop (Ctrl-C, a cancel) kills the run's kernels on the workers, so its
+running steps end at once, as local ones do.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from ..errors import MlopsError, OptionError
 from . import daskworker
-from .daskworker import Plans, PoolKey
+from .daskworker import AHEAD, Plans, PoolKey
 from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped, RunPlan
 from .stepexec import KernelCommand, StepCall, step_plan, zygote_plan
 
@@ -55,6 +56,9 @@ class DaskExecutor(Executor):
                               option="scheduler") from None
         #: The worker that prepares a kernel for each step notebook.
         self.prepared: dict[str, str] = {}
+        #: The step notebooks whose kernels the steps running start (their workers known when
+        #: they come back).
+        self.preparing: set[str] = set()
         self.sent: set[str] = set()
         #: The workers' warm-ups, kept so Dask does not cancel them (:meth:`_warm_workers`).
         self.warming: list[Any] = []
@@ -103,8 +107,8 @@ class DaskExecutor(Executor):
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
             expected = None if self.plan is None else set(self.plan.upcoming())
-            upcoming, waiting = _upcoming(notebook, self.sent, expected)
-        plans = {n: _plans(n) for n in [notebook, *upcoming[:1]]}
+            upcoming, waiting, descendants = _upcoming(notebook, self.sent, expected)
+        plans = {notebook: _plans(notebook)}
         workers = self._listed()
         if first:
             self._warm_workers(workers, key, notebook, plans[notebook])
@@ -117,10 +121,17 @@ class DaskExecutor(Executor):
                 self.busy.add(worker)
         if worker is not None:  # the other steps that wait for this one start when it ends
             self._prepare_elsewhere(workers, key, upcoming[1:waiting])
+        with self._lock:  # not those another worker starts, or a step running starts
+            free = [n for n in upcoming if n not in self.preparing
+                    and self.prepared.get(n) in (None, worker)]
+            # beyond the next, only steps that wait for this one: another may start elsewhere
+            ahead = free[:1] + [n for n in free[1:] if n in descendants][:AHEAD - 1]
+            self.preparing.update(ahead)
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
-        future = self.client.submit(daskworker.run_step, self.token, call, upcoming[:1], plans,
+        future = self.client.submit(daskworker.run_step, self.token, call, ahead,
+                                    {**plans, **{n: _plans(n) for n in ahead}},
                                     pure=False, **where)
         with self._lock:
             self.running.add(future)
@@ -134,9 +145,11 @@ class DaskExecutor(Executor):
             with self._lock:
                 self.busy.discard(worker or "")
                 self.running.discard(future)
-        if upcoming:
-            with self._lock:
-                self.prepared.setdefault(upcoming[0], address)
+                self.preparing.difference_update(ahead)
+        with self._lock:  # a step sent meanwhile went elsewhere: its kernel here is dropped
+            for later in ahead:
+                if later not in self.sent:
+                    self.prepared.setdefault(later, address)
 
     def _listed(self) -> list[str]:
         """The workers, or none when the scheduler cannot say (steps then go where Dask
@@ -238,20 +251,28 @@ def _step_name(spec: Any, folder: Path, notebook: str) -> str | None:
 
 
 def _upcoming(notebook: str, sent: set[str], expected: set[str] | None = None
-              ) -> tuple[list[str], int]:
+              ) -> tuple[list[str], int, set[str]]:
     """Step notebooks expected after ``notebook``, not sent yet (and among the steps named
     ``expected``, unless None): those that wait for it first, then the rest in the
-    pipeline's order; and how many wait for it."""
+    pipeline's order; how many wait for it; and those that wait for it, directly or not."""
     found = _spec_of(notebook)
     if found is None:
-        return [], 0
+        return [], 0, set()
     spec, folder = found
     name = _step_name(spec, folder, notebook)
     later = [s for s in spec.steps if str(folder / s.notebook) not in sent
              and (expected is None or s.name in expected)]
     waiting = [s for s in later if name in s.after]
     after = waiting + [s for s in later if name not in s.after]
-    return [str(folder / s.notebook) for s in after], len(waiting)
+    below, grown = {name}, True
+    while grown:  # a hand-edited spec may list a step before one it waits for
+        grown = False
+        for step in spec.steps:
+            if step.name not in below and below & set(step.after):
+                below.add(step.name)
+                grown = True
+    descendants = {str(folder / s.notebook) for s in later if s.name in below}
+    return [str(folder / s.notebook) for s in after], len(waiting), descendants
 
 
 def _plans(notebook: str) -> Plans:

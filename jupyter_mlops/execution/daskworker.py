@@ -18,6 +18,10 @@ from .executors import ExecutorStopped
 from .kernelpool import kill_kernel
 from .stepexec import KernelCommand, Module, StepCall, close_thread_loop, execute_step
 
+#: How many kernels a worker starts ahead, for the steps expected after the one it runs: a
+#: chain of short steps then finds each kernel ready, as the local pool's do (with one,
+#: each step of churn's chain waited 0.1-0.2 s for the rest of its kernel's start).
+AHEAD = 2
 #: A step notebook's imports ahead: its kernel's, and its zygote's.
 Plans = tuple[list[Module], list[Module]]
 #: A worker's pool of one run (its token), for one kernel (kernel, working directory, kernel
@@ -85,9 +89,9 @@ def run_step(token: str, call: StepCall, upcoming: list[str], plans: dict[str, P
 
 def _asked(key: PoolKey, running: str, next_ones: set[str]) -> set[str]:
     """On a worker, the lock held: note that its pool now starts kernels for ``next_ones``;
-    the notebooks it started one for before, other than ``running``'s, whose kernels are to
-    be dropped (each would hold the pool's one place)."""
-    stale = _ASKED.setdefault(key, set()) - {running}
+    the notebooks it started one for before, other than ``running``'s and those still
+    expected, whose kernels are to be dropped (each would hold one of the pool's places)."""
+    stale = _ASKED.setdefault(key, set()) - {running} - next_ones
     _ASKED[key] = set(next_ones)
     return stale
 
@@ -101,7 +105,7 @@ def _pool(key: PoolKey) -> Any:
         return None
     pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[key] = KernelPool(key[1], 1, plan=lambda n: _PLANS.get(n, ([], []))[0],
+        pool = _POOLS[key] = KernelPool(key[1], AHEAD, plan=lambda n: _PLANS.get(n, ([], []))[0],
                                         preload=lambda n: _PLANS.get(n, ([], []))[1])
     return pool
 
