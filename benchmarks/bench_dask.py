@@ -27,7 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _timing import medians_line, ratio_line, rounds, timed, walls
+# the user's own setting, before _timing sets 0 for first runs
+USERS_KEEP_WARM = os.environ.get("JUPYTER_MLOPS_KEEP_WARM")
+
+from _timing import medians_line, ratio_line, rounds, timed, walls  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "churn"
 CLUSTER = ("import sys\nfrom distributed import LocalCluster\n"
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.warm:  # the user's setting, or the default (_timing sets 0: first runs)
         os.environ.pop("JUPYTER_MLOPS_KEEP_WARM", None)
+        if USERS_KEEP_WARM not in (None, "0"):
+            os.environ["JUPYTER_MLOPS_KEEP_WARM"] = USERS_KEEP_WARM
     cli = [sys.executable, "-m", "jupyter_mlops.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         pipelines = {}
@@ -120,6 +125,17 @@ def main(argv: list[str] | None = None) -> None:
             cluster.stdin.close()
             cluster.wait(timeout=60)
             cluster.stdout.close()
+            _stop_keepers(tmp)
+
+
+def _stop_keepers(tmp: str) -> None:
+    """Stop the zygotes kept warm for the pipelines in ``tmp`` (``--warm``), gone with it."""
+    from jupyter_mlops.execution import warm
+
+    for path in warm.kept():
+        state = warm.status(path)
+        if state is not None and str(state["folder"]).startswith(os.path.realpath(tmp)):
+            warm.stop(path)
 
 
 if __name__ == "__main__":

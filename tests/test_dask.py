@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,20 +130,25 @@ BORN = ("import os, time\nwith open('/proc/self/stat') as f:\n"
         "born_{} = time.time() - age")
 
 
+def _steps_on_dask(tmp_path: Path, scheduler: str, cli, name: str, *cells: str
+                   ) -> dict[str, dict]:
+    """Export notebook ``name`` of ``cells`` and run it on the cluster: its steps' records."""
+    write_notebook(tmp_path / f"{name}.ipynb", *cells)
+    assert cli("export", str(tmp_path / f"{name}.ipynb")).returncode == 0
+    done = cli("run", str(tmp_path / f"{name}_pipeline"), "--executor", "dask", "--scheduler",
+               scheduler, "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    return {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
+
+
 def test_workers_start_the_next_kernel_ahead(tmp_path: Path, scheduler: str, cli) -> None:
     """While a step runs, its worker starts the next step's kernel; the run's end shuts
     every such kernel down."""
-    born = BORN
-    write_notebook(tmp_path / "w.ipynb", "%%mlops step a\n" + born.format("a"),
-                   "%%mlops step b\nimport time\ntime.sleep(2)\n" + born.format("b")
-                   + "\nseen = [born_a]",
-                   "%%mlops step c\n" + born.format("c") + "\ntimes = seen + [born_b, born_c]",
-                   "%%mlops step d\nprint(times)")
-    assert cli("export", str(tmp_path / "w.ipynb")).returncode == 0
-    done = cli("run", str(tmp_path / "w_pipeline"), "--executor", "dask", "--scheduler",
-               scheduler, "--runs-dir", str(tmp_path / "runs"))
-    assert done.returncode == 0, done.stderr
-    steps = {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
+    steps = _steps_on_dask(
+        tmp_path, scheduler, cli, "w", "%%mlops step a\n" + BORN.format("a"),
+        "%%mlops step b\nimport time\ntime.sleep(2)\n" + BORN.format("b") + "\nseen = [born_a]",
+        "%%mlops step c\n" + BORN.format("c") + "\ntimes = seen + [born_b, born_c]",
+        "%%mlops step d\nprint(times)")
     born_a, born_b, born_c = steps["c"]["outputs"]["times"]["value"]
     assert born_a > steps["a"]["started"]  # the first kernel starts with its step
     # the kernels of b and c were running before the steps before them had ended
@@ -155,15 +161,10 @@ def test_a_chain_finds_the_kernels_of_its_next_two_steps_started(tmp_path: Path,
                                                                  scheduler: str, cli) -> None:
     """While a step of a chain runs, its worker starts the kernels of the two steps after
     it: a short step next finds the kernel of the one after started too."""
-    write_notebook(tmp_path / "k.ipynb", "%%mlops step a\nimport time\ntime.sleep(3)\nx = 1",
-                   "%%mlops step b\n" + BORN.format("b") + "\ny = [x, born_b]",
-                   "%%mlops step c\n" + BORN.format("c") + "\nz = y + [born_c]",
-                   "%%mlops step d\nprint(z)")
-    assert cli("export", str(tmp_path / "k.ipynb")).returncode == 0
-    done = cli("run", str(tmp_path / "k_pipeline"), "--executor", "dask", "--scheduler",
-               scheduler, "--runs-dir", str(tmp_path / "runs"))
-    assert done.returncode == 0, done.stderr
-    steps = {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
+    steps = _steps_on_dask(
+        tmp_path, scheduler, cli, "k", "%%mlops step a\nimport time\ntime.sleep(3)\nx = 1",
+        "%%mlops step b\n" + BORN.format("b") + "\ny = [x, born_b]",
+        "%%mlops step c\n" + BORN.format("c") + "\nz = y + [born_c]", "%%mlops step d\nprint(z)")
     _, born_b, born_c = steps["c"]["outputs"]["z"]["value"]
     assert born_b < steps["a"]["ended"] and born_c < steps["a"]["ended"]
     assert _kernels_on_workers(scheduler) == [[], []]
@@ -216,17 +217,12 @@ def test_two_branches_get_their_kernels_on_two_workers_ahead(tmp_path: Path, sch
                                                              cli) -> None:
     """While the step both branches wait for runs, its worker starts one branch's kernel and
     the other worker the other's: neither branch waits for a kernel to start."""
-    write_notebook(tmp_path / "v.ipynb", "%%mlops step a\nimport time\ntime.sleep(3)\nx = 1",
-                   "%%mlops step b\n" + BORN.format("b") + "\ny = x + born_b",
-                   "%%mlops step c\n" + BORN.format("c") + "\nz = x + born_c",
-                   "%%mlops step d\nprint(y, z)")
-    assert cli("export", str(tmp_path / "v.ipynb")).returncode == 0
+    steps = _steps_on_dask(
+        tmp_path, scheduler, cli, "v", "%%mlops step a\nimport time\ntime.sleep(3)\nx = 1",
+        "%%mlops step b\n" + BORN.format("b") + "\ny = x + born_b",
+        "%%mlops step c\n" + BORN.format("c") + "\nz = x + born_c", "%%mlops step d\nprint(y, z)")
     spec = (tmp_path / "v_pipeline" / "pipeline.yaml").read_text()
     assert "after:\n  - a" in spec or "- a" in spec  # b and c both wait for a only
-    done = cli("run", str(tmp_path / "v_pipeline"), "--executor", "dask", "--scheduler",
-               scheduler, "--runs-dir", str(tmp_path / "runs"))
-    assert done.returncode == 0, done.stderr
-    steps = {s["name"]: s for s in _record(tmp_path / "runs")["steps"]}
     born_b = steps["b"]["outputs"]["y"]["value"] - 1
     born_c = steps["c"]["outputs"]["z"]["value"] - 1
     assert born_b < steps["a"]["ended"] and born_c < steps["a"]["ended"]
@@ -376,3 +372,104 @@ def test_a_kernel_started_for_a_step_then_reused_from_the_cache_is_dropped(
     finally:
         executor.close()
     assert _kernels_on_workers(scheduler) == [[], []]
+
+
+class _StandIn:
+    """A stand-in for a distributed ``Client``, for which steps run at once and which end
+    first decide where the executor sends steps and starts kernels: on a real cluster that
+    order is the machine's to choose. What each task would do on a worker is tested on the
+    real cluster above; here only the executor's choices are."""
+
+    def __init__(self, workers: list[str]) -> None:
+        self.workers = workers
+        self.steps: dict[str, tuple[threading.Event, str | None]] = {}
+        self.sent: list[tuple[str, str | None, list[str]]] = []  # (task, worker, notebooks)
+
+    def nthreads(self) -> dict[str, int]:
+        return {w: 1 for w in self.workers}
+
+    def submit(self, task, *args, workers=None, **_options):
+        from concurrent.futures import Future
+
+        from jupyter_mlops.execution import daskworker
+
+        where = workers[0] if workers else None
+        future: Future = Future()
+        if task is daskworker.run_step:
+            call, ahead = args[1], args[2]
+            self.sent.append((call.step, where, [Path(n).stem for n in ahead]))
+            done = threading.Event()
+            self.steps[call.step] = (done, where)
+            threading.Thread(target=lambda: (done.wait(30), future.set_result(where or "w?")),
+                             daemon=True).start()
+        else:
+            if task is daskworker.prepare:
+                self.sent.append(("prepare", where, [Path(args[1]).stem]))
+            future.set_result(None)
+        return future
+
+
+def _drive(tmp_path: Path, cli, workers: list[str], *cells: str):
+    """An executor on the stand-in client for the exported notebook of ``cells``, and how
+    to send a step (its thread) and end it."""
+    from jupyter_mlops.execution.daskexec import DaskExecutor
+    from jupyter_mlops.execution.stepexec import KernelCommand, StepCall
+
+    write_notebook(tmp_path / "s.ipynb", *cells)
+    assert cli("export", str(tmp_path / "s.ipynb")).returncode == 0
+    client = _StandIn(workers)
+    executor = DaskExecutor("stand-in", client=client)
+    kernel = KernelCommand("python3", str(tmp_path), ())
+    steps = (tmp_path / "s_pipeline" / "steps").glob("*.ipynb")
+    notebooks = {p.stem.split("_", 1)[1]: p for p in steps}
+
+    def send(name: str) -> threading.Thread:
+        call = StepCall(name, str(notebooks[name]), str(tmp_path / f"{name}.out.ipynb"), kernel)
+        thread = threading.Thread(target=executor.run, args=(call,))
+        thread.start()
+        while name not in client.steps:
+            time.sleep(0.001)
+        return thread
+
+    def end(name: str, thread: threading.Thread) -> None:
+        client.steps[name][0].set()
+        thread.join(10)
+
+    return executor, client, send, end
+
+
+def test_two_steps_that_wait_for_one_are_not_both_kept_for_its_worker(tmp_path: Path,
+                                                                       cli) -> None:
+    """n and m wait for a only: a's worker starts n's kernel, not m's too (m would then be
+    sent to a worker busy with n); a worker counts as busy while any step runs there."""
+    executor, client, send, end = _drive(
+        tmp_path, cli, ["w1", "w2"], "%%mlops step x\nimport time\nlong = 1",
+        "%%mlops step a\nbase = 1", "%%mlops step n\nleft = base + 1",
+        "%%mlops step m\nright = base + 2", "%%mlops step z\nprint(long, left, right)")
+    x = send("x")
+    a = send("a")
+    end("a", a)
+    n, m = send("n"), send("m")
+    runs = {step: (where, ahead) for step, where, ahead in client.sent if step != "prepare"}
+    assert runs["a"][1] == ["03_n"]  # not m as well
+    assert runs["n"][0] == runs["a"][0]  # to the worker holding its kernel
+    assert runs["m"][0] != runs["a"][0]  # not behind n
+    end("n", n)
+    assert set(executor.busy) == ({runs["x"][0]} | {runs["m"][0]}) - {None}
+    end("m", m)
+    end("x", x)
+    assert not executor.busy
+
+
+def test_a_kernel_is_started_ahead_by_one_worker_only(tmp_path: Path, cli) -> None:
+    """m waits for a and b, which run at once on two of three workers: its kernel is
+    started once, not also on the third worker."""
+    _, client, send, end = _drive(
+        tmp_path, cli, ["w1", "w2", "w3"], "%%mlops step a\nleft = 1",
+        "%%mlops step b\nright = 2", "%%mlops step x\nother = right + 1",
+        "%%mlops step m\nboth = left + right", "%%mlops step z\nprint(other, both)")
+    a, b = send("a"), send("b")
+    started = [n for _, _, ahead in client.sent for n in ahead]
+    assert started.count("04_m") == 1, client.sent
+    end("a", a)
+    end("b", b)

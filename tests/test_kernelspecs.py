@@ -5,6 +5,7 @@ first kernel's fork waits for."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -54,14 +55,16 @@ def test_a_kernel_with_a_provisioner_is_left_to_jupyter_client(
         RunKernelSpecs().get_kernel_spec("remote")
 
 
-def test_finding_the_kernel_imports_no_ipython() -> None:
+def test_finding_the_kernel_imports_no_ipython(tmp_path: Path) -> None:
     # jupyter_client's own lookup asks IPython for its folder: 0.02 s before the first fork
+    _install(tmp_path, "python3")
     code = ("import sys, jupyter_client\n"
             "from jupyter_mlops.execution.kernelspecs import RunKernelSpecs\n"
             "spec = RunKernelSpecs().get_kernel_spec('python3')\n"
             "print('ipykernel_launcher' in spec.argv, 'IPython' in sys.modules)")
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=env).stdout
     assert out.split() == ["True", "False"]
 
 

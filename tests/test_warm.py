@@ -195,23 +195,32 @@ def test_the_files_of_keepers_that_ended_long_ago_are_removed(project: dict[str,
     assert log.with_suffix(".sock").exists() and kept["pid"] > 0
 
 
-def test_a_lock_file_is_removed_only_by_whoever_holds_it(tmp_path: Path) -> None:
+def test_a_lock_file_is_removed_only_by_whoever_holds_it(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # in this process: the keeper's locking is the standard library's
     sock = str(tmp_path / "z-a.sock")
     old = time.time() - 2 * keeper.PRUNE_AGE
-    held, inside = threading.Event(), []
+    blocked, inside = threading.Event(), []
+    flock = keeper.fcntl.flock
+
+    def told_flock(fd: int, operation: int) -> None:
+        if threading.current_thread().name == "waiter" and not blocked.is_set():
+            blocked.set()  # it opened the file it is about to wait for
+        flock(fd, operation)
 
     def waiter() -> None:
         with keeper._locked(sock):
             inside.append(os.path.exists(f"{sock}.lock"))
 
+    monkeypatch.setattr(keeper.fcntl, "flock", told_flock)
     with keeper._locked(sock):
         os.utime(f"{sock}.lock", (old, old))
         keeper._prune(str(tmp_path), time.time())  # held: left
         assert os.path.exists(f"{sock}.lock")
-        other = threading.Thread(target=waiter)
+        other = threading.Thread(target=waiter, name="waiter")
         other.start()
-        held.wait(0.3)  # the waiter opened the file and waits for its lock
+        assert blocked.wait(10)
+        time.sleep(0.1)  # into the wait itself
         keeper._unlink_lock(sock)
     other.join(10)
     # it locked the file now at the name, not the one removed under it
@@ -219,6 +228,31 @@ def test_a_lock_file_is_removed_only_by_whoever_holds_it(tmp_path: Path) -> None
     os.utime(f"{sock}.lock", (old, old))
     keeper._prune(str(tmp_path), time.time())
     assert not os.path.exists(f"{sock}.lock")
+
+
+def test_what_a_killed_keeper_left_is_removed(tmp_path: Path) -> None:
+    # a keeper killed (SIGKILL, the OOM killer) leaves its socket, which nobody listens on
+    old = time.time() - 2 * keeper.PRUNE_AGE
+    dead, live = str(tmp_path / "z-dead.sock"), str(tmp_path / "z-live.sock")
+    half = tmp_path / "z-half.sock.4242"  # bound, never renamed into place
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(live)
+    listener.listen(1)
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    gone.bind(dead)
+    gone.close()  # its file stays, refusing connections
+    for path in (dead, f"{dead}.lock", str(tmp_path / "z-dead.log"), live, f"{live}.lock",
+                 str(tmp_path / "z-live.log"), str(half)):
+        if not os.path.exists(path):
+            Path(path).write_text("")
+        os.utime(path, (old, old))
+    answered = threading.Thread(target=lambda: listener.accept()[0].close())
+    answered.start()
+    keeper._prune(str(tmp_path), time.time())
+    answered.join(10)
+    listener.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z-live.log", "z-live.sock",
+                                                          "z-live.sock.lock"]
 
 
 def test_no_keeper_where_other_users_could_reach_it(project: dict[str, Any]) -> None:

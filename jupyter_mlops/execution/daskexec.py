@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
+from collections import Counter
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
@@ -42,28 +43,22 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, address: str) -> None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise MlopsError(f"the Dask executor needs Dask distributed, which is not "
-                             f"installed; {EXTRA_HINT}") from None
-        try:
-            self.client = Client(address, timeout=10)
-        except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address
-            raise OptionError(f"cannot reach the Dask scheduler at {address} ({err}); check "
-                              "the address (e.g. tcp://127.0.0.1:8786)",
-                              option="scheduler") from None
+    def __init__(self, address: str, client: Any = None) -> None:
+        """Connect to the scheduler at ``address`` (or use ``client``, a distributed
+        ``Client`` already connected)."""
+        self.client = client if client is not None else _connect(address)
         #: The worker that prepares a kernel for each step notebook.
         self.prepared: dict[str, str] = {}
         #: The step notebooks whose kernels the steps running start (their workers known when
         #: they come back).
         self.preparing: set[str] = set()
+        #: The step notebooks whose results came from the cache (:meth:`skip`).
+        self.skipped: set[str] = set()
         self.sent: set[str] = set()
         #: The workers' warm-ups, kept so Dask does not cancel them (:meth:`_warm_workers`).
         self.warming: list[Any] = []
         #: The workers a step was sent to and has not come back from.
-        self.busy: set[str] = set()
+        self.busy: Counter[str] = Counter()
         #: The steps sent and not come back, which a stop cancels.
         self.running: set[Any] = set()
         #: This run's name for its pools on the workers.
@@ -113,20 +108,17 @@ class DaskExecutor(Executor):
         if first:
             self._warm_workers(workers, key, notebook, plans[notebook])
         with self._lock:
+            if worker in self.busy:  # its kernel there waits: a fresh one elsewhere now
+                worker = None
             if worker is None:  # a worker not busy, one holding no kernel for another first
                 idle = [w for w in workers if w not in self.busy]
                 worker = next((w for w in idle if w not in self.prepared.values()),
                               idle[0] if idle else None)
             if worker is not None:
-                self.busy.add(worker)
+                self.busy[worker] += 1
         if worker is not None:  # the other steps that wait for this one start when it ends
             self._prepare_elsewhere(workers, key, upcoming[1:waiting])
-        with self._lock:  # not those another worker starts, or a step running starts
-            free = [n for n in upcoming if n not in self.preparing
-                    and self.prepared.get(n) in (None, worker)]
-            # beyond the next, only steps that wait for this one: another may start elsewhere
-            ahead = free[:1] + [n for n in free[1:] if n in descendants][:AHEAD - 1]
-            self.preparing.update(ahead)
+        ahead = self._ahead(worker, upcoming, descendants)
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
@@ -135,6 +127,7 @@ class DaskExecutor(Executor):
                                     pure=False, **where)
         with self._lock:
             self.running.add(future)
+        address = None
         try:
             address = future.result()
         except (CancelledError, asyncio.CancelledError):  # older distributed: asyncio's
@@ -142,14 +135,32 @@ class DaskExecutor(Executor):
                 raise ExecutorStopped(f"step `{call.step}` was stopped") from None
             raise  # cancelled by the cluster (a restart, a lost connection): its reason
         finally:
-            with self._lock:
-                self.busy.discard(worker or "")
+            with self._lock:  # one look: the worker is free and holds these kernels at once
+                if worker is not None:
+                    self.busy[worker] -= 1
+                    if self.busy[worker] <= 0:
+                        del self.busy[worker]
                 self.running.discard(future)
                 self.preparing.difference_update(ahead)
-        with self._lock:  # a step sent meanwhile went elsewhere: its kernel here is dropped
-            for later in ahead:
-                if later not in self.sent:
-                    self.prepared.setdefault(later, address)
+                for later in ahead if address is not None else ():
+                    # a step sent or reused meanwhile: its kernel there is dropped with
+                    # that worker's next step, or the run's end
+                    if later not in self.sent and later not in self.skipped:
+                        self.prepared.setdefault(later, address)
+
+    def _ahead(self, worker: str | None, upcoming: list[str], descendants: set[str]
+               ) -> list[str]:
+        """The steps whose kernels the worker running a step starts meanwhile: the next one
+        expected, and one more that waits for both (a chain), unless another step running
+        or another worker starts theirs. Noted as being started."""
+        with self._lock:
+            free = [n for n in upcoming if n not in self.preparing
+                    and self.prepared.get(n) in (None, worker)]
+            if free:
+                chain = descendants & _descendants(free[0])
+                free = free[:1] + [n for n in free[1:] if n in chain][:AHEAD - 1]
+            self.preparing.update(free)
+        return free
 
     def _listed(self) -> list[str]:
         """The workers, or none when the scheduler cannot say (steps then go where Dask
@@ -172,9 +183,9 @@ class DaskExecutor(Executor):
         the kernel of one more step expected soon (a second branch), if none is started for
         it yet; that step is then sent there."""
         with self._lock:
-            taken = self.busy | set(self.prepared.values())
+            taken = set(self.busy) | set(self.prepared.values())
             free = [w for w in workers if w not in taken]
-            chosen = [n for n in later if n not in self.prepared]
+            chosen = [n for n in later if n not in self.prepared and n not in self.preparing]
             pairs = list(zip(free, chosen, strict=False))
             self.prepared.update({n: w for w, n in pairs})
         self.warming += [self.client.submit(daskworker.prepare, key, n, _plans(n),
@@ -183,17 +194,19 @@ class DaskExecutor(Executor):
 
     def skip(self, step: str) -> None:
         """Drop the kernel a worker started ahead for ``step``, whose result came from the
-        cache: that worker then counts as free for the steps still to run."""
+        cache (or keep one from being noted, if a step running starts it): that worker then
+        counts as free for the steps still to run."""
         with self._lock:
-            kernel, prepared = self.kernel, dict(self.prepared)
-        found = _spec_of(next(iter(prepared))) if prepared else None
+            kernel, known = self.kernel, [*self.prepared, *self.preparing, *self.sent]
+        found = _spec_of(known[0]) if known else None
         if found is None or kernel is None:
             return
         spec, folder = found
-        notebook = next((n for n in prepared if _step_name(spec, folder, n) == step), None)
+        notebook = next((str(folder / s.notebook) for s in spec.steps if s.name == step), None)
         if notebook is None:
             return
         with self._lock:
+            self.skipped.add(notebook)
             worker = self.prepared.pop(notebook, None)
         if worker is not None:
             self.warming.append(self.client.submit(
@@ -233,6 +246,20 @@ class DaskExecutor(Executor):
         self.client.close()
 
 
+def _connect(address: str) -> Any:
+    """A distributed ``Client`` connected to the scheduler at ``address``."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise MlopsError(f"the Dask executor needs Dask distributed, which is not "
+                         f"installed; {EXTRA_HINT}") from None
+    try:
+        return Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address
+        raise OptionError(f"cannot reach the Dask scheduler at {address} ({err}); check "
+                          "the address (e.g. tcp://127.0.0.1:8786)", option="scheduler") from None
+
+
 def _spec_of(notebook: str) -> tuple[Any, Path] | None:
     """The pipeline spec of a step notebook, and its folder."""
     from ..pipeline.spec import SPEC_FILE, PipelineSpec
@@ -264,6 +291,23 @@ def _upcoming(notebook: str, sent: set[str], expected: set[str] | None = None
              and (expected is None or s.name in expected)]
     waiting = [s for s in later if name in s.after]
     after = waiting + [s for s in later if name not in s.after]
+    below = _below(spec, name)
+    return ([str(folder / s.notebook) for s in after], len(waiting),
+            {str(folder / s.notebook) for s in later if s.name in below})
+
+
+def _descendants(notebook: str) -> set[str]:
+    """The step notebooks that wait for ``notebook``'s step, directly or not."""
+    found = _spec_of(notebook)
+    if found is None:
+        return set()
+    spec, folder = found
+    below = _below(spec, _step_name(spec, folder, notebook))
+    return {str(folder / s.notebook) for s in spec.steps if s.name in below}
+
+
+def _below(spec: Any, name: str | None) -> set[str]:
+    """The names of the steps that wait for step ``name``, directly or not."""
     below, grown = {name}, True
     while grown:  # a hand-edited spec may list a step before one it waits for
         grown = False
@@ -271,8 +315,8 @@ def _upcoming(notebook: str, sent: set[str], expected: set[str] | None = None
             if step.name not in below and below & set(step.after):
                 below.add(step.name)
                 grown = True
-    descendants = {str(folder / s.notebook) for s in later if s.name in below}
-    return [str(folder / s.notebook) for s in after], len(waiting), descendants
+    below.discard(name)
+    return {n for n in below if n is not None}
 
 
 def _plans(notebook: str) -> Plans:

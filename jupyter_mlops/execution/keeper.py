@@ -108,6 +108,7 @@ def _quiet(log: str) -> None:
     os.dup2(null, 0)
     os.close(null)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.utime(log)  # new: another keeper's pruning (:func:`_prune`) leaves it alone
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -167,28 +168,65 @@ def _unlink_lock(path: str) -> None:
 
 
 def _prune(folder: str, now: float) -> None:
-    """Remove the logs and lock files of keepers whose sockets are gone and which nobody
-    wrote for :data:`PRUNE_AGE` seconds: each pipeline folder and environment has a name of
-    its own, and their files would otherwise pile up (thousands after a test suite), each
-    run's look for keepers (:func:`.warm.kept`) reading past them. A lock file is removed
-    only while held, and only if nobody holds it."""
+    """Remove what keepers that ended left behind, once nobody wrote it for
+    :data:`PRUNE_AGE` seconds: the logs and lock files of keepers whose sockets are gone, the
+    sockets of keepers killed (nobody listens), and sockets half made. Each pipeline folder
+    and environment has a name of its own, and their files would otherwise pile up
+    (thousands after a test suite), each run's look for keepers (:func:`.warm.kept`) reading
+    past them. A lock file is removed only while held, and only if nobody holds it."""
     try:
         with os.scandir(folder) as entries:
             found = {entry.name: entry for entry in entries if entry.name.startswith("z-")}
     except OSError:
         return
-    for name, entry in found.items():
+    old = {name for name, entry in found.items() if _older(entry, now)}
+    gone: set[str] = set()  # sockets removed here
+    for name in sorted(old):
+        if name.endswith(".sock") and not _alive(found[name].path):
+            with contextlib.suppress(OSError), _locked(found[name].path):
+                if _inode(found[name].path) == found[name].inode():
+                    os.unlink(found[name].path)
+                    _unlink_lock(found[name].path)
+            gone.add(name)
+        elif ".sock." in name and not name.endswith(".lock"):  # bound, never renamed
+            with contextlib.suppress(OSError):
+                os.unlink(found[name].path)
+    for name in sorted(old):
         socket_name = name[:-len(".log")] + ".sock" if name.endswith(".log") else \
             name[:-len(".lock")] if name.endswith(".sock.lock") else None
-        if socket_name is None or socket_name in found:
+        if socket_name is None or (socket_name in found and socket_name not in gone):
             continue
         with contextlib.suppress(OSError):
-            if now - entry.stat(follow_symlinks=False).st_mtime < PRUNE_AGE:
-                continue
             if name.endswith(".log"):
-                os.unlink(entry.path)
+                # looked at again: a keeper of that name may have just started writing it
+                if now - os.stat(found[name].path).st_mtime >= PRUNE_AGE:
+                    os.unlink(found[name].path)
             else:
-                _unlink_idle_lock(entry.path)
+                _unlink_idle_lock(found[name].path)
+
+
+def _older(entry: os.DirEntry[str], now: float) -> bool:
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime >= PRUNE_AGE
+    except OSError:
+        return False
+
+
+def _alive(path: str) -> bool:
+    """Whether a keeper listens on socket ``path`` (asked for its status; when it cannot be
+    told, it is taken as alive)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        try:
+            sock.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True
+        with contextlib.suppress(OSError):  # a request it answers, so its log stays quiet
+            sock.sendall(b'{"op": "status"}')
+            sock.recv(65536)
+        return True
 
 
 def _unlink_idle_lock(lock: str) -> None:
