@@ -173,16 +173,16 @@ def test_a_chain_finds_the_kernels_of_its_next_two_steps_started(tmp_path: Path,
 def test_only_steps_that_wait_for_a_step_are_started_two_ahead(tmp_path: Path, cli) -> None:
     """Beyond the next step, a worker starts kernels only for steps that wait for the one it
     runs: another step may start on another worker before it ends."""
-    from jupyter_mlops.execution.daskexec import _upcoming
+    from jupyter_mlops.execution.daskplan import upcoming_after
 
     write_notebook(tmp_path / "t.ipynb", "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1",
                    "%%mlops step c\nz = 5", "%%mlops step d\nw = y + z")
     assert cli("export", str(tmp_path / "t.ipynb")).returncode == 0
     steps = sorted(str(p) for p in (tmp_path / "t_pipeline" / "steps").glob("*.ipynb"))
     a, b, c, d = steps
-    upcoming, waiting, descendants = _upcoming(a, {a})
+    upcoming, waiting, descendants = upcoming_after(a, {a})
     assert (upcoming, waiting, descendants) == ([b, c, d], 1, {b, d})
-    assert _upcoming(c, {a, c}) == ([d, b], 1, {d})  # those waiting for it first
+    assert upcoming_after(c, {a, c}) == ([d, b], 1, {d})  # those waiting for it first
 
 
 def _zygotes_per_worker(scheduler: str) -> list[int]:
@@ -233,9 +233,9 @@ def test_a_step_notebook_outside_any_pipeline_has_nothing_to_import_ahead(tmp_pa
                                                                           ) -> None:
     """A spec that cannot be read mid-run (moved, rewritten) leaves both plans empty; the
     step then says what is wrong itself, not an IndexError of the pool's."""
-    from jupyter_mlops.execution.daskexec import _plans
+    from jupyter_mlops.execution.daskplan import plans_of
 
-    assert _plans(str(tmp_path / "gone_pipeline" / "steps" / "01_a.ipynb")) == ([], [])
+    assert plans_of(str(tmp_path / "gone_pipeline" / "steps" / "01_a.ipynb")) == ([], [])
 
 
 def _start_run(tmp_path: Path, pipeline: str, scheduler: str, runs: str) -> subprocess.Popen:
@@ -423,17 +423,29 @@ def _drive(tmp_path: Path, cli, workers: list[str], *cells: str):
     steps = (tmp_path / "s_pipeline" / "steps").glob("*.ipynb")
     notebooks = {p.stem.split("_", 1)[1]: p for p in steps}
 
+    failed: list[BaseException] = []
+
+    def run(call: StepCall) -> None:
+        try:
+            executor.run(call)
+        except BaseException as err:  # the test's thread says it
+            failed.append(err)
+
     def send(name: str) -> threading.Thread:
         call = StepCall(name, str(notebooks[name]), str(tmp_path / f"{name}.out.ipynb"), kernel)
-        thread = threading.Thread(target=executor.run, args=(call,))
+        thread = threading.Thread(target=run, args=(call,), daemon=True)
         thread.start()
+        deadline = time.monotonic() + 10
         while name not in client.steps:
+            assert not failed, failed
+            assert time.monotonic() < deadline, f"step {name} was never sent"
             time.sleep(0.001)
         return thread
 
     def end(name: str, thread: threading.Thread) -> None:
         client.steps[name][0].set()
         thread.join(10)
+        assert not thread.is_alive() and not failed, failed
 
     return executor, client, send, end
 
@@ -441,9 +453,9 @@ def _drive(tmp_path: Path, cli, workers: list[str], *cells: str):
 def test_two_steps_that_wait_for_one_are_not_both_kept_for_its_worker(tmp_path: Path,
                                                                        cli) -> None:
     """n and m wait for a only: a's worker starts n's kernel, not m's too (m would then be
-    sent to a worker busy with n); a worker counts as busy while any step runs there."""
+    sent to the worker busy with n, not to the one left idle)."""
     executor, client, send, end = _drive(
-        tmp_path, cli, ["w1", "w2"], "%%mlops step x\nimport time\nlong = 1",
+        tmp_path, cli, ["w1", "w2", "w3"], "%%mlops step x\nimport time\nlong = 1",
         "%%mlops step a\nbase = 1", "%%mlops step n\nleft = base + 1",
         "%%mlops step m\nright = base + 2", "%%mlops step z\nprint(long, left, right)")
     x = send("x")
@@ -453,9 +465,10 @@ def test_two_steps_that_wait_for_one_are_not_both_kept_for_its_worker(tmp_path: 
     runs = {step: (where, ahead) for step, where, ahead in client.sent if step != "prepare"}
     assert runs["a"][1] == ["03_n"]  # not m as well
     assert runs["n"][0] == runs["a"][0]  # to the worker holding its kernel
-    assert runs["m"][0] != runs["a"][0]  # not behind n
+    assert runs["m"][0] not in (None, runs["n"][0])  # to the idle worker, not behind n
+    assert set(executor.busy) == {runs["x"][0], runs["n"][0], runs["m"][0]}
     end("n", n)
-    assert set(executor.busy) == ({runs["x"][0]} | {runs["m"][0]}) - {None}
+    assert set(executor.busy) == {runs["x"][0], runs["m"][0]}
     end("m", m)
     end("x", x)
     assert not executor.busy
@@ -473,3 +486,20 @@ def test_a_kernel_is_started_ahead_by_one_worker_only(tmp_path: Path, cli) -> No
     assert started.count("04_m") == 1, client.sent
     end("a", a)
     end("b", b)
+
+
+def test_the_kernels_noted_for_a_worker_are_those_it_was_last_told_to_keep(tmp_path: Path,
+                                                                          cli) -> None:
+    """A worker drops the kernels it started ahead for steps it is not told of again; the
+    executor must not still send those steps there, expecting a kernel ready."""
+    executor, client, send, end = _drive(
+        tmp_path, cli, ["w1"], "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1",
+        "%%mlops step d\nw = y * 2", "%%mlops step c\nz = x + y", "%%mlops step e\nprint(z, w)")
+    # a's worker keeps b's and c's kernels (c waits for a and b); b's then d's and e's
+    for name in ("a", "b", "d", "c"):
+        end(name, send(name))
+        told = {}  # each worker's last list of kernels to keep
+        for _, where, ahead in client.sent:
+            told[where] = ahead
+        for notebook, worker in executor.prepared.items():
+            assert Path(notebook).stem in told[worker], (name, executor.prepared, told)

@@ -246,7 +246,7 @@ def test_what_a_killed_keeper_left_is_removed(tmp_path: Path) -> None:
         if not os.path.exists(path):
             Path(path).write_text("")
         os.utime(path, (old, old))
-    answered = threading.Thread(target=lambda: listener.accept()[0].close())
+    answered = threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True)
     answered.start()
     keeper._prune(str(tmp_path), time.time())
     answered.join(10)

@@ -27,14 +27,14 @@ import threading
 import uuid
 from collections import Counter
 from concurrent.futures import CancelledError
-from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError, OptionError
 from . import daskworker
+from .daskplan import descendants, plans_of, spec_of, upcoming_after
 from .daskworker import AHEAD, Plans, PoolKey
 from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped, RunPlan
-from .stepexec import KernelCommand, StepCall, step_plan, zygote_plan
+from .stepexec import KernelCommand, StepCall
 
 EXTRA_HINT = "pip install 'jupyter-mlops[dask]'"
 
@@ -101,66 +101,91 @@ class DaskExecutor(Executor):
             first = not self.sent
             self.sent.add(notebook)
             worker = self.prepared.pop(notebook, None)
-            expected = None if self.plan is None else set(self.plan.upcoming())
-            upcoming, waiting, descendants = _upcoming(notebook, self.sent, expected)
-        plans = {notebook: _plans(notebook)}
-        workers = self._listed()
-        if first:
-            self._warm_workers(workers, key, notebook, plans[notebook])
-        with self._lock:
             if worker in self.busy:  # its kernel there waits: a fresh one elsewhere now
                 worker = None
-            if worker is None:  # a worker not busy, one holding no kernel for another first
-                idle = [w for w in workers if w not in self.busy]
-                worker = next((w for w in idle if w not in self.prepared.values()),
-                              idle[0] if idle else None)
-            if worker is not None:
+            if worker is not None:  # taken now: no step sent meanwhile takes it
                 self.busy[worker] += 1
-        if worker is not None:  # the other steps that wait for this one start when it ends
-            self._prepare_elsewhere(workers, key, upcoming[1:waiting])
-        ahead = self._ahead(worker, upcoming, descendants)
-        # pure=False: the same step with the same arguments may run again (a re-run)
-        # to the worker that has its kernel ready, unless that one is busy
-        where = {"workers": [worker], "allow_other_workers": True} if worker else {}
-        future = self.client.submit(daskworker.run_step, self.token, call, ahead,
-                                    {**plans, **{n: _plans(n) for n in ahead}},
-                                    pure=False, **where)
-        with self._lock:
-            self.running.add(future)
-        address = None
+            expected = None if self.plan is None else set(self.plan.upcoming())
+            upcoming, waiting, after_it = upcoming_after(notebook, self.sent, expected)
+        ahead: list[str] = []
         try:
-            address = future.result()
-        except (CancelledError, asyncio.CancelledError):  # older distributed: asyncio's
-            if self.killed:
-                raise ExecutorStopped(f"step `{call.step}` was stopped") from None
-            raise  # cancelled by the cluster (a restart, a lost connection): its reason
+            plans = {notebook: plans_of(notebook)}
+            workers = self._listed()
+            if first:
+                self._warm_workers(workers, key, notebook, plans[notebook])
+            if worker is None:
+                worker = self._idle(workers)
+            if worker is not None:  # the other steps that wait for this one start when it ends
+                self._prepare_elsewhere(workers, key, upcoming[1:waiting])
+            ahead = self._ahead(worker, upcoming, after_it)
+            plans.update({n: plans_of(n) for n in ahead})
+            address = self._run_on(worker, call, ahead, plans)
         finally:
             with self._lock:  # one look: the worker is free and holds these kernels at once
                 if worker is not None:
                     self.busy[worker] -= 1
                     if self.busy[worker] <= 0:
                         del self.busy[worker]
-                self.running.discard(future)
                 self.preparing.difference_update(ahead)
-                for later in ahead if address is not None else ():
-                    # a step sent or reused meanwhile: its kernel there is dropped with
-                    # that worker's next step, or the run's end
-                    if later not in self.sent and later not in self.skipped:
-                        self.prepared.setdefault(later, address)
+        with self._lock:
+            for later in ahead:
+                # a step sent or reused meanwhile: its kernel there is dropped with that
+                # worker's next step, or the run's end
+                if later not in self.sent and later not in self.skipped:
+                    self.prepared.setdefault(later, address)
 
-    def _ahead(self, worker: str | None, upcoming: list[str], descendants: set[str]
+    def _idle(self, workers: list[str]) -> str | None:
+        """A worker not busy, taken: one holding no kernel for another step first."""
+        with self._lock:
+            idle = [w for w in workers if w not in self.busy]
+            worker = next((w for w in idle if w not in self.prepared.values()),
+                          idle[0] if idle else None)
+            if worker is not None:
+                self.busy[worker] += 1
+        return worker
+
+    def _run_on(self, worker: str | None, call: StepCall, ahead: list[str],
+                plans: dict[str, Plans]) -> str:
+        """Send the step to ``worker`` (None: where Dask chooses) and wait: the address of
+        the worker it ran on."""
+        # pure=False: the same step with the same arguments may run again (a re-run)
+        # to the worker that has its kernel ready, unless that one is busy
+        where = {"workers": [worker], "allow_other_workers": True} if worker else {}
+        future = self.client.submit(daskworker.run_step, self.token, call, ahead, plans,
+                                    pure=False, **where)
+        with self._lock:
+            self.running.add(future)
+        try:
+            return str(future.result())
+        except (CancelledError, asyncio.CancelledError):  # older distributed: asyncio's
+            if self.killed:
+                raise ExecutorStopped(f"step `{call.step}` was stopped") from None
+            raise  # cancelled by the cluster (a restart, a lost connection): its reason
+        finally:
+            with self._lock:
+                self.running.discard(future)
+
+    def _ahead(self, worker: str | None, upcoming: list[str], after_it: set[str]
                ) -> list[str]:
         """The steps whose kernels the worker running a step starts meanwhile: the next one
         expected, and one more that waits for both (a chain), unless another step running
-        or another worker starts theirs. Noted as being started."""
+        or another worker starts theirs, or it was sent or reused meanwhile. A kernel it
+        holds for a step left out, it drops (:func:`.daskworker.run_step`): no longer noted
+        here either. Noted as being started."""
         with self._lock:
-            free = [n for n in upcoming if n not in self.preparing
-                    and self.prepared.get(n) in (None, worker)]
-            if free:
-                chain = descendants & _descendants(free[0])
-                free = free[:1] + [n for n in free[1:] if n in chain][:AHEAD - 1]
-            self.preparing.update(free)
-        return free
+            gone = self.sent | self.skipped
+            held = [n for n in upcoming if worker is not None
+                    and self.prepared.get(n) == worker and n not in gone]
+            free = [n for n in upcoming if n not in self.preparing and n not in gone
+                    and n not in self.prepared]
+            chosen = [n for n in upcoming if n in held or n in free]
+            if chosen:
+                chain = after_it & descendants(chosen[0])
+                chosen = chosen[:1] + [n for n in chosen[1:] if n in chain][:AHEAD - 1]
+            for dropped in set(held) - set(chosen):
+                self.prepared.pop(dropped, None)
+            self.preparing.update(chosen)
+        return chosen
 
     def _listed(self) -> list[str]:
         """The workers, or none when the scheduler cannot say (steps then go where Dask
@@ -174,9 +199,11 @@ class DaskExecutor(Executor):
                       plans: Plans) -> None:
         """Have every worker start its zygote with the imports of ``notebook`` (the first
         step that runs); each task returns at once, leaving the worker free for a step."""
-        self.warming = [self.client.submit(daskworker.warm_up, key, notebook, plans, pure=False,
-                                           workers=[w], allow_other_workers=False)
-                        for w in workers]
+        started = [self.client.submit(daskworker.warm_up, key, notebook, plans, pure=False,
+                                      workers=[w], allow_other_workers=False)
+                   for w in workers]
+        with self._lock:
+            self.warming += started
 
     def _prepare_elsewhere(self, workers: list[str], key: PoolKey, later: list[str]) -> None:
         """While steps run and start the next ones' kernels, have each other worker start
@@ -188,9 +215,11 @@ class DaskExecutor(Executor):
             chosen = [n for n in later if n not in self.prepared and n not in self.preparing]
             pairs = list(zip(free, chosen, strict=False))
             self.prepared.update({n: w for w, n in pairs})
-        self.warming += [self.client.submit(daskworker.prepare, key, n, _plans(n),
-                                            pure=False, workers=[w], allow_other_workers=False)
-                         for w, n in pairs]
+        started = [self.client.submit(daskworker.prepare, key, n, plans_of(n), pure=False,
+                                      workers=[w], allow_other_workers=False)
+                   for w, n in pairs]
+        with self._lock:
+            self.warming += started
 
     def skip(self, step: str) -> None:
         """Drop the kernel a worker started ahead for ``step``, whose result came from the
@@ -198,7 +227,7 @@ class DaskExecutor(Executor):
         counts as free for the steps still to run."""
         with self._lock:
             kernel, known = self.kernel, [*self.prepared, *self.preparing, *self.sent]
-        found = _spec_of(known[0]) if known else None
+        found = spec_of(known[0]) if known else None
         if found is None or kernel is None:
             return
         spec, folder = found
@@ -209,9 +238,10 @@ class DaskExecutor(Executor):
             self.skipped.add(notebook)
             worker = self.prepared.pop(notebook, None)
         if worker is not None:
-            self.warming.append(self.client.submit(
-                daskworker.discard, (self.token, kernel), notebook, pure=False,
-                workers=[worker], allow_other_workers=False))
+            dropped = self.client.submit(daskworker.discard, (self.token, kernel), notebook,
+                                         pure=False, workers=[worker], allow_other_workers=False)
+            with self._lock:
+                self.warming.append(dropped)
 
     def kill(self) -> None:
         """Stop the run's steps now (Ctrl-C, a cancel): each worker kills the kernels this
@@ -258,75 +288,3 @@ def _connect(address: str) -> Any:
     except (OSError, TimeoutError, ValueError) as err:  # ValueError: a malformed address
         raise OptionError(f"cannot reach the Dask scheduler at {address} ({err}); check "
                           "the address (e.g. tcp://127.0.0.1:8786)", option="scheduler") from None
-
-
-def _spec_of(notebook: str) -> tuple[Any, Path] | None:
-    """The pipeline spec of a step notebook, and its folder."""
-    from ..pipeline.spec import SPEC_FILE, PipelineSpec
-
-    for folder in Path(notebook).parents:
-        if (folder / SPEC_FILE).is_file():
-            try:
-                return PipelineSpec.read(folder), folder
-            except MlopsError:
-                return None
-    return None
-
-
-def _step_name(spec: Any, folder: Path, notebook: str) -> str | None:
-    return next((s.name for s in spec.steps if str(folder / s.notebook) == notebook), None)
-
-
-def _upcoming(notebook: str, sent: set[str], expected: set[str] | None = None
-              ) -> tuple[list[str], int, set[str]]:
-    """Step notebooks expected after ``notebook``, not sent yet (and among the steps named
-    ``expected``, unless None): those that wait for it first, then the rest in the
-    pipeline's order; how many wait for it; and those that wait for it, directly or not."""
-    found = _spec_of(notebook)
-    if found is None:
-        return [], 0, set()
-    spec, folder = found
-    name = _step_name(spec, folder, notebook)
-    later = [s for s in spec.steps if str(folder / s.notebook) not in sent
-             and (expected is None or s.name in expected)]
-    waiting = [s for s in later if name in s.after]
-    after = waiting + [s for s in later if name not in s.after]
-    below = _below(spec, name)
-    return ([str(folder / s.notebook) for s in after], len(waiting),
-            {str(folder / s.notebook) for s in later if s.name in below})
-
-
-def _descendants(notebook: str) -> set[str]:
-    """The step notebooks that wait for ``notebook``'s step, directly or not."""
-    found = _spec_of(notebook)
-    if found is None:
-        return set()
-    spec, folder = found
-    below = _below(spec, _step_name(spec, folder, notebook))
-    return {str(folder / s.notebook) for s in spec.steps if s.name in below}
-
-
-def _below(spec: Any, name: str | None) -> set[str]:
-    """The names of the steps that wait for step ``name``, directly or not."""
-    below, grown = {name}, True
-    while grown:  # a hand-edited spec may list a step before one it waits for
-        grown = False
-        for step in spec.steps:
-            if step.name not in below and below & set(step.after):
-                below.add(step.name)
-                grown = True
-    below.discard(name)
-    return {n for n in below if n is not None}
-
-
-def _plans(notebook: str) -> Plans:
-    """What the kernel of a step notebook imports ahead (:func:`.stepexec.step_plan`), and
-    what its zygote imports first (:func:`.stepexec.zygote_plan`)."""
-    found = _spec_of(notebook)
-    if found is None:
-        return [], []
-    spec, folder = found
-    name = _step_name(spec, folder, notebook)
-    if name is None:
-        return [], []
-    return step_plan(spec, folder, name), zygote_plan(spec, folder, name)

@@ -67,7 +67,10 @@ def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = Non
         return
     folder = os.getcwd()
     listener, inode = _listen(path)
-    _prune(os.path.dirname(path), time.time())
+    try:
+        _prune(os.path.dirname(path), time.time())
+    except Exception as err:  # tidying must never keep the keeper from serving
+        _say(f"removing what ended keepers left failed: {type(err).__name__}: {err}")
     _say(f"keeping {len(sys.modules)} modules ({len(IMPORTED)} asked for) of {folder} warm "
          f"at {path}; ends after {idle:g} s without a run")
     why = f"no run attached for {idle:g} s"
@@ -214,9 +217,10 @@ def _older(entry: os.DirEntry[str], now: float) -> bool:
 
 def _alive(path: str) -> bool:
     """Whether a keeper listens on socket ``path`` (asked for its status; when it cannot be
-    told, it is taken as alive)."""
+    told, it is taken as alive). A keeper answers in milliseconds; one that does not within
+    half a second is left alone, not waited for."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2.0)
+        sock.settimeout(0.5)
         try:
             sock.connect(path)
         except (ConnectionRefusedError, FileNotFoundError):

@@ -1,0 +1,87 @@
+"""Which steps a Dask worker prepares kernels for (:mod:`.daskexec`): read from the
+pipeline spec beside a step notebook, as a worker knows steps by their notebooks only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+from .daskworker import Plans
+from .stepexec import step_plan, zygote_plan
+
+__all__ = ["descendants", "plans_of", "spec_of", "step_name", "upcoming_after"]
+
+
+def spec_of(notebook: str) -> tuple[Any, Path] | None:
+    """The pipeline spec of a step notebook, and its folder."""
+    from ..pipeline.spec import SPEC_FILE, PipelineSpec
+
+    for folder in Path(notebook).parents:
+        if (folder / SPEC_FILE).is_file():
+            try:
+                return PipelineSpec.read(folder), folder
+            except MlopsError:
+                return None
+    return None
+
+
+def step_name(spec: Any, folder: Path, notebook: str) -> str | None:
+    """The name of the step whose notebook is ``notebook`` in ``spec`` (in ``folder``)."""
+    return next((s.name for s in spec.steps if str(folder / s.notebook) == notebook), None)
+
+
+def upcoming_after(notebook: str, sent: set[str], expected: set[str] | None = None
+                   ) -> tuple[list[str], int, set[str]]:
+    """Step notebooks expected after ``notebook``, not sent yet (and among the steps named
+    ``expected``, unless None): those that wait for it first, then the rest in the
+    pipeline's order; how many wait for it; and those that wait for it, directly or not."""
+    found = spec_of(notebook)
+    if found is None:
+        return [], 0, set()
+    spec, folder = found
+    name = step_name(spec, folder, notebook)
+    later = [s for s in spec.steps if str(folder / s.notebook) not in sent
+             and (expected is None or s.name in expected)]
+    waiting = [s for s in later if name in s.after]
+    after = waiting + [s for s in later if name not in s.after]
+    below = _below(spec, name)
+    return ([str(folder / s.notebook) for s in after], len(waiting),
+            {str(folder / s.notebook) for s in later if s.name in below})
+
+
+def descendants(notebook: str) -> set[str]:
+    """The step notebooks that wait for ``notebook``'s step, directly or not."""
+    found = spec_of(notebook)
+    if found is None:
+        return set()
+    spec, folder = found
+    below = _below(spec, step_name(spec, folder, notebook))
+    return {str(folder / s.notebook) for s in spec.steps if s.name in below}
+
+
+def _below(spec: Any, name: str | None) -> set[str]:
+    """The names of the steps that wait for step ``name``, directly or not."""
+    below, grown = {name}, True
+    while grown:  # a hand-edited spec may list a step before one it waits for
+        grown = False
+        for step in spec.steps:
+            if step.name not in below and below & set(step.after):
+                below.add(step.name)
+                grown = True
+    below.discard(name)
+    return {n for n in below if n is not None}
+
+
+def plans_of(notebook: str) -> Plans:
+    """What the kernel of a step notebook imports ahead (:func:`.stepexec.step_plan`), and
+    what its zygote imports first (:func:`.stepexec.zygote_plan`)."""
+    found = spec_of(notebook)
+    if found is None:
+        return [], []
+    spec, folder = found
+    name = step_name(spec, folder, notebook)
+    if name is None:
+        return [], []
+    return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
