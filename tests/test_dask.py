@@ -384,6 +384,7 @@ class _StandIn:
         self.workers = workers
         self.steps: dict[str, tuple[threading.Event, str | None]] = {}
         self.sent: list[tuple[str, str | None, list[str]]] = []  # (task, worker, notebooks)
+        self.refuse = False  # a send that fails (the scheduler gone)
 
     def nthreads(self) -> dict[str, int]:
         return {w: 1 for w in self.workers}
@@ -395,6 +396,8 @@ class _StandIn:
 
         where = workers[0] if workers else None
         future: Future = Future()
+        if task is daskworker.run_step and self.refuse:
+            raise OSError("the scheduler is gone")
         if task is daskworker.run_step:
             call, ahead = args[1], args[2]
             self.sent.append((call.step, where, [Path(n).stem for n in ahead]))
@@ -503,3 +506,31 @@ def test_the_kernels_noted_for_a_worker_are_those_it_was_last_told_to_keep(tmp_p
             told[where] = ahead
         for notebook, worker in executor.prepared.items():
             assert Path(notebook).stem in told[worker], (name, executor.prepared, told)
+
+
+def test_a_send_that_fails_frees_its_worker(tmp_path: Path, cli) -> None:
+    """The scheduler refuses a step: its error comes back, and its worker is free and
+    starts no kernel ahead for the steps after it."""
+    from jupyter_mlops.execution.stepexec import KernelCommand, StepCall
+
+    executor, client, _, _ = _drive(tmp_path, cli, ["w1", "w2"], "%%mlops step a\nx = 1",
+                                    "%%mlops step b\nprint(x)")
+    client.refuse = True
+    notebook = next((tmp_path / "s_pipeline" / "steps").glob("01_*.ipynb"))
+    call = StepCall("a", str(notebook), str(tmp_path / "a.out.ipynb"),
+                    KernelCommand("python3", str(tmp_path), ()))
+    with pytest.raises(OSError, match="the scheduler is gone"):
+        executor.run(call)
+    assert not executor.busy and not executor.preparing and not executor.prepared
+
+
+def test_a_step_reused_from_the_cache_gets_no_kernel_noted(tmp_path: Path, cli) -> None:
+    """b's kernel is being started while a runs, and b's result then comes from the cache:
+    no worker is noted as holding a kernel for it, so none counts as busy with one."""
+    executor, client, send, end = _drive(tmp_path, cli, ["w1", "w2"], "%%mlops step a\nx = 1",
+                                         "%%mlops step b\ny = x + 1", "%%mlops step c\nprint(y)")
+    a = send("a")
+    assert client.sent[-1][2][0] == "02_b"  # a's worker starts b's kernel
+    executor.skip("b")
+    end("a", a)
+    assert not any(Path(n).stem == "02_b" for n in executor.prepared), executor.prepared

@@ -193,6 +193,7 @@ def test_the_files_of_keepers_that_ended_long_ago_are_removed(project: dict[str,
     assert [p.name for p in stale if p.exists()] == [] and recent.exists()
     (log,) = [p for p in folder.glob("z-*.log") if p != recent]
     assert log.with_suffix(".sock").exists() and kept["pid"] > 0
+    assert "removed 3 files left by keepers that ended over 24 h ago" in log.read_text()
 
 
 def test_a_lock_file_is_removed_only_by_whoever_holds_it(tmp_path: Path,
@@ -248,11 +249,13 @@ def test_what_a_killed_keeper_left_is_removed(tmp_path: Path) -> None:
         os.utime(path, (old, old))
     answered = threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True)
     answered.start()
-    keeper._prune(str(tmp_path), time.time())
+    removed = keeper._prune(str(tmp_path), time.time())
     answered.join(10)
     listener.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["z-live.log", "z-live.sock",
                                                           "z-live.sock.lock"]
+    assert sorted(removed) == ["z-dead.log", "z-dead.sock", "z-dead.sock.lock",
+                               "z-half.sock.4242"]  # what it says it removed
 
 
 def test_no_keeper_where_other_users_could_reach_it(project: dict[str, Any]) -> None:

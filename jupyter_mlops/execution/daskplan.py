@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
+from ..pipeline.graph import downstream_of
 from .daskworker import Plans
 from .stepexec import step_plan, zygote_plan
 
@@ -63,15 +64,7 @@ def descendants(notebook: str) -> set[str]:
 
 def _below(spec: Any, name: str | None) -> set[str]:
     """The names of the steps that wait for step ``name``, directly or not."""
-    below, grown = {name}, True
-    while grown:  # a hand-edited spec may list a step before one it waits for
-        grown = False
-        for step in spec.steps:
-            if step.name not in below and below & set(step.after):
-                below.add(step.name)
-                grown = True
-    below.discard(name)
-    return {n for n in below if n is not None}
+    return set() if name is None else downstream_of(spec, name) - {name}
 
 
 def plans_of(notebook: str) -> Plans:

@@ -46,7 +46,8 @@ __all__ = ["keep"]
 
 #: How often the keeper looks whether its socket's name is still its own (seconds).
 TICK = 1.0
-#: How long the log and lock file of a keeper that ended stay (seconds): a day.
+#: How long what a keeper that ended left (its log, lock file, a socket nobody listens on)
+#: stays before another keeper removes it (seconds): a day.
 PRUNE_AGE = 86400.0
 
 
@@ -68,7 +69,11 @@ def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = Non
     folder = os.getcwd()
     listener, inode = _listen(path)
     try:
-        _prune(os.path.dirname(path), time.time())
+        removed = _prune(os.path.dirname(path), time.time())
+        if removed:
+            _say(f"removed {len(removed)} files left by keepers that ended over "
+                 f"{PRUNE_AGE / 3600:g} h ago: {', '.join(removed[:5])}"
+                 f"{' ...' if len(removed) > 5 else ''}")
     except Exception as err:  # tidying must never keep the keeper from serving
         _say(f"removing what ended keepers left failed: {type(err).__name__}: {err}")
     _say(f"keeping {len(sys.modules)} modules ({len(IMPORTED)} asked for) of {folder} warm "
@@ -164,36 +169,45 @@ def _locked(path: str) -> Any:
         os.close(fd)
 
 
-def _unlink_lock(path: str) -> None:
-    """Remove the lock file of socket ``path``; only while holding it (:func:`_locked`)."""
-    with contextlib.suppress(FileNotFoundError):
+def _unlink_lock(path: str) -> bool:
+    """Remove the lock file of socket ``path``; only while holding it (:func:`_locked`).
+    Whether there was one."""
+    try:
         os.unlink(f"{path}.lock")
+    except FileNotFoundError:
+        return False
+    return True
 
 
-def _prune(folder: str, now: float) -> None:
+def _prune(folder: str, now: float) -> list[str]:
     """Remove what keepers that ended left behind, once nobody wrote it for
     :data:`PRUNE_AGE` seconds: the logs and lock files of keepers whose sockets are gone, the
     sockets of keepers killed (nobody listens), and sockets half made. Each pipeline folder
     and environment has a name of its own, and their files would otherwise pile up
     (thousands after a test suite), each run's look for keepers (:func:`.warm.kept`) reading
-    past them. A lock file is removed only while held, and only if nobody holds it."""
+    past them. A lock file is removed only while held, and only if nobody holds it. The
+    names of the files removed."""
     try:
         with os.scandir(folder) as entries:
             found = {entry.name: entry for entry in entries if entry.name.startswith("z-")}
     except OSError:
-        return
+        return []
     old = {name for name, entry in found.items() if _older(entry, now)}
     gone: set[str] = set()  # sockets removed here
+    removed: list[str] = []
     for name in sorted(old):
         if name.endswith(".sock") and not _alive(found[name].path):
             with contextlib.suppress(OSError), _locked(found[name].path):
                 if _inode(found[name].path) == found[name].inode():
                     os.unlink(found[name].path)
-                    _unlink_lock(found[name].path)
+                    removed.append(name)
+                    if _unlink_lock(found[name].path):
+                        removed.append(f"{name}.lock")
             gone.add(name)
         elif ".sock." in name and not name.endswith(".lock"):  # bound, never renamed
             with contextlib.suppress(OSError):
                 os.unlink(found[name].path)
+                removed.append(name)
     for name in sorted(old):
         socket_name = name[:-len(".log")] + ".sock" if name.endswith(".log") else \
             name[:-len(".lock")] if name.endswith(".sock.lock") else None
@@ -204,8 +218,10 @@ def _prune(folder: str, now: float) -> None:
                 # looked at again: a keeper of that name may have just started writing it
                 if now - os.stat(found[name].path).st_mtime >= PRUNE_AGE:
                     os.unlink(found[name].path)
-            else:
-                _unlink_idle_lock(found[name].path)
+                    removed.append(name)
+            elif _unlink_idle_lock(found[name].path):
+                removed.append(name)
+    return removed
 
 
 def _older(entry: os.DirEntry[str], now: float) -> bool:
@@ -233,13 +249,15 @@ def _alive(path: str) -> bool:
         return True
 
 
-def _unlink_idle_lock(lock: str) -> None:
-    """Remove lock file ``lock`` if nobody holds it (a keeper starting may)."""
+def _unlink_idle_lock(lock: str) -> bool:
+    """Remove lock file ``lock`` if nobody holds it (a keeper starting may); whether it was."""
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: held, left
         if _inode(lock) == os.fstat(fd).st_ino:
             os.unlink(lock)
+            return True
+        return False
     finally:
         os.close(fd)
 

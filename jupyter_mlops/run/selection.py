@@ -7,34 +7,10 @@ Every step gets a mode: ``run`` (unless its key is cached), ``force`` (run even 
 from __future__ import annotations
 
 from ..errors import OptionError
+from ..pipeline.graph import downstream_of, upstream_of
 from ..pipeline.spec import PipelineSpec
 
 RUN, FORCE, REUSE, SKIP = "run", "force", "reuse", "skip"
-
-
-def upstream_of(spec: PipelineSpec, name: str) -> set[str]:
-    """Every step that ``name`` waits for, directly or not."""
-    seen: set[str] = set()
-    todo = list(spec.step(name).after)
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo += spec.step(current).after
-    return seen
-
-
-def downstream_of(spec: PipelineSpec, name: str) -> set[str]:
-    """Every step that waits for ``name``, directly or not, and ``name`` itself."""
-    found = {name}
-    changed = True
-    while changed:
-        changed = False
-        for step in spec.steps:
-            if step.name not in found and found & set(step.after):
-                found.add(step.name)
-                changed = True
-    return found
 
 
 def select(spec: PipelineSpec, only: list[str] | None = None, start: str | None = None,

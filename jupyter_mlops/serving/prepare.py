@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlopsError
+from ..pipeline.graph import upstream_of
 from ..pipeline.spec import PipelineSpec
 from ..run.records import RunRecord
-from ..run.selection import upstream_of
 
 __all__ = ["prepared_frame"]
 
