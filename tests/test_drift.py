@@ -255,6 +255,33 @@ def test_psi_by_hand_and_outer_bins_open_ended() -> None:
               + (0.05 - 1.0) * np.log(0.05 / 1.0)), rel=1e-3)
 
 
+@pytest.mark.parametrize("low, high", [(0.0, 1.0), (-3.7, 12.1), (18.0, 89.0), (4.5, 5.5),
+                                       (1e-300, 3e-300), (-1e15, 1e15)])
+def test_bins_are_counted_as_a_binary_search_over_the_edges_counts(low: float,
+                                                                  high: float) -> None:
+    """The PSI's counts over the profile's equal bins (np.histogram's arithmetic path) are
+    those of a binary search over the very edges: each edge, the floats either side of it,
+    values beyond both ends and random values land in the same bins."""
+    from jupyter_mlops.runtime.drift import bin_counts
+    from jupyter_mlops.runtime.profile import histogram_edges
+
+    edges = histogram_edges(low, high)
+    rng = np.random.default_rng(5)
+    span = high - low
+    values = np.concatenate([
+        edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
+        [low - span, high + span, -np.finfo(float).max, np.finfo(float).max],
+        rng.uniform(low - span / 10, high + span / 10, 50_000)])
+    searched = np.bincount(np.searchsorted(edges[1:-1], values, side="right"),
+                           minlength=len(edges) - 1)
+    counted = bin_counts(edges, values)
+    assert counted.tolist() == searched.tolist()
+    assert counted.sum() == len(values)
+    # edges not spaced as the profile spaces them are searched as before
+    uneven = np.array([0.0, 0.1, 0.5, 2.0])
+    assert bin_counts(uneven, np.array([-1.0, 0.1, 0.4, 0.5, 3.0])).tolist() == [1, 2, 2]
+
+
 @pytest.mark.parametrize("reference_rows", [SMALL, LARGE])
 def test_a_big_column_is_measured_on_a_seeded_sample_as_close_as_all_its_values(
         reference_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ import pytest
 from test_artifacts import FRAMES
 
 from jupyter_mlops.errors import ArtifactError
-from jupyter_mlops.runtime import arrowfile, artifacts
+from jupyter_mlops.runtime import arrowfile, arrowrefs, artifacts
 from jupyter_mlops.runtime._files import sha256_file
 
 
@@ -149,14 +149,14 @@ def test_an_older_format_name_cannot_read_a_split_file_silently(tmp_path, saved)
 @pytest.fixture(autouse=True)
 def _nothing_loaded(monkeypatch):
     """Each test starts with no frame loaded in this process."""
-    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    monkeypatch.setattr(arrowrefs, "_LOADED", {})
 
 
 def _root(run):
     """The artifacts folder of a run folder as `jupyter mlops run` makes it (its run.json
     beside): only there may frames refer to each other."""
     run.mkdir(parents=True, exist_ok=True)
-    (run / arrowfile.RUN_FILE).write_text("{}")
+    (run / arrowrefs.RUN_FILE).write_text("{}")
     return run / "artifacts"
 
 
@@ -177,21 +177,25 @@ def _refs(manifest):
 
 
 def _fresh_load(monkeypatch, folder, sha256):
-    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    monkeypatch.setattr(arrowrefs, "_LOADED", {})
     return artifacts.load("df", folder, sha256=sha256)
 
 
-def test_a_loaded_frame_handed_on_references_its_unchanged_plain_columns(tmp_path, monkeypatch):
+def test_a_loaded_frame_handed_on_references_its_unchanged_columns(tmp_path, monkeypatch):
     frame = _extended(_root(tmp_path))
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
     assert saved["format"] == "arrow-parts"
-    # the plain columns that did not change are referenced; "doubled" is new, so written
-    assert _refs(saved) == [("build", "df", ["noise", "small"])]
+    # the columns that did not change are referenced, the compressed part's and the plain
+    # one's (the index too); "doubled" is new and "level" replaced, so both are written
+    assert _refs(saved) == [("build", "df", ["word", "when", "tier", "id", "noise", "small"])]
+    assert saved["uncompressed"] == ["doubled"]
+    first = arrowrefs.open_part(_root(tmp_path) / "features" / "df.arrow", saved["parts"], 0)
+    assert first.column_names == ["level"]
     built = json.loads((_root(tmp_path) / "build" / "df.json").read_text())
     assert saved["references"][0]["sha256"] == built["sha256"]
     assert saved["uncompressed"] == ["doubled"]
     # written whole, the frame takes the two plain columns' 14.4 MB more
-    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    monkeypatch.setattr(arrowrefs, "_LOADED", {})
     whole = artifacts.save(frame, "df", _root(tmp_path) / "whole")
     assert "references" not in whole
     assert whole["bytes"] - saved["bytes"] >= 1_200_000 * (8 + 4)
@@ -206,14 +210,18 @@ def test_a_frame_handed_on_twice_references_only_the_file_it_loaded(tmp_path, mo
     that holds the bytes, and only the files a step itself loaded and hashed are compared)."""
     frame = _extended(_root(tmp_path))
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
-    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    monkeypatch.setattr(arrowrefs, "_LOADED", {})
     ns: dict = {}
     artifacts.load_inputs(ns, {"df": saved["sha256"]}, _root(tmp_path) / "features")
     third = ns["df"]
     third["small"] = third["small"] + 1
     again = artifacts.save(third, "df", _root(tmp_path) / "fit")
-    assert _refs(again) == [("features", "df", ["doubled"])]
+    # `level`, written by `features` itself (compressed), is referenced too; `word`, which
+    # `features` took from `build`, is written again
+    assert _refs(again) == [("features", "df", ["level", "doubled"])]
     assert "noise" in again["uncompressed"]
+    first = arrowrefs.open_part(_root(tmp_path) / "fit" / "df.arrow", again["parts"], 0)
+    assert {"word", "when", "tier"} <= set(first.column_names)
     back = _fresh_load(monkeypatch, _root(tmp_path) / "fit", again["sha256"])
     pd.testing.assert_frame_equal(back, third, check_column_type=True, check_index_type=True)
 
@@ -223,7 +231,7 @@ def test_a_column_changed_in_place_is_written_not_referenced(tmp_path, monkeypat
     frame.loc[frame.index[10], "noise"] = -0.0  # one value of a plain column
     frame["small"] = frame["small"].copy()  # the same values in new memory: still referenced
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
-    assert _refs(saved) == [("build", "df", ["small"])]
+    assert _refs(saved) == [("build", "df", ["word", "when", "tier", "id", "small"])]
     assert "noise" in saved["uncompressed"]
     back = _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
     pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
@@ -234,7 +242,134 @@ def test_a_column_with_missing_values_is_written(tmp_path):
     frame = _extended(_root(tmp_path))
     frame.loc[frame.index[::3], "small"] = np.nan
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
-    assert _refs(saved) == [("build", "df", ["noise"])]
+    assert _refs(saved) == [("build", "df", ["word", "when", "tier", "id", "noise"])]
+
+
+def test_a_compressed_column_changed_anywhere_is_written_not_referenced(tmp_path, monkeypatch):
+    """Compressed columns are compared with the columns as loaded: one string, one date,
+    one category's label, a 0.0 made -0.0 in a column of rounded floats, or a missing value
+    made another string makes the column be written; the unchanged ones are referenced."""
+    root = _root(tmp_path)
+    rows = 1_200_000
+    rng = np.random.default_rng(4)
+    frame = _big(rows)
+    frame["rounded"] = np.round(rng.normal(size=rows), 1)  # compresses: few distinct values
+    frame["maybe"] = pd.Series(np.where(rng.random(rows) < 0.1, None, "x"), dtype="str",
+                               index=frame.index)
+    built = artifacts.save(frame, "df", root / "build")
+    packed = [c for c in frame.columns if c not in built["uncompressed"]]
+    assert {"word", "when", "tier", "rounded", "maybe"} <= set(packed)
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+    loaded = ns["df"]
+    at = loaded.index[5]
+    rounded = loaded["rounded"].to_numpy()
+    zero = loaded.index[np.flatnonzero((rounded == 0.0) & ~np.signbit(rounded))[0]]
+    gap = loaded.index[np.flatnonzero(loaded["maybe"].isna().to_numpy())[0]]
+    changes = {"word": lambda f: f.loc[at, "word"] + "!",
+               "when": lambda f: f.loc[at, "when"] + pd.Timedelta("1us"),
+               "rounded": lambda f: -0.0}
+    for column, value in changes.items():
+        changed = loaded.copy()
+        changed.loc[zero if column == "rounded" else at, column] = value(changed)
+        saved = artifacts.save(changed, "df", root / f"edit_{column}")
+        referenced = [c for _, _, columns in _refs(saved) for c in columns]
+        assert column not in referenced and "level" in referenced, column
+        back = _fresh_load(monkeypatch, root / f"edit_{column}", saved["sha256"])
+        pd.testing.assert_frame_equal(back, changed, check_column_type=True)
+        artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")  # loaded again
+    renamed = loaded.copy()
+    renamed["tier"] = renamed["tier"].cat.rename_categories(["lo", "mid", "top"])
+    refilled = loaded.copy()
+    refilled.loc[gap, "maybe"] = "x"
+    for column, changed in (("tier", renamed), ("maybe", refilled)):
+        saved = artifacts.save(changed, "df", root / f"edit_{column}")
+        referenced = [c for _, _, columns in _refs(saved) for c in columns]
+        assert column not in referenced and "word" in referenced, column
+        back = _fresh_load(monkeypatch, root / f"edit_{column}", saved["sha256"])
+        pd.testing.assert_frame_equal(back, changed, check_column_type=True)
+        artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+
+
+def test_a_big_frame_of_one_compressed_file_is_referenced(tmp_path, monkeypatch):
+    """A frame of strings alone is one compressed Arrow file: handed on with a new column,
+    its columns are referenced, and it reads back whole."""
+    root = _root(tmp_path)
+    rows = 1_500_000
+    rng = np.random.default_rng(8)
+    words = np.array(["alpha", "beta", "gamma"])
+    frame = pd.DataFrame({"a": words[rng.integers(0, 3, rows)],
+                          "b": words[rng.integers(0, 3, rows)]})
+    built = artifacts.save(frame, "df", root / "build")
+    assert built["format"] == "arrow" and "uncompressed" not in built
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+    ns["df"]["c"] = ns["df"]["a"] + ns["df"]["b"]
+    saved = artifacts.save(ns["df"], "df", root / "features")
+    assert _refs(saved) == [("build", "df", ["a", "b"])]
+    back = _fresh_load(monkeypatch, root / "features", saved["sha256"])
+    pd.testing.assert_frame_equal(back, ns["df"], check_column_type=True)
+
+
+def test_a_failed_load_keeps_nothing_of_the_file(tmp_path, monkeypatch):
+    """The columns kept while a file is hashed are dropped when its hash is not the one
+    expected: nothing of it is referenced, nor held in memory."""
+    root = _root(tmp_path)
+    built = artifacts.save(_big(), "df", root / "build")
+    with pytest.raises(ArtifactError, match="was changed after it was written"):
+        artifacts.load("df", root / "build", sha256="0" * 64)
+    assert arrowrefs._READ == {} and arrowrefs._LOADED == {}
+    artifacts.load("df", root / "build", sha256=built["sha256"])
+    assert arrowrefs._READ == {}
+    entry = arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]
+    assert set(entry["packed"]) == {"level", "word", "when", "tier", "id"}
+
+
+def _forged_references(tmp_path, change):
+    """`features`' frame saved, then its file's references edited by ``change`` and the
+    manifest's hash made to match (as a writer could): the manifest."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    path = _root(tmp_path) / "features" / "df.arrow"
+    first = arrowrefs.open_part(path, saved["parts"], 0)
+    meta = dict(first.schema.metadata)
+    own = json.loads(meta[b"jupyter_mlops"])
+    change(own["references"])
+    meta[b"jupyter_mlops"] = json.dumps(own).encode()
+    rest = path.read_bytes()[saved["parts"][0]:]
+    sink = pa.BufferOutputStream()
+    feather.write_feather(first.replace_schema_metadata(meta), sink, compression="zstd")
+    head = sink.getvalue().to_pybytes()
+    path.write_bytes(head + rest)
+    manifest = {**saved, "parts": [len(head), len(rest)], "sha256": sha256_file(path)}
+    (_root(tmp_path) / "features" / "df.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_a_file_referred_to_by_two_hashes_is_refused(tmp_path, monkeypatch):
+    """Two parts of one file referenced under two hashes: one of them cannot be the file's."""
+    def second_hash(references):
+        assert len(references) == 2  # the compressed part and the plain one
+        references[1]["sha256"] = "0" * 64
+
+    manifest = _forged_references(tmp_path, second_hash)
+    with pytest.raises(ArtifactError, match=r"refers to step `build`'s `df` by two hashes"):
+        _fresh_load(monkeypatch, _root(tmp_path) / "features", manifest["sha256"])
+
+
+@pytest.mark.parametrize("beside", [True, False], ids=["hashed while parsed",
+                                                     "hashed first (pyarrow < 14.0.1)"])
+def test_a_referring_file_reads_back_whichever_way_it_is_hashed(tmp_path, monkeypatch, beside):
+    """Hashed before it is parsed (an older pyarrow), a referenced file is read through the
+    descriptor that was hashed, still open."""
+    monkeypatch.setattr(arrowfile, "parsing_runs_no_code", lambda: beside)
+    frame = _extended(_root(tmp_path))
+    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
+    back = _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
+    pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
 
 
 @pytest.mark.parametrize("beside", [True, False], ids=["hashed while parsed",
@@ -273,7 +408,7 @@ def test_nothing_is_referenced_at_a_url(tmp_path, monkeypatch):
     built = artifacts.save(_big(), "df", (_root(tmp_path) / "build").as_uri())
     ns: dict = {}
     artifacts.load_inputs(ns, {"df": built["sha256"]}, (_root(tmp_path) / "build").as_uri())
-    assert arrowfile._LOADED == {}
+    assert arrowrefs._LOADED == {}
     artifacts.load_inputs(ns, {"df": built["sha256"]}, _root(tmp_path) / "build")
     saved = artifacts.save(ns["df"], "df", (_root(tmp_path) / "features").as_uri())
     assert "references" not in saved
@@ -283,24 +418,7 @@ def test_nothing_is_referenced_at_a_url(tmp_path, monkeypatch):
 def test_a_reference_that_names_no_step_is_refused(tmp_path, monkeypatch, step):
     """A file whose references name a folder no step could have is not followed, whatever
     its hash (a folder the run store never vouched for)."""
-    import pyarrow as pa
-    import pyarrow.feather as feather
-
-    frame = _extended(_root(tmp_path))
-    saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
-    path = _root(tmp_path) / "features" / "df.arrow"
-    first = arrowfile._open_part(path, saved["parts"], 0)
-    meta = dict(first.schema.metadata)
-    refs = json.loads(meta[b"jupyter_mlops"])
-    refs["references"][0]["step"] = step
-    meta[b"jupyter_mlops"] = json.dumps(refs).encode()
-    rest = path.read_bytes()[saved["parts"][0]:]
-    sink = pa.BufferOutputStream()
-    feather.write_feather(first.replace_schema_metadata(meta), sink, compression="zstd")
-    head = sink.getvalue().to_pybytes()
-    path.write_bytes(head + rest)
-    manifest = {**saved, "parts": [len(head), len(rest)], "sha256": sha256_file(path)}
-    (_root(tmp_path) / "features" / "df.json").write_text(json.dumps(manifest))
+    manifest = _forged_references(tmp_path, lambda references: references[0].update(step=step))
     with pytest.raises(ArtifactError, match=r"refers to a frame named .*which no step makes"):
         _fresh_load(monkeypatch, _root(tmp_path) / "features", manifest["sha256"])
 
@@ -358,19 +476,19 @@ def test_columns_are_the_same_only_when_their_bytes_are():
     # chunked differently, and from an offset into a bigger array
     split = pa.chunked_array([pa.array(values[:40_000]),
                               pa.array(np.concatenate([[9.0], values[40_000:]])).slice(1)])
-    assert arrowfile._same_bytes(one, split) and arrowfile._same_bytes(split, one)
+    assert arrowrefs.same_bytes(one, split) and arrowrefs.same_bytes(split, one)
     zeros, signed = np.zeros(8), np.zeros(8)
     signed[3] = -0.0
-    assert not arrowfile._same_bytes(pa.chunked_array([zeros]), pa.chunked_array([signed]))
+    assert not arrowrefs.same_bytes(pa.chunked_array([zeros]), pa.chunked_array([signed]))
     quiet = np.array([np.nan] * 8)
     payload = quiet.copy()
     payload.view(np.uint64)[2] ^= 1  # another NaN
-    assert not arrowfile._same_bytes(pa.chunked_array([quiet]), pa.chunked_array([payload]))
-    assert not arrowfile._same_bytes(pa.chunked_array([np.arange(8)]),
+    assert not arrowrefs.same_bytes(pa.chunked_array([quiet]), pa.chunked_array([payload]))
+    assert not arrowrefs.same_bytes(pa.chunked_array([np.arange(8)]),
                                      pa.chunked_array([np.arange(8).astype("float64")]))
-    assert not arrowfile._same_bytes(pa.chunked_array([pa.array([1.0, None])]),
+    assert not arrowrefs.same_bytes(pa.chunked_array([pa.array([1.0, None])]),
                                      pa.chunked_array([pa.array([1.0, None])]))
-    assert not arrowfile._same_bytes(pa.chunked_array([["a", "b"]]),
+    assert not arrowrefs.same_bytes(pa.chunked_array([["a", "b"]]),
                                      pa.chunked_array([["a", "b"]]))
 
 
@@ -414,7 +532,7 @@ def test_a_frame_is_compared_with_the_file_that_was_hashed_not_the_name(tmp_path
     swapped["noise"] = frame["noise"].to_numpy()
     source = root / "build" / "df.arrow"
     original = source.read_bytes()
-    monkeypatch.setattr(arrowfile, "_LOADED", dict(arrowfile._LOADED))  # kept as loaded
+    monkeypatch.setattr(arrowrefs, "_LOADED", dict(arrowrefs._LOADED))  # kept as loaded
     artifacts.save(swapped, "df", tmp_path / "elsewhere")
     (tmp_path / "elsewhere" / "df.arrow").replace(source)
     saved = artifacts.save(frame, "df", root / "features")

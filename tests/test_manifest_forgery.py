@@ -20,7 +20,7 @@ import pytest
 from test_artifacts import FRAMES
 
 from jupyter_mlops.errors import ArtifactError
-from jupyter_mlops.runtime import arrowfile, artifacts, frames
+from jupyter_mlops.runtime import arrowfile, arrowrefs, artifacts, frames
 from jupyter_mlops.runtime._files import sha256_file
 
 
@@ -242,7 +242,7 @@ def test_a_frame_that_refers_to_other_steps_is_refused_outside_its_run_folder(
     """Copied from a URL (or moved), its references would name files beside the copy."""
     monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
     monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)
-    monkeypatch.setattr(arrowfile, "_LOADED", {})
+    monkeypatch.setattr(arrowrefs, "_LOADED", {})
     run = tmp_path / "run"
     (run / "artifacts").mkdir(parents=True)
     (run / "run.json").write_text("{}")

@@ -34,9 +34,9 @@ DIST = "jupyter-mlops-runtime"
 KERNEL_FILES = (
     "__init__.py", "_version.py", "errors.py",
     "runtime/__init__.py", "runtime/_files.py", "runtime/_jsonvalues.py",
-    "runtime/arrowfile.py", "runtime/artifacts.py", "runtime/capture.py", "runtime/checks.py",
-    "runtime/distances.py", "runtime/drift.py", "runtime/frames.py", "runtime/profile.py",
-    "runtime/remote.py", "runtime/trust.py",
+    "runtime/arrowfile.py", "runtime/arrowrefs.py", "runtime/artifacts.py",
+    "runtime/capture.py", "runtime/checks.py", "runtime/distances.py", "runtime/drift.py",
+    "runtime/frames.py", "runtime/profile.py", "runtime/remote.py", "runtime/trust.py",
     "ipython/__init__.py", "ipython/kernel.py", "ipython/magics.py",
     "notebook/__init__.py", "notebook/captures.py", "notebook/names.py",
     "notebook/params.py", "notebook/reader.py", "notebook/roles.py",

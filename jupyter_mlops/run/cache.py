@@ -219,7 +219,7 @@ def _place(source: Path, target: Path) -> None:
 
 
 def _references_hold(manifest: dict[str, Any], artifacts: Path) -> bool:
-    """Whether each file a frame artifact takes columns from (``runtime.arrowfile``) is in
+    """Whether each file a frame artifact takes columns from (``runtime.arrowrefs``) is in
     the new run's ``artifacts`` with the hash it was referenced by. A producer renamed since
     the earlier run, or made anew with other bytes, makes the step run again: reused, its
     frame could not be read."""

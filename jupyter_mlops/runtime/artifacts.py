@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, UnverifiedArtifactWarning
-from . import arrowfile, frames, remote, trust
+from . import arrowfile, arrowrefs, frames, remote, trust
 from ._files import (
     HASH_BESIDE,
     atomic_write,
@@ -332,11 +332,13 @@ def _load(name: str, folder: Path, shown: str, sha256: str | None, allow_pickle:
     except OSError as exc:
         raise ArtifactError(f"artifact `{name}` in {shown}: its data file {path.name} cannot "
                             f"be read ({exc.strerror or exc}); {_RERUN}") from None
+    loaded = None
     try:
         value = _checked_value(name, shown, manifest, sha256, path, trusted, fd)
         if keep and kind in _FRAMES:  # a frame saved beside it may reference its columns
-            arrowfile.remember(path, manifest, fd)
+            loaded = fd
     finally:
+        arrowrefs.remember(path, manifest, loaded)  # else what the read kept is dropped
         os.close(fd)
     return value
 

@@ -33,7 +33,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import arrowfile
+from . import arrowfile, arrowrefs
 from ._files import write_with
 from ._jsonvalues import NotJSON, decode, encode
 
@@ -101,7 +101,7 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     (:func:`frame_format`'s); return ``extra`` with what reading it back needs (original
     labels, a Series' name, the format, and for JSON the dtypes), also written into the file
     (:data:`RESTORE`), and the file's ``sha256`` as hashed while writing. ``refer``: columns a
-    loaded file beside ``path``'s folder holds may be referenced (:mod:`.arrowfile`)."""
+    loaded file beside ``path``'s folder holds may be referenced (:mod:`.arrowrefs`)."""
     import pandas as pd
 
     record: dict[str, Any] = {"kind": "frame"}
@@ -119,7 +119,7 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
 
         # a RangeIndex is kept as metadata (and comes back one), any other index as columns
         table = pa.Table.from_pandas(frame, preserve_index=None)
-        folder = path.parent if refer and arrowfile.may_refer(path.parent) else None
+        folder = path.parent if refer and arrowrefs.may_refer(path.parent) else None
         extra["sha256"] = write_with(
             path, lambda handle: arrowfile.write_table(table, handle, folder, extra, record))
         return extra
@@ -195,6 +195,7 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
 
         table = feather.read_table(source, memory_map=True)
         restore = _restoring(arrowfile.check_whole(table), manifest)
+        arrowfile.note_whole(path, table)
         frame = table.to_pandas()
     elif fmt == "arrow-parts":
         frame, record = arrowfile.read_frame(path, manifest.get("parts"), source)

@@ -28,12 +28,12 @@ def _shares(counts: Any) -> Any:
 def _numeric_plot(column: dict[str, Any], series: Any, axes: Any) -> None:
     import numpy as np
 
+    from ..runtime.drift import bin_counts
+
     edges = np.asarray(column["histogram"]["edges"], dtype=float)
     values = series.to_numpy(dtype=float, na_value=np.nan)
     values = values[np.isfinite(values)]
-    # outer bins open-ended, as the drift check's PSI counts them
-    current = np.bincount(np.searchsorted(edges[1:-1], values, side="right"),
-                          minlength=len(edges) - 1)
+    current = bin_counts(edges, values)  # as the drift check's PSI counts them
     width = np.diff(edges)
     axes.bar(edges[:-1], _shares(column["histogram"]["counts"]), width=width, align="edge",
              alpha=0.5, label="served run", color="#47a")

@@ -1,0 +1,313 @@
+"""Columns a frame's Arrow file takes from the files its step loaded, instead of writing them
+again (:mod:`.arrowfile` writes and reads the files).
+
+A step that loads a big frame, adds two columns and hands it on would write the whole frame
+again. In a run of `jupyter mlops run`, whose step folders stay side by side in the run's
+``artifacts`` folder (:func:`may_refer`), a frame saved into a step folder is compared with
+the frames this process loaded from its siblings, column by column of the same name and type:
+
+- a column of the loaded file's plain part (kept uncompressed, read memory-mapped) byte for
+  byte with that part, read again through the descriptor that was hashed; only fixed-width
+  columns without nulls (numbers, datetimes), so -0.0 is not 0.0 and NaNs differ by bits;
+- a column of its compressed part with the column as loaded (decompressed, its hash
+  checked), which this process keeps while the file stays loaded: the same Arrow buffers
+  (pandas 3 keeps a string column's Arrow array as it was loaded, and hands it back when the
+  frame is saved: nothing is compared), else fixed-width columns byte for byte as above,
+  strings, binaries, booleans and categories of strings or integers by Arrow's ``equals``
+  (their bytes; never a float's -0.0 taken for 0.0). Keeping the loaded columns costs the
+  memory of those pandas copied (numbers, category codes) until the next load of that file.
+
+An identical column is not written but referenced: step, artifact, the file's sha256, the
+part and the column names. The references are in the first part's schema metadata, inside
+the hashed bytes, so the run store's hash of this file binds the hash of every file it refers
+to; a reader checks each referenced file's sha256 (once a file, whatever the number of its
+parts referenced) before it uses a column of it. A reference names the file that holds the
+bytes, never another reference: only the file's own parts are compared.
+
+Every file is hashed and read through one descriptor (:func:`._files.open_once`), and a
+loaded file is compared through the descriptor it was hashed through: a name renamed over
+meanwhile never lets one file be checked and another read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ._files import hash_thread, open_once, sha256_fd, through
+
+__all__ = ["KEY", "RUN_FILE", "may_refer", "note_read", "open_part", "own", "referenced",
+           "references", "remember", "same_bytes", "verify"]
+
+#: The key of jupyter-mlops' own entry in an Arrow file's schema metadata.
+KEY = b"jupyter_mlops"
+#: The file beside the artifacts folder of a run of `jupyter mlops run` (the local runner and
+#: its Dask executor), where every step's outputs stay side by side: only there may a frame
+#: refer to another step's file. A task of Airflow or Kubeflow sees its producers' folders
+#: only, so nothing is referenced there.
+RUN_FILE = "run.json"
+_STEP = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # a step's name, the spec's own rule
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Frame files this process loaded, their hashes checked: path -> what a reference needs,
+#: with a descriptor of the very file that was hashed (a name renamed over since would
+#: compare a frame with another file than the one the reference vouches for) and the
+#: columns of its compressed parts as loaded.
+_LOADED: dict[Path, dict[str, Any]] = {}
+#: The columns of the file being loaded, by part, until its hash is checked (:func:`remember`)
+_READ: dict[Path, dict[int, dict[str, Any]]] = {}
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute and normal, symbolic links kept: a reference names the step
+    folder as the run has it."""
+    return Path(os.path.abspath(path))
+
+
+def may_refer(folder: Path) -> bool:
+    """Whether a frame saved into the step folder ``folder`` may reference its siblings: it
+    is in the ``artifacts`` folder of a run folder (its run.json beside)."""
+    return folder.parent.name == "artifacts" and (folder.parent.parent / RUN_FILE).is_file()
+
+
+def own(metadata: dict[bytes, bytes]) -> dict[str, Any]:
+    """What jupyter-mlops keeps in an Arrow file's metadata (empty for a file written
+    before); ValueError if it is not a JSON object."""
+    if KEY not in metadata:
+        return {}
+    found = json.loads(metadata[KEY])
+    if not isinstance(found, dict):
+        raise ValueError("its jupyter-mlops metadata is not an object")
+    return found
+
+
+def open_part(path: Path | str, parts: Any, index: int) -> Any:
+    """Part ``index`` of the file at ``path`` as an Arrow table, memory-mapped; ValueError
+    when ``parts`` (lengths, or None for one Arrow file) does not divide the file."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    source = pa.memory_map(str(path))
+    size = source.size()
+    if parts is None:
+        parts = [size]
+    if (not isinstance(parts, list) or not parts or sum(parts) != size
+            or not all(type(n) is int and n > 0 for n in parts)
+            or type(index) is not int or not 0 <= index < len(parts)):
+        raise ValueError(f"its parts {parts!r} do not divide the file's {size} bytes")
+    whole = source.read_buffer(size)
+    return ipc.open_file(whole.slice(sum(parts[:index]), parts[index])).read_all()
+
+
+def note_read(path: Path, tables: list[Any]) -> None:
+    """Keep the columns of the frame file at ``path``, part by part as read (``tables``), until
+    its hash is checked: :func:`remember` then keeps those of its compressed parts."""
+    _READ[_absolute(path)] = {index: dict(zip(table.column_names, table.columns))  # noqa: B905
+                              for index, table in enumerate(tables)}
+
+
+def remember(path: Path, manifest: dict[str, Any], fd: int | None) -> None:
+    """Note that the frame file at ``path`` (open as ``fd``) was loaded and its hash checked:
+    a frame saved later into a sibling folder may reference its columns. ``fd`` None: the
+    load failed, and what was kept of the file is dropped."""
+    read = _READ.pop(_absolute(path), None)
+    if fd is None or manifest.get("format") not in ("arrow", "arrow-parts"):
+        return
+    parts = manifest.get("parts")
+    count = len(parts) if isinstance(parts, list) and parts else 1
+    plain = count - 1 if manifest.get("uncompressed") else None  # written last
+    packed = {name: (index, column) for index, columns in (read or {}).items()
+              if index != plain for name, column in columns.items()}
+    if plain is None and not packed:
+        return
+    old = _LOADED.pop(_absolute(path), None)
+    if old is not None:
+        os.close(old["fd"])
+    _LOADED[_absolute(path)] = {"sha256": manifest["sha256"], "parts": parts, "part": plain,
+                                "packed": packed, "fd": os.dup(fd)}
+
+
+def _chunk_bytes(chunks: Any, width: int) -> list[Any]:
+    """Each chunk's values as a flat uint8 view of its data buffer."""
+    import numpy as np
+
+    return [np.frombuffer(chunk.buffers()[1], dtype=np.uint8)[
+        chunk.offset * width:(chunk.offset + len(chunk)) * width] for chunk in chunks]
+
+
+def _fixed_width(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind)
+
+
+def same_bytes(new: Any, old: Any) -> bool:
+    """Whether two columns of fixed-width values without nulls (numbers, datetimes) hold the
+    same bytes: -0.0 is not 0.0, and NaNs are told apart by their bits."""
+    import numpy as np
+
+    kind = new.type
+    if (kind != old.type or len(new) != len(old) or new.null_count or old.null_count
+            or not _fixed_width(kind)):
+        return False
+    width = kind.bit_width // 8
+    mine = _chunk_bytes(new.chunks, width)
+    flat = mine[0] if len(mine) == 1 else np.concatenate(mine) if mine else None
+    start = 0
+    for piece in _chunk_bytes(old.chunks, width):
+        end = start + len(piece)
+        ours = flat[start:end] if flat is not None else piece[:0]
+        if len(piece) % 8 == 0 and len(ours) == len(piece):  # fewer, wider comparisons
+            ours, piece = ours.view(np.uint64), piece.view(np.uint64)
+        if not np.array_equal(ours, piece):
+            return False
+        start = end
+    return True
+
+
+def _layout(column: Any) -> list[Any]:
+    """Where each chunk's buffers are, with its offset and length."""
+    return [(chunk.offset, len(chunk), [None if b is None else (b.address, b.size)
+                                        for b in chunk.buffers()]) for chunk in column.chunks]
+
+
+def _same_column(new: Any, old: Any) -> bool:
+    """Whether the column ``new`` of a frame being saved holds what the loaded column ``old``
+    held, value for value and bit for bit."""
+    import pyarrow as pa
+
+    kind = new.type
+    if kind != old.type or len(new) != len(old):
+        return False
+    if _layout(new) == _layout(old):  # the very buffers that were loaded (Arrow's are not
+        return True  # written in place)
+    if _fixed_width(kind):
+        return same_bytes(new, old)
+    exact = (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+             or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+             or pa.types.is_boolean(kind))
+    if pa.types.is_dictionary(kind):  # categories: their codes, and their values exactly
+        values = kind.value_type
+        exact = (pa.types.is_string(values) or pa.types.is_large_string(values)
+                 or pa.types.is_integer(values))
+    return exact and new.equals(old)
+
+
+def references(table: Any, folder: Path) -> tuple[list[dict[str, Any]], set[str]]:
+    """The columns of ``table`` that a loaded sibling file holds, as references (one per part
+    of a file), and their names."""
+    found: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    root = _absolute(folder)
+    for path, source in list(_LOADED.items()):
+        if path.parent.parent != root.parent or path.parent == root:
+            continue
+        by_part: dict[int, list[str]] = {}
+        if source["part"] is not None:
+            try:  # the file that was hashed, whatever its name leads to now
+                old = open_part(through(source["fd"], path), source["parts"], source["part"])
+            except (OSError, ValueError):
+                old = None  # unreadable now: its columns are written instead
+            if old is not None:
+                by_part[source["part"]] = [
+                    name for name in old.column_names
+                    if name not in taken and name in table.column_names
+                    and same_bytes(table.column(name), old.column(name))]
+        for name, (index, column) in source["packed"].items():
+            if (name not in taken and name in table.column_names
+                    and _same_column(table.column(name), column)):
+                by_part.setdefault(index, []).append(name)
+        for index, same in sorted(by_part.items()):
+            if same:
+                taken.update(same)
+                found.append({"step": path.parent.name, "name": path.stem,
+                              "sha256": source["sha256"], "parts": source["parts"],
+                              "part": index, "columns": same})
+    return found, taken
+
+
+def _references_in(metadata: dict[bytes, bytes]) -> list[dict[str, Any]]:
+    """The references a first part's metadata holds, each naming a step and an artifact as
+    a pipeline could (ValueError otherwise: never a path of its own making)."""
+    found = own(metadata).get("references", [])
+    if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+        raise ValueError("its references are not a list of objects")
+    for ref in found:
+        step, name = ref.get("step"), ref.get("name")
+        if not (isinstance(step, str) and _STEP.fullmatch(step)
+                and isinstance(name, str) and _NAME.fullmatch(name)):
+            raise ValueError(f"it refers to a frame named {step!r}/{name!r}, which no step "
+                             "makes")
+    return found
+
+
+def referenced(path: Path, metadata: dict[bytes, bytes], pending: list[list[Any]],
+               beside: bool) -> dict[str, tuple[Any, Any]]:
+    """The columns the file at ``path`` takes from sibling files: ``{name: (field,
+    column)}``. Each file is opened once, hashed once and read through that one descriptor;
+    it is hashed before it is parsed, or, where parsing runs no code (``beside``),
+    meanwhile: ``pending`` gets ``[hash's future, expected, message, descriptor]`` for
+    :func:`verify`."""
+    columns: dict[str, tuple[Any, Any]] = {}
+    refs = _references_in(metadata)
+    if refs and not may_refer(path.parent):  # a copy from a URL, a folder moved
+        raise ValueError("it takes columns from other steps' files, which only its run's "
+                         f"folder holds, and {path.parent} is in none")
+    opened: dict[Path, list[Any]] = {}
+    for ref in refs:
+        step, name = ref["step"], ref["name"]
+        source = path.parent.parent / step / f"{name}.arrow"
+        if _absolute(source) == _absolute(path):
+            raise ValueError("it refers to itself")
+        entry = opened.get(_absolute(source))
+        if entry is None:
+            entry = opened[_absolute(source)] = _open_hashed(source, step, name, ref, pending)
+            if not beside:
+                _wait(entry)
+        elif entry[1] != ref.get("sha256"):
+            raise ValueError(f"it refers to step `{step}`'s `{name}` by two hashes")
+        table = open_part(through(entry[3], source), ref.get("parts"), ref.get("part"))
+        for column in ref.get("columns") or []:
+            if column not in table.column_names or column in columns:
+                raise ValueError(f"step `{step}`'s `{name}` has no column {column!r} to give")
+            columns[column] = (table.schema.field(column), table.column(column))
+    return columns
+
+
+def _open_hashed(source: Path, step: str, name: str, ref: dict[str, Any],
+                 pending: list[list[Any]]) -> list[Any]:
+    """The referenced file at ``source`` opened, its hashing begun and noted in ``pending``."""
+    try:
+        fd = open_once(source)
+    except FileNotFoundError:
+        raise ValueError(f"it takes columns from step `{step}`'s `{name}`, whose file "
+                         f"{source} is missing") from None
+    entry = [hash_thread().submit(sha256_fd, fd), ref.get("sha256"),
+             f"it takes columns from step `{step}`'s `{name}`, whose file {source} was "
+             "changed after it was written", fd]
+    pending.append(entry)
+    return entry
+
+
+def _wait(entry: list[Any]) -> None:
+    """ValueError with the entry's message unless its file's hash is the one expected; its
+    descriptor is left open, to read through (:func:`verify` closes it)."""
+    if entry[0].result() != entry[1]:
+        raise ValueError(entry[2])
+
+
+def verify(pending: list[list[Any]]) -> None:
+    """ValueError with the first message whose file's hash is not the one expected; every
+    descriptor closed."""
+    failed = None
+    while pending:
+        future, expected, message, fd = pending.pop(0)
+        try:
+            if future.result() != expected and failed is None:
+                failed = message
+        finally:
+            os.close(fd)
+    if failed is not None:
+        raise ValueError(failed)
