@@ -256,7 +256,8 @@ def test_psi_by_hand_and_outer_bins_open_ended() -> None:
 
 
 @pytest.mark.parametrize("low, high", [(0.0, 1.0), (-3.7, 12.1), (18.0, 89.0), (4.5, 5.5),
-                                       (1e-300, 3e-300), (-1e15, 1e15)])
+                                       (1e-300, 3e-300), (-1e15, 1e15), (1e17, 1e17 + 100),
+                                       (1e17, 1e17 + 2048), (0.0, 1e-308), (-5e-324, 5e-324)])
 def test_bins_are_counted_as_a_binary_search_over_the_edges_counts(low: float,
                                                                   high: float) -> None:
     """The PSI's counts over the profile's equal bins (np.histogram's arithmetic path) are
@@ -271,7 +272,8 @@ def test_bins_are_counted_as_a_binary_search_over_the_edges_counts(low: float,
     values = np.concatenate([
         edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
         [low - span, high + span, -np.finfo(float).max, np.finfo(float).max],
-        rng.uniform(low - span / 10, high + span / 10, 50_000)])
+        rng.uniform(low - span / 10, high + span / 10, 50_000),
+        np.nextafter(low, np.inf) + np.arange(-3, 300) * np.spacing(low)])
     searched = np.bincount(np.searchsorted(edges[1:-1], values, side="right"),
                            minlength=len(edges) - 1)
     counted = bin_counts(edges, values)

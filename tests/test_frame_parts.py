@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -148,8 +149,12 @@ def test_an_older_format_name_cannot_read_a_split_file_silently(tmp_path, saved)
 
 @pytest.fixture(autouse=True)
 def _nothing_loaded(monkeypatch):
-    """Each test starts with no frame loaded in this process."""
+    """Each test starts with no frame loaded in this process, and leaves none open."""
     monkeypatch.setattr(arrowrefs, "_LOADED", {})
+    monkeypatch.setattr(arrowrefs, "_READ", {})
+    yield
+    for entry in arrowrefs._LOADED.values():
+        os.close(entry["fd"])
 
 
 def _root(run):
@@ -185,12 +190,13 @@ def test_a_loaded_frame_handed_on_references_its_unchanged_columns(tmp_path, mon
     frame = _extended(_root(tmp_path))
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
     assert saved["format"] == "arrow-parts"
-    # the columns that did not change are referenced, the compressed part's and the plain
-    # one's (the index too); "doubled" is new and "level" replaced, so both are written
-    assert _refs(saved) == [("build", "df", ["word", "when", "tier", "id", "noise", "small"])]
+    # the columns that did not change are referenced: the plain part's, and of the
+    # compressed part's the one the loaded frame holds as Arrow memory (pandas copied the
+    # others, which are written again); "doubled" is new and "level" replaced
+    assert _refs(saved) == [("build", "df", ["word", "noise", "small"])]
     assert saved["uncompressed"] == ["doubled"]
     first = arrowrefs.open_part(_root(tmp_path) / "features" / "df.arrow", saved["parts"], 0)
-    assert first.column_names == ["level"]
+    assert sorted(first.column_names) == ["id", "level", "tier", "when"]
     built = json.loads((_root(tmp_path) / "build" / "df.json").read_text())
     assert saved["references"][0]["sha256"] == built["sha256"]
     assert saved["uncompressed"] == ["doubled"]
@@ -216,9 +222,8 @@ def test_a_frame_handed_on_twice_references_only_the_file_it_loaded(tmp_path, mo
     third = ns["df"]
     third["small"] = third["small"] + 1
     again = artifacts.save(third, "df", _root(tmp_path) / "fit")
-    # `level`, written by `features` itself (compressed), is referenced too; `word`, which
-    # `features` took from `build`, is written again
-    assert _refs(again) == [("features", "df", ["level", "doubled"])]
+    # `word`, which `features` took from `build`, is written again
+    assert _refs(again) == [("features", "df", ["doubled"])]
     assert "noise" in again["uncompressed"]
     first = arrowrefs.open_part(_root(tmp_path) / "fit" / "df.arrow", again["parts"], 0)
     assert {"word", "when", "tier"} <= set(first.column_names)
@@ -231,7 +236,7 @@ def test_a_column_changed_in_place_is_written_not_referenced(tmp_path, monkeypat
     frame.loc[frame.index[10], "noise"] = -0.0  # one value of a plain column
     frame["small"] = frame["small"].copy()  # the same values in new memory: still referenced
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
-    assert _refs(saved) == [("build", "df", ["word", "when", "tier", "id", "small"])]
+    assert _refs(saved) == [("build", "df", ["word", "small"])]
     assert "noise" in saved["uncompressed"]
     back = _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
     pd.testing.assert_frame_equal(back, frame, check_column_type=True, check_index_type=True)
@@ -242,53 +247,83 @@ def test_a_column_with_missing_values_is_written(tmp_path):
     frame = _extended(_root(tmp_path))
     frame.loc[frame.index[::3], "small"] = np.nan
     saved = artifacts.save(frame, "df", _root(tmp_path) / "features")
-    assert _refs(saved) == [("build", "df", ["word", "when", "tier", "id", "noise"])]
+    assert _refs(saved) == [("build", "df", ["word", "noise"])]
 
 
 def test_a_compressed_column_changed_anywhere_is_written_not_referenced(tmp_path, monkeypatch):
-    """Compressed columns are compared with the columns as loaded: one string, one date,
-    one category's label, a 0.0 made -0.0 in a column of rounded floats, or a missing value
-    made another string makes the column be written; the unchanged ones are referenced."""
+    """A compressed column the loaded frame holds as Arrow memory is referenced while it is
+    those buffers or holds the same values: one string changed, a missing value filled, or
+    the categories of a frame of one chunk relabelled on the very codes loaded, makes it be
+    written (and read back as saved)."""
     root = _root(tmp_path)
-    rows = 1_200_000
+    rows = 60_000  # one chunk a column: pandas keeps the category codes as loaded
     rng = np.random.default_rng(4)
-    frame = _big(rows)
-    frame["rounded"] = np.round(rng.normal(size=rows), 1)  # compresses: few distinct values
-    frame["maybe"] = pd.Series(np.where(rng.random(rows) < 0.1, None, "x"), dtype="str",
-                               index=frame.index)
+    frame = pd.DataFrame({f"n{i}": rng.normal(size=rows) for i in range(40)})
+    frame["word"] = np.array(["alpha", "beta"])[rng.integers(0, 2, size=rows)]
+    frame["maybe"] = pd.Series(np.where(rng.random(rows) < 0.1, None, "x"), dtype="str")
+    frame["tier"] = pd.Categorical.from_codes(rng.integers(0, 3, size=rows), ["x", "y", "z"])
     built = artifacts.save(frame, "df", root / "build")
-    packed = [c for c in frame.columns if c not in built["uncompressed"]]
-    assert {"word", "when", "tier", "rounded", "maybe"} <= set(packed)
-    ns: dict = {}
-    artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
-    loaded = ns["df"]
-    at = loaded.index[5]
-    rounded = loaded["rounded"].to_numpy()
-    zero = loaded.index[np.flatnonzero((rounded == 0.0) & ~np.signbit(rounded))[0]]
-    gap = loaded.index[np.flatnonzero(loaded["maybe"].isna().to_numpy())[0]]
-    changes = {"word": lambda f: f.loc[at, "word"] + "!",
-               "when": lambda f: f.loc[at, "when"] + pd.Timedelta("1us"),
-               "rounded": lambda f: -0.0}
-    for column, value in changes.items():
-        changed = loaded.copy()
-        changed.loc[zero if column == "rounded" else at, column] = value(changed)
-        saved = artifacts.save(changed, "df", root / f"edit_{column}")
-        referenced = [c for _, _, columns in _refs(saved) for c in columns]
-        assert column not in referenced and "level" in referenced, column
-        back = _fresh_load(monkeypatch, root / f"edit_{column}", saved["sha256"])
-        pd.testing.assert_frame_equal(back, changed, check_column_type=True)
-        artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")  # loaded again
-    renamed = loaded.copy()
-    renamed["tier"] = renamed["tier"].cat.rename_categories(["lo", "mid", "top"])
-    refilled = loaded.copy()
-    refilled.loc[gap, "maybe"] = "x"
-    for column, changed in (("tier", renamed), ("maybe", refilled)):
-        saved = artifacts.save(changed, "df", root / f"edit_{column}")
-        referenced = [c for _, _, columns in _refs(saved) for c in columns]
-        assert column not in referenced and "word" in referenced, column
-        back = _fresh_load(monkeypatch, root / f"edit_{column}", saved["sha256"])
-        pd.testing.assert_frame_equal(back, changed, check_column_type=True)
+    assert {"word", "maybe", "tier"}.isdisjoint(built["uncompressed"])
+
+    def loaded():
+        ns: dict = {}
         artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+        return ns["df"]
+
+    same = loaded()
+    assert set(arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]["packed"]) == {
+        "word", "maybe", "tier"}
+    same["word"] = same["word"].copy(deep=True)  # the same values in new memory
+    saved = artifacts.save(same, "df", root / "same")
+    assert {"word", "maybe", "tier"} <= {c for _, _, cs in _refs(saved) for c in cs}
+    edits = {
+        "word": lambda f: f.loc[f.index[5], "word"] + "!",
+        "maybe": lambda f: "x",
+        "tier": None,
+    }
+    for column, value in edits.items():
+        changed = loaded()
+        if column == "tier":  # other labels on the codes as loaded, which pandas shares
+            changed["tier"] = pd.Series(pd.Categorical.from_codes(
+                changed["tier"].array.codes, ["low", "mid", "high"], validate=False),
+                index=changed.index, copy=False)
+        else:
+            at = changed.index[np.flatnonzero(changed["maybe"].isna().to_numpy())[0]] \
+                if column == "maybe" else changed.index[5]
+            changed.loc[at, column] = value(changed)
+        saved = artifacts.save(changed, "df", root / f"edit_{column}")
+        referenced = [c for _, _, columns in _refs(saved) for c in columns]
+        assert column not in referenced and len(referenced) >= 40, column
+        back = _fresh_load(monkeypatch, root / f"edit_{column}", saved["sha256"])
+        pd.testing.assert_frame_equal(back, changed, check_column_type=True)
+
+
+def test_a_column_is_the_same_only_when_a_reader_would_see_the_same():
+    """What decides whether a saved column is the loaded one: its very buffers; else its
+    bytes (numbers), its values and nulls (strings), its codes and categories in order."""
+    import pyarrow as pa
+
+    same = arrowrefs._same_column
+    words = pa.chunked_array([pa.array(["a", None, "c"], type=pa.large_string())])
+    assert same(words, words)
+    assert same(pa.chunked_array([pa.array(["a", None, "c"], type=pa.large_string())]), words)
+    assert not same(pa.chunked_array([pa.array(["a", "b", "c"], type=pa.large_string())]),
+                    words)
+    assert not same(pa.chunked_array([pa.array(["a", None, "c"])]), words)  # string vs large
+    zeros, signed = np.zeros(8), np.zeros(8)
+    signed[3] = -0.0
+    assert not same(pa.chunked_array([signed]), pa.chunked_array([zeros]))
+    codes = pa.array(np.array([0, 1, 2, 0], dtype=np.int8))
+    labelled = pa.chunked_array([pa.DictionaryArray.from_arrays(codes, ["x", "y", "z"])])
+    for other in (["low", "mid", "high"], ["y", "x", "z"]):  # the very codes, other labels
+        assert not same(pa.chunked_array([pa.DictionaryArray.from_arrays(codes, other)]),
+                        labelled)
+    assert same(pa.chunked_array([pa.DictionaryArray.from_arrays(codes, ["x", "y", "z"])]),
+                labelled)
+    floats = pa.chunked_array([pa.DictionaryArray.from_arrays(codes, [0.0, 1.0, 2.0])])
+    assert not same(floats, floats)  # categories of floats: -0.0 would pass as 0.0
+    nested = pa.chunked_array([pa.array([[1.0], [2.0]])])
+    assert not same(nested, nested)
 
 
 def test_a_big_frame_of_one_compressed_file_is_referenced(tmp_path, monkeypatch):
@@ -322,7 +357,8 @@ def test_a_failed_load_keeps_nothing_of_the_file(tmp_path, monkeypatch):
     artifacts.load("df", root / "build", sha256=built["sha256"])
     assert arrowrefs._READ == {}
     entry = arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]
-    assert set(entry["packed"]) == {"level", "word", "when", "tier", "id"}
+    # of the compressed part, only what the frame holds as loaded (its strings' Arrow arrays)
+    assert set(entry["packed"]) == {"word"}
 
 
 def _forged_references(tmp_path, change):
@@ -591,3 +627,22 @@ def test_a_step_whose_frame_refers_to_a_renamed_producer_is_run_again(tmp_path):
     assert not steps["features"].get("cached_from")
     assert steps["fit"]["outputs"]["result"]["value"] == pytest.approx(
         results[0]["steps"][-1]["outputs"]["result"]["value"])
+
+
+def test_every_descriptor_is_closed_when_a_referenced_file_cannot_be_hashed(tmp_path):
+    """A hash that fails (an unreadable file) does not leave the other files open."""
+    from concurrent.futures import Future
+
+    fds = [os.open(tmp_path, os.O_RDONLY) for _ in range(3)]
+    failed: Future = Future()
+    failed.set_exception(OSError(5, "Input/output error"))
+    done: Future = Future()
+    done.set_result("abc")
+    pending = [[failed, "abc", "first", fds[0]], [done, "abc", "second", fds[1]],
+               [done, "xyz", "third", fds[2]]]
+    with pytest.raises(OSError, match="Input/output error"):
+        arrowrefs.verify(pending)
+    assert pending == []
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)

@@ -177,21 +177,26 @@ def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
     changed since is refused, also when the frame could not be made."""
     pending: list[list[Any]] = []
     try:
-        table, restore = _read_table(path, parts, source, pending)
-        return table.to_pandas(), restore
+        table, restore, tables = _read_table(path, parts, source, pending)
+        frame = table.to_pandas()
+        if sum(part.nbytes for part in tables) >= SPLIT_FROM:
+            arrowrefs.note_read(path, tables, frame)
+        return frame, restore
     finally:
         arrowrefs.verify(pending)
 
 
-def note_whole(path: Path, table: Any) -> None:
-    """Keep the columns of the frame file at ``path``, read as one Arrow ``table``, until its
-    hash is checked, if it is big enough to be referenced (:func:`.arrowrefs.remember`)."""
+def note_whole(path: Path, table: Any, frame: Any) -> None:
+    """Keep the columns of the frame file at ``path``, read as one Arrow ``table`` and made
+    into ``frame``, until its hash is checked, if it is big enough to be referenced
+    (:func:`.arrowrefs.remember`)."""
     if table.nbytes >= SPLIT_FROM:
-        arrowrefs.note_read(path, [table])
+        arrowrefs.note_read(path, [table], frame)
 
 
 def _read_table(path: Path, parts: Any, source: str,
-                pending: list[list[Any]]) -> tuple[Any, Any]:
+                pending: list[list[Any]]) -> tuple[Any, Any, list[Any]]:
+    """The whole Arrow table of the file, what restores its labels, and its own parts."""
     import pyarrow as pa
 
     if not isinstance(parts, list) or not parts:
@@ -213,9 +218,7 @@ def _read_table(path: Path, parts: Any, source: str,
     rows = {len(columns[n]) for n in order}
     if len(rows) > 1:
         raise ValueError(f"its columns have different lengths ({sorted(rows)})")
-    if sum(table.nbytes for table in tables) >= SPLIT_FROM:
-        arrowrefs.note_read(path, tables)
     restore = arrowrefs.own(metadata).get("restore")
     metadata = {k: v for k, v in metadata.items() if k != arrowrefs.KEY}
     return pa.Table.from_arrays([columns[n] for n in order], schema=pa.schema(
-        [fields[n] for n in order], metadata=metadata)), restore
+        [fields[n] for n in order], metadata=metadata)), restore, tables

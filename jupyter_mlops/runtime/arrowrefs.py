@@ -10,12 +10,14 @@ the frames this process loaded from its siblings, column by column of the same n
   byte with that part, read again through the descriptor that was hashed; only fixed-width
   columns without nulls (numbers, datetimes), so -0.0 is not 0.0 and NaNs differ by bits;
 - a column of its compressed part with the column as loaded (decompressed, its hash
-  checked), which this process keeps while the file stays loaded: the same Arrow buffers
-  (pandas 3 keeps a string column's Arrow array as it was loaded, and hands it back when the
-  frame is saved: nothing is compared), else fixed-width columns byte for byte as above,
-  strings, binaries, booleans and categories of strings or integers by Arrow's ``equals``
-  (their bytes; never a float's -0.0 taken for 0.0). Keeping the loaded columns costs the
-  memory of those pandas copied (numbers, category codes) until the next load of that file.
+  checked), kept only where the loaded frame holds those very Arrow buffers (pandas 3 keeps
+  a string column's Arrow array as it was loaded, and hands it back when the frame is
+  saved), so keeping it costs no memory; a column pandas copied (numbers, category codes
+  of more than one chunk, strings under pandas 2) is written again. The saved column is
+  the loaded one when it is those same buffers; else fixed-width columns are compared
+  byte for byte as above, and strings, binaries, booleans and categories of strings or
+  integers by Arrow's ``equals``: the same values, nulls in the same places, categories in
+  the same order (the bytes under a null are not compared: no reader sees them).
 
 An identical column is not written but referenced: step, artifact, the file's sha256, the
 part and the column names. The references are in the first part's schema metadata, inside
@@ -101,11 +103,32 @@ def open_part(path: Path | str, parts: Any, index: int) -> Any:
     return ipc.open_file(whole.slice(sum(parts[:index]), parts[index])).read_all()
 
 
-def note_read(path: Path, tables: list[Any]) -> None:
-    """Keep the columns of the frame file at ``path``, part by part as read (``tables``), until
-    its hash is checked: :func:`remember` then keeps those of its compressed parts."""
-    _READ[_absolute(path)] = {index: dict(zip(table.column_names, table.columns))  # noqa: B905
-                              for index, table in enumerate(tables)}
+def note_read(path: Path, tables: list[Any], frame: Any) -> None:
+    """Keep the columns of the frame file at ``path``, part by part as read (``tables``), that
+    the pandas ``frame`` made of them holds as they are, until its hash is checked:
+    :func:`remember` then keeps those of its compressed parts."""
+    kept: dict[int, dict[str, Any]] = {}
+    for index, table in enumerate(tables):
+        kept[index] = {name: column for name, column in zip(  # noqa: B905 (Python 3.9)
+            table.column_names, table.columns) if _held(frame, name, column)}
+    _READ[_absolute(path)] = kept
+
+
+def _held(frame: Any, name: str, column: Any) -> bool:
+    """Whether ``frame``'s column ``name`` is the Arrow ``column``'s memory (not a copy):
+    saved, it gives those buffers back."""
+    import numpy as np
+    import pyarrow as pa
+
+    # numpy's own types (numbers, datetimes, strings as objects) are pandas' copies: only
+    # its extension types (Arrow-backed, categories, ...) may hold Arrow's memory
+    if name not in frame.columns or isinstance(frame[name].dtype, np.dtype):
+        return False
+    try:
+        mine = pa.Table.from_pandas(frame[[name]], preserve_index=False).column(0)
+    except (pa.ArrowException, TypeError, ValueError):
+        return False
+    return _buffers(mine) == _buffers(column)
 
 
 def remember(path: Path, manifest: dict[str, Any], fd: int | None) -> None:
@@ -167,32 +190,47 @@ def same_bytes(new: Any, old: Any) -> bool:
     return True
 
 
-def _layout(column: Any) -> list[Any]:
-    """Where each chunk's buffers are, with its offset and length."""
+def _buffers(column: Any) -> list[Any]:
+    """Where each chunk's buffers are (a dictionary's values left out: its codes only), with
+    its offset and length."""
     return [(chunk.offset, len(chunk), [None if b is None else (b.address, b.size)
                                         for b in chunk.buffers()]) for chunk in column.chunks]
 
 
+def _flat(kind: Any) -> bool:
+    """Numbers, datetimes, strings, binaries, booleans: types whose values ``buffers()``
+    holds whole (not a dictionary's, nor a nested type's children)."""
+    import pyarrow as pa
+
+    return _fixed_width(kind) or _stringlike(kind) or pa.types.is_boolean(kind)
+
+
+def _stringlike(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
+
+
 def _same_column(new: Any, old: Any) -> bool:
     """Whether the column ``new`` of a frame being saved holds what the loaded column ``old``
-    held, value for value and bit for bit."""
+    held, value for value (and bit for bit where a reader sees bits)."""
     import pyarrow as pa
 
     kind = new.type
     if kind != old.type or len(new) != len(old):
         return False
-    if _layout(new) == _layout(old):  # the very buffers that were loaded (Arrow's are not
-        return True  # written in place)
+    if pa.types.is_dictionary(kind):  # categories: their codes and their values, in order
+        values = kind.value_type
+        return ((_stringlike(values) or pa.types.is_integer(values))
+                and pa.types.is_integer(kind.index_type) and new.equals(old))
+    if not _flat(kind):
+        return False
+    if _buffers(new) == _buffers(old):  # the very buffers that were loaded (Arrow's are
+        return True  # not written in place)
     if _fixed_width(kind):
         return same_bytes(new, old)
-    exact = (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-             or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-             or pa.types.is_boolean(kind))
-    if pa.types.is_dictionary(kind):  # categories: their codes, and their values exactly
-        values = kind.value_type
-        exact = (pa.types.is_string(values) or pa.types.is_large_string(values)
-                 or pa.types.is_integer(values))
-    return exact and new.equals(old)
+    return bool(new.equals(old))
 
 
 def references(table: Any, folder: Path) -> tuple[list[dict[str, Any]], set[str]]:
@@ -301,13 +339,15 @@ def _wait(entry: list[Any]) -> None:
 def verify(pending: list[list[Any]]) -> None:
     """ValueError with the first message whose file's hash is not the one expected; every
     descriptor closed."""
-    failed = None
+    failed: BaseException | None = None
     while pending:
         future, expected, message, fd = pending.pop(0)
         try:
             if future.result() != expected and failed is None:
-                failed = message
+                failed = ValueError(message)
+        except Exception as exc:  # unreadable: the others are still closed
+            failed = failed or exc
         finally:
             os.close(fd)
     if failed is not None:
-        raise ValueError(failed)
+        raise failed

@@ -314,7 +314,12 @@ def bin_counts(edges: Any, values: Any) -> Any:
 
     bins = len(edges) - 1
     low, high = float(edges[0]), float(edges[-1])
-    if bins >= 1 and low < high and np.array_equal(edges, np.linspace(low, high, bins + 1)):
+    # edges that repeat (bins narrower than the floats' spacing there, as ids near 1e17) or
+    # a span too small to divide by are searched: np.histogram refuses the first and older
+    # numpy miscounts both
+    if (bins >= 1 and low < high and np.isfinite(bins / (high - low))
+            and bool(np.all(np.diff(edges) > 0))
+            and np.array_equal(edges, np.linspace(low, high, bins + 1))):
         counts, _ = np.histogram(values, bins=bins, range=(low, high))
         counts[0] += np.count_nonzero(values < low)
         counts[-1] += np.count_nonzero(values > high)

@@ -195,8 +195,8 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
 
         table = feather.read_table(source, memory_map=True)
         restore = _restoring(arrowfile.check_whole(table), manifest)
-        arrowfile.note_whole(path, table)
         frame = table.to_pandas()
+        arrowfile.note_whole(path, table, frame)
     elif fmt == "arrow-parts":
         frame, record = arrowfile.read_frame(path, manifest.get("parts"), source)
         restore = _restoring(record, manifest)
