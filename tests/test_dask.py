@@ -408,6 +408,8 @@ class _StandIn:
         else:
             if task is daskworker.prepare:
                 self.sent.append(("prepare", where, [Path(args[1]).stem]))
+            if task is daskworker.warm_up:  # what its zygote imports
+                self.sent.append(("warm_up", where, [name for name, _, _ in args[2][1]]))
             future.set_result(None)
         return future
 
@@ -534,3 +536,25 @@ def test_a_step_reused_from_the_cache_gets_no_kernel_noted(tmp_path: Path, cli) 
     executor.skip("b")
     end("a", a)
     assert not any(Path(n).stem == "02_b" for n in executor.prepared), executor.prepared
+
+
+def test_workers_warmed_while_the_first_step_runs_elsewhere_import_what_saving_a_model_needs(
+        tmp_path: Path, cli) -> None:
+    """The first step's worker warms its zygote with that step's imports alone (its kernel
+    waits for them); the other workers, whose first step comes later, with what loading and
+    saving every step's artifacts imports too: skops, for the model a branch saves."""
+    _, client, send, end = _drive(
+        tmp_path, cli, ["w1", "w2"], "%%mlops setup\nimport pandas as pd",
+        "%%mlops step load\nframe = pd.DataFrame({'x': [1.0, 2.0], 'y': [0.0, 1.0]})",
+        "%%mlops step fit\nfrom sklearn.dummy import DummyRegressor",
+        "%%mlops model model\nmodel = DummyRegressor().fit(frame[['x']], frame['y'])",
+        "%%mlops step other\ntotal = float(frame['x'].sum())")
+    load = send("load")
+    warmed = {where: modules for task, where, modules in client.sent if task == "warm_up"}
+    first = next(where for task, where, _ in client.sent if task == "load")
+    assert set(warmed) == {"w1", "w2"}
+    assert "pandas" in warmed[first] and "skops.io" not in warmed[first]
+    other = next(w for w in warmed if w != first)
+    assert warmed[other][:len(warmed[first])] == warmed[first]
+    assert "skops.io" in warmed[other]
+    end("load", load)

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import MlopsError, OptionError
 from . import daskworker
-from .daskplan import descendants, plans_of, spec_of, upcoming_after
+from .daskplan import descendants, plans_of, spec_of, upcoming_after, warm_plans
 from .daskworker import AHEAD, Plans, PoolKey
 from .executors import CellListener, Executor, ExecutorSettings, ExecutorStopped, RunPlan
 from .stepexec import KernelCommand, StepCall
@@ -111,10 +111,10 @@ class DaskExecutor(Executor):
         try:
             plans = {notebook: plans_of(notebook)}
             workers = self._listed()
-            if first:
-                self._warm_workers(workers, key, notebook, plans[notebook])
             if worker is None:
                 worker = self._idle(workers)
+            if first:
+                self._warm_workers(workers, key, notebook, plans[notebook], worker)
             if worker is not None:  # the other steps that wait for this one start when it ends
                 self._prepare_elsewhere(workers, key, upcoming[1:waiting])
             ahead = self._ahead(worker, upcoming, after_it)
@@ -196,10 +196,15 @@ class DaskExecutor(Executor):
             return []
 
     def _warm_workers(self, workers: list[str], key: PoolKey, notebook: str,
-                      plans: Plans) -> None:
+                      plans: Plans, first_on: str | None) -> None:
         """Have every worker start its zygote with the imports of ``notebook`` (the first
-        step that runs); each task returns at once, leaving the worker free for a step."""
-        started = [self.client.submit(daskworker.warm_up, key, notebook, plans, pure=False,
+        step that runs, on ``first_on``); the others, which have time until a later step
+        reaches them, also what loading and saving the run's artifacts imports
+        (:func:`.daskplan.warm_plans`). Each task returns at once, leaving the worker free
+        for a step."""
+        wider = warm_plans(notebook) if any(w != first_on for w in workers) else plans
+        started = [self.client.submit(daskworker.warm_up, key, notebook,
+                                      plans if w == first_on else wider, pure=False,
                                       workers=[w], allow_other_workers=False)
                    for w in workers]
         with self._lock:

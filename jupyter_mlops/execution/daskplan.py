@@ -10,9 +10,9 @@ from typing import Any
 from ..errors import MlopsError
 from ..pipeline.graph import downstream_of
 from .daskworker import Plans
-from .stepexec import step_plan, zygote_plan
+from .stepexec import artifact_plan, step_plan, zygote_plan
 
-__all__ = ["descendants", "plans_of", "spec_of", "step_name", "upcoming_after"]
+__all__ = ["descendants", "plans_of", "spec_of", "step_name", "upcoming_after", "warm_plans"]
 
 
 def spec_of(notebook: str) -> tuple[Any, Path] | None:
@@ -78,3 +78,19 @@ def plans_of(notebook: str) -> Plans:
     if name is None:
         return [], []
     return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
+
+
+def warm_plans(notebook: str) -> Plans:
+    """:func:`plans_of` the first step that runs, its zygote's widened with what loading and
+    saving every step's artifacts imports (a model's skops): a worker warmed up while that
+    step runs elsewhere has them imported when it is sent a later step (a branch that saves
+    a model waited 0.5 s for skops on churn)."""
+    step, zygote = plans_of(notebook)
+    found = spec_of(notebook)
+    if found is None or not zygote:
+        return step, zygote
+    spec, folder = found
+    wider = list(zygote)
+    for other in spec.steps:
+        wider += [m for m in artifact_plan(spec, folder, other.name) if m not in wider]
+    return step, wider

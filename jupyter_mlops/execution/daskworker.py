@@ -115,7 +115,7 @@ def warm_up(key: PoolKey, notebook: str, plans: Plans) -> None:
     own thread, and import papermill in another (a worker's first step would import it on
     its own time); returns at once."""
     with _LOCK:
-        _PLANS.setdefault(notebook, plans)
+        _PLANS[notebook] = plans  # this run's: a worker warmed wider than the step needs
         pool = _pool(key)
         importing = "papermill" not in sys.modules and not _IMPORTING.is_set()
         _IMPORTING.set()

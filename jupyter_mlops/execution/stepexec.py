@@ -308,6 +308,16 @@ def zygote_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Modul
     return plan + [m for m in _artifact_modules(plan, roles) if m not in plan]
 
 
+def artifact_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]:
+    """What loading step ``name``'s inputs and saving its outputs import (Arrow for frames,
+    skops for a model): our own dependencies, which a zygote may import ahead for any step."""
+    step = spec.step(name)
+    roles = {o.role for o in step.outputs} | {
+        o.role for variable, producer in step.inputs.items()
+        for o in spec.step(producer).outputs if o.name == variable}
+    return _artifact_modules(step_plan(spec, pipeline_dir, name), roles)
+
+
 def _artifact_modules(found: list[Module], roles: set[str]) -> list[Module]:
     """What loading or saving artifacts of these roles imports. A step's kernel imports
     ahead only what loading its inputs needs: saving happens after the step's own code."""
