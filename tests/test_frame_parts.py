@@ -3,6 +3,7 @@ then two Arrow IPC files back to back, and what comes back is the frame that was
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -273,9 +274,15 @@ def test_a_compressed_column_changed_anywhere_is_written_not_referenced(tmp_path
     same = loaded()
     assert set(arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]["packed"]) == {
         "word", "maybe", "tier"}
-    same["word"] = same["word"].copy(deep=True)  # the same values in new memory
     saved = artifacts.save(same, "df", root / "same")
     assert {"word", "maybe", "tier"} <= {c for _, _, cs in _refs(saved) for c in cs}
+    # the same values in new memory: the loaded column, no longer held, was let go
+    copied = loaded()
+    copied["word"] = copied["word"].copy(deep=True)
+    gc.collect()
+    saved = artifacts.save(copied, "df", root / "copied")
+    referenced = {c for _, _, cs in _refs(saved) for c in cs}
+    assert "word" not in referenced and {"maybe", "tier"} <= referenced
     edits = {
         "word": lambda f: f.loc[f.index[5], "word"] + "!",
         "maybe": lambda f: "x",
@@ -354,11 +361,16 @@ def test_a_failed_load_keeps_nothing_of_the_file(tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match="was changed after it was written"):
         artifacts.load("df", root / "build", sha256="0" * 64)
     assert arrowrefs._READ == {} and arrowrefs._LOADED == {}
-    artifacts.load("df", root / "build", sha256=built["sha256"])
+    frame = artifacts.load("df", root / "build", sha256=built["sha256"])
     assert arrowrefs._READ == {}
     entry = arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]
     # of the compressed part, only what the frame holds as loaded (its strings' Arrow arrays)
     assert set(entry["packed"]) == {"word"}
+    # and only while it holds them: filtered, the frame is another; the loaded one let go
+    frame = frame[frame["level"] > 4]
+    gc.collect()
+    assert entry["packed"] == {}
+    assert entry["part"] is not None  # the plain part, read again from the file, stays
 
 
 def _forged_references(tmp_path, change):

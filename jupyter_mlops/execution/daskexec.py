@@ -114,7 +114,7 @@ class DaskExecutor(Executor):
             if worker is None:
                 worker = self._idle(workers)
             if first:
-                self._warm_workers(workers, key, notebook, plans[notebook], worker)
+                self._warm_workers(workers, key, notebook, plans[notebook], worker, expected)
             if worker is not None:  # the other steps that wait for this one start when it ends
                 self._prepare_elsewhere(workers, key, upcoming[1:waiting])
             ahead = self._ahead(worker, upcoming, after_it)
@@ -196,13 +196,15 @@ class DaskExecutor(Executor):
             return []
 
     def _warm_workers(self, workers: list[str], key: PoolKey, notebook: str,
-                      plans: Plans, first_on: str | None) -> None:
+                      plans: Plans, first_on: str | None, expected: set[str] | None) -> None:
         """Have every worker start its zygote with the imports of ``notebook`` (the first
         step that runs, on ``first_on``); the others, which have time until a later step
-        reaches them, also what loading and saving the run's artifacts imports
-        (:func:`.daskplan.warm_plans`). Each task returns at once, leaving the worker free
-        for a step."""
-        wider = warm_plans(notebook) if any(w != first_on for w in workers) else plans
+        reaches them (no other of the steps ``expected`` could start now), also what loading
+        and saving the run's artifacts imports (:func:`.daskplan.warm_plans`). Each task
+        returns at once, leaving the worker free for a step."""
+        wider = plans  # a step sent where Dask chooses: any worker may be the one
+        if first_on is not None and any(w != first_on for w in workers):
+            wider = warm_plans(notebook, expected)
         started = [self.client.submit(daskworker.warm_up, key, notebook,
                                       plans if w == first_on else wider, pure=False,
                                       workers=[w], allow_other_workers=False)

@@ -80,16 +80,23 @@ def plans_of(notebook: str) -> Plans:
     return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
 
 
-def warm_plans(notebook: str) -> Plans:
+def warm_plans(notebook: str, expected: set[str] | None) -> Plans:
     """:func:`plans_of` the first step that runs, its zygote's widened with what loading and
-    saving every step's artifacts imports (a model's skops): a worker warmed up while that
-    step runs elsewhere has them imported when it is sent a later step (a branch that saves
-    a model waited 0.5 s for skops on churn)."""
+    saving every step's artifacts imports (a model's skops), when no other step of those
+    named ``expected`` could start beside it: a worker warmed up while that step runs
+    elsewhere then has them imported when a later step is sent there (a branch that saves a
+    model waited 0.5 s for skops on churn). A step that could start now keeps the first
+    step's plans: its kernel would wait for the wider imports."""
     step, zygote = plans_of(notebook)
     found = spec_of(notebook)
-    if found is None or not zygote:
+    if found is None or not zygote or expected is None:
         return step, zygote
     spec, folder = found
+    name = step_name(spec, folder, notebook)
+    waiting = expected | {name}
+    if any(s.name in expected and s.name != name and not set(s.after) & waiting
+           for s in spec.steps):
+        return step, zygote
     wider = list(zygote)
     for other in spec.steps:
         wider += [m for m in artifact_plan(spec, folder, other.name) if m not in wider]

@@ -12,12 +12,13 @@ the frames this process loaded from its siblings, column by column of the same n
 - a column of its compressed part with the column as loaded (decompressed, its hash
   checked), kept only where the loaded frame holds those very Arrow buffers (pandas 3 keeps
   a string column's Arrow array as it was loaded, and hands it back when the frame is
-  saved), so keeping it costs no memory; a column pandas copied (numbers, category codes
-  of more than one chunk, strings under pandas 2) is written again. The saved column is
-  the loaded one when it is those same buffers; else fixed-width columns are compared
-  byte for byte as above, and strings, binaries, booleans and categories of strings or
-  integers by Arrow's ``equals``: the same values, nulls in the same places, categories in
-  the same order (the bytes under a null are not compared: no reader sees them).
+  saved), and only as long as it holds them, so keeping it costs no memory; a column
+  pandas copied (numbers, category codes of more than one chunk, strings under pandas 2)
+  is written again. The saved column is the loaded one when it is those same buffers;
+  else fixed-width columns are compared byte for byte as above, and strings, binaries,
+  booleans and categories of strings or integers by Arrow's ``equals``: the same values,
+  nulls in the same places, categories in the same order (the bytes under a null are not
+  compared: no reader sees them).
 
 An identical column is not written but referenced: step, artifact, the file's sha256, the
 part and the column names. The references are in the first part's schema metadata, inside
@@ -106,12 +107,38 @@ def open_part(path: Path | str, parts: Any, index: int) -> Any:
 def note_read(path: Path, tables: list[Any], frame: Any) -> None:
     """Keep the columns of the frame file at ``path``, part by part as read (``tables``), that
     the pandas ``frame`` made of them holds as they are, until its hash is checked:
-    :func:`remember` then keeps those of its compressed parts."""
+    :func:`remember` then keeps those of its compressed parts. Each is let go when pandas
+    lets go of it (the frame filtered, dropped or the column replaced): kept no longer than
+    the frame holds it, it costs no memory."""
+    import weakref
+
+    key = _absolute(path)
     kept: dict[int, dict[str, Any]] = {}
     for index, table in enumerate(tables):
-        kept[index] = {name: column for name, column in zip(  # noqa: B905 (Python 3.9)
-            table.column_names, table.columns) if _held(frame, name, column)}
-    _READ[_absolute(path)] = kept
+        kept[index] = {}
+        for name, column in zip(table.column_names, table.columns):  # noqa: B905 (3.9)
+            if not _held(frame, name, column):
+                continue
+            try:
+                weakref.finalize(frame[name].array, _release, key, name, column)
+            except TypeError:  # an array that cannot be watched is not kept
+                continue
+            kept[index][name] = column
+    _READ[key] = kept
+
+
+def _release(key: Path, name: str, column: Any) -> None:
+    """Let go of the loaded ``column`` of the file ``key``: the frame no longer holds it.
+    The dicts are replaced, not changed: a save may be going through them (a collection
+    runs this in any thread)."""
+    read = _READ.get(key)
+    if read is not None:
+        _READ[key] = {index: {n: c for n, c in columns.items() if c is not column}
+                      for index, columns in read.items()}
+    entry = _LOADED.get(key)
+    if entry is not None and name in entry["packed"]:
+        entry["packed"] = {n: kept for n, kept in entry["packed"].items()
+                           if kept[1] is not column}
 
 
 def _held(frame: Any, name: str, column: Any) -> bool:
@@ -124,8 +151,8 @@ def _held(frame: Any, name: str, column: Any) -> bool:
     # its extension types (Arrow-backed, categories, ...) may hold Arrow's memory
     if name not in frame.columns or isinstance(frame[name].dtype, np.dtype):
         return False
-    try:
-        mine = pa.Table.from_pandas(frame[[name]], preserve_index=False).column(0)
+    try:  # the column itself: pandas 2 copies a selection of columns
+        mine = pa.Table.from_pandas(frame[name].to_frame(), preserve_index=False).column(0)
     except (pa.ArrowException, TypeError, ValueError):
         return False
     return _buffers(mine) == _buffers(column)
@@ -253,7 +280,7 @@ def references(table: Any, folder: Path) -> tuple[list[dict[str, Any]], set[str]
                     name for name in old.column_names
                     if name not in taken and name in table.column_names
                     and same_bytes(table.column(name), old.column(name))]
-        for name, (index, column) in source["packed"].items():
+        for name, (index, column) in list(source["packed"].items()):
             if (name not in taken and name in table.column_names
                     and _same_column(table.column(name), column)):
                 by_part.setdefault(index, []).append(name)
