@@ -658,3 +658,20 @@ def test_every_descriptor_is_closed_when_a_referenced_file_cannot_be_hashed(tmp_
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+def test_a_column_arrow_cannot_take_back_is_written_and_the_load_goes_on(tmp_path,
+                                                                         monkeypatch):
+    """Whether the loaded frame holds a column as Arrow memory is only worth knowing: a
+    column that cannot be made a table of again (here every one, as an extension type of
+    another library might refuse) leaves the frame loaded and nothing kept."""
+    root = _root(tmp_path)
+    built = artifacts.save(_big(), "df", root / "build")
+
+    def refuse(*_args, **_kwargs):
+        raise NotImplementedError("no conversion for this type")
+
+    monkeypatch.setattr(pd.Series, "to_frame", refuse)
+    frame = artifacts.load("df", root / "build", sha256=built["sha256"])
+    assert len(frame) == 1_200_000
+    assert arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]["packed"] == {}

@@ -120,9 +120,10 @@ def note_read(path: Path, tables: list[Any], frame: Any) -> None:
             if not _held(frame, name, column):
                 continue
             try:
-                weakref.finalize(frame[name].array, _release, key, name, column)
+                watch = weakref.finalize(frame[name].array, _release, key, name, column)
             except TypeError:  # an array that cannot be watched is not kept
                 continue
+            watch.atexit = False  # nothing to let go of when the kernel ends
             kept[index][name] = column
     _READ[key] = kept
 
@@ -147,15 +148,17 @@ def _held(frame: Any, name: str, column: Any) -> bool:
     import numpy as np
     import pyarrow as pa
 
-    # numpy's own types (numbers, datetimes, strings as objects) are pandas' copies: only
-    # its extension types (Arrow-backed, categories, ...) may hold Arrow's memory
-    if name not in frame.columns or isinstance(frame[name].dtype, np.dtype):
+    try:
+        series = frame[name] if name in frame.columns else None
+        # numpy's own types (numbers, datetimes, strings as objects) are pandas' copies: only
+        # its extension types (Arrow-backed, categories, ...) may hold Arrow's memory
+        if series is None or isinstance(series.dtype, np.dtype):
+            return False
+        # the column itself: pandas 2 copies a selection of columns
+        mine = pa.Table.from_pandas(series.to_frame(), preserve_index=False).column(0)
+        return _buffers(mine) == _buffers(column)
+    except Exception:  # a type Arrow cannot take back: written again, the load goes on
         return False
-    try:  # the column itself: pandas 2 copies a selection of columns
-        mine = pa.Table.from_pandas(frame[name].to_frame(), preserve_index=False).column(0)
-    except (pa.ArrowException, TypeError, ValueError):
-        return False
-    return _buffers(mine) == _buffers(column)
 
 
 def remember(path: Path, manifest: dict[str, Any], fd: int | None) -> None:
