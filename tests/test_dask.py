@@ -538,46 +538,47 @@ def test_a_step_reused_from_the_cache_gets_no_kernel_noted(tmp_path: Path, cli) 
     assert not any(Path(n).stem == "02_b" for n in executor.prepared), executor.prepared
 
 
+_FIT = ("%%mlops step fit\nfrom sklearn.dummy import DummyRegressor",
+        "%%mlops model model\nmodel = DummyRegressor().fit(frame[['x']], frame['y'])")
+
+
+def _warm_ups(tmp_path: Path, cli, first: str, upcoming: list[str], *cells: str):
+    """The modules each worker of two is told to warm up when step ``first`` of the
+    exported ``cells`` is sent while the runner expects ``upcoming``; and the worker
+    ``first`` went to."""
+    from jupyter_mlops.execution.executors import RunPlan
+
+    executor, client, send, end = _drive(
+        tmp_path, cli, ["w1", "w2"], "%%mlops setup\nimport pandas as pd",
+        f"%%mlops step {first}\nframe = pd.DataFrame({{'x': [1.0, 2.0], 'y': [0.0, 1.0]}})",
+        *cells)
+    executor.start(RunPlan(kernel=None, parallelism=2, upcoming=lambda: upcoming))
+    thread = send(first)
+    warmed = {where: modules for task, where, modules in client.sent if task == "warm_up"}
+    where = next(where for task, where, _ in client.sent if task == first)
+    end(first, thread)
+    return warmed, where
+
+
 def test_workers_warmed_while_the_first_step_runs_elsewhere_import_what_saving_a_model_needs(
         tmp_path: Path, cli) -> None:
     """The first step's worker warms its zygote with that step's imports alone (its kernel
     waits for them); the other workers, whose first step comes later, with what loading and
     saving every step's artifacts imports too: skops, for the model a branch saves."""
-    from jupyter_mlops.execution.executors import RunPlan
-
-    executor, client, send, end = _drive(
-        tmp_path, cli, ["w1", "w2"], "%%mlops setup\nimport pandas as pd",
-        "%%mlops step load\nframe = pd.DataFrame({'x': [1.0, 2.0], 'y': [0.0, 1.0]})",
-        "%%mlops step fit\nfrom sklearn.dummy import DummyRegressor",
-        "%%mlops model model\nmodel = DummyRegressor().fit(frame[['x']], frame['y'])",
-        "%%mlops step other\ntotal = float(frame['x'].sum())")
     # the runner's plan: the steps it still expects, each waiting for load
-    executor.start(RunPlan(kernel=None, parallelism=2, upcoming=lambda: ["fit", "other"]))
-    load = send("load")
-    warmed = {where: modules for task, where, modules in client.sent if task == "warm_up"}
-    first = next(where for task, where, _ in client.sent if task == "load")
+    warmed, first = _warm_ups(tmp_path, cli, "load", ["fit", "other"], *_FIT,
+                              "%%mlops step other\ntotal = float(frame['x'].sum())")
     assert set(warmed) == {"w1", "w2"}
     assert "pandas" in warmed[first] and "skops.io" not in warmed[first]
     other = next(w for w in warmed if w != first)
     assert warmed[other][:len(warmed[first])] == warmed[first]
     assert "skops.io" in warmed[other]
-    end("load", load)
 
 
 def test_no_worker_is_warmed_wider_when_another_step_could_start(tmp_path: Path, cli) -> None:
     """Two steps that wait for nothing start together: the second one's worker may get its
     warm-up first, and its kernel would wait for the wider imports. Every worker is then
     warmed with the first step's own."""
-    executor, client, send, end = _drive(
-        tmp_path, cli, ["w1", "w2"], "%%mlops setup\nimport pandas as pd",
-        "%%mlops step x\nframe = pd.DataFrame({'x': [1.0, 2.0], 'y': [0.0, 1.0]})",
-        "%%mlops step y\nother = pd.DataFrame({'z': [3.0]})",
-        "%%mlops step fit\nfrom sklearn.dummy import DummyRegressor",
-        "%%mlops model model\nmodel = DummyRegressor().fit(frame[['x']], frame['y'])")
-    from jupyter_mlops.execution.executors import RunPlan
-
-    executor.start(RunPlan(kernel=None, parallelism=2, upcoming=lambda: ["y", "fit"]))
-    x = send("x")
-    warmed = [modules for task, _, modules in client.sent if task == "warm_up"]
-    assert len(warmed) == 2 and not any("skops.io" in m for m in warmed), warmed
-    end("x", x)
+    warmed, _ = _warm_ups(tmp_path, cli, "x", ["y", "fit"],
+                          "%%mlops step y\nother = pd.DataFrame({'z': [3.0]})", *_FIT)
+    assert len(warmed) == 2 and not any("skops.io" in m for m in warmed.values()), warmed

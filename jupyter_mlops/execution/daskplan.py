@@ -84,15 +84,17 @@ def warm_plans(notebook: str, expected: set[str] | None) -> Plans:
     """:func:`plans_of` the first step that runs, its zygote's widened with what loading and
     saving every step's artifacts imports (a model's skops), when no other step of those
     named ``expected`` could start beside it: a worker warmed up while that step runs
-    elsewhere then has them imported when a later step is sent there (a branch that saves a
-    model waited 0.5 s for skops on churn). A step that could start now keeps the first
-    step's plans: its kernel would wait for the wider imports."""
-    step, zygote = plans_of(notebook)
+    elsewhere then has them imported when a later step is sent there (churn's second
+    branch imported skops, 0.56 s, only once its kernel was asked for). A step that could
+    start now keeps the first step's plans: its kernel would wait for the wider imports."""
     found = spec_of(notebook)
-    if found is None or not zygote or expected is None:
-        return step, zygote
+    name = None if found is None else step_name(*found, notebook)
+    if found is None or name is None:
+        return [], []
     spec, folder = found
-    name = step_name(spec, folder, notebook)
+    step, zygote = step_plan(spec, folder, name), zygote_plan(spec, folder, name)
+    if not zygote or expected is None:
+        return step, zygote
     waiting = expected | {name}
     if any(s.name in expected and s.name != name and not set(s.after) & waiting
            for s in spec.steps):

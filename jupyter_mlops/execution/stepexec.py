@@ -291,10 +291,8 @@ def step_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]
     if spec.kernel.get("language", "python") != "python":
         return []
     step = spec.step(name)
-    roles = {o.role for variable, producer in step.inputs.items()
-             for o in spec.step(producer).outputs if o.name == variable}
     try:
-        return warm_plan(pipeline_dir / step.notebook, roles)
+        return warm_plan(pipeline_dir / step.notebook, _input_roles(spec, name))
     except (OSError, ValueError):
         return []
 
@@ -311,11 +309,15 @@ def zygote_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Modul
 def artifact_plan(spec: PipelineSpec, pipeline_dir: Path, name: str) -> list[Module]:
     """What loading step ``name``'s inputs and saving its outputs import (Arrow for frames,
     skops for a model): our own dependencies, which a zygote may import ahead for any step."""
-    step = spec.step(name)
-    roles = {o.role for o in step.outputs} | {
-        o.role for variable, producer in step.inputs.items()
-        for o in spec.step(producer).outputs if o.name == variable}
+    roles = {o.role for o in spec.step(name).outputs} | _input_roles(spec, name)
     return _artifact_modules(step_plan(spec, pipeline_dir, name), roles)
+
+
+def _input_roles(spec: PipelineSpec, name: str) -> set[str]:
+    """The roles of step ``name``'s inputs, as the steps that make them record them."""
+    step = spec.step(name)
+    return {o.role for variable, producer in step.inputs.items()
+            for o in spec.step(producer).outputs if o.name == variable}
 
 
 def _artifact_modules(found: list[Module], roles: set[str]) -> list[Module]:

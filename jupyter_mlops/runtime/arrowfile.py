@@ -30,7 +30,7 @@ from typing import Any
 
 from . import arrowrefs
 
-__all__ = ["MIN_SAVING", "SPLIT_FROM", "check_whole", "note_whole", "parsing_runs_no_code",
+__all__ = ["MIN_SAVING", "SPLIT_FROM", "check_whole", "note_loaded", "parsing_runs_no_code",
            "read_frame", "write_table"]
 
 #: From this size in Arrow on, a frame's columns are compressed only where it pays, and may
@@ -179,19 +179,18 @@ def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
     try:
         table, restore, tables = _read_table(path, parts, source, pending)
         frame = table.to_pandas()
-        if sum(part.nbytes for part in tables) >= SPLIT_FROM:
-            arrowrefs.note_read(path, tables, frame)
+        note_loaded(path, tables, frame)
         return frame, restore
     finally:
         arrowrefs.verify(pending)
 
 
-def note_whole(path: Path, table: Any, frame: Any) -> None:
-    """Keep the columns of the frame file at ``path``, read as one Arrow ``table`` and made
-    into ``frame``, until its hash is checked, if it is big enough to be referenced
-    (:func:`.arrowrefs.remember`)."""
-    if table.nbytes >= SPLIT_FROM:
-        arrowrefs.note_read(path, [table], frame)
+def note_loaded(path: Path, tables: list[Any], frame: Any) -> None:
+    """Keep the columns of the frame file at ``path``, read as the Arrow ``tables`` of its
+    own parts and made into ``frame``, until its hash is checked, if it is big enough to be
+    referenced (:func:`.arrowrefs.remember`)."""
+    if sum(table.nbytes for table in tables) >= SPLIT_FROM:
+        arrowrefs.note_read(path, tables, frame)
 
 
 def _read_table(path: Path, parts: Any, source: str,

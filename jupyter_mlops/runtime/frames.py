@@ -196,7 +196,7 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
         table = feather.read_table(source, memory_map=True)
         restore = _restoring(arrowfile.check_whole(table), manifest)
         frame = table.to_pandas()
-        arrowfile.note_whole(path, table, frame)
+        arrowfile.note_loaded(path, [table], frame)
     elif fmt == "arrow-parts":
         frame, record = arrowfile.read_frame(path, manifest.get("parts"), source)
         restore = _restoring(record, manifest)
