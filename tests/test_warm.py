@@ -372,6 +372,33 @@ def test_a_keeper_that_does_not_answer_costs_a_cold_start_not_the_run(
         os.close(fd)
 
 
+def test_a_folder_on_the_path_changed_only_by_its_bytecode_cache_has_not_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module of a folder on sys.path imported for the first time makes its
+    ``__pycache__`` (where bytecode is written), which changes the folder's time: the
+    zygote's code is not older than anything there. A module added there, or one removed,
+    is a change."""
+    from jupyter_mlops.execution import zygote_main
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "one.py").write_text("A = 1\n")
+    monkeypatch.setattr(zygote_main, "FILES", {})
+    monkeypatch.setattr(zygote_main, "FOLDERS", {})
+    monkeypatch.setattr(sys, "path", [str(site)])
+    zygote_main.note_files()
+    assert zygote_main.changed() == ""
+    time.sleep(0.01)  # a later time for the folder
+    (site / "__pycache__").mkdir()
+    assert zygote_main.changed() == ""
+    (site / "two.py").write_text("B = 2\n")
+    assert zygote_main.changed() == f"{site} changed"
+    (site / "two.py").unlink()
+    assert zygote_main.changed() == ""
+    (site / "one.py").unlink()
+    assert zygote_main.changed() == f"{site} changed"
+
+
 def test_the_keeper_is_chosen_by_interpreter_path_backend_and_limits(tmp_path: Path,
                                                                      monkeypatch: Any) -> None:
     monkeypatch.setenv("TMPDIR", str(Path(tempfile.mkdtemp(prefix="mlw-", dir="/tmp"))))

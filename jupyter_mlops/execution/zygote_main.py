@@ -55,6 +55,11 @@ IMPORTED: list[list[Any]] = []
 #: modification time and size when it was imported (None: it did not exist): a warm zygote
 #: holding code older than its file must not serve a run (:func:`changed`).
 FILES: dict[str, tuple[int, int] | None] = {}
+#: What each folder on ``sys.path`` held then, ``__pycache__`` left out: a folder whose
+#: time changed only as an import made its ``__pycache__`` (a module of it imported for the
+#: first time, where bytecode is written) has not changed.
+FOLDERS: dict[str, frozenset[str] | None] = {}
+_CACHE = "__pycache__"
 
 
 def _stat(path: str) -> tuple[int, int] | None:
@@ -63,6 +68,13 @@ def _stat(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_mtime_ns, info.st_size
+
+
+def _listing(path: str) -> frozenset[str] | None:
+    try:
+        return frozenset(os.listdir(path)) - {_CACHE}
+    except OSError:
+        return None
 
 
 def note_files() -> None:
@@ -76,6 +88,7 @@ def note_files() -> None:
     for path in sys.path:
         if path and path not in FILES:
             FILES[path] = _stat(path)
+            FOLDERS[path] = _listing(path)
 
 
 def changed() -> str:
@@ -83,7 +96,9 @@ def changed() -> str:
     or edited), or ""."""
     for path, was in FILES.items():
         now = _stat(path)
-        if now != was:
+        if now != was and not (now and was and path in FOLDERS
+                               and FOLDERS[path] is not None
+                               and _listing(path) == FOLDERS[path]):
             return f"{path} {'changed' if now and was else 'appeared' if now else 'is gone'}"
     return ""
 
