@@ -190,11 +190,38 @@ def _zygotes_per_worker(scheduler: str) -> list[int]:
     return [sum("zygote_main" in k for k in kernels) for kernels in _kernels_on_workers(scheduler)]
 
 
+def _zygote_sources(scheduler: str) -> list[list[str]]:
+    """Where each worker's zygotes came from (:attr:`.zygote.Zygote.source`: "" started
+    there, "shared" forked from another worker's, "warm" from an earlier run's)."""
+    from distributed import Client
+
+    def sources() -> list[str]:
+        from jupyter_mlops.execution import daskworker
+
+        with daskworker._LOCK:
+            pools = list(daskworker._POOLS.values())
+        return [pool.zygote.source for pool in pools if pool.zygote is not None]
+
+    with Client(scheduler, timeout=10) as client:
+        return list(client.run(sources).values())
+
+
+def _run_files() -> set[str]:
+    """The files of runs sharing a zygote between workers (:mod:`.hostshare`)."""
+    from jupyter_mlops.execution import warm
+
+    folder = warm.folder()
+    return set() if folder is None else {p.name for p in folder.glob("r-*")}
+
+
 def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Path,
                                                                     scheduler: str) -> None:
-    """One step, one worker to run it: the other starts its zygote too, so a branch that
-    reaches it later forks a kernel at once; a pipeline given by a relative path runs
-    (workers work in folders of their own). The run's end stops every zygote."""
+    """One step, one worker to run it: the other gets its zygote too, so a branch that
+    reaches it later forks a kernel at once; on this one machine it is forked from the
+    first step's worker's rather than importing beside it. A pipeline given by a relative
+    path runs (workers work in folders of their own). The run's end stops every zygote and
+    removes what the sharing used."""
+    before = _run_files()
     write_notebook(tmp_path / "one.ipynb", "%%mlops step a\nimport time\ntime.sleep(4)\nx = 1")
     assert run_cli("export", str(tmp_path / "one.ipynb")).returncode == 0
     env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0")
@@ -202,15 +229,19 @@ def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Pa
                             "--executor", "dask", "--scheduler", scheduler, "--runs-dir",
                             "runs"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    seen: list[list[int]] = []
+    seen: list[list[list[str]]] = []
     while run.poll() is None:
-        seen.append(_zygotes_per_worker(scheduler))
+        seen.append(_zygote_sources(scheduler))
         time.sleep(0.3)
     out, err = run.communicate()
     assert run.returncode == 0, out + err
-    assert any(len(counts) == 2 and min(counts) >= 1 for counts in seen), seen
+    assert any(sorted(s for w in sources for s in w) == ["", "shared"] for sources in seen), seen
     assert _record(tmp_path / "runs")["status"] == "succeeded"
     assert _zygotes_per_worker(scheduler) == [0, 0]
+    deadline = time.monotonic() + 10  # the keeper removes its socket as it ends
+    while _run_files() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _run_files() - before
 
 
 def test_two_branches_get_their_kernels_on_two_workers_ahead(tmp_path: Path, scheduler: str,
@@ -385,6 +416,7 @@ class _StandIn:
         self.steps: dict[str, tuple[threading.Event, str | None]] = {}
         self.sent: list[tuple[str, str | None, list[str]]] = []  # (task, worker, notebooks)
         self.refuse = False  # a send that fails (the scheduler gone)
+        self.roles: dict[str | None, str | None] = {}  # each worker's part in sharing a zygote
 
     def nthreads(self) -> dict[str, int]:
         return {w: 1 for w in self.workers}
@@ -410,6 +442,7 @@ class _StandIn:
                 self.sent.append(("prepare", where, [Path(args[1]).stem]))
             if task is daskworker.warm_up:  # what its zygote imports
                 self.sent.append(("warm_up", where, [name for name, _, _ in args[2][1]]))
+                self.roles[where] = args[3]
             future.set_result(None)
         return future
 
@@ -542,14 +575,15 @@ _FIT = ("%%mlops step fit\nfrom sklearn.dummy import DummyRegressor",
         "%%mlops model model\nmodel = DummyRegressor().fit(frame[['x']], frame['y'])")
 
 
-def _warm_ups(tmp_path: Path, cli, first: str, upcoming: list[str], *cells: str):
-    """The modules each worker of two is told to warm up when step ``first`` of the
-    exported ``cells`` is sent while the runner expects ``upcoming``; and the worker
-    ``first`` went to."""
+def _warm_ups(tmp_path: Path, cli, first: str, upcoming: list[str], *cells: str,
+              workers: tuple[str, ...] = ("w1", "w2")):
+    """The modules each worker is told to warm up when step ``first`` of the exported
+    ``cells`` is sent while the runner expects ``upcoming``; the worker ``first`` went to;
+    and each worker's part in sharing a zygote's imports (:mod:`.hostshare`)."""
     from jupyter_mlops.execution.executors import RunPlan
 
     executor, client, send, end = _drive(
-        tmp_path, cli, ["w1", "w2"], "%%mlops setup\nimport pandas as pd",
+        tmp_path, cli, list(workers), "%%mlops setup\nimport pandas as pd",
         f"%%mlops step {first}\nframe = pd.DataFrame({{'x': [1.0, 2.0], 'y': [0.0, 1.0]}})",
         *cells)
     executor.start(RunPlan(kernel=None, parallelism=2, upcoming=lambda: upcoming))
@@ -557,7 +591,7 @@ def _warm_ups(tmp_path: Path, cli, first: str, upcoming: list[str], *cells: str)
     warmed = {where: modules for task, where, modules in client.sent if task == "warm_up"}
     where = next(where for task, where, _ in client.sent if task == first)
     end(first, thread)
-    return warmed, where
+    return warmed, where, client.roles
 
 
 def test_workers_warmed_while_the_first_step_runs_elsewhere_import_what_saving_a_model_needs(
@@ -566,19 +600,36 @@ def test_workers_warmed_while_the_first_step_runs_elsewhere_import_what_saving_a
     waits for them); the other workers, whose first step comes later, with what loading and
     saving every step's artifacts imports too: skops, for the model a branch saves."""
     # the runner's plan: the steps it still expects, each waiting for load
-    warmed, first = _warm_ups(tmp_path, cli, "load", ["fit", "other"], *_FIT,
-                              "%%mlops step other\ntotal = float(frame['x'].sum())")
+    warmed, first, roles = _warm_ups(tmp_path, cli, "load", ["fit", "other"], *_FIT,
+                                     "%%mlops step other\ntotal = float(frame['x'].sum())")
     assert set(warmed) == {"w1", "w2"}
     assert "pandas" in warmed[first] and "skops.io" not in warmed[first]
     other = next(w for w in warmed if w != first)
     assert warmed[other][:len(warmed[first])] == warmed[first]
     assert "skops.io" in warmed[other]
+    assert roles == {"w1": None, "w2": None}  # not addresses of one machine: nothing shared
+
+
+def test_the_workers_on_the_first_steps_machine_fork_their_zygotes_from_its(
+        tmp_path: Path, cli) -> None:
+    """The other workers have time until a later step reaches them: those on the machine of
+    the first step's worker follow it (fork their zygotes from its, :mod:`.hostshare`), a
+    worker on another machine imports on its own."""
+    workers = ("tcp://127.0.0.1:4001", "tcp://127.0.0.1:4002", "tcp://192.168.5.6:4003")
+    _, first, roles = _warm_ups(tmp_path, cli, "load", ["fit", "other"], *_FIT,
+                                "%%mlops step other\ntotal = float(frame['x'].sum())",
+                                workers=workers)
+    assert first.startswith("tcp://127.0.0.1:")
+    same = next(w for w in workers[:2] if w != first)
+    assert roles == {first: "lead", same: "follow", workers[2]: None}
 
 
 def test_no_worker_is_warmed_wider_when_another_step_could_start(tmp_path: Path, cli) -> None:
     """Two steps that wait for nothing start together: the second one's worker may get its
     warm-up first, and its kernel would wait for the wider imports. Every worker is then
     warmed with the first step's own."""
-    warmed, _ = _warm_ups(tmp_path, cli, "x", ["y", "fit"],
-                          "%%mlops step y\nother = pd.DataFrame({'z': [3.0]})", *_FIT)
+    warmed, _, roles = _warm_ups(tmp_path, cli, "x", ["y", "fit"],
+                                 "%%mlops step y\nother = pd.DataFrame({'z': [3.0]})", *_FIT,
+                                 workers=("tcp://127.0.0.1:4001", "tcp://127.0.0.1:4002"))
     assert len(warmed) == 2 and not any("skops.io" in m for m in warmed.values()), warmed
+    assert set(roles.values()) == {None}  # y's worker must not wait for x's zygote

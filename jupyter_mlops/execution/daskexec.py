@@ -65,6 +65,8 @@ class DaskExecutor(Executor):
         self.token = uuid.uuid4().hex
         self.kernel: KernelCommand | None = None
         self.plan: RunPlan | None = None
+        #: What each step notebook's kernel and zygote import ahead (:meth:`_plans_of`).
+        self.plans: dict[str, Plans] = {}
         self._lock = threading.Lock()
         self.closed = self.killed = False
 
@@ -109,7 +111,7 @@ class DaskExecutor(Executor):
             upcoming, waiting, after_it = upcoming_after(notebook, self.sent, expected)
         ahead: list[str] = []
         try:
-            plans = {notebook: plans_of(notebook)}
+            plans = {notebook: self._plans_of(notebook)}
             workers = self._listed()
             if worker is None:
                 worker = self._idle(workers)
@@ -118,8 +120,10 @@ class DaskExecutor(Executor):
             if worker is not None:  # the other steps that wait for this one start when it ends
                 self._prepare_elsewhere(workers, key, upcoming[1:waiting])
             ahead = self._ahead(worker, upcoming, after_it)
-            plans.update({n: plans_of(n) for n in ahead})
-            address = self._run_on(worker, call, ahead, plans)
+            # the worker's successor zygote imports for every step still expected, as the
+            # local pool's does (a later branch's model would otherwise wait for skops)
+            plans.update({n: self._plans_of(n) for n in upcoming})
+            address = self._run_on(worker, call, ahead, plans, upcoming)
         finally:
             with self._lock:  # one look: the worker is free and holds these kernels at once
                 if worker is not None:
@@ -144,15 +148,22 @@ class DaskExecutor(Executor):
                 self.busy[worker] += 1
         return worker
 
+    def _plans_of(self, notebook: str) -> Plans:
+        """:func:`.daskplan.plans_of` a step notebook, worked out once a run."""
+        plans = self.plans.get(notebook)
+        if plans is None:
+            plans = self.plans[notebook] = plans_of(notebook)
+        return plans
+
     def _run_on(self, worker: str | None, call: StepCall, ahead: list[str],
-                plans: dict[str, Plans]) -> str:
+                plans: dict[str, Plans], later: list[str]) -> str:
         """Send the step to ``worker`` (None: where Dask chooses) and wait: the address of
         the worker it ran on."""
         # pure=False: the same step with the same arguments may run again (a re-run)
         # to the worker that has its kernel ready, unless that one is busy
         where = {"workers": [worker], "allow_other_workers": True} if worker else {}
         future = self.client.submit(daskworker.run_step, self.token, call, ahead, plans,
-                                    pure=False, **where)
+                                    later, pure=False, **where)
         with self._lock:
             self.running.add(future)
         try:
@@ -200,14 +211,20 @@ class DaskExecutor(Executor):
         """Have every worker start its zygote with the imports of ``notebook`` (the first
         step that runs, on ``first_on``); the others, which have time until a later step
         reaches them (no other of the steps ``expected`` could start now), also what loading
-        and saving the run's artifacts imports (:func:`.daskplan.warm_plans`). Each task
-        returns at once, leaving the worker free for a step."""
-        wider = plans  # a step sent where Dask chooses: any worker may be the one
+        and saving the run's artifacts imports (:func:`.daskplan.warm_plans`), and those on
+        ``first_on``'s machine fork their zygotes from its (:mod:`.hostshare`) rather than
+        importing beside it. Each task returns at once, leaving the worker free for a step."""
+        wider, alone = plans, False  # a step sent where Dask chooses: any worker may run it
         if first_on is not None and any(w != first_on for w in workers):
-            wider = warm_plans(notebook, expected)
+            wider, alone = warm_plans(notebook, expected)
+        host = _host(first_on) if alone and first_on is not None else None
+        followers = {w for w in workers if w != first_on and host and _host(w) == host}
+        roles = {w: "follow" for w in followers}
+        if followers and first_on is not None:
+            roles[first_on] = "lead"
         started = [self.client.submit(daskworker.warm_up, key, notebook,
-                                      plans if w == first_on else wider, pure=False,
-                                      workers=[w], allow_other_workers=False)
+                                      plans if w == first_on else wider, roles.get(w),
+                                      pure=False, workers=[w], allow_other_workers=False)
                    for w in workers]
         with self._lock:
             self.warming += started
@@ -222,7 +239,7 @@ class DaskExecutor(Executor):
             chosen = [n for n in later if n not in self.prepared and n not in self.preparing]
             pairs = list(zip(free, chosen, strict=False))
             self.prepared.update({n: w for w, n in pairs})
-        started = [self.client.submit(daskworker.prepare, key, n, plans_of(n), pure=False,
+        started = [self.client.submit(daskworker.prepare, key, n, self._plans_of(n), pure=False,
                                       workers=[w], allow_other_workers=False)
                    for w, n in pairs]
         with self._lock:
@@ -281,6 +298,16 @@ class DaskExecutor(Executor):
         except Exception:  # a worker that is gone has no kernels left to close
             pass
         self.client.close()
+
+
+def _host(address: str) -> str | None:
+    """The machine part of a worker's address (``tcp://10.0.0.5:4321``: ``10.0.0.5``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(address).hostname
+    except ValueError:
+        return None
 
 
 def _connect(address: str) -> Any:

@@ -80,26 +80,27 @@ def plans_of(notebook: str) -> Plans:
     return step_plan(spec, folder, name), zygote_plan(spec, folder, name)
 
 
-def warm_plans(notebook: str, expected: set[str] | None) -> Plans:
+def warm_plans(notebook: str, expected: set[str] | None) -> tuple[Plans, bool]:
     """:func:`plans_of` the first step that runs, its zygote's widened with what loading and
     saving every step's artifacts imports (a model's skops), when no other step of those
     named ``expected`` could start beside it: a worker warmed up while that step runs
     elsewhere then has them imported when a later step is sent there (churn's second
     branch imported skops, 0.56 s, only once its kernel was asked for). A step that could
-    start now keeps the first step's plans: its kernel would wait for the wider imports."""
+    start now keeps the first step's plans: its kernel would wait for the wider imports.
+    With the plans, whether they were widened (the other workers have time)."""
     found = spec_of(notebook)
     name = None if found is None else step_name(*found, notebook)
     if found is None or name is None:
-        return [], []
+        return ([], []), False
     spec, folder = found
     step, zygote = step_plan(spec, folder, name), zygote_plan(spec, folder, name)
     if not zygote or expected is None:
-        return step, zygote
+        return (step, zygote), False
     waiting = expected | {name}
     if any(s.name in expected and s.name != name and not set(s.after) & waiting
            for s in spec.steps):
-        return step, zygote
+        return (step, zygote), False
     wider = list(zygote)
     for other in spec.steps:
         wider += [m for m in artifact_plan(spec, folder, other.name) if m not in wider]
-    return step, wider
+    return (step, wider), True

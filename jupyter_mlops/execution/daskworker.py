@@ -45,9 +45,12 @@ _LOCK = threading.Lock()
 _IMPORTING = threading.Event()  # set once a warm-up on this worker began importing papermill
 
 
-def run_step(token: str, call: StepCall, upcoming: list[str], plans: dict[str, Plans]) -> str:
+def run_step(token: str, call: StepCall, upcoming: list[str], plans: dict[str, Plans],
+             later: list[str] | None = None) -> str:
     """On a worker: run the step in the kernel run ``token`` prepared for it (or a fresh
-    one) while the kernel of ``upcoming`` starts; return this worker's address."""
+    one) while the kernels of ``upcoming`` start; return this worker's address. ``later``:
+    every step still expected, whose imports a successor zygote makes once this worker
+    forked its first kernel (else those of ``upcoming``)."""
     from distributed import get_worker
 
     key = (token, call.kernel)
@@ -57,6 +60,8 @@ def run_step(token: str, call: StepCall, upcoming: list[str], plans: dict[str, P
         pool = _pool(key)
         if pool is not None:
             pool.planner = lambda: list(upcoming)
+            if later is not None:
+                pool.later = lambda: list(later)
             stale = _asked(key, call.notebook, set(upcoming))
     if pool is None or pool.killed:  # sent as the run was stopped: start no kernel
         raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
@@ -110,15 +115,20 @@ def _pool(key: PoolKey) -> Any:
     return pool
 
 
-def warm_up(key: PoolKey, notebook: str, plans: Plans) -> None:
+def warm_up(key: PoolKey, notebook: str, plans: Plans, role: str | None = None) -> None:
     """On a worker: start the zygote of its pool with ``notebook``'s imports, in the pool's
     own thread, and import papermill in another (a worker's first step would import it on
-    its own time); returns at once."""
+    its own time); returns at once. ``role``: "lead" or "follow" where the run's workers on
+    this machine share one zygote's imports (:mod:`.hostshare`)."""
     with _LOCK:
         _PLANS[notebook] = plans  # this run's: a worker warmed wider than the step needs
         pool = _pool(key)
         importing = "papermill" not in sys.modules and not _IMPORTING.is_set()
         _IMPORTING.set()
+        if pool is not None and role in ("lead", "follow") and pool.share is None:
+            from .hostshare import Share
+
+            pool.share = Share(key[0], role == "lead")
     if pool is not None:
         pool.warm_up(notebook)
     if importing:

@@ -48,6 +48,7 @@ from .stepexec import KernelCommand, Module, kernel_environ
 _LOG = logging.getLogger("jupyter_mlops.kernels")
 
 if TYPE_CHECKING:
+    from .hostshare import Share
     from .zygote import Zygote, _Member
 
 #: The steps expected to start next, in that order.
@@ -143,6 +144,13 @@ class KernelPool:
         self.preload = preload
         #: The run folder whose logs the kernels' own output goes to (None: inherited).
         self.logs = logs
+        #: The steps whose imports the successor zygote makes (:meth:`_spawn`), when they are
+        #: more than those :attr:`planner` names (a Dask worker's pool starts kernels for a
+        #: chain's next two only, and a later branch's model would wait for skops).
+        self.later: Planner | None = None
+        #: This worker's part where a run's workers on one machine share a zygote's imports
+        #: (:mod:`.hostshare`; set by :func:`.daskworker.warm_up`).
+        self.share: Share | None = None
         self._warming: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
@@ -208,6 +216,8 @@ class KernelPool:
             kernels = list(self.kernels)
         if self.zygote is not None:
             self.zygote.kill()
+        if self.share is not None:
+            self.share.close()
         for kernel in kernels:
             _resolve(kernel.ready, False)
             pid = kernel.pid
@@ -232,6 +242,8 @@ class KernelPool:
                     kernel.stopped.result(timeout)
         if self.zygote is not None:
             self.zygote.close()
+        if self.share is not None:
+            self.share.close()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
@@ -314,6 +326,8 @@ class KernelPool:
                                            env=kernel_environ(), **output)
             if zygote is not None:
                 await self._spawn(kernel.key)
+                if self.share is not None and self.zygote is not None:
+                    self.share.after_first_fork(self.zygote)
         client = manager.client()
         client.start_channels()
         try:
@@ -345,6 +359,12 @@ class KernelPool:
         from .kernellog import zygote_log
         from .zygote import Zygote, interpreter_of, kernel_env, not_forkable
 
+        shared = None
+        if self.share is not None and self.zygote is None and self.fork:
+            # a follower waits (in a thread) for the zygote the run's leader here offers
+            shared = await self._loop.run_in_executor(None, self.share.before_zygote,
+                                                      manager.kernel_spec, self.workdir,
+                                                      lambda: self._closed)
         with self._lock:
             if self.zygote is None and self.fork and not self._closed:
                 spec = manager.kernel_spec
@@ -352,7 +372,7 @@ class KernelPool:
                 if not why:
                     log = None if self.logs is None else zygote_log(self.logs)
                     self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec),
-                                         log)
+                                         log, shared)
                 else:
                     self.fork = False
                     self._fresh(key, why)
@@ -361,10 +381,13 @@ class KernelPool:
             return None
         member = await self._loop.run_in_executor(None, zygote.member_for, self._preload(key))
         if member is None:
+            if self.share is not None:  # followers stop waiting for it
+                self.share.release()
             self._fresh(key, zygote.why or "the zygote refused")
         elif forking:
             _LOG.debug("step %s: kernel forked from a zygote%s", key,
-                       " kept warm since an earlier run" if zygote.warm else "")
+                       {"warm": " kept warm since an earlier run",
+                        "shared": " another worker of the run shared"}.get(zygote.source, ""))
         return member
 
     def _specs(self) -> Any:
@@ -392,12 +415,12 @@ class KernelPool:
 
     async def _spawn(self, key: str) -> None:
         """After the first fork: a successor zygote imports what the steps expected next
-        need beyond what step ``key`` needed."""
-        zygote = self.zygote
-        if zygote is None or zygote.successor is not None or self.planner is None:
+        need beyond what step ``key`` needed (:attr:`later`'s, else :attr:`planner`'s)."""
+        zygote, planner = self.zygote, self.later or self.planner
+        if zygote is None or zygote.successor is not None or planner is None:
             return
         try:
-            upcoming = self.planner()
+            upcoming = planner()
         except Exception:  # no prediction, no successor
             return
         modules = [m for k in upcoming for m in self._preload(k)]

@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VARIABLE", "idle_seconds", "folder", "socket_path", "attach", "make_room", "kept",
-           "status", "stop"]
+__all__ = ["VARIABLE", "idle_seconds", "folder", "socket_path", "key_of", "fits", "attach",
+           "make_room", "kept", "status", "stop"]
 
 #: The environment variable that sets how long a keeper waits for the next run (seconds).
 VARIABLE = "JUPYTER_MLOPS_KEEP_WARM"
@@ -86,13 +86,26 @@ def folder() -> Path | None:
 def socket_path(interpreter: list[str], workdir: str, env: dict[str, str]) -> Path | None:
     """Where the keeper for kernels of ``interpreter`` in ``workdir`` with ``env`` (and this
     process's limits) listens, or None when none is kept."""
-    from .zygote import PER_KERNEL, SHELL_SET
-
     if idle_seconds() <= 0:
         return None
     where = folder()
     if where is None:
         return None
+    path = where / f"z-{key_of(interpreter, workdir, env)[:24]}.sock"
+    if not fits(path):
+        if "long" not in _said:
+            _said.add("long")
+            _LOG.info("no zygote is kept warm: a socket in %s would have a longer name than "
+                      "Unix sockets allow; set TMPDIR to a shorter folder", where)
+        return None
+    return path
+
+
+def key_of(interpreter: list[str], workdir: str, env: dict[str, str]) -> str:
+    """A hex digest of what a zygote's imports depend on: the interpreter, the folder, the
+    environment and this process's limits; zygotes of one key may serve each other's runs."""
+    from .zygote import PER_KERNEL, SHELL_SET
+
     # the interpreter's own path: a virtual environment's python links to its base's, and
     # both must not share a keeper; MPLBACKEND, if the user set it, chose the backend; how
     # long a keeper waits is no import's business
@@ -100,15 +113,13 @@ def socket_path(interpreter: list[str], workdir: str, env: dict[str, str]) -> Pa
     key = json.dumps({"python": os.path.abspath(interpreter[0]), "options": interpreter[1:],
                       "folder": os.path.realpath(workdir), "limits": _limits(),
                       "env": sorted((k, v) for k, v in env.items() if k not in skip)})
-    path = where / f"z-{hashlib.sha256(key.encode()).hexdigest()[:24]}.sock"
-    # the keeper binds it under a longer name first (its pid appended)
-    if len(os.fsencode(path)) + 8 > MAX_SOCKET_PATH:
-        if "long" not in _said:
-            _said.add("long")
-            _LOG.info("no zygote is kept warm: a socket in %s would have a longer name than "
-                      "Unix sockets allow; set TMPDIR to a shorter folder", where)
-        return None
-    return path
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def fits(path: Path) -> bool:
+    """Whether a keeper may listen at ``path``: it binds it under a longer name first (its
+    pid appended)."""
+    return len(os.fsencode(path)) + 8 <= MAX_SOCKET_PATH
 
 
 def _limits() -> dict[str, Any]:

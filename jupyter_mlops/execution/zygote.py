@@ -163,8 +163,11 @@ class _Member:
         """Wait until a successor has its imports; whether it can be used."""
         with self._lock:
             if not self.started:
-                self.started = True
+                # marked once answered: while it imports, :meth:`Zygote.member_for` may still
+                # choose the first for a kernel that needs no new package, even when another
+                # thread waits here (the leader offering the successor, :mod:`.hostshare`)
                 self._refused(self._answer(timeout))
+                self.started = True
         return self.usable
 
     def preload(self, modules: list[Module], timeout: float = 120.0) -> bool:
@@ -206,8 +209,9 @@ class Zygote:
     """
 
     def __init__(self, interpreter: list[str], workdir: str, env: dict[str, str],
-                 log: Path | None = None) -> None:
-        """Start the first zygote (forked from a warm one where :mod:`.warm` keeps one);
+                 log: Path | None = None, shared: Path | None = None) -> None:
+        """Start the first zygote (forked from a warm one where :mod:`.warm` keeps one, else
+        from the one another worker of the run offers at ``shared``, :mod:`.hostshare`);
         its stdout and stderr go to ``log`` (None: ours)."""
         from . import warm
 
@@ -222,15 +226,22 @@ class Zygote:
         self.process: subprocess.Popen[bytes] | None = None
         channels, theirs = _channels()
         attached = None
+        #: Where the first zygote came from: "warm" (an earlier run's), "shared" (another
+        #: worker's of this run), or "" (started here).
+        self.source = ""
         try:
-            if self.socket is not None:
-                if log is not None:
-                    log.parent.mkdir(parents=True, exist_ok=True)
-                attached = warm.attach(self.socket, theirs, log)
+            if log is not None and (self.socket or shared) is not None:
+                log.parent.mkdir(parents=True, exist_ok=True)
+            for source, path in (("warm", self.socket), ("shared", shared)):
+                if path is None or attached is not None:
+                    continue
+                attached = warm.attach(path, theirs, log)
                 if attached is None:  # pipes a keeper got may yet be served: new ones
                     for fd in [*theirs, *(c[i] for c in channels for i in (1, 2))]:
                         os.close(fd)
                     channels, theirs = _channels()
+                else:
+                    self.source = source
             if attached is None:
                 self.process = self._popen(workdir, log, channels, theirs)
         finally:
@@ -244,8 +255,8 @@ class Zygote:
             self.first.imported = {(str(name), tuple(names), bool(optional))
                                    for name, names, optional in attached.get("imported", [])}
         self._born = birth(self.first.pid)
-        #: Whether the first zygote came warm (forked from a kept one).
-        self.warm = attached is not None
+        #: Whether the first zygote came warm (forked from one an earlier run kept).
+        self.warm = self.source == "warm"
         self._spare: tuple[int, int] | None = (channels[1][1], channels[1][2])
 
     def _popen(self, workdir: str, log: Path | None, channels: list[tuple[int, ...]],
@@ -318,13 +329,32 @@ class Zygote:
         ready = successor is not None and successor.started and successor.usable
         member = successor if ready and successor is not None else self.first
         if member.usable:
-            modules = self.first.imported | (successor.imported if ready and successor else set())
             warm.make_room(self.socket)
-            member.ask({"op": "keep", "socket": str(self.socket),
-                        "idle": warm.idle_seconds(),
-                        "log": str(self.socket.with_suffix(".log")),
-                        "modules": [[n, list(names), o] for n, names, o in sorted(modules)]},
-                       10.0)
+            self._keep_at(member, self.socket, warm.idle_seconds(),
+                          self.socket.with_suffix(".log"))
+
+    def offer(self, path: Path, idle: float) -> int | None:
+        """Keep what the zygotes imported for the run's other workers on this machine
+        (:mod:`.hostshare`) at ``path``, for ``idle`` seconds without one attaching: the
+        successor's, once it imported (waited for), else the first's. The keeper's pid, or
+        None."""
+        successor = self.successor
+        ready = successor is not None and successor.start(120.0)
+        return self._keep_at(successor if ready and successor else self.first, path, idle,
+                             path.with_suffix(".log"))
+
+    def _keep_at(self, member: _Member, path: Path, idle: float, log: Path) -> int | None:
+        """Have ``member`` fork a keeper at ``path`` that holds what both zygotes imported;
+        its pid, or None."""
+        if not member.usable:
+            return None
+        successor = self.successor
+        ready = successor is not None and successor.started and successor.usable
+        modules = self.first.imported | (successor.imported if ready and successor else set())
+        reply = member.ask({"op": "keep", "socket": str(path), "idle": idle, "log": str(log),
+                            "modules": [[n, list(names), o] for n, names, o in sorted(modules)]},
+                           10.0)
+        return None if reply is None or reply.get("pid") is None else int(reply["pid"])
 
     def kill(self) -> None:
         """Kill the zygotes at once (their forked kernels are killed by their managers)."""

@@ -1,0 +1,206 @@
+"""A run's Dask workers on one machine share one zygote's imports (:mod:`.hostshare`).
+
+Two real kernel pools in this process stand for two workers of one run (each pool is what a
+worker holds; what is shared goes through files and a Unix socket, as between processes):
+the leader's zygote forks a real kernel, is kept at the run's socket once its successor
+imported, and the follower's zygote is forked from that keeper. The follower's decisions
+(wait, attach, import alone) are tested on the files alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jupyter_mlops.execution import hostshare, warm
+from jupyter_mlops.execution.hostshare import Share
+from jupyter_mlops.execution.kernelpool import KernelPool
+from jupyter_mlops.execution.stepexec import KernelCommand
+
+ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
+SLOW = 5  # seconds the successor's new package takes to import
+
+
+def _run_files(token: str) -> list[str]:
+    """The files of run ``token`` in the keepers' folder."""
+    folder = warm.folder()
+    assert folder is not None
+    name = Share(token, False).token
+    return sorted(p.name for p in folder.glob(f"r-{name}*"))
+
+
+def _wait(condition, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.kernel
+def test_a_follower_forks_its_zygote_from_the_leaders_and_the_leader_goes_on_forking(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader forks a's kernel, spawns a successor for c's new package (slow to
+    import) and offers it once imported; meanwhile b, needing nothing new, is forked from the
+    first zygote at once (not held up by the offer waiting for the successor). The
+    follower's zygote is the keeper's child, with the successor's imports; its kernel is
+    its own. The run's end stops the keeper and removes the run's files."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "slow_mod.py").write_text(f"import time\ntime.sleep({SLOW})\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    work = tmp_path / "work"
+    work.mkdir()
+    plans = {"a": [("json", (), False)], "b": [("json", (), False)],
+             "c": [("json", (), False), ("slow_mod", (), False)]}
+    kernel = KernelCommand("python3", str(work), ARGUMENTS)
+    token = uuid.uuid4().hex
+    leader = KernelPool(kernel, 1, lambda: ["b", "c"], lambda key: plans[key])
+    follower = KernelPool(kernel, 1, None, lambda key: plans[key])
+    leader.share, follower.share = Share(token, True), Share(token, False)
+    try:
+        follower.warm_up("c")  # waits for the leader's zygote: no import of its own
+        first = leader.lease("a")
+        assert first is not None and first.wait() is not None
+        zygote = leader.zygote
+        assert zygote is not None and zygote.successor is not None
+        second = leader.lease("b")
+        assert second is not None
+        b = second.wait()
+        assert b is not None
+        assert not zygote.successor.started  # b did not wait for slow_mod
+        assert psutil.Process(b.provisioner.process.pid).ppid() == zygote.process.pid
+        assert follower.zygote is None  # still waiting for the leader's offer
+        third = follower.lease("c")
+        assert third is not None
+        c = third.wait()
+        assert c is not None
+        shared = follower.zygote
+        assert shared is not None and shared.source == "shared" and shared.process is None
+        assert ("slow_mod", (), False) in shared.first.imported
+        keeper = psutil.Process(shared.first.pid).ppid()
+        assert psutil.Process(keeper).ppid() == zygote.successor.pid
+        assert psutil.Process(c.provisioner.process.pid).ppid() == shared.first.pid
+        for lease in (first, second, third):
+            lease.release()
+    finally:
+        follower.close()
+        leader.close()
+    assert _wait(lambda: not _run_files(token)), _run_files(token)
+    assert _wait(lambda: not psutil.pid_exists(keeper) or psutil.Process(keeper).status()
+                 == psutil.STATUS_ZOMBIE)
+
+
+@pytest.fixture
+def kernel_of(tmp_path: Path) -> tuple[list[str], str, dict[str, str]]:
+    """What names a zygote's imports: an interpreter, a folder, an environment."""
+    return ["/usr/bin/python3"], str(tmp_path), {"A": "1"}
+
+
+def _find(share: Share, kernel: tuple[list[str], str, dict[str, str]],
+          closed=lambda: False) -> tuple[Path | None, float]:
+    start = time.monotonic()
+    found = share.find(*kernel, closed)
+    return found, time.monotonic() - start
+
+
+def test_a_follower_with_no_leader_on_its_machine_imports_alone(
+        kernel_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostshare, "GRACE", 0.3)
+    found, took = _find(Share(uuid.uuid4().hex, False), kernel_of)
+    assert found is None and 0.3 <= took < 3
+
+
+def test_a_follower_whose_leader_has_another_kernel_imports_alone_at_once(
+        kernel_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader's environment differs (a worker's own GPU, say): its imports are not the
+    follower's; the follower does not wait out the grace time either."""
+    monkeypatch.setattr(hostshare, "GRACE", 5.0)
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    interpreter, folder, env = kernel_of
+    leader.name(interpreter, folder, {**env, "CUDA_VISIBLE_DEVICES": "1"})
+    try:
+        assert leader.path is not None
+        found, took = _find(Share(token, False), kernel_of)
+        assert found is None and took < 2
+    finally:
+        leader.close()
+    assert not _run_files(token)
+
+
+def test_a_follower_waits_while_the_leader_holds_its_lead_and_not_after(kernel_of) -> None:
+    """Locked: the follower waits; let go without a socket (the leader could not offer):
+    the follower imports alone at once; a run that ends stops the wait too."""
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    leader.name(*kernel_of)
+    try:
+        result: list[tuple[Path | None, float]] = []
+        thread = threading.Thread(target=lambda: result.append(
+            _find(Share(token, False), kernel_of)))
+        thread.start()
+        time.sleep(1.5)
+        assert thread.is_alive()  # past the grace time: the lead file is there, locked
+        leader.release()
+        thread.join(5)
+        assert not thread.is_alive() and result[0][0] is None
+        # the lead file stays, unlocked: a follower coming later does not wait
+        assert _find(Share(token, False), kernel_of)[1] < 1
+    finally:
+        leader.close()
+    assert not _run_files(token)
+    again = uuid.uuid4().hex
+    other = Share(again, True)
+    other.name(*kernel_of)
+    try:
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        found, took = _find(Share(again, False), kernel_of, stop.is_set)
+        assert found is None and took < 3
+    finally:
+        other.close()
+
+
+def test_a_follower_takes_the_socket_once_it_is_there(kernel_of) -> None:
+    """The socket appears (here a plain file: the follower only looks; attaching is the
+    zygote's part, tested above): the follower has its path even while the lead is held."""
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    leader.name(*kernel_of)
+    try:
+        assert leader.path is not None
+        threading.Timer(0.5, leader.path.touch).start()
+        found, took = _find(Share(token, False), kernel_of)
+        assert found == leader.path and 0.4 < took < 5
+    finally:
+        leader.close()
+    assert not _run_files(token)
+
+
+def test_the_lead_file_is_locked_from_the_start_and_names_the_kernel_once(kernel_of) -> None:
+    """The leader's lead file is there, locked, as soon as its part is made (made under
+    another name and renamed once locked: a follower never sees it unlocked); the kernel it
+    leads for is written once."""
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    try:
+        lead = f"r-{leader.token}.lead"
+        assert _run_files(token) == [lead]
+        assert hostshare._locked(warm.folder() / lead)
+        leader.name(*kernel_of)
+        interpreter, folder, env = kernel_of
+        leader.name(interpreter, folder, {**env, "B": "2"})  # a second call changes nothing
+        assert leader.path is not None
+        kernel = leader.path.name.removesuffix(".sock").rsplit("-", 1)[1]
+        assert (warm.folder() / lead).read_text() == kernel
+        assert kernel == warm.key_of(*kernel_of)[:16]
+    finally:
+        leader.close()
+    assert not _run_files(token)
