@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,11 +30,17 @@ cluster.close()
 """
 
 
+#: The temporary folder of the cluster's workers: the files a run's workers share a zygote
+#: by (:mod:`.hostshare`) are this module's alone.
+WORKERS_TMP = Path(tempfile.mkdtemp(prefix="mlk-", dir="/tmp"))
+
+
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
     # the cluster lives in its own process, as a real one would
     proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, TMPDIR=str(WORKERS_TMP)))
     try:
         address = proc.stdout.readline().strip()
         assert address.startswith("tcp://127.0.0.1:"), address
@@ -41,6 +49,7 @@ def scheduler() -> Iterator[str]:
         proc.stdin.close()
         proc.wait(timeout=60)
         proc.stdout.close()
+        shutil.rmtree(WORKERS_TMP, ignore_errors=True)
 
 
 def _record(folder: Path) -> dict:
@@ -207,11 +216,8 @@ def _zygote_sources(scheduler: str) -> list[list[str]]:
 
 
 def _run_files() -> set[str]:
-    """The files of runs sharing a zygote between workers (:mod:`.hostshare`)."""
-    from jupyter_mlops.execution import warm
-
-    folder = warm.folder()
-    return set() if folder is None else {p.name for p in folder.glob("r-*")}
+    """The files of runs sharing a zygote between the cluster's workers (:mod:`.hostshare`)."""
+    return {p.name for p in WORKERS_TMP.glob(f"jupyter-mlops-{os.getuid()}/r-*")}
 
 
 def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Path,
@@ -221,7 +227,6 @@ def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Pa
     first step's worker's rather than importing beside it. A pipeline given by a relative
     path runs (workers work in folders of their own). The run's end stops every zygote and
     removes what the sharing used."""
-    before = _run_files()
     write_notebook(tmp_path / "one.ipynb", "%%mlops step a\nimport time\ntime.sleep(4)\nx = 1")
     assert run_cli("export", str(tmp_path / "one.ipynb")).returncode == 0
     env = dict(os.environ, JUPYTER_MLOPS_KEEP_WARM="0")
@@ -239,9 +244,9 @@ def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Pa
     assert _record(tmp_path / "runs")["status"] == "succeeded"
     assert _zygotes_per_worker(scheduler) == [0, 0]
     deadline = time.monotonic() + 10  # the keeper removes its socket as it ends
-    while _run_files() - before and time.monotonic() < deadline:
+    while _run_files() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _run_files() - before
+    assert not _run_files()
 
 
 def test_two_branches_get_their_kernels_on_two_workers_ahead(tmp_path: Path, scheduler: str,

@@ -23,7 +23,7 @@ from jupyter_mlops.execution.kernelpool import KernelPool
 from jupyter_mlops.execution.stepexec import KernelCommand
 
 ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
-SLOW = 5  # seconds the successor's new package takes to import
+SLOW = 10  # seconds the successor's new package takes to import
 
 
 def _run_files(token: str) -> list[str]:
@@ -77,6 +77,9 @@ def test_a_follower_forks_its_zygote_from_the_leaders_and_the_leader_goes_on_for
         assert not zygote.successor.started  # b did not wait for slow_mod
         assert psutil.Process(b.provisioner.process.pid).ppid() == zygote.process.pid
         assert follower.zygote is None  # still waiting for the leader's offer
+        # its warm-up has its zygote once the leader's successor imported (no step waits
+        # on it meanwhile: one would stop the wait, :func:`Share.hurry`)
+        assert _wait(lambda: follower.zygote is not None, within=SLOW + 60)
         third = follower.lease("c")
         assert third is not None
         c = third.wait()
@@ -166,6 +169,23 @@ def test_a_follower_waits_while_the_leader_holds_its_lead_and_not_after(kernel_o
         assert found is None and took < 3
     finally:
         other.close()
+
+
+def test_a_follower_whose_step_waits_stops_waiting_for_the_leader_soon(
+        kernel_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader holds its lead and never offers (its first step went to another worker):
+    once a step waits for a kernel on the follower, it waits :data:`HURRY` more at most."""
+    monkeypatch.setattr(hostshare, "HURRY", 0.5)
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    leader.name(*kernel_of)
+    try:
+        follower = Share(token, False)
+        threading.Timer(1.0, follower.hurry).start()
+        found, took = _find(follower, kernel_of)
+        assert found is None and 1.4 <= took < 4
+    finally:
+        leader.close()
 
 
 def test_a_follower_takes_the_socket_once_it_is_there(kernel_of) -> None:

@@ -196,6 +196,31 @@ def test_the_files_of_keepers_that_ended_long_ago_are_removed(project: dict[str,
     assert "removed 3 files left by keepers that ended over 24 h ago" in log.read_text()
 
 
+def test_what_runs_sharing_a_zygote_left_is_removed_a_day_on(tmp_path: Path) -> None:
+    """A run's lead file whose leader is gone (nobody holds it), one half made, and the log
+    of a shared zygote whose socket is gone are removed once a day old (a worker killed
+    mid-run leaves them); a lead a leader still holds, and recent files, stay."""
+    import fcntl
+
+    old = time.time() - 2 * keeper.PRUNE_AGE
+    gone = [tmp_path / "r-aaaaaaaaaaaa.lead", tmp_path / "r-bbbbbbbbbbbb.lead.4242",
+            tmp_path / "r-aaaaaaaaaaaa-0123456789abcdef.log"]
+    held = tmp_path / "r-cccccccccccc.lead"
+    recent = tmp_path / "r-dddddddddddd.lead"
+    for path in [*gone, held, recent]:
+        path.write_text("")
+    for path in [*gone, held]:
+        os.utime(path, (old, old))
+    fd = os.open(held, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        removed = keeper._prune(str(tmp_path), time.time())
+    finally:
+        os.close(fd)
+    assert sorted(removed) == sorted(p.name for p in gone)
+    assert held.exists() and recent.exists()
+
+
 def test_a_lock_file_is_removed_only_by_whoever_holds_it(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # in this process: the keeper's locking is the standard library's
@@ -376,27 +401,37 @@ def test_a_folder_on_the_path_changed_only_by_its_bytecode_cache_has_not_changed
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A module of a folder on sys.path imported for the first time makes its
     ``__pycache__`` (where bytecode is written), which changes the folder's time: the
-    zygote's code is not older than anything there. A module added there, or one removed,
-    is a change."""
+    zygote's code is not older than anything there. A module added there or removed, a
+    ``.pth`` file rewritten (an editable install moved), or any change to a folder that had
+    its ``__pycache__`` already, is a change."""
     from jupyter_mlops.execution import zygote_main
 
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "one.py").write_text("A = 1\n")
+    site, cached = tmp_path / "site", tmp_path / "cached"
+    for folder in (site, cached):
+        folder.mkdir()
+        (folder / "one.py").write_text("A = 1\n")
+    (site / "proj.pth").write_text("/old/checkout\n")
+    (cached / "__pycache__").mkdir()
     monkeypatch.setattr(zygote_main, "FILES", {})
     monkeypatch.setattr(zygote_main, "FOLDERS", {})
-    monkeypatch.setattr(sys, "path", [str(site)])
+    monkeypatch.setattr(sys, "path", [str(site), str(cached)])
     zygote_main.note_files()
     assert zygote_main.changed() == ""
-    time.sleep(0.01)  # a later time for the folder
+    time.sleep(0.01)  # a later time for the folders
     (site / "__pycache__").mkdir()
     assert zygote_main.changed() == ""
     (site / "two.py").write_text("B = 2\n")
     assert zygote_main.changed() == f"{site} changed"
     (site / "two.py").unlink()
     assert zygote_main.changed() == ""
-    (site / "one.py").unlink()
-    assert zygote_main.changed() == f"{site} changed"
+    (site / "proj.pth").write_text("/new/checkout/elsewhere\n")
+    assert zygote_main.changed() == f"{site / 'proj.pth'} changed"
+    (site / "proj.pth").write_text("/old/checkout\n")
+    os.utime(site / "proj.pth", ns=zygote_main.FILES[str(site / "proj.pth")][0:1] * 2)
+    assert zygote_main.changed() == ""
+    (cached / "two.py").write_text("B = 2\n")
+    (cached / "two.py").unlink()  # the same names, but the folder's time moved
+    assert zygote_main.changed() == f"{cached} changed"
 
 
 def test_the_keeper_is_chosen_by_interpreter_path_backend_and_limits(tmp_path: Path,

@@ -53,6 +53,10 @@ WAIT = 60.0
 #: How long the kept zygote waits for a follower to attach (seconds): they attach within
 #: the first step's time; the leader stops it at the run's end anyway.
 IDLE = 120.0
+#: How long a follower goes on waiting once one of its steps waits for a kernel (seconds):
+#: the leader may never fork (its first step went to another worker), and a step must not
+#: wait :data:`WAIT` for it.
+HURRY = 2.0
 #: How often a follower looks for the socket (seconds).
 TICK = 0.01
 
@@ -72,6 +76,7 @@ class Share:
         self._fd: int | None = None  # the leader's lock on its lead file
         self._keeper: tuple[int, float | None] | None = None  # its pid and start time
         self._closed = self._offering = False
+        self._until = float("inf")  # when a follower stops waiting (:meth:`hurry`)
         where = warm.folder()
         self._lead = None if where is None else where / f"r-{self.token}.lead"
         if lead:
@@ -90,7 +95,7 @@ class Share:
             return None
         kernel = (interpreter_of(spec), workdir, kernel_env(spec))
         kept = warm.socket_path(*kernel)
-        if kept is not None and kept.exists():
+        if kept is not None and kept.exists() and warm.status(kept) is not None:
             self.release()
             return None
         if self.lead:
@@ -172,7 +177,7 @@ class Share:
 
                 self._keeper = (pid, birth(pid))
                 if self._closed:  # the run ended while the successor imported
-                    self._stop_keeper()
+                    self._remove(self._stop_keeper())
                     return
                 deadline = time.monotonic() + 10.0
                 while (not self.path.exists() and time.monotonic() < deadline
@@ -191,7 +196,7 @@ class Share:
             return None
         path, kernel = found
         start = time.monotonic()
-        while time.monotonic() - start < WAIT and not closed():
+        while time.monotonic() - start < WAIT and time.monotonic() < self._until and not closed():
             if path.exists():
                 return path
             try:
@@ -206,6 +211,11 @@ class Share:
                     return path if path.exists() else None
             time.sleep(TICK)
         return None
+
+    def hurry(self) -> None:
+        """A step waits for a kernel: as a follower, wait :data:`HURRY` seconds more at most
+        for the leader's zygote, then import alone."""
+        self._until = min(self._until, time.monotonic() + HURRY)
 
     def release(self) -> None:
         """As the leader: let the followers look (they attach if the socket is there, else
@@ -224,11 +234,15 @@ class Share:
         if self._lead is not None:
             with contextlib.suppress(OSError):
                 self._lead.unlink()
+        if self.path is not None:
+            self._remove(self._stop_keeper())
+
+    def _remove(self, asked: bool) -> None:
+        """Remove the kept zygote's files: its log, and unless it was asked to stop (then it
+        removes them itself as it ends), its socket and the socket's lock file."""
         if self.path is None:
             return
-        # a keeper asked to stop removes its socket and the socket's lock file itself
-        left = (".log",) if self._stop_keeper() else (".sock", ".sock.lock", ".log")
-        for suffix in left:
+        for suffix in (".log",) if asked else (".sock", ".sock.lock", ".log"):
             with contextlib.suppress(OSError):
                 Path(f"{self.path.with_suffix('')}{suffix}").unlink()
 

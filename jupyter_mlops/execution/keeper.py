@@ -182,14 +182,17 @@ def _unlink_lock(path: str) -> bool:
 def _prune(folder: str, now: float) -> list[str]:
     """Remove what keepers that ended left behind, once nobody wrote it for
     :data:`PRUNE_AGE` seconds: the logs and lock files of keepers whose sockets are gone, the
-    sockets of keepers killed (nobody listens), and sockets half made. Each pipeline folder
+    sockets of keepers killed (nobody listens), and sockets half made; and the lead files of
+    runs whose workers shared a zygote, once nobody holds them. Each pipeline folder
     and environment has a name of its own, and their files would otherwise pile up
     (thousands after a test suite), each run's look for keepers (:func:`.warm.kept`) reading
     past them. A lock file is removed only while held, and only if nobody holds it. The
     names of the files removed."""
     try:
         with os.scandir(folder) as entries:
-            found = {entry.name: entry for entry in entries if entry.name.startswith("z-")}
+            # z-: kept between runs; r-: shared by a run's workers (:mod:`.hostshare`)
+            found = {entry.name: entry for entry in entries
+                     if entry.name.startswith(("z-", "r-"))}
     except OSError:
         return []
     old = {name for name, entry in found.items() if _older(entry, now)}
@@ -204,10 +207,14 @@ def _prune(folder: str, now: float) -> list[str]:
                     if _unlink_lock(found[name].path):
                         removed.append(f"{name}.lock")
             gone.add(name)
-        elif ".sock." in name and not name.endswith(".lock"):  # bound, never renamed
-            with contextlib.suppress(OSError):
+        elif (".sock." in name and not name.endswith(".lock")) or ".lead." in name:
+            with contextlib.suppress(OSError):  # bound (or made) and never renamed
                 os.unlink(found[name].path)
                 removed.append(name)
+        elif name.endswith(".lead"):  # a run's, whose leader is gone (it holds it while it leads)
+            with contextlib.suppress(OSError):
+                if _unlink_idle_lock(found[name].path):
+                    removed.append(name)
     for name in sorted(old):
         socket_name = name[:-len(".log")] + ".sock" if name.endswith(".log") else \
             name[:-len(".lock")] if name.endswith(".sock.lock") else None

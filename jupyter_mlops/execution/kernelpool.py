@@ -188,6 +188,8 @@ class KernelPool:
             if self._closed:
                 return None
             kernel = self._idle.pop(key, None)
+        if self.share is not None:  # a step waits: a follower stops waiting for long
+            self.share.hurry()
         if kernel is None:
             modules = self.modules(key)
             with self._lock:

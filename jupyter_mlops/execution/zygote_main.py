@@ -55,9 +55,9 @@ IMPORTED: list[list[Any]] = []
 #: modification time and size when it was imported (None: it did not exist): a warm zygote
 #: holding code older than its file must not serve a run (:func:`changed`).
 FILES: dict[str, tuple[int, int] | None] = {}
-#: What each folder on ``sys.path`` held then, ``__pycache__`` left out: a folder whose
-#: time changed only as an import made its ``__pycache__`` (a module of it imported for the
-#: first time, where bytecode is written) has not changed.
+#: What each folder on ``sys.path`` held then: a folder whose time changed only as an import
+#: made its ``__pycache__`` (a module of it imported for the first time, where bytecode is
+#: written) has not changed.
 FOLDERS: dict[str, frozenset[str] | None] = {}
 _CACHE = "__pycache__"
 
@@ -72,9 +72,16 @@ def _stat(path: str) -> tuple[int, int] | None:
 
 def _listing(path: str) -> frozenset[str] | None:
     try:
-        return frozenset(os.listdir(path)) - {_CACHE}
+        return frozenset(os.listdir(path))
     except OSError:
         return None
+
+
+def _cache_made(path: str) -> bool:
+    """Whether folder ``path``'s only change since it was noted is its ``__pycache__``,
+    made since (by an import writing bytecode)."""
+    was = FOLDERS.get(path)
+    return was is not None and _CACHE not in was and _listing(path) == was | {_CACHE}
 
 
 def note_files() -> None:
@@ -88,7 +95,11 @@ def note_files() -> None:
     for path in sys.path:
         if path and path not in FILES:
             FILES[path] = _stat(path)
-            FOLDERS[path] = _listing(path)
+            FOLDERS[path] = listing = _listing(path)
+            # a .pth file rewritten in place (an editable install moved) leaves the names
+            for name in sorted(listing or ()):
+                if name.endswith(".pth"):
+                    FILES[os.path.join(path, name)] = _stat(os.path.join(path, name))
 
 
 def changed() -> str:
@@ -96,9 +107,7 @@ def changed() -> str:
     or edited), or ""."""
     for path, was in FILES.items():
         now = _stat(path)
-        if now != was and not (now and was and path in FOLDERS
-                               and FOLDERS[path] is not None
-                               and _listing(path) == FOLDERS[path]):
+        if now != was and not (now and was and _cache_made(path)):
             return f"{path} {'changed' if now and was else 'appeared' if now else 'is gone'}"
     return ""
 
