@@ -11,12 +11,14 @@ expected after the one it runs while that one runs, and of one more step that wa
 that worker, and no other worker starts a kernel for them. When the first step that runs is
 sent, every worker starts its zygote (:meth:`.kernelpool.KernelPool.warm_up`): a worker
 reached first by a later branch then forks its kernel at once instead of importing pandas
-and scikit-learn on the branch's time; and while a step runs, the other workers start the
-kernels of the other steps waiting for it (a second branch), which are then sent there. A
-worker's zygote imports what saving a step's outputs needs, as the local runner's does. The
-kernels a worker holds are shut down when the run ends (:meth:`DaskExecutor.close`), or
-with the worker. A stop (Ctrl-C, a cancel) kills the run's kernels on the workers, so its
-running steps end at once, as local ones do.
+and scikit-learn on the branch's time (the workers on the first step's machine fork theirs
+from that step's worker's zygote, :mod:`.hostshare`, rather than importing beside it);
+and while a step runs, the other workers start the kernels of the other steps waiting for
+it (a second branch), which are then sent there. A worker's zygote imports what saving a
+step's outputs needs, as the local runner's does. The kernels a worker holds are shut down
+when the run ends (:meth:`DaskExecutor.close`), or with the worker. A stop (Ctrl-C, a
+cancel) kills the run's kernels on the workers, so its running steps end at once, as local
+ones do.
 """
 
 from __future__ import annotations
