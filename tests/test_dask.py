@@ -30,17 +30,26 @@ cluster.close()
 """
 
 
-#: The temporary folder of the cluster's workers: the files a run's workers share a zygote
-#: by (:mod:`.hostshare`) are this module's alone.
-WORKERS_TMP = Path(tempfile.mkdtemp(prefix="mlk-", dir="/tmp"))
+#: The temporary folder of the cluster's workers (:func:`scheduler`): the files a run's
+#: workers share a zygote by (:mod:`.hostshare`) are this module's alone.
+WORKERS_TMP: list[Path] = []
 
 
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
+    temp = Path(tempfile.mkdtemp(prefix="mlk-", dir="/tmp"))  # short: sockets are named there
+    WORKERS_TMP[:] = [temp]
+    try:
+        yield from _cluster(temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _cluster(temp: Path) -> Iterator[str]:
     # the cluster lives in its own process, as a real one would
     proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=dict(os.environ, TMPDIR=str(WORKERS_TMP)))
+                            env=dict(os.environ, TMPDIR=str(temp)))
     try:
         address = proc.stdout.readline().strip()
         assert address.startswith("tcp://127.0.0.1:"), address
@@ -49,7 +58,6 @@ def scheduler() -> Iterator[str]:
         proc.stdin.close()
         proc.wait(timeout=60)
         proc.stdout.close()
-        shutil.rmtree(WORKERS_TMP, ignore_errors=True)
 
 
 def _record(folder: Path) -> dict:
@@ -217,7 +225,7 @@ def _zygote_sources(scheduler: str) -> list[list[str]]:
 
 def _run_files() -> set[str]:
     """The files of runs sharing a zygote between the cluster's workers (:mod:`.hostshare`)."""
-    return {p.name for p in WORKERS_TMP.glob(f"jupyter-mlops-{os.getuid()}/r-*")}
+    return {p.name for p in WORKERS_TMP[0].glob(f"jupyter-mlops-{os.getuid()}/r-*")}
 
 
 def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Path,

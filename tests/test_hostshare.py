@@ -188,6 +188,45 @@ def test_a_follower_whose_step_waits_stops_waiting_for_the_leader_soon(
         leader.close()
 
 
+def test_a_socket_already_there_is_taken_even_past_the_hurry(
+        kernel_of, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step waited long before the follower's zygote was due (its warm-up queued behind
+    the step): the leader's socket, there by then, is still taken."""
+    monkeypatch.setattr(hostshare, "HURRY", 0.05)
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    leader.name(*kernel_of)
+    try:
+        assert leader.path is not None
+        leader.path.touch()
+        follower = Share(token, False)
+        follower.hurry()
+        time.sleep(0.2)
+        assert _find(follower, kernel_of)[0] == leader.path
+    finally:
+        leader.close()
+
+
+def test_a_leader_whose_zygote_came_warm_lets_the_followers_go() -> None:
+    """Forked from a zygote an earlier run kept: every worker's comes from that one, so
+    there is nothing to wait for."""
+    class Warm:
+        source = "warm"
+
+    class Own:
+        source = ""
+
+    token = uuid.uuid4().hex
+    for zygote, held in ((Own(), True), (Warm(), False)):
+        leader = Share(token, True)
+        try:
+            lead = warm.folder() / f"r-{leader.token}.lead"
+            leader.started(zygote)
+            assert hostshare._locked(lead) is held
+        finally:
+            leader.close()
+
+
 def test_a_follower_takes_the_socket_once_it_is_there(kernel_of) -> None:
     """The socket appears (here a plain file: the follower only looks; attaching is the
     zygote's part, tested above): the follower has its path even while the lead is held."""

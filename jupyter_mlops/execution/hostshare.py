@@ -77,6 +77,7 @@ class Share:
         self._keeper: tuple[int, float | None] | None = None  # its pid and start time
         self._closed = self._offering = False
         self._until = float("inf")  # when a follower stops waiting (:meth:`hurry`)
+        self._lock = threading.Lock()
         where = warm.folder()
         self._lead = None if where is None else where / f"r-{self.token}.lead"
         if lead:
@@ -87,21 +88,25 @@ class Share:
         """Before a pool's zygote starts for kernels of ``spec`` in ``workdir``: as the
         leader, say which kernel it leads for; as a follower, wait for the leader's zygote:
         its socket, or None to import alone (also once ``closed()``). Where an earlier run
-        kept a zygote warm (:mod:`.warm`), every worker forks from that at once instead."""
+        kept a zygote warm (:mod:`.warm`), the leader's comes from it and it lets the
+        followers go at once (:meth:`started`): theirs then come from it too."""
         from .zygote import interpreter_of, kernel_env, not_forkable
 
         if not_forkable(spec):
             self.release()
             return None
         kernel = (interpreter_of(spec), workdir, kernel_env(spec))
-        kept = warm.socket_path(*kernel)
-        if kept is not None and kept.exists() and warm.status(kept) is not None:
-            self.release()
-            return None
         if self.lead:
             self.name(*kernel)
             return None
         return self.find(*kernel, closed)
+
+    def started(self, zygote: Any) -> None:
+        """As the leader, once its zygote started: one forked from a zygote an earlier run
+        kept warm is nothing to share (every worker's comes from that one), so the followers
+        may look at once."""
+        if self.lead and getattr(zygote, "source", "") == "warm":
+            self.release()
 
     def after_first_fork(self, zygote: Any) -> None:
         """As the leader, once its zygote forked the first kernel: offer it to the run's
@@ -196,9 +201,11 @@ class Share:
             return None
         path, kernel = found
         start = time.monotonic()
-        while time.monotonic() - start < WAIT and time.monotonic() < self._until and not closed():
+        while True:
             if path.exists():
                 return path
+            if time.monotonic() - start > WAIT or time.monotonic() > self._until or closed():
+                return None
             try:
                 named = self._lead.read_text()
             except OSError:  # no leader yet (or the run ended)
@@ -210,7 +217,6 @@ class Share:
                 if not _locked(self._lead):
                     return path if path.exists() else None
             time.sleep(TICK)
-        return None
 
     def hurry(self) -> None:
         """A step waits for a kernel: as a follower, wait :data:`HURRY` seconds more at most
@@ -220,7 +226,8 @@ class Share:
     def release(self) -> None:
         """As the leader: let the followers look (they attach if the socket is there, else
         import on their own)."""
-        fd, self._fd = self._fd, None
+        with self._lock:  # the offer's thread and the pool's close may both let go
+            fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
@@ -242,7 +249,10 @@ class Share:
         removes them itself as it ends), its socket and the socket's lock file."""
         if self.path is None:
             return
-        for suffix in (".log",) if asked else (".sock", ".sock.lock", ".log"):
+        left = [".log"] if asked else [".sock", ".sock.lock", ".log"]
+        if not asked and self._keeper is not None:  # killed while binding its socket
+            left.append(f".sock.{self._keeper[0]}")
+        for suffix in left:
             with contextlib.suppress(OSError):
                 Path(f"{self.path.with_suffix('')}{suffix}").unlink()
 

@@ -151,6 +151,7 @@ class KernelPool:
         #: This worker's part where a run's workers on one machine share a zygote's imports
         #: (:mod:`.hostshare`; set by :func:`.daskworker.warm_up`).
         self.share: Share | None = None
+        self._leased = False  # a step asked for a kernel (:meth:`lease`)
         self._warming: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
@@ -188,7 +189,8 @@ class KernelPool:
             if self._closed:
                 return None
             kernel = self._idle.pop(key, None)
-        if self.share is not None:  # a step waits: a follower stops waiting for long
+        self._leased = True  # a step waits: a follower stops waiting for long
+        if self.share is not None:
             self.share.hurry()
         if kernel is None:
             modules = self.modules(key)
@@ -362,9 +364,12 @@ class KernelPool:
         from .zygote import Zygote, interpreter_of, kernel_env, not_forkable
 
         shared = None
-        if self.share is not None and self.zygote is None and self.fork:
+        share = self.share
+        if share is not None and self.zygote is None and self.fork:
+            if self._leased:  # a step leased before the share was set: it waits already
+                share.hurry()
             # a follower waits (in a thread) for the zygote the run's leader here offers
-            shared = await self._loop.run_in_executor(None, self.share.before_zygote,
+            shared = await self._loop.run_in_executor(None, share.before_zygote,
                                                       manager.kernel_spec, self.workdir,
                                                       lambda: self._closed)
         with self._lock:
@@ -375,6 +380,8 @@ class KernelPool:
                     log = None if self.logs is None else zygote_log(self.logs)
                     self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec),
                                          log, shared)
+                    if share is not None:
+                        share.started(self.zygote)
                 else:
                     self.fork = False
                     self._fresh(key, why)
