@@ -430,6 +430,7 @@ class _StandIn:
         self.sent: list[tuple[str, str | None, list[str]]] = []  # (task, worker, notebooks)
         self.refuse = False  # a send that fails (the scheduler gone)
         self.roles: dict[str | None, str | None] = {}  # each worker's part in sharing a zygote
+        self.later: dict[str, list[str]] = {}  # per step sent: the steps still expected
 
     def nthreads(self) -> dict[str, int]:
         return {w: 1 for w in self.workers}
@@ -446,6 +447,7 @@ class _StandIn:
         if task is daskworker.run_step:
             call, ahead = args[1], args[2]
             self.sent.append((call.step, where, [Path(n).stem for n in ahead]))
+            self.later[call.step] = [Path(n).stem for n in args[4]]
             done = threading.Event()
             self.steps[call.step] = (done, where)
             threading.Thread(target=lambda: (done.wait(30), future.set_result(where or "w?")),
@@ -554,6 +556,21 @@ def test_the_kernels_noted_for_a_worker_are_those_it_was_last_told_to_keep(tmp_p
             told[where] = ahead
         for notebook, worker in executor.prepared.items():
             assert Path(notebook).stem in told[worker], (name, executor.prepared, told)
+
+
+def test_each_step_sent_names_every_step_still_expected(tmp_path: Path, cli) -> None:
+    """A worker starts kernels for a chain's next two steps only, but its successor zygote
+    imports for every step still expected: each step is sent with all of them, and with
+    their plans."""
+    _, client, send, end = _drive(
+        tmp_path, cli, ["w1"], "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1",
+        "%%mlops step c\nz = y + 1", "%%mlops step d\nw = z + 1", "%%mlops step e\nprint(w)")
+    end("a", send("a"))
+    assert client.later["a"] == ["02_b", "03_c", "04_d", "05_e"]
+    ahead = {step: names for step, _, names in client.sent}
+    assert ahead["a"] == ["02_b", "03_c"]  # kernels started ahead: the next two only
+    end("b", send("b"))
+    assert client.later["b"] == ["03_c", "04_d", "05_e"]
 
 
 def test_a_send_that_fails_frees_its_worker(tmp_path: Path, cli) -> None:

@@ -268,6 +268,29 @@ def test_a_successor_zygote_imports_new_packages_while_the_first_goes_on_forking
 
 
 @pytest.mark.kernel
+def test_the_successor_imports_for_the_later_steps_beyond_those_the_pool_starts_kernels_for(
+        tmp_path: Path, probes: Path) -> None:
+    """A Dask worker's pool starts kernels for a chain's next steps only (``planner``); its
+    successor imports for every step still expected (``later``): c's new package."""
+    plans = {"a": [("json", (), False)], "b": [("json", (), False)],
+             "c": [("json", (), False), ("xml.dom.minidom", (), False)]}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    pool = KernelPool(KernelCommand("python3", str(workdir), tuple(ARGUMENTS)), 1,
+                      lambda: ["b"], lambda key: plans[key])
+    pool.later = lambda: ["b", "c"]
+    try:
+        first, _ = _lease(pool, "a")
+        zygote = pool.zygote
+        assert zygote is not None and zygote.successor is not None
+        assert ("xml.dom.minidom", (), False) in zygote.successor.imported
+        first.release()
+    finally:
+        pool.close()
+    assert not _kernels()
+
+
+@pytest.mark.kernel
 def test_a_forked_kernel_whose_port_was_taken_ends_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ports are chosen before a kernel binds them; one taken in between (by any process of

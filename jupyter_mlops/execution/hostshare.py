@@ -3,7 +3,7 @@
 Each worker's kernel pool starts a zygote of its own. On a machine running several workers,
 those zygotes would all import pandas and scikit-learn at the same time, on the same cores,
 while the first step's kernel waits for its zygote's imports: on churn's two workers on two
-cores, that kernel waited 1.9 s for imports that take 1.3 s alone, and the other worker's
+cores, that kernel waited 1.9 s for imports that take 1.2 s alone, and the other worker's
 zygote took 3 s for its own. So the worker the first step is sent to *leads*: once its
 zygote forked that step's kernel, and its successor (if it spawns one) imported what the
 later steps need, that zygote is kept at a socket named after the run and the kernel, as
@@ -22,9 +22,11 @@ The files, in the user's own keepers' folder (:func:`.warm.folder`):
 
 A follower attaches once the socket of its own kernel is there, and starts its own zygote
 when the lead file names another kernel (the leader's imports are not its own), when it is
-unlocked without the socket (the leader is gone, or could not offer), or when there is none
-within :data:`GRACE` (no leader on this machine). The leader removes the files at the run's
-end.
+unlocked without the socket (the leader is gone, or could not offer), when there is none
+within :data:`GRACE` (no leader on this machine), or once one of its steps has waited
+:data:`HURRY` for a kernel (the first step may have gone to another worker); it logs which.
+Where an earlier run kept a zygote warm, every worker forks from that one instead. The
+leader removes the files at the run's end.
 """
 
 from __future__ import annotations
@@ -204,18 +206,23 @@ class Share:
         while True:
             if path.exists():
                 return path
-            if time.monotonic() - start > WAIT or time.monotonic() > self._until or closed():
-                return None
+            if closed():
+                return _alone("the run ended")
+            if time.monotonic() > self._until:
+                return _alone(f"a step waited {HURRY:g} s for its kernel")
+            if time.monotonic() - start > WAIT:
+                return _alone(f"no zygote was offered within {WAIT:g} s")
             try:
                 named = self._lead.read_text()
             except OSError:  # no leader yet (or the run ended)
                 if time.monotonic() - start > GRACE:
-                    return None
+                    return _alone("no worker of the run leads on this machine")
             else:
                 if named and named != kernel:
-                    return None  # the leader's imports are another kernel's
+                    return _alone("the leader's kernel, environment or limits differ")
                 if not _locked(self._lead):
-                    return path if path.exists() else None
+                    return path if path.exists() else _alone(
+                        "the leader is gone or could not offer its zygote")
             time.sleep(TICK)
 
     def hurry(self) -> None:
@@ -271,6 +278,11 @@ class Share:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         return False
+
+
+def _alone(why: str) -> None:
+    """Say why this worker imports on its own (in the worker's log, at debug level)."""
+    _LOG.debug("a worker of the run imports on its own: %s", why)
 
 
 def _locked(path: Path) -> bool:

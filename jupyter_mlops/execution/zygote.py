@@ -255,8 +255,6 @@ class Zygote:
             self.first.imported = {(str(name), tuple(names), bool(optional))
                                    for name, names, optional in attached.get("imported", [])}
         self._born = birth(self.first.pid)
-        #: Whether the first zygote came warm (forked from one an earlier run kept).
-        self.warm = self.source == "warm"
         self._spare: tuple[int, int] | None = (channels[1][1], channels[1][2])
 
     def _popen(self, workdir: str, log: Path | None, channels: list[tuple[int, ...]],
