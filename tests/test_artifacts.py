@@ -20,6 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from jupyter_mlops import artifacts
 from jupyter_mlops.errors import ArtifactError
+from jupyter_mlops.runtime import frames
 from jupyter_mlops.runtime._files import sha256_file
 
 
@@ -84,6 +85,13 @@ FRAMES = {
     ),
     "non-str index name": lambda: pd.DataFrame({"a": [1]}, index=pd.Index([7], name=0)),
     "empty": lambda: pd.DataFrame({"a": pd.Series([], dtype="float64")}),
+    # Arrow reads integers with a null as floats unless told: 2**60 + 1 would come back off
+    "object ints with a null": lambda: pd.DataFrame(
+        {"id": pd.Series([2**60 + 1, None], dtype=object)}),
+    # with no rows Arrow writes no categories
+    "no rows, categories": lambda: pd.DataFrame(
+        {"tier": pd.Categorical([], categories=["lo", "hi"], ordered=True),
+         "code": pd.Categorical([], categories=[3, 1]), "x": pd.Series([], dtype="float64")}),
 }
 
 
@@ -99,6 +107,31 @@ def test_dataframe_round_trip(tmp_path, make):
     assert manifest["python_type"] == f"{pd.DataFrame.__module__}.DataFrame"
     assert manifest["rows"] == len(frame)
     assert manifest["columns"] == [str(c) for c in frame.columns]
+
+
+@pytest.mark.parametrize("column, says", [
+    (pd.to_timedelta([1, 2], unit="s"), "Timedelta"),  # pandas cannot read it back
+    ([b"x", b"y"], "different"),  # read back as text
+    ([1 + 2j], "float"),  # not JSON
+])
+def test_a_json_table_that_would_not_read_back_as_it_was_is_refused_at_save(
+        tmp_path, monkeypatch, column, says):
+    """A kernel without pyarrow writes frames as JSON tables: one the next step could not
+    read, or would read changed, is refused as it is saved, in one line saying what to do."""
+    monkeypatch.setattr(frames, "frame_format", lambda: "json-table")
+    with pytest.raises(ArtifactError) as refused:
+        artifacts.save(pd.DataFrame({"c": column}), "df", tmp_path)
+    line = str(refused.value)
+    assert "\n" not in line and says in line and "install pyarrow" in line
+    assert files(tmp_path) == set()
+
+
+def test_a_json_table_keeps_fifteen_digits_of_a_float(tmp_path, monkeypatch):
+    monkeypatch.setattr(frames, "frame_format", lambda: "json-table")
+    frame = pd.DataFrame({"x": [0.123456789012345, 1e-300, -2.5e17, float("nan")]})
+    back, manifest = roundtrip(frame, tmp_path)
+    assert manifest["format"] == "json-table"
+    pd.testing.assert_frame_equal(back, frame, check_exact=False, rtol=1e-14, atol=0)
 
 
 def test_dataframe_bool_labels_keep_their_values(tmp_path):

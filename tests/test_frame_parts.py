@@ -675,3 +675,35 @@ def test_a_column_arrow_cannot_take_back_is_written_and_the_load_goes_on(tmp_pat
     frame = artifacts.load("df", root / "build", sha256=built["sha256"])
     assert len(frame) == 1_200_000
     assert arrowrefs._LOADED[(root / "build" / "df.arrow").absolute()]["packed"] == {}
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one plain file", "parts"])
+def test_a_file_written_in_place_after_its_load_does_not_change_the_frame(
+        tmp_path, monkeypatch, split):
+    """A loaded frame holds its own copy of the file's bytes: a plain (uncompressed) column,
+    Arrow-backed, written over in place once its hash was checked (by whoever can write
+    the artifacts folder), stays as it was loaded."""
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)  # as for a big frame
+    # every column plain (one file), or "code" compressed and the others plain (parts)
+    monkeypatch.setattr(arrowfile, "_saving",
+                        lambda table, name: 1.0 if split and name == "code" else 0.0)
+    frame = pd.DataFrame({"token": pd.array(["APPROVED_X91", "REJECTED_Q07"],
+                                            dtype="string[pyarrow]"),
+                          "amount": pd.array([1.0, 2.5], dtype="float64[pyarrow]"),
+                          "code": [7, 8]})
+    manifest = artifacts.save(frame, "df", tmp_path)
+    assert manifest["format"] == ("arrow-parts" if split else "arrow")
+    got = artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+    path = tmp_path / manifest["file"]
+    data = path.read_bytes()
+    at = data.index(b"REJECTED_Q07")
+    assert data.count(np.float64(2.5).tobytes()) == 1
+    with open(path, "r+b") as handle:  # the same file, not one renamed over it
+        handle.seek(at)
+        handle.write(b"APPROVED_Q07")
+        handle.seek(data.index(np.float64(2.5).tobytes()))
+        handle.write(np.float64(99.0).tobytes())
+    assert list(got["token"]) == ["APPROVED_X91", "REJECTED_Q07"]
+    assert list(got["amount"]) == [1.0, 2.5]
+    with pytest.raises(ArtifactError, match="changed after it was written"):
+        artifacts.load("df", tmp_path, sha256=manifest["sha256"])

@@ -139,6 +139,21 @@ def test_a_type_from_elsewhere_needs_the_authors_trust(tmp_path: Path) -> None:
     assert back.predict([[5]])[0] == 2.0
 
 
+def test_a_refused_model_leaves_the_one_saved_before(tmp_path: Path) -> None:
+    """The refused file is checked before it replaces anything: the model saved under that
+    name before, and its manifest, stay as they were."""
+    from sklearn.linear_model import LinearRegression
+
+    first = artifacts.save(LinearRegression().fit([[0], [1]], [0, 1]), "model", tmp_path,
+                           role="model")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(ArtifactError, match="cannot be saved"):
+        artifacts.save(_Mean().fit([[0], [1]], [1.0, 3.0]), "model", tmp_path, role="model")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    back = artifacts.load("model", tmp_path, sha256=first["sha256"])
+    assert back.predict([[2]])[0] == pytest.approx(2.0)
+
+
 def _rewrite_manifest(folder: Path, **fields: object) -> None:
     path = folder / "model.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))

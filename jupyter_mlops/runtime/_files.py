@@ -104,10 +104,12 @@ class _Hashing:
         return getattr(self._handle, name)
 
 
-def write_with(path: Path, writer: Callable[[IO[bytes]], Any]) -> str | None:
-    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place.
-    Returns the sha256 of what was written, hashed on the way (None if the writer sought
-    back, when only reading the file again can tell)."""
+def write_with(path: Path, writer: Callable[[IO[bytes]], Any],
+               vet: Callable[[Path], Any] | None = None) -> str | None:
+    """Let ``writer`` fill a temporary file beside ``path``, then rename it into place
+    (unless ``vet``, given the temporary file's path, raises: ``path`` is then left as it
+    was). Returns the sha256 of what was written, hashed on the way (None if the writer
+    sought back, when only reading the file again can tell)."""
     fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -115,6 +117,8 @@ def write_with(path: Path, writer: Callable[[IO[bytes]], Any]) -> str | None:
             writer(hashing)  # type: ignore[arg-type]
             handle.flush()
             os.fsync(handle.fileno())
+        if vet is not None:
+            vet(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

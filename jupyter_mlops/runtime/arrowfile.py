@@ -3,8 +3,8 @@ holds referenced instead of written again.
 
 **Compressed where it pays.** A frame of :data:`SPLIT_FROM` bytes or more in Arrow writes
 each column's middle 65,536 rows both ways first; a column whose sample zstd (level 1) shrinks
-by less than :data:`MIN_SAVING` (random floats: 4%) is kept plain, to be read memory-mapped
-without decompressing (pandas still copies it into its own blocks). The data file is then
+by less than :data:`MIN_SAVING` (random floats: 4%) is kept plain, to be read without
+decompressing. The data file is then
 Arrow IPC files back to back ("parts"): the compressed columns' first, the plain ones'
 second; the manifest gives each part's length.
 
@@ -171,18 +171,25 @@ def check_whole(table: Any) -> Any:
 
 def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
     """The pandas frame of the "arrow-parts" file at ``path`` (read through the name
-    ``source``, which may be its open descriptor's): its parts memory-mapped, with the
+    ``source``, which may be its open descriptor's): its parts read into memory, with the
     columns it references, in the order pandas' metadata in the first part gives; and what
     restores its labels (None if written before it was kept there). A referenced file
     changed since is refused, also when the frame could not be made."""
     pending: list[list[Any]] = []
     try:
         table, restore, tables = _read_table(path, parts, source, pending)
-        frame = table.to_pandas()
+        frame = to_frame(table)
         note_loaded(path, tables, frame)
         return frame, restore
     finally:
         arrowrefs.verify(pending)
+
+
+def to_frame(table: Any) -> Any:
+    """The pandas frame of an Arrow ``table`` read from an artifact file."""
+    # integers with a null came from an object column (a nullable Int64 one is restored as
+    # such from pandas' metadata): as Python ints, not floats that round above 2**53
+    return table.to_pandas(integer_object_nulls=True)
 
 
 def note_loaded(path: Path, tables: list[Any], frame: Any) -> None:

@@ -6,7 +6,7 @@ again. In a run of `jupyter mlops run`, whose step folders stay side by side in 
 ``artifacts`` folder (:func:`may_refer`), a frame saved into a step folder is compared with
 the frames this process loaded from its siblings, column by column of the same name and type:
 
-- a column of the loaded file's plain part (kept uncompressed, read memory-mapped) byte for
+- a column of the loaded file's plain part (kept uncompressed) byte for
   byte with that part, read again through the descriptor that was hashed; only fixed-width
   columns without nulls (numbers, datetimes), so -0.0 is not 0.0 and NaNs differ by bits;
 - a column of its compressed part with the column as loaded (decompressed, its hash
@@ -87,21 +87,27 @@ def own(metadata: dict[bytes, bytes]) -> dict[str, Any]:
 
 
 def open_part(path: Path | str, parts: Any, index: int) -> Any:
-    """Part ``index`` of the file at ``path`` as an Arrow table, memory-mapped; ValueError
-    when ``parts`` (lengths, or None for one Arrow file) does not divide the file."""
+    """Part ``index`` of the file at ``path`` as an Arrow table, read into this process's
+    own memory; ValueError when ``parts`` (lengths, or None for one Arrow file) does not
+    divide the file."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    source = pa.memory_map(str(path))
-    size = source.size()
-    if parts is None:
-        parts = [size]
-    if (not isinstance(parts, list) or not parts or sum(parts) != size
-            or not all(type(n) is int and n > 0 for n in parts)
-            or type(index) is not int or not 0 <= index < len(parts)):
-        raise ValueError(f"its parts {parts!r} do not divide the file's {size} bytes")
-    whole = source.read_buffer(size)
-    return ipc.open_file(whole.slice(sum(parts[:index]), parts[index])).read_all()
+    # never memory-mapped: a column read from a map would change with the file, written in
+    # place after its hash was checked (by whoever can write the artifacts folder)
+    with pa.OSFile(str(path)) as source:
+        size = source.size()
+        if parts is None:
+            parts = [size]
+        if (not isinstance(parts, list) or not parts or sum(parts) != size
+                or not all(type(n) is int and n > 0 for n in parts)
+                or type(index) is not int or not 0 <= index < len(parts)):
+            raise ValueError(f"its parts {parts!r} do not divide the file's {size} bytes")
+        source.seek(sum(parts[:index]))
+        part = source.read_buffer(parts[index])
+    if part.size != parts[index]:
+        raise ValueError(f"it ended within part {index} ({part.size} of {parts[index]} bytes)")
+    return ipc.open_file(part).read_all()
 
 
 def note_read(path: Path, tables: list[Any], frame: Any) -> None:

@@ -94,12 +94,16 @@ def _save_data(kind: str, value: Any, path: Path, text: str | None,
         return {"shape": list(value.shape), "dtype": str(value.dtype), "sha256": digest}
     if kind == "skops":
         import skops.io
-        write_with(path, lambda handle: skops.io.dump(value, handle))
         # The types beyond skops' defaults that this file needs, for the reader's information:
         # loading decides trust from runtime.trust, never from this list.
-        needed = skops.io.get_untrusted_types(file=path)
-        if trusted is not None:
-            _refuse_untrusted(needed, trusted, path, "cannot be saved", remove=True)
+        needed: list[str] = []
+
+        def vet(written: Path) -> None:  # before the rename: a refused model replaces none
+            needed.extend(skops.io.get_untrusted_types(file=written))
+            if trusted is not None:
+                _refuse_untrusted(needed, trusted, path, "cannot be saved")
+
+        write_with(path, lambda handle: skops.io.dump(value, handle), vet)
         return {"trusted": needed}
     if kind == "json":
         assert text is not None
@@ -135,15 +139,11 @@ def _load_model(path: Path, manifest: dict[str, Any], trusted: list[str], source
     return skops.io.load(source, trusted=needed)
 
 
-def _refuse_untrusted(needed: Iterable[str], trusted: list[str], path: Path, what: str,
-                      *, remove: bool = False) -> None:
-    """ArtifactError when a model file needs a type not trusted; ``remove`` deletes the file
-    first (a save leaves nothing behind)."""
+def _refuse_untrusted(needed: Iterable[str], trusted: list[str], path: Path,
+                      what: str) -> None:
+    """ArtifactError when a model file needs a type not trusted."""
     refused = trust.refused(needed, trusted)
     if refused:
-        if remove:
-            with contextlib.suppress(OSError):
-                path.unlink()
         names = " ".join(f"--trust {name}" for name in refused)
         raise ArtifactError(
             f"model file {path.name} {what}: it needs types jupyter-mlops does not trust by "
@@ -267,7 +267,10 @@ def _load_data(kind: str, path: Path, manifest: dict[str, Any], trusted: list[st
             if handle.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
                 raise ArtifactError(f"artifact `{manifest['name']}`: {path.name} is not a "
                                     f".npy file (its manifest's kind was changed); {_RERUN}")
-        return np.load(source, allow_pickle=False)
+            # one open: where /dev/fd/N shares the hashed descriptor's offset (macOS), a
+            # second open would start where this read stopped
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
     if kind == "skops":
         return _load_model(path, manifest, trusted, source)
     if kind == "json":
