@@ -207,20 +207,38 @@ def _zygotes_per_worker(scheduler: str) -> list[int]:
     return [sum("zygote_main" in k for k in kernels) for kernels in _kernels_on_workers(scheduler)]
 
 
-def _zygote_sources(scheduler: str) -> list[list[str]]:
+def _zygote_sources(scheduler: str) -> list[list[tuple[str, int]]]:
     """Where each worker's zygotes came from (:attr:`.zygote.Zygote.source`: "" started
-    there, "shared" forked from another worker's, "warm" from an earlier run's)."""
+    there, "shared" forked from another worker's, "warm" from an earlier run's), and their
+    pids (a shared one is no descendant of its worker's: only its pid tells it ended)."""
     from distributed import Client
 
-    def sources() -> list[str]:
+    def sources() -> list[tuple[str, int]]:
         from jupyter_mlops.execution import daskworker
 
         with daskworker._LOCK:
             pools = list(daskworker._POOLS.values())
-        return [pool.zygote.source for pool in pools if pool.zygote is not None]
+        return [(pool.zygote.source, pool.zygote.first.pid) for pool in pools
+                if pool.zygote is not None]
 
     with Client(scheduler, timeout=10) as client:
         return list(client.run(sources).values())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(pids: set[int], within: float = 10.0) -> bool:
+    """Whether every process of ``pids`` has ended within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(_alive(pid) for pid in pids)
 
 
 def _run_files() -> set[str]:
@@ -248,9 +266,12 @@ def test_every_worker_starts_its_zygote_when_the_first_step_is_sent(tmp_path: Pa
         time.sleep(0.3)
     out, err = run.communicate()
     assert run.returncode == 0, out + err
-    assert any(sorted(s for w in sources for s in w) == ["", "shared"] for sources in seen), seen
+    assert any(sorted(s for w in sources for s, _ in w) == ["", "shared"]
+               for sources in seen), seen
     assert _record(tmp_path / "runs")["status"] == "succeeded"
     assert _zygotes_per_worker(scheduler) == [0, 0]
+    zygotes = {pid for sources in seen for w in sources for _, pid in w}
+    assert len(zygotes) == 2 and _wait_gone(zygotes), [_alive(p) for p in zygotes]
     deadline = time.monotonic() + 10  # the keeper removes its socket as it ends
     while _run_files() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -652,6 +673,16 @@ def test_the_workers_on_the_first_steps_machine_fork_their_zygotes_from_its(
     assert first.startswith("tcp://127.0.0.1:")
     same = next(w for w in workers[:2] if w != first)
     assert roles == {first: "lead", same: "follow", workers[2]: None}
+
+
+def test_workers_in_one_process_share_no_zygote(tmp_path: Path, cli) -> None:
+    """Workers of a cluster made with ``processes=False`` (``inproc://`` addresses, one IP)
+    hold one kernel pool between them already: none leads or follows."""
+    workers = ("inproc://127.0.0.1/4242/1", "inproc://127.0.0.1/4242/2")
+    _, first, roles = _warm_ups(tmp_path, cli, "load", ["fit", "other"], *_FIT,
+                                "%%mlops step other\ntotal = float(frame['x'].sum())",
+                                workers=workers)
+    assert first in workers and roles == {w: None for w in workers}
 
 
 def test_no_worker_is_warmed_wider_when_another_step_could_start(tmp_path: Path, cli) -> None:

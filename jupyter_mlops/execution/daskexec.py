@@ -303,13 +303,19 @@ class DaskExecutor(Executor):
 
 
 def _host(address: str) -> str | None:
-    """The machine part of a worker's address (``tcp://10.0.0.5:4321``: ``10.0.0.5``)."""
+    """The machine part of a worker's address (``tcp://10.0.0.5:4321``: ``10.0.0.5``); None
+    for workers in one process (``inproc://``), which share one kernel pool already."""
     from urllib.parse import urlsplit
 
     try:
-        return urlsplit(address).hostname
+        parts = urlsplit(address)
+        return parts.hostname if parts.scheme in _NETWORK else None
     except ValueError:
         return None
+
+
+#: The schemes of workers that are processes of their own (Dask's network transports).
+_NETWORK = ("tcp", "tls", "ucx", "ws", "wss")
 
 
 def _connect(address: str) -> Any:

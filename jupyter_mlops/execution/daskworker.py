@@ -125,7 +125,9 @@ def warm_up(key: PoolKey, notebook: str, plans: Plans, role: str | None = None) 
         pool = _pool(key)
         importing = "papermill" not in sys.modules and not _IMPORTING.is_set()
         _IMPORTING.set()
-        if pool is not None and role in ("lead", "follow") and pool.share is None:
+        # a pool whose zygote a step started first has nothing to wait for, nor to name
+        if (pool is not None and role in ("lead", "follow") and pool.share is None
+                and pool.zygote is None and pool.fork):
             from .hostshare import Share
 
             pool.share = Share(key[0], role == "lead")

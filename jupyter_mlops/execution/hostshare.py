@@ -175,9 +175,9 @@ class Share:
         """As the leader, once its zygote forked the first kernel: keep the zygote that
         imported the most (its successor, once it imported) at the run's socket for the
         followers, then let them look. Returns once the socket is there or cannot be."""
-        if self._fd is None or self.path is None:
-            return
         try:
+            if self._fd is None or self.path is None:  # no kernel named: a zygote made first
+                return
             pid = zygote.offer(self.path, IDLE)
             if pid is not None:
                 from .zygote import birth

@@ -378,8 +378,13 @@ class KernelPool:
                 why = not_forkable(spec)
                 if not why:
                     log = None if self.logs is None else zygote_log(self.logs)
-                    self.zygote = Zygote(interpreter_of(spec), self.workdir, kernel_env(spec),
-                                         log, shared)
+                    try:
+                        self.zygote = Zygote(interpreter_of(spec), self.workdir,
+                                             kernel_env(spec), log, shared)
+                    except BaseException:  # followers stop waiting for it
+                        if share is not None:
+                            share.release()
+                        raise
                     if share is not None:
                         share.started(self.zygote)
                 else:
