@@ -126,12 +126,33 @@ def test_a_json_table_that_would_not_read_back_as_it_was_is_refused_at_save(
     assert files(tmp_path) == set()
 
 
-def test_a_json_table_keeps_fifteen_digits_of_a_float(tmp_path, monkeypatch):
+def test_a_json_table_keeps_fifteen_decimals_of_a_float(tmp_path, monkeypatch):
     monkeypatch.setattr(frames, "frame_format", lambda: "json-table")
     frame = pd.DataFrame({"x": [0.123456789012345, 1e-300, -2.5e17, float("nan")]})
     back, manifest = roundtrip(frame, tmp_path)
     assert manifest["format"] == "json-table"
     pd.testing.assert_frame_equal(back, frame, check_exact=False, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame({"p": [0.99987654321, 0.00012345678912345, 1.2345678901234e-5]}),
+    pd.DataFrame({"s": pd.Series(["a", None, "c"], dtype=object)}),  # None read back as NaN
+    pd.DataFrame({"c": pd.Categorical([], categories=[False, True])}),
+], ids=["small floats", "strings with None", "no rows, categories"])
+def test_a_json_table_that_reads_back_as_pandas_compares_it_is_saved(
+        tmp_path, monkeypatch, frame):
+    monkeypatch.setattr(frames, "frame_format", lambda: "json-table")
+    back, manifest = roundtrip(frame, tmp_path)
+    assert manifest["format"] == "json-table"
+    if "s" in frame:  # a missing string comes back as NaN, which pandas takes as None
+        frame = frame.where(frame.notna(), np.nan)
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False, atol=1e-15)
+
+
+def test_a_frame_of_no_rows_whose_categories_are_no_json_values_is_saved(tmp_path):
+    frame = pd.DataFrame({"c": pd.Categorical([], categories=pd.to_datetime(["2020-01-01"]))})
+    back, manifest = roundtrip(frame, tmp_path)
+    assert "empty_categories" not in manifest and list(back.columns) == ["c"]
 
 
 def test_dataframe_bool_labels_keep_their_values(tmp_path):

@@ -707,3 +707,28 @@ def test_a_file_written_in_place_after_its_load_does_not_change_the_frame(
     assert list(got["amount"]) == [1.0, 2.5]
     with pytest.raises(ArtifactError, match="changed after it was written"):
         artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+
+
+def test_a_plain_string_column_does_not_keep_its_whole_part_in_memory(tmp_path, monkeypatch):
+    """pandas keeps a string column as the Arrow memory it was read into: a plain one is
+    copied out of the part it was read with, which then goes (the numbers beside it, which
+    pandas copies into its own blocks, are not held twice)."""
+    import pyarrow as pa
+
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)  # all plain
+    rows = 1_000_000
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows),
+                          "token": pd.Series([f"t{i % 97}" for i in range(rows)],
+                                             dtype=pd.StringDtype("pyarrow", np.nan))})
+    manifest = artifacts.save(frame, "df", tmp_path)
+    del frame
+    gc.collect()
+    before = pa.total_allocated_bytes()
+    back = artifacts.load("df", tmp_path, sha256=manifest["sha256"])
+    gc.collect()
+    held = pa.total_allocated_bytes() - before  # pyarrow makes pandas' blocks too
+    own = int(back.memory_usage(index=False, deep=False).sum())
+    assert held < 1.2 * own + 1_000_000, (held, own)  # not the part besides
+    assert list(back["token"][:2]) == ["t0", "t1"]

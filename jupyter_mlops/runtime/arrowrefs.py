@@ -86,16 +86,17 @@ def own(metadata: dict[bytes, bytes]) -> dict[str, Any]:
     return found
 
 
-def open_part(path: Path | str, parts: Any, index: int) -> Any:
+def open_part(path: Path | str, parts: Any, index: int, *, mapped: bool = False) -> Any:
     """Part ``index`` of the file at ``path`` as an Arrow table, read into this process's
-    own memory; ValueError when ``parts`` (lengths, or None for one Arrow file) does not
+    own memory (``mapped``: memory-mapped, for a table only compared with, never handed to
+    a frame); ValueError when ``parts`` (lengths, or None for one Arrow file) does not
     divide the file."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    # never memory-mapped: a column read from a map would change with the file, written in
-    # place after its hash was checked (by whoever can write the artifacts folder)
-    with pa.OSFile(str(path)) as source:
+    # a frame's columns are never read from a map: they would change with the file, written
+    # in place after its hash was checked (by whoever can write the artifacts folder)
+    with (pa.memory_map if mapped else pa.OSFile)(str(path)) as source:
         size = source.size()
         if parts is None:
             parts = [size]
@@ -107,7 +108,27 @@ def open_part(path: Path | str, parts: Any, index: int) -> Any:
         part = source.read_buffer(parts[index])
     if part.size != parts[index]:
         raise ValueError(f"it ended within part {index} ({part.size} of {parts[index]} bytes)")
-    return ipc.open_file(part).read_all()
+    table = ipc.open_file(part).read_all()
+    return table if mapped else _own_strings(table, part)
+
+
+def _own_strings(table: Any, part: Any) -> Any:
+    """``table`` with each column of strings or bytes that points into ``part`` (kept plain)
+    copied out of it: pandas keeps such a column as Arrow memory, which would keep the whole
+    part alive, numbers pandas copied included (a column of another type kept as Arrow
+    memory, an ``ArrowDtype`` one, still does)."""
+    import pyarrow as pa
+
+    start, end = part.address, part.address + part.size
+    columns, copied = [], False
+    for column in table.columns:
+        if (_stringlike(column.type) and column.num_chunks
+                and any(start <= b.address < end for chunk in column.chunks
+                        for b in chunk.buffers() if b is not None)):
+            column = pa.chunked_array([pa.concat_arrays(column.chunks)], type=column.type)
+            copied = True
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema) if copied else table
 
 
 def note_read(path: Path, tables: list[Any], frame: Any) -> None:
@@ -281,7 +302,9 @@ def references(table: Any, folder: Path) -> tuple[list[dict[str, Any]], set[str]
         by_part: dict[int, list[str]] = {}
         if source["part"] is not None:
             try:  # the file that was hashed, whatever its name leads to now
-                old = open_part(through(source["fd"], path), source["parts"], source["part"])
+                # compared only: mapped (a reader checks the file's hash again)
+                old = open_part(through(source["fd"], path), source["parts"],
+                                source["part"], mapped=True)
             except (OSError, ValueError):
                 old = None  # unreadable now: its columns are written instead
             if old is not None:

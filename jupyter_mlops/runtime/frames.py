@@ -33,6 +33,7 @@ that an input file already holds are referenced instead of written again
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -120,8 +121,11 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     if fmt != "arrow":
         extra["dtypes"] = {str(c): str(t) for c, t in frame.dtypes.items()}
     if not len(frame):  # with no rows, neither format keeps a categorical's categories
-        empty = {str(c): [labels(list(t.categories)), bool(t.ordered)]
-                 for c, t in frame.dtypes.items() if isinstance(t, pd.CategoricalDtype)}
+        empty = {}
+        for column, dtype in frame.dtypes.items():
+            if isinstance(dtype, pd.CategoricalDtype):
+                with contextlib.suppress(ValueError):  # not JSON values: left as they come
+                    empty[str(column)] = [labels(list(dtype.categories)), bool(dtype.ordered)]
         if empty:
             extra["empty_categories"] = empty
     record.update({key: extra[key] for key in RESTORE if key in extra})
@@ -148,21 +152,38 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
 
 def _check_json(text: str, record: dict[str, Any], frame: Any) -> None:
     """ValueError unless the JSON table ``text`` of ``frame`` reads back as its values (floats
-    to 15 digits): a step must not save what the next one cannot read (a timedelta, an
-    interval, a complex number) or reads changed (bytes as text)."""
+    to 15 decimal places): a step must not save what the next one cannot read (a timedelta,
+    an interval, a complex number) or reads changed (bytes as text, infinity as a null)."""
     import pandas as pd
 
     try:
+        back = _categorized(_from_json(text, record), record)
         pd.testing.assert_frame_equal(
-            _from_json(text, record), frame, check_dtype=False, check_index_type=False,
+            _missing_alike(back), _missing_alike(frame), check_dtype=False,
+            check_index_type=False,
             check_column_type=False, check_names=False, check_freq=False, rtol=1e-12,
-            atol=0)
+            atol=1e-15)
     except (AssertionError, ValueError, TypeError, KeyError, NotImplementedError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ValueError(
             f"a JSON table, the format of frames where the kernel's environment has no "
             f"pyarrow, cannot hold it as it is ({lines[0] if lines else type(err).__name__}); "
             "install pyarrow there (`jupyter mlops kernel PYTHON` does when it can)") from None
+
+
+def _missing_alike(frame: Any) -> Any:
+    """``frame`` with None and NaN alike in its object columns, as pandas takes them (a JSON
+    table reads a missing string back as NaN)."""
+    import pandas as pd
+
+    objects = [i for i, dtype in enumerate(frame.dtypes) if pd.api.types.is_object_dtype(dtype)]
+    if not objects:
+        return frame
+    frame = frame.copy()
+    for i in objects:
+        column = frame.iloc[:, i]
+        frame.isetitem(i, column.where(column.notna(), None))
+    return frame
 
 
 def is_table(text: str) -> bool:
@@ -223,11 +244,9 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
                          "has no pyarrow; install pyarrow there (`jupyter mlops kernel PYTHON` "
                          "does when it can), or run every step in one kernel")
     if fmt == "arrow":
-        import pyarrow.feather as feather
-
         # read into this process's memory, never mapped: a mapped column would change
         # with the file, written in place after its hash was checked
-        table = feather.read_table(source, memory_map=False)
+        table = arrowrefs.open_part(source, None, 0)
         restore = _restoring(arrowfile.check_whole(table), manifest)
         frame = arrowfile.to_frame(table)
         arrowfile.note_loaded(path, [table], frame)
@@ -244,15 +263,24 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
     return _labelled(frame, restore, manifest.get("kind") == "series")
 
 
-def _labelled(frame: Any, restore: dict[str, Any], series: bool) -> Any:
-    """``frame`` with the labels ``restore`` records; its one column as a Series if
-    ``series``."""
+def _categorized(frame: Any, restore: dict[str, Any]) -> Any:
+    """``frame``, if it has no rows, with the categories ``restore`` records for its
+    categorical columns (neither format keeps them without a row)."""
     import pandas as pd
 
     for column, (categories, ordered) in (restore.get("empty_categories") or {}).items():
         if not len(frame) and column in frame.columns:
             frame[column] = frame[column].astype(
                 pd.CategoricalDtype(decode(categories), ordered=bool(ordered)))
+    return frame
+
+
+def _labelled(frame: Any, restore: dict[str, Any], series: bool) -> Any:
+    """``frame`` with the labels ``restore`` records; its one column as a Series if
+    ``series``."""
+    import pandas as pd
+
+    frame = _categorized(frame, restore)
     names = decode(restore.get("column_names", [None]))
     if "column_range" in restore:
         frame.columns = pd.RangeIndex(*restore["column_range"], name=names[0])
