@@ -281,3 +281,27 @@ def test_a_leader_that_named_no_kernel_lets_the_followers_go_at_its_fork(kernel_
     finally:
         leader.close()
     assert not _run_files(token)
+
+
+def test_a_follower_removes_the_files_of_a_leader_that_is_gone(kernel_of) -> None:
+    """The leader's worker was killed: its lead is unlocked, no keeper listens, and its
+    close never ran. The follower's close at the run's end removes what it left; while a
+    leader holds its lead, or its keeper listens, the follower touches nothing."""
+    token = uuid.uuid4().hex
+    leader = Share(token, True)
+    leader.name(*kernel_of)
+    assert leader.path is not None
+    log = leader.path.with_suffix(".log")
+    log.write_text("kept\n")
+    try:
+        Share(token, False).close()  # the lead is held: the leader's to remove
+        assert len(_run_files(token)) == 2
+        leader.path.touch()  # a keeper's socket
+        leader.release()
+        Share(token, False).close()  # its keeper listens: still the leader's
+        assert len(_run_files(token)) == 3
+        leader.path.unlink()  # the keeper ended with the leader's worker; no close ran
+        Share(token, False).close()
+        assert not _run_files(token)
+    finally:
+        leader.close()

@@ -26,7 +26,7 @@ unlocked without the socket (the leader is gone, or could not offer), when there
 within :data:`GRACE` (no leader on this machine), or once one of its steps has waited
 :data:`HURRY` for a kernel (the first step may have gone to another worker); it logs which.
 Where an earlier run kept a zygote warm, every worker forks from that one instead. The
-leader removes the files at the run's end.
+leader removes the files at the run's end (a follower does, of a leader that is gone).
 """
 
 from __future__ import annotations
@@ -244,12 +244,25 @@ class Share:
         self._closed = True
         self.release()
         if not self.lead:
+            self._tidy()
             return
         if self._lead is not None:
             with contextlib.suppress(OSError):
                 self._lead.unlink()
         if self.path is not None:
             self._remove(self._stop_keeper())
+
+    def _tidy(self) -> None:
+        """As a follower, at the run's end: remove the run's lead file and keeper logs when
+        the leader is gone without removing them (its lead unlocked, no socket of the run's:
+        its worker was killed), rather than leave them to a later keeper's prune a day on."""
+        if self._lead is None or not self._lead.exists() or _locked(self._lead):
+            return
+        if any(self._lead.parent.glob(f"r-{self.token}-*.sock")):
+            return  # a keeper of the run still listens: its leader removes it all
+        for path in [self._lead, *self._lead.parent.glob(f"r-{self.token}-*.log")]:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def _remove(self, asked: bool) -> None:
         """Remove the kept zygote's files: its log, and unless it was asked to stop (then it
