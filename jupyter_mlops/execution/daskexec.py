@@ -302,6 +302,10 @@ class DaskExecutor(Executor):
         self.client.close()
 
 
+#: The schemes of workers that are processes of their own (Dask's network transports).
+_NETWORK = ("tcp", "tls", "ucx", "ws", "wss")
+
+
 def _host(address: str) -> str | None:
     """The machine part of a worker's address (``tcp://10.0.0.5:4321``: ``10.0.0.5``); None
     for workers in one process (``inproc://``), which share one kernel pool already."""
@@ -313,9 +317,6 @@ def _host(address: str) -> str | None:
     except ValueError:
         return None
 
-
-#: The schemes of workers that are processes of their own (Dask's network transports).
-_NETWORK = ("tcp", "tls", "ucx", "ws", "wss")
 
 
 def _connect(address: str) -> Any:

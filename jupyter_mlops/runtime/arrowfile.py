@@ -4,9 +4,8 @@ holds referenced instead of written again.
 **Compressed where it pays.** A frame of :data:`SPLIT_FROM` bytes or more in Arrow writes
 each column's middle 65,536 rows both ways first; a column whose sample zstd (level 1) shrinks
 by less than :data:`MIN_SAVING` (random floats: 4%) is kept plain, to be read without
-decompressing. The data file is then
-Arrow IPC files back to back ("parts"): the compressed columns' first, the plain ones'
-second; the manifest gives each part's length.
+decompressing. The data file is then Arrow IPC files back to back ("parts"): the compressed
+columns' first, the plain ones' second; the manifest gives each part's length.
 
 **Referenced, not written again.** In a run of `jupyter mlops run`, a column the step
 loaded from a sibling step's file and handed on unchanged is not written again but referenced

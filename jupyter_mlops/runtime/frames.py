@@ -11,7 +11,7 @@ against 0.67 s mapped, at the same peak memory. Parquet files of earlier runs ar
 read. A kernel without pyarrow (an old or slim environment where it cannot be installed
 without changing other versions) writes pandas' JSON table format instead
 (``to_json(orient="table")``), whose schema carries the columns' types: integers, floats
-(to 15 digits), booleans, strings, datetimes (with their time zone) and categories come back
+(to 15 decimal places), booleans, strings, datetimes (with their time zone) and categories come back
 as they were; narrower numbers (float32, int8) are widened by JSON and narrowed back from the
 dtypes recorded in the manifest. A frame a JSON table cannot hold (timedeltas, intervals,
 complex numbers, bytes) is refused as it is saved, not when the next step reads it. Which
@@ -19,10 +19,10 @@ format an artifact has is in its manifest (``format``), so a reader never guesse
 
 What restores a frame's labels and types (its original column and index labels, an index's
 frequency, a Series' name, JSON's dtypes, the categories of a frame with no rows, which
-neither format keeps, and whether it is a Series) is written into the
-data file itself (:data:`RESTORE`): the run store hashes that file, not the manifest, and
-whoever can write the artifacts folder could otherwise rename or swap the columns of the
-frame the next step loads. The manifest keeps a copy for people and tools to read; a reader
+neither format keeps, and whether it is a Series) is written into the data file itself
+(:data:`RESTORE`): the run store hashes that file, not the manifest, and whoever can write
+the artifacts folder could otherwise rename or swap the columns of the frame the next step
+loads. The manifest keeps a copy for people and tools to read; a reader
 takes them from the file, and from the manifest only for files written before they were kept
 there (which carry none).
 
@@ -138,7 +138,7 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
         extra["sha256"] = write_with(
             path, lambda handle: arrowfile.write_table(table, handle, folder, extra, record))
         return extra
-    # 15 digits, pandas' most (its default, 10, rounds 0.123456789012 to 0.123456789)
+    # 15 decimal places, pandas' most (its default, 10, rounds 0.123456789012 to 0.123456789)
     text = frame.to_json(orient="table", date_unit="ns", double_precision=15)
     if not text.startswith("{"):
         raise ValueError(f"pandas wrote a table that is not a JSON object: {text[:40]!r}")
@@ -160,9 +160,8 @@ def _check_json(text: str, record: dict[str, Any], frame: Any) -> None:
         back = _categorized(_from_json(text, record), record)
         pd.testing.assert_frame_equal(
             _missing_alike(back), _missing_alike(frame), check_dtype=False,
-            check_index_type=False,
-            check_column_type=False, check_names=False, check_freq=False, rtol=1e-12,
-            atol=1e-15)
+            check_index_type=False, check_column_type=False, check_names=False,
+            check_freq=False, rtol=1e-12, atol=1e-15)
     except (AssertionError, ValueError, TypeError, KeyError, NotImplementedError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ValueError(
