@@ -202,6 +202,26 @@ def test_only_steps_that_wait_for_a_step_are_started_two_ahead(tmp_path: Path, c
     assert upcoming_after(c, {a, c}) == ([d, b], 1, {d})  # those waiting for it first
 
 
+def test_the_spec_is_read_once_until_a_new_export_replaces_it(tmp_path: Path, cli) -> None:
+    """The executor asks for a step's spec several times per step: it is read once, and
+    again when its file changes (a new export), never an old spec for a changed file."""
+    from jupyter_mlops.execution.daskplan import spec_of, upcoming_after
+
+    write_notebook(tmp_path / "t.ipynb", "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1")
+    assert cli("export", str(tmp_path / "t.ipynb")).returncode == 0
+    a, b = sorted(str(p) for p in (tmp_path / "t_pipeline" / "steps").glob("*.ipynb"))
+    first = spec_of(a)
+    assert first is not None and spec_of(b)[0] is first[0]  # the same object: not read again
+    write_notebook(tmp_path / "t.ipynb", "%%mlops step a\nx = 1", "%%mlops step b\ny = x + 1",
+                   "%%mlops step c\nz = y + 1")
+    assert cli("export", str(tmp_path / "t.ipynb")).returncode == 0
+    assert [s.name for s in spec_of(a)[0].steps] == ["a", "b", "c"]
+    c = str(tmp_path / "t_pipeline" / "steps" / "03_c.ipynb")
+    assert upcoming_after(a, {a})[0] == [b, c]
+    (tmp_path / "t_pipeline" / "pipeline.yaml").write_text("not: [a spec", encoding="utf-8")
+    assert spec_of(a) is None  # unreadable now: not the spec read before
+
+
 def _zygotes_per_worker(scheduler: str) -> list[int]:
     """How many zygote processes each worker has running."""
     return [sum("zygote_main" in k for k in kernels) for kernels in _kernels_on_workers(scheduler)]
