@@ -305,3 +305,58 @@ def test_a_follower_removes_the_files_of_a_leader_that_is_gone(kernel_of) -> Non
         assert not _run_files(token)
     finally:
         leader.close()
+
+
+@pytest.mark.kernel
+def test_a_keeper_the_leader_never_learned_of_ends_with_the_runs_lead_file(
+        tmp_path: Path) -> None:
+    """A stop that kills the leader's zygote between the keeper's fork and its reply leaves
+    a keeper the leader cannot stop (it has no pid to kill, and its close came before the
+    socket): the keeper, kept while the run's lead file is there, ends once that is gone
+    rather than waiting out :data:`hostshare.IDLE`, and removes its socket."""
+    work = tmp_path / "work"
+    work.mkdir()
+    kernel = KernelCommand("python3", str(work), ARGUMENTS)
+    token = uuid.uuid4().hex
+    leader = KernelPool(kernel, 1, lambda: [], lambda key: [("json", (), False)])
+    leader.share = share = Share(token, True)
+    try:
+        lease = leader.lease("a")
+        assert lease is not None and lease.wait() is not None
+        assert share.path is not None and share._lead is not None
+        assert _wait(lambda: warm.status(share.path) is not None, within=30)
+        state = warm.status(share.path)
+        assert state is not None
+        keeper = state["pid"]
+        share._keeper = None  # as if the reply never came: the leader knows no pid
+        share._lead.unlink()  # what the leader's close does first
+        assert _wait(lambda: not psutil.pid_exists(keeper) or psutil.Process(keeper).status()
+                     == psutil.STATUS_ZOMBIE, within=5)
+        assert not share.path.exists()
+        log = share.path.with_suffix(".log").read_text()
+        assert "the run it was kept for ended" in log
+        lease.release()
+    finally:
+        leader.close()
+
+
+def test_a_keeper_whose_run_ended_while_it_imported_does_not_listen(tmp_path: Path) -> None:
+    """The lead file is gone by the time the keeper would listen (the run ended while it
+    imported): it says why in its log and ends, leaving no socket."""
+    import os
+
+    from jupyter_mlops.execution import keeper
+
+    path, log = tmp_path / "k.sock", tmp_path / "k.log"
+    pid = os.fork()
+    if pid == 0:  # the keeper's own process, as a zygote forks it
+        try:
+            keeper.keep(str(path), 60.0, str(log), [], str(tmp_path / "gone.lead"))
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 10
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        assert time.monotonic() < deadline, "the keeper went on"
+        time.sleep(0.05)
+    assert not path.exists()
+    assert "not kept:" in log.read_text() and "gone.lead is gone" in log.read_text()

@@ -26,7 +26,10 @@ unlocked without the socket (the leader is gone, or could not offer), when there
 within :data:`GRACE` (no leader on this machine), or once one of its steps has waited
 :data:`HURRY` for a kernel (the first step may have gone to another worker); it logs which.
 Where an earlier run kept a zygote warm, every worker forks from that one instead. The
-leader removes the files at the run's end (a follower does, of a leader that is gone).
+leader removes the files at the run's end (a follower does, of a leader that is gone); the
+keeper ends by itself once the lead file is gone, so one the leader never learned of (a stop
+that killed its zygote between the keeper's fork and the reply) does not wait out
+:data:`IDLE`.
 """
 
 from __future__ import annotations
@@ -178,7 +181,9 @@ class Share:
         try:
             if self._fd is None or self.path is None:  # no kernel named: a zygote made first
                 return
-            pid = zygote.offer(self.path, IDLE)
+            # kept while the run's lead file is there: a stop that kills the zygote before
+            # it replies leaves a keeper this leader never learns of, which then ends itself
+            pid = zygote.offer(self.path, IDLE, self._lead)
             if pid is not None:
                 from .zygote import birth
 

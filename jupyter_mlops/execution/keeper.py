@@ -11,7 +11,8 @@ attached for ``idle`` seconds, when a file one of its modules came from (or a fo
 ``sys.path``) changed since it was imported (a package installed, upgraded or edited: the
 next kernel must see the new code; noted at import by :func:`.zygote_main.note_files`, so
 an edit while the run ran is seen too), when its folder is gone, when a newer keeper took its
-socket's name, and on a ``stop`` request. Only the user who started it may connect (the
+socket's name, when the file it was kept for is gone (a run's lead file, :mod:`.hostshare`:
+that run ended), and on a ``stop`` request. Only the user who started it may connect (the
 socket's folder is theirs alone, the socket is 0600, and the peer's uid is checked).
 
 Protocol, one request per connection, JSON, the reply a JSON line:
@@ -51,11 +52,12 @@ TICK = 1.0
 PRUNE_AGE = 86400.0
 
 
-def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = None) -> None:
+def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = None,
+         while_file: str | None = None) -> None:
     """Import those of ``modules`` not imported yet (what the run's other zygote imported),
     then serve ``attach``, ``status`` and ``stop`` requests on the Unix socket ``path`` until
-    nobody attached for ``idle`` seconds (or another reason to end); write what it does to
-    ``log``."""
+    nobody attached for ``idle`` seconds (or another reason to end), or ``while_file`` is
+    gone; write what it does to ``log``."""
     _quiet(log)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -65,6 +67,11 @@ def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = Non
     stale = changed()
     if refused or stale:  # stale: edited while the run ran, so older than its file
         _say(f"not kept: {refused or f'{stale} since it was imported'}")
+        return
+    # the run it was kept for may have ended before it could be told of this keeper (its
+    # zygote killed between the fork and the reply): nobody would stop it
+    if while_file is not None and not os.path.exists(while_file):
+        _say(f"not kept: {while_file} is gone (the run it was kept for ended)")
         return
     folder = os.getcwd()
     listener, inode = _listen(path)
@@ -95,6 +102,9 @@ def keep(path: str, idle: float, log: str, modules: list[list[Any]] | None = Non
                     break
             if not os.path.isdir(folder):
                 why = f"{folder} is gone"
+                break
+            if while_file is not None and not os.path.exists(while_file):
+                why = f"{while_file} is gone (the run it was kept for ended)"
                 break
             if _inode(path) != inode:
                 why = "a newer keeper took the socket"

@@ -331,27 +331,28 @@ class Zygote:
             self._keep_at(member, self.socket, warm.idle_seconds(),
                           self.socket.with_suffix(".log"))
 
-    def offer(self, path: Path, idle: float) -> int | None:
+    def offer(self, path: Path, idle: float, while_file: Path | None = None) -> int | None:
         """Keep what the zygotes imported for the run's other workers on this machine
-        (:mod:`.hostshare`) at ``path``, for ``idle`` seconds without one attaching: the
-        successor's, once it imported (waited for), else the first's. The keeper's pid, or
-        None."""
+        (:mod:`.hostshare`) at ``path``, for ``idle`` seconds without one attaching and
+        while ``while_file`` is there (the run's): the successor's, once it imported (waited
+        for), else the first's. The keeper's pid, or None."""
         successor = self.successor
         ready = successor is not None and successor.start(120.0)
         return self._keep_at(successor if ready and successor else self.first, path, idle,
-                             path.with_suffix(".log"))
+                             path.with_suffix(".log"), while_file)
 
-    def _keep_at(self, member: _Member, path: Path, idle: float, log: Path) -> int | None:
-        """Have ``member`` fork a keeper at ``path`` that holds what both zygotes imported;
-        its pid, or None."""
+    def _keep_at(self, member: _Member, path: Path, idle: float, log: Path,
+                 while_file: Path | None = None) -> int | None:
+        """Have ``member`` fork a keeper at ``path`` that holds what both zygotes imported
+        (while ``while_file`` is there, if named); its pid, or None."""
         if not member.usable:
             return None
         successor = self.successor
         ready = successor is not None and successor.started and successor.usable
         modules = self.first.imported | (successor.imported if ready and successor else set())
         reply = member.ask({"op": "keep", "socket": str(path), "idle": idle, "log": str(log),
-                            "modules": [[n, list(names), o] for n, names, o in sorted(modules)]},
-                           10.0)
+                            "modules": [[n, list(names), o] for n, names, o in sorted(modules)],
+                            "while": None if while_file is None else str(while_file)}, 10.0)
         return None if reply is None or reply.get("pid") is None else int(reply["pid"])
 
     def kill(self) -> None:

@@ -23,9 +23,9 @@ kernel; ``log``, a file the kernel appends its own stdout and stderr to);
 ``{"op": "spawn", "modules": [...]}`` -> ``{"pid": int or null}``: a successor zygote,
 forked from this one, imports ``modules`` and answers on a spare channel as to an
 ``import``, then serves requests there; ``{"op": "keep", "socket": str, "idle": seconds,
-"log": str, "modules": [...]}`` -> ``{"pid": int}``: a process forked from this one imports
-those of ``modules`` it has not, then keeps what it imported warm for later runs
-(:mod:`.keeper`). Unasked:
+"log": str, "modules": [...], "while": str or null}`` -> ``{"pid": int}``: a process forked
+from this one imports those of ``modules`` it has not, then keeps what it imported warm for
+later runs (:mod:`.keeper`), while the file ``while`` names is there. Unasked:
 ``{"exit": pid, "code": int}`` when a forked kernel ends. End of input ends the zygote.
 """
 
@@ -354,7 +354,7 @@ def _keep(request: dict[str, Any], channels: tuple[int, ...]) -> dict[str, Any]:
             from .keeper import keep
 
             keep(request["socket"], float(request["idle"]), request["log"],
-                 request.get("modules", []))
+                 request.get("modules", []), request.get("while"))
         except BaseException:  # a bug of ours: into the keeper's log (its stderr by now)
             import traceback
 
