@@ -170,7 +170,7 @@ def test_dataframe_with_unrecordable_labels_is_refused_cleanly(tmp_path):
 
 def test_dataframe_with_mixed_object_column_is_refused_cleanly(tmp_path):
     frame = pd.DataFrame({"o": [1, "a", None]})
-    with pytest.raises(ArtifactError, match=r"variable `df` .*could not be saved as parquet"):
+    with pytest.raises(ArtifactError, match=r"variable `df` .*could not be saved as an Arrow file"):
         artifacts.save(frame, "df", tmp_path)
     assert files(tmp_path) == set()
 

@@ -130,7 +130,7 @@ def test_a_manifest_whose_parts_do_not_divide_the_file_is_refused(tmp_path, save
               "three parts": [first, 8, second - 8], "negative": [first + second + 8, -8],
               "not numbers": [str(first), str(second)], "missing": None}[parts]
     (tmp_path / "df.json").write_text(json.dumps({**manifest, "parts": forged}))
-    with pytest.raises(ArtifactError, match=r"artifact `df` .*could not be loaded as parquet"):
+    with pytest.raises(ArtifactError, match=r"artifact `df` .*not be loaded as an Arrow file"):
         artifacts.load("df", tmp_path, sha256=manifest["sha256"])
 
 
@@ -565,7 +565,7 @@ def test_a_manifest_that_calls_a_referring_file_plain_arrow_is_refused(tmp_path,
     assert len(saved["parts"]) == 1 and _refs(saved) == [("build", "df", list("abcd"))]
     (_root(tmp_path) / "features" / "df.json").write_text(json.dumps({**saved,
                                                                      "format": "arrow"}))
-    with pytest.raises(ArtifactError, match=r"could not be loaded as parquet: it refers to "
+    with pytest.raises(ArtifactError, match=r"could not be loaded as an Arrow file: it refers to "
                        r"other files"):
         _fresh_load(monkeypatch, _root(tmp_path) / "features", saved["sha256"])
 
@@ -713,8 +713,6 @@ def test_a_plain_string_column_does_not_keep_its_whole_part_in_memory(tmp_path, 
     """pandas keeps a string column as the Arrow memory it was read into: a plain one is
     copied out of the part it was read with, which then goes (the numbers beside it, which
     pandas copies into its own blocks, are not held twice)."""
-    import pyarrow as pa
-
     monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
     monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)  # all plain
     rows = 1_000_000
@@ -722,13 +720,37 @@ def test_a_plain_string_column_does_not_keep_its_whole_part_in_memory(tmp_path, 
     frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows),
                           "token": pd.Series([f"t{i % 97}" for i in range(rows)],
                                              dtype=pd.StringDtype("pyarrow", np.nan))})
-    manifest = artifacts.save(frame, "df", tmp_path)
+    back, held, own = _loaded_and_held(frame, tmp_path)
     del frame
-    gc.collect()
-    before = pa.total_allocated_bytes()
-    back = artifacts.load("df", tmp_path, sha256=manifest["sha256"])
-    gc.collect()
-    held = pa.total_allocated_bytes() - before  # pyarrow makes pandas' blocks too
-    own = int(back.memory_usage(index=False, deep=False).sum())
     assert held < 1.2 * own + 1_000_000, (held, own)  # not the part besides
     assert list(back["token"][:2]) == ["t0", "t1"]
+
+
+def _loaded_and_held(frame: pd.DataFrame, folder) -> tuple[pd.DataFrame, int, int]:
+    """``frame`` saved and loaded back; the Arrow memory the loaded frame holds (pyarrow
+    makes pandas' blocks too), and its columns' own size."""
+    import pyarrow as pa
+
+    manifest = artifacts.save(frame, "df", folder)
+    gc.collect()
+    before = pa.total_allocated_bytes()
+    back = artifacts.load("df", folder, sha256=manifest["sha256"])
+    gc.collect()
+    held = pa.total_allocated_bytes() - before
+    return back, held, int(back.memory_usage(index=False, deep=False).sum())
+
+
+def test_an_arrow_dtype_column_does_not_keep_its_whole_part_in_memory(tmp_path, monkeypatch):
+    """A column of an ``ArrowDtype`` (``double[pyarrow]``) is kept by pandas as the Arrow
+    memory it was read into, as strings are: it is copied out of its part too, and comes
+    back with its dtype and values."""
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)  # all plain
+    rows = 1_000_000
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows),
+                          "x": pd.array(rng.random(rows), dtype="double[pyarrow]")})
+    expected = frame["x"].iloc[:3].tolist()
+    back, held, own = _loaded_and_held(frame, tmp_path)
+    assert held < 1.2 * own + 1_000_000, (held, own)  # not the 24 MB part besides
+    assert str(back["x"].dtype) == "double[pyarrow]" and back["x"].iloc[:3].tolist() == expected

@@ -109,26 +109,38 @@ def open_part(path: Path | str, parts: Any, index: int, *, mapped: bool = False)
     if part.size != parts[index]:
         raise ValueError(f"it ended within part {index} ({part.size} of {parts[index]} bytes)")
     table = ipc.open_file(part).read_all()
-    return table if mapped else _own_strings(table, part)
+    return table if mapped else _own_columns(table, part)
 
 
-def _own_strings(table: Any, part: Any) -> Any:
-    """``table`` with each column of strings or bytes that points into ``part`` (kept plain)
-    copied out of it: pandas keeps such a column as Arrow memory, which would keep the whole
-    part alive, numbers pandas copied included (a column of another type kept as Arrow
-    memory, an ``ArrowDtype`` one, still does)."""
+def _own_columns(table: Any, part: Any) -> Any:
+    """``table`` with each column pandas keeps as Arrow memory that points into ``part``
+    (kept plain) copied out of it: strings and bytes, and columns of an ``ArrowDtype``
+    (``double[pyarrow]``, named so in the pandas metadata). Each would keep the whole part
+    alive, numbers pandas copied included."""
     import pyarrow as pa
 
     start, end = part.address, part.address + part.size
+    arrow_typed = _arrow_dtyped(table.schema)
     columns, copied = [], False
-    for column in table.columns:
-        if (_stringlike(column.type) and column.num_chunks
+    for name, column in zip(table.column_names, table.columns):  # noqa: B905 (3.9)
+        if ((_stringlike(column.type) or name in arrow_typed) and column.num_chunks
                 and any(start <= b.address < end for chunk in column.chunks
                         for b in chunk.buffers() if b is not None)):
             column = pa.chunked_array([pa.concat_arrays(column.chunks)], type=column.type)
             copied = True
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=table.schema) if copied else table
+
+
+def _arrow_dtyped(schema: Any) -> set[str]:
+    """The fields of ``schema`` that pandas restores as an ``ArrowDtype`` (its metadata
+    names their dtype ``...[pyarrow]``)."""
+    try:
+        described = (schema.pandas_metadata or {}).get("columns", [])
+        return {c.get("field_name") for c in described if isinstance(c, dict)
+                and str(c.get("numpy_type", "")).endswith("[pyarrow]")}
+    except (ValueError, TypeError, AttributeError):  # metadata not pandas': no such column
+        return set()
 
 
 def note_read(path: Path, tables: list[Any], frame: Any) -> None:

@@ -39,9 +39,22 @@ _EXT = {"parquet": "parquet", "series": "parquet", "npy": "npy", "skops": "skops
 #: The kinds kept as a frame on disk: an Arrow file, or a JSON table without pyarrow (Parquet
 #: in runs before Arrow files; :mod:`.frames`).
 _FRAMES = ("parquet", "series")
+#: How messages name the file of each kind (frames: :data:`_FRAME_FILES`, by format).
+_FILES = {"npy": "a NumPy .npy file", "skops": "a skops model file", "json": "JSON",
+          "pickle": "a pickle"}
+_FRAME_FILES = {"arrow": "an Arrow file", "arrow-parts": "an Arrow file",
+                "parquet": "a Parquet file", "json-table": "a JSON table"}
 _NPY_MAGIC = b"\x93NUMPY"
 _VALUE_LIMIT = 2048  # JSON values smaller than this are copied into the manifest for display
 _RERUN = "re-run the step that outputs it"
+
+
+def _file_of(kind: str, fmt: str) -> str:
+    """What messages call the data file of an artifact of ``kind`` (a frame's in ``fmt``):
+    a frame's kind is named "parquet" whatever format its file has."""
+    if kind in _FRAMES:
+        return _FRAME_FILES.get(fmt, "a table")
+    return _FILES.get(kind, kind)
 
 
 def _classify(value: Any, allow_pickle: bool) -> tuple[str | None, str | None]:
@@ -185,7 +198,8 @@ def _save(value: Any, name: str, folder: Path, role: str, allow_pickle: bool, st
         raise ArtifactError(f"{prefix}variable `{name}`: {exc}") from None
     except Exception as exc:
         raise ArtifactError(
-            f"{prefix}variable `{name}` ({type_name(value)}) could not be saved as {kind}: {exc}"
+            f"{prefix}variable `{name}` ({type_name(value)}) could not be saved as "
+            f"{_file_of(kind, fmt)}: {exc}"
         ) from exc
     # the hash taken while writing, where the writer only appended; else read back
     digest = extra.pop("sha256", None) or sha256_file(path)
@@ -365,7 +379,8 @@ def _checked_value(name: str, shown: str, manifest: dict[str, Any], sha256: str 
         if isinstance(exc, ArtifactError):
             raise
         raise ArtifactError(
-            f"artifact `{name}` in {shown} could not be loaded as {kind}: {exc}; {_RERUN}"
+            f"artifact `{name}` in {shown} could not be loaded as "
+            f"{_file_of(kind, manifest.get('format', 'parquet'))}: {exc}; {_RERUN}"
         ) from exc
     if hashing is not None:
         _check_hash(name, shown, manifest, sha256, hashing.result())
