@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -92,6 +93,14 @@ FRAMES = {
     "no rows, categories": lambda: pd.DataFrame(
         {"tier": pd.Categorical([], categories=["lo", "hi"], ordered=True),
          "code": pd.Categorical([], categories=[3, 1]), "x": pd.Series([], dtype="float64")}),
+    # pandas cannot read back the name of a nested or dictionary ArrowDtype from the metadata
+    "arrow dtypes": lambda: pd.DataFrame({
+        "x": pd.array([1.5, None], dtype="double[pyarrow]"),
+        "tags": pd.array([[1, 2], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+        "city": pd.array(["a", "b"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string())))},
+        index=[5, 7]),
+    "arrow list, int labels": lambda: pd.DataFrame(
+        {0: pd.array([[1], []], dtype=pd.ArrowDtype(pa.list_(pa.int64()))), 1: [2, 3]}),
 }
 
 

@@ -218,7 +218,15 @@ def test_the_spec_is_read_once_until_a_new_export_replaces_it(tmp_path: Path, cl
     assert [s.name for s in spec_of(a)[0].steps] == ["a", "b", "c"]
     c = str(tmp_path / "t_pipeline" / "steps" / "03_c.ipynb")
     assert upcoming_after(a, {a})[0] == [b, c]
-    (tmp_path / "t_pipeline" / "pipeline.yaml").write_text("not: [a spec", encoding="utf-8")
+    spec = tmp_path / "t_pipeline" / "pipeline.yaml"
+    # the same size, time and (reused) inode as the spec read last: its bytes tell it apart
+    known, stat = spec.read_text(encoding="utf-8"), spec.stat()
+    changed = known.replace("name: t\n", "name: u\n", 1)
+    assert changed != known and len(changed) == len(known)
+    spec.write_text(changed, encoding="utf-8")
+    os.utime(spec, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert spec_of(a)[0].name == "u"
+    spec.write_text("not: [a spec", encoding="utf-8")
     assert spec_of(a) is None  # unreadable now: not the spec read before
 
 

@@ -729,15 +729,20 @@ def test_a_plain_string_column_does_not_keep_its_whole_part_in_memory(tmp_path, 
 def _loaded_and_held(frame: pd.DataFrame, folder) -> tuple[pd.DataFrame, int, int]:
     """``frame`` saved and loaded back; the Arrow memory the loaded frame holds (pyarrow
     makes pandas' blocks too), and its columns' own size."""
+    manifest = artifacts.save(frame, "df", folder)
+    back, held = _held_by(folder, manifest["sha256"])
+    return back, held, int(back.memory_usage(index=False, deep=False).sum())
+
+
+def _held_by(folder, sha256: str) -> tuple[pd.DataFrame, int]:
+    """The frame `df` in ``folder`` loaded, and the Arrow memory it holds."""
     import pyarrow as pa
 
-    manifest = artifacts.save(frame, "df", folder)
     gc.collect()
     before = pa.total_allocated_bytes()
-    back = artifacts.load("df", folder, sha256=manifest["sha256"])
+    back = artifacts.load("df", folder, sha256=sha256)
     gc.collect()
-    held = pa.total_allocated_bytes() - before
-    return back, held, int(back.memory_usage(index=False, deep=False).sum())
+    return back, pa.total_allocated_bytes() - before
 
 
 def test_an_arrow_dtype_column_does_not_keep_its_whole_part_in_memory(tmp_path, monkeypatch):
@@ -754,3 +759,28 @@ def test_an_arrow_dtype_column_does_not_keep_its_whole_part_in_memory(tmp_path, 
     back, held, own = _loaded_and_held(frame, tmp_path)
     assert held < 1.2 * own + 1_000_000, (held, own)  # not the 24 MB part besides
     assert str(back["x"].dtype) == "double[pyarrow]" and back["x"].iloc[:3].tolist() == expected
+
+
+def test_a_column_made_an_arrow_dtype_and_referenced_does_not_keep_the_siblings_part(
+        tmp_path, monkeypatch):
+    """A step turns a plain float column into ``double[pyarrow]`` with the same values: its
+    frame refers to the column in the step before's file, whose metadata says float64. The
+    frame being loaded is the one that says ArrowDtype: the column is copied out of the
+    sibling's part all the same."""
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)  # all plain
+    rows = 1_000_000
+    rng = np.random.default_rng(5)
+    root = _root(tmp_path)
+    frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows), "x": rng.random(rows)})
+    built = artifacts.save(frame, "df", root / "build")
+    ns: dict = {}
+    artifacts.load_inputs(ns, {"df": built["sha256"]}, root / "build")
+    typed = ns.pop("df")[["x"]].astype("double[pyarrow]")
+    saved = artifacts.save(typed, "df", root / "features")
+    assert [r["columns"] for r in saved["references"]] == [["x"]]  # taken from build's file
+    del frame, typed
+    arrowrefs._LOADED.clear()  # what this process loaded before holds nothing then
+    back, held = _held_by(root / "features", saved["sha256"])
+    assert held < 1.2 * 8_000_000 + 1_000_000, held  # not build's 24 MB part
+    assert str(back["x"].dtype) == "double[pyarrow]"

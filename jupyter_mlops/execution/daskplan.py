@@ -4,7 +4,7 @@ pipeline spec beside a step notebook, as a worker knows steps by their notebooks
 
 from __future__ import annotations
 
-import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +16,40 @@ from .stepexec import artifact_plan, step_plan, zygote_plan
 __all__ = ["descendants", "plans_of", "spec_of", "step_name", "upcoming_after", "warm_plans"]
 
 
-#: Each pipeline folder's spec as last read, with the signature of its file then: the Dask
-#: executor asks for it several times per step (reading the YAML each time cost a chain's
-#: steps 0.02-0.03 s each on the runner, on the critical path, with the workers busy).
-_SPECS: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+#: Each pipeline folder's spec as last read, with its file's bytes then: the Dask executor
+#: asks for it several times per step (parsing the YAML each time cost a chain's steps
+#: 0.02-0.03 s each on the runner, on the critical path, with the workers busy). Its bytes
+#: tell a new export, which neither its size nor a coarse modification time need.
+_SPECS: dict[Path, tuple[bytes, Any]] = {}
+_SPECS_LOCK = threading.Lock()  # the runner's step threads ask at once
+#: How many folders' specs are kept (a process may run many pipelines), the newest.
+KEPT = 8
 
 
 def spec_of(notebook: str) -> tuple[Any, Path] | None:
-    """The pipeline spec of a step notebook, and its folder; read again only when its file
-    changed (another size, modification time or inode: a new export replaces it)."""
-    from ..pipeline.spec import SPEC_FILE, PipelineSpec
+    """The pipeline spec of a step notebook, and its folder; parsed again only when its
+    file's bytes changed."""
+    from ..pipeline.spec import MAX_SPEC_BYTES, SPEC_FILE, PipelineSpec
 
     for folder in Path(notebook).parents:
-        try:
-            found = (folder / SPEC_FILE).stat()
-        except OSError:
+        path = folder / SPEC_FILE
+        if not path.is_file():
             continue
-        if not stat.S_ISREG(found.st_mode):
-            continue
-        signature = (found.st_mtime_ns, found.st_size, found.st_ino)
-        known = _SPECS.get(folder)
-        if known is not None and known[0] == signature:
-            return known[1], folder
         try:
-            spec = PipelineSpec.read(folder)
-        except MlopsError:
+            if path.stat().st_size > MAX_SPEC_BYTES:
+                return None  # not a spec: reading it says why, to the step
+            content = path.read_bytes()
+            known = _SPECS.get(folder)
+            if known is not None and known[0] == content:
+                return known[1], folder
+            spec = PipelineSpec.from_bytes(content, path)
+        except (OSError, MlopsError):
             return None
-        _SPECS[folder] = (signature, spec)
+        with _SPECS_LOCK:
+            _SPECS.pop(folder, None)
+            _SPECS[folder] = (content, spec)
+            while len(_SPECS) > KEPT:
+                del _SPECS[next(iter(_SPECS))]
         return spec, folder
     return None
 

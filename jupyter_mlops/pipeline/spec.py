@@ -188,8 +188,6 @@ class PipelineSpec:
     @classmethod
     def read(cls, folder: str | Path) -> PipelineSpec:
         """Read ``folder/pipeline.yaml`` (or the YAML file itself)."""
-        import yaml
-
         path = Path(folder)
         if path.is_dir():
             path = path / SPEC_FILE
@@ -205,8 +203,15 @@ class PipelineSpec:
             raise SpecError(f"{path} is {path.stat().st_size:,} bytes, more than a pipeline "
                             f"spec holds ({MAX_SPEC_BYTES:,} at most); export the notebook "
                             "again")
+        return cls.from_bytes(path.read_bytes(), path)
+
+    @classmethod
+    def from_bytes(cls, content: bytes, path: Path) -> PipelineSpec:
+        """The spec in ``content``, the bytes of the spec file at ``path`` (named in errors)."""
+        import yaml
+
         try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
+            data = load_yaml(content.decode("utf-8"))
         except RecursionError:
             raise SpecError(f"{path} nests too deeply to be a pipeline spec; export the "
                             "notebook again") from None

@@ -186,9 +186,45 @@ def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
 
 def to_frame(table: Any) -> Any:
     """The pandas frame of an Arrow ``table`` read from an artifact file."""
+    import pandas as pd
+
+    unnamed = _unnamed_arrow_dtypes(table.schema.metadata)
+    if unnamed:  # made objects first, then the Arrow columns they are
+        table = table.replace_schema_metadata(unnamed.pop(None))
     # integers with a null came from an object column (a nullable Int64 one is restored as
     # such from pandas' metadata): as Python ints, not floats that round above 2**53
-    return table.to_pandas(integer_object_nulls=True)
+    frame = table.to_pandas(integer_object_nulls=True)
+    for field, name in unnamed.items():
+        frame[name] = pd.Series(pd.arrays.ArrowExtensionArray(table.column(field)),
+                                index=frame.index, name=name)
+    return frame
+
+
+def _unnamed_arrow_dtypes(metadata: dict[bytes, bytes] | None) -> dict[Any, Any]:
+    """The columns of an ``ArrowDtype`` whose name pandas cannot read back (``list<item:
+    int64>[pyarrow]``, a dictionary's): ``{field: column name}``, and at None the metadata
+    with those columns said to be objects. Empty for the other frames."""
+    from .arrowrefs import arrow_dtyped
+
+    metadata = metadata or {}
+    typed = arrow_dtyped(metadata)
+    if not typed:
+        return {}
+    import pandas as pd
+
+    described = json.loads(metadata[b"pandas"])
+    found: dict[Any, Any] = {}
+    for column in described.get("columns", []):
+        if column.get("field_name", column.get("name")) not in typed:
+            continue
+        try:
+            pd.api.types.pandas_dtype(column["numpy_type"])
+        except TypeError:
+            found[column.get("field_name", column.get("name"))] = column.get("name")
+            column["numpy_type"] = column["pandas_type"] = "object"
+    if found:
+        found[None] = {**metadata, b"pandas": json.dumps(described).encode()}
+    return found
 
 
 def note_loaded(path: Path, tables: list[Any], frame: Any) -> None:
@@ -206,9 +242,12 @@ def _read_table(path: Path, parts: Any, source: str,
 
     if not isinstance(parts, list) or not parts:
         raise ValueError(f"its manifest's parts {parts!r} do not divide the file")
-    tables = [arrowrefs.open_part(source, parts, i) for i in range(len(parts))]
-    metadata = tables[0].schema.metadata or {}
-    referenced = arrowrefs.referenced(path, metadata, pending, parsing_runs_no_code())
+    first = arrowrefs.open_part(source, parts, 0)  # its metadata is the whole file's
+    metadata = first.schema.metadata or {}
+    typed = arrowrefs.arrow_dtyped(metadata)
+    tables = [first] + [arrowrefs.open_part(source, parts, i, arrow_typed=typed)
+                        for i in range(1, len(parts))]
+    referenced = arrowrefs.referenced(path, metadata, pending, parsing_runs_no_code(), typed)
     fields = {name: field for name, (field, _) in referenced.items()}
     columns = {name: column for name, (_, column) in referenced.items()}
     for table in tables:

@@ -42,8 +42,8 @@ from typing import Any
 
 from ._files import hash_thread, open_once, sha256_fd, through
 
-__all__ = ["KEY", "RUN_FILE", "may_refer", "note_read", "open_part", "own", "referenced",
-           "references", "remember", "same_bytes", "verify"]
+__all__ = ["KEY", "RUN_FILE", "arrow_dtyped", "may_refer", "note_read", "open_part", "own",
+           "referenced", "references", "remember", "same_bytes", "verify"]
 
 #: The key of jupyter-mlops' own entry in an Arrow file's schema metadata.
 KEY = b"jupyter_mlops"
@@ -86,11 +86,14 @@ def own(metadata: dict[bytes, bytes]) -> dict[str, Any]:
     return found
 
 
-def open_part(path: Path | str, parts: Any, index: int, *, mapped: bool = False) -> Any:
+def open_part(path: Path | str, parts: Any, index: int, *, mapped: bool = False,
+              arrow_typed: set[str] | None = None) -> Any:
     """Part ``index`` of the file at ``path`` as an Arrow table, read into this process's
     own memory (``mapped``: memory-mapped, for a table only compared with, never handed to
     a frame); ValueError when ``parts`` (lengths, or None for one Arrow file) does not
-    divide the file."""
+    divide the file. ``arrow_typed``: the columns the frame being loaded has as an
+    ``ArrowDtype`` (:func:`arrow_dtyped`), when that is another file (a part not the first,
+    a sibling's columns it takes); else the part's own metadata says."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -109,18 +112,20 @@ def open_part(path: Path | str, parts: Any, index: int, *, mapped: bool = False)
     if part.size != parts[index]:
         raise ValueError(f"it ended within part {index} ({part.size} of {parts[index]} bytes)")
     table = ipc.open_file(part).read_all()
-    return table if mapped else _own_columns(table, part)
+    if mapped:
+        return table
+    if arrow_typed is None:
+        arrow_typed = arrow_dtyped(table.schema.metadata)
+    return _own_columns(table, part, arrow_typed)
 
 
-def _own_columns(table: Any, part: Any) -> Any:
+def _own_columns(table: Any, part: Any, arrow_typed: set[str]) -> Any:
     """``table`` with each column pandas keeps as Arrow memory that points into ``part``
-    (kept plain) copied out of it: strings and bytes, and columns of an ``ArrowDtype``
-    (``double[pyarrow]``, named so in the pandas metadata). Each would keep the whole part
-    alive, numbers pandas copied included."""
+    (kept plain) copied out of it: strings and bytes, and the columns ``arrow_typed`` (of an
+    ``ArrowDtype``). Each would keep the whole part alive, numbers pandas copied included."""
     import pyarrow as pa
 
     start, end = part.address, part.address + part.size
-    arrow_typed = _arrow_dtyped(table.schema)
     columns, copied = [], False
     for name, column in zip(table.column_names, table.columns):  # noqa: B905 (3.9)
         if ((_stringlike(column.type) or name in arrow_typed) and column.num_chunks
@@ -132,13 +137,19 @@ def _own_columns(table: Any, part: Any) -> Any:
     return pa.Table.from_arrays(columns, schema=table.schema) if copied else table
 
 
-def _arrow_dtyped(schema: Any) -> set[str]:
-    """The fields of ``schema`` that pandas restores as an ``ArrowDtype`` (its metadata
-    names their dtype ``...[pyarrow]``)."""
+def arrow_dtyped(metadata: dict[bytes, bytes] | None) -> set[str]:
+    """The columns (not index levels, which pandas makes NumPy) that pandas restores as an
+    ``ArrowDtype`` from an Arrow file's ``metadata``: those its pandas metadata names
+    ``...[pyarrow]``."""
+    described = (metadata or {}).get(b"pandas", b"")
+    if b"[pyarrow]" not in described:  # most frames: the metadata is not parsed again
+        return set()
     try:
-        described = (schema.pandas_metadata or {}).get("columns", [])
-        return {c.get("field_name") for c in described if isinstance(c, dict)
-                and str(c.get("numpy_type", "")).endswith("[pyarrow]")}
+        found = json.loads(described)
+        index = {n for n in found.get("index_columns", []) if isinstance(n, str)}
+        return {c.get("field_name", c.get("name")) for c in found.get("columns", [])
+                if isinstance(c, dict) and str(c.get("numpy_type", "")).endswith("[pyarrow]")
+                } - index
     except (ValueError, TypeError, AttributeError):  # metadata not pandas': no such column
         return set()
 
@@ -353,12 +364,14 @@ def _references_in(metadata: dict[bytes, bytes]) -> list[dict[str, Any]]:
 
 
 def referenced(path: Path, metadata: dict[bytes, bytes], pending: list[list[Any]],
-               beside: bool) -> dict[str, tuple[Any, Any]]:
+               beside: bool, arrow_typed: set[str] | None = None
+               ) -> dict[str, tuple[Any, Any]]:
     """The columns the file at ``path`` takes from sibling files: ``{name: (field,
     column)}``. Each file is opened once, hashed once and read through that one descriptor;
     it is hashed before it is parsed, or, where parsing runs no code (``beside``),
     meanwhile: ``pending`` gets ``[hash's future, expected, message, descriptor]`` for
-    :func:`verify`."""
+    :func:`verify`. ``arrow_typed``: the columns the frame being loaded has as an
+    ``ArrowDtype`` (a sibling's metadata may say otherwise of the same values)."""
     columns: dict[str, tuple[Any, Any]] = {}
     refs = _references_in(metadata)
     if refs and not may_refer(path.parent):  # a copy from a URL, a folder moved
@@ -377,7 +390,9 @@ def referenced(path: Path, metadata: dict[bytes, bytes], pending: list[list[Any]
                 _wait(entry)
         elif entry[1] != ref.get("sha256"):
             raise ValueError(f"it refers to step `{step}`'s `{name}` by two hashes")
-        table = open_part(through(entry[3], source), ref.get("parts"), ref.get("part"))
+        table = open_part(through(entry[3], source), ref.get("parts"), ref.get("part"),
+                          arrow_typed=arrow_dtyped(metadata) if arrow_typed is None
+                          else arrow_typed)
         for column in ref.get("columns") or []:
             if column not in table.column_names or column in columns:
                 raise ValueError(f"step `{step}`'s `{name}` has no column {column!r} to give")
