@@ -97,8 +97,14 @@ FRAMES = {
     "arrow dtypes": lambda: pd.DataFrame({
         "x": pd.array([1.5, None], dtype="double[pyarrow]"),
         "tags": pd.array([[1, 2], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
-        "city": pd.array(["a", "b"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string())))},
+        "city": pd.array(["a", "b"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
+        "seen": pd.array([[pd.Timestamp("2024-01-01")], []],
+                         dtype=pd.ArrowDtype(pa.list_(pa.timestamp("ns")))),
+        "pair": pd.array([[1, 2], [3, 4]], dtype=pd.ArrowDtype(pa.list_(pa.int64(), 2)))},
         index=[5, 7]),
+    "arrow dtype index": lambda: pd.DataFrame({"b": [1, 2]}, index=pd.MultiIndex.from_arrays(
+        [pd.array(["x", "y"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
+         [3, 4]], names=["city", "n"])),
     "arrow list, int labels": lambda: pd.DataFrame(
         {0: pd.array([[1], []], dtype=pd.ArrowDtype(pa.list_(pa.int64()))), 1: [2, 3]}),
 }

@@ -230,6 +230,26 @@ def test_the_spec_is_read_once_until_a_new_export_replaces_it(tmp_path: Path, cl
     assert spec_of(a) is None  # unreadable now: not the spec read before
 
 
+def test_the_specs_asked_for_last_are_kept(tmp_path: Path, cli) -> None:
+    """Nine pipelines asked for in turn, one of them between each: that one is never parsed
+    again, while the cache holds eight."""
+    from jupyter_mlops.execution import daskplan
+
+    write_notebook(tmp_path / "t.ipynb", "%%mlops step a\nx = 1")
+    assert cli("export", str(tmp_path / "t.ipynb")).returncode == 0
+    text = (tmp_path / "t_pipeline" / "pipeline.yaml").read_bytes()
+    notebooks = []
+    for n in range(daskplan.KEPT + 1):
+        (tmp_path / f"p{n}").mkdir()
+        (tmp_path / f"p{n}" / "pipeline.yaml").write_bytes(text)
+        notebooks.append(str(tmp_path / f"p{n}" / "steps" / "01_a.ipynb"))
+    kept = daskplan.spec_of(notebooks[0])[0]
+    for notebook in notebooks[1:]:
+        assert daskplan.spec_of(notebook) is not None
+        assert daskplan.spec_of(notebooks[0])[0] is kept
+    assert len(daskplan._SPECS) == daskplan.KEPT
+
+
 def _zygotes_per_worker(scheduler: str) -> list[int]:
     """How many zygote processes each worker has running."""
     return [sum("zygote_main" in k for k in kernels) for kernels in _kernels_on_workers(scheduler)]

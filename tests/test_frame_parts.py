@@ -745,20 +745,27 @@ def _held_by(folder, sha256: str) -> tuple[pd.DataFrame, int]:
     return back, pa.total_allocated_bytes() - before
 
 
-def test_an_arrow_dtype_column_does_not_keep_its_whole_part_in_memory(tmp_path, monkeypatch):
-    """A column of an ``ArrowDtype`` (``double[pyarrow]``) is kept by pandas as the Arrow
-    memory it was read into, as strings are: it is copied out of its part too, and comes
-    back with its dtype and values."""
+@pytest.mark.parametrize("dtype", ["double[pyarrow]", "dictionary"])
+def test_an_arrow_dtype_column_does_not_keep_its_whole_part_in_memory(tmp_path, monkeypatch,
+                                                                      dtype):
+    """A column of an ``ArrowDtype`` (``double[pyarrow]``; a dictionary's, whose values are
+    no buffer of its chunks) is kept by pandas as the Arrow memory it was read into, as
+    strings are: it is copied out of its part too, and comes back with its dtype and
+    values."""
+    import pyarrow as pa
+
     monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
     monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)  # all plain
     rows = 1_000_000
     rng = np.random.default_rng(4)
-    frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows),
-                          "x": pd.array(rng.random(rows), dtype="double[pyarrow]")})
+    column = (pd.array(rng.random(rows), dtype=dtype) if dtype != "dictionary" else
+              pd.array([f"city {i % 5000}" for i in range(rows)],
+                       dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))))
+    frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows), "x": column})
     expected = frame["x"].iloc[:3].tolist()
     back, held, own = _loaded_and_held(frame, tmp_path)
-    assert held < 1.2 * own + 1_000_000, (held, own)  # not the 24 MB part besides
-    assert str(back["x"].dtype) == "double[pyarrow]" and back["x"].iloc[:3].tolist() == expected
+    assert held < 1.2 * own + 1_000_000, (held, own)  # not the 20-24 MB part besides
+    assert back["x"].dtype == frame["x"].dtype and back["x"].iloc[:3].tolist() == expected
 
 
 def test_a_column_made_an_arrow_dtype_and_referenced_does_not_keep_the_siblings_part(

@@ -22,7 +22,8 @@ __all__ = ["descendants", "plans_of", "spec_of", "step_name", "upcoming_after", 
 #: tell a new export, which neither its size nor a coarse modification time need.
 _SPECS: dict[Path, tuple[bytes, Any]] = {}
 _SPECS_LOCK = threading.Lock()  # the runner's step threads ask at once
-#: How many folders' specs are kept (a process may run many pipelines), the newest.
+#: How many folders' specs are kept (a process may run many pipelines), those asked
+#: for last.
 KEPT = 8
 
 
@@ -39,9 +40,11 @@ def spec_of(notebook: str) -> tuple[Any, Path] | None:
             if path.stat().st_size > MAX_SPEC_BYTES:
                 return None  # not a spec: reading it says why, to the step
             content = path.read_bytes()
-            known = _SPECS.get(folder)
-            if known is not None and known[0] == content:
-                return known[1], folder
+            with _SPECS_LOCK:  # the one asked for last is kept longest
+                known = _SPECS.pop(folder, None)
+                if known is not None and known[0] == content:
+                    _SPECS[folder] = known
+                    return known[1], folder
             spec = PipelineSpec.from_bytes(content, path)
         except (OSError, MlopsError):
             return None

@@ -199,10 +199,9 @@ class PipelineSpec:
                 f"{folder} is not a pipeline folder (no {SPEC_FILE}); create one with "
                 "`jupyter mlops export NOTEBOOK`"
             )
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecError(f"{path} is {path.stat().st_size:,} bytes, more than a pipeline "
-                            f"spec holds ({MAX_SPEC_BYTES:,} at most); export the notebook "
-                            "again")
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:  # before reading it whole
+            raise _too_big(path, size)
         return cls.from_bytes(path.read_bytes(), path)
 
     @classmethod
@@ -210,6 +209,8 @@ class PipelineSpec:
         """The spec in ``content``, the bytes of the spec file at ``path`` (named in errors)."""
         import yaml
 
+        if len(content) > MAX_SPEC_BYTES:  # it grew since its size was looked at
+            raise _too_big(path, len(content))
         try:
             data = load_yaml(content.decode("utf-8"))
         except RecursionError:
@@ -220,6 +221,11 @@ class PipelineSpec:
             raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \
                 from None
         return cls.from_dict(data, str(path))
+
+
+def _too_big(path: Path, size: int) -> SpecError:
+    return SpecError(f"{path} is {size:,} bytes, more than a pipeline spec holds "
+                     f"({MAX_SPEC_BYTES:,} at most); export the notebook again")
 
 
 #: What a kernelspec name may be (Jupyter's own rule, as `jupyter kernelspec install` has it).

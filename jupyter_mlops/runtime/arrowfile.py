@@ -186,45 +186,71 @@ def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
 
 def to_frame(table: Any) -> Any:
     """The pandas frame of an Arrow ``table`` read from an artifact file."""
-    import pandas as pd
+    import pyarrow as pa
 
-    unnamed = _unnamed_arrow_dtypes(table.schema.metadata)
-    if unnamed:  # made objects first, then the Arrow columns they are
-        table = table.replace_schema_metadata(unnamed.pop(None))
+    unnamed = _unnamed_arrow_dtypes(table)
+    read = table
+    if unnamed:  # read as empty objects (cheaply), then set to the Arrow columns they are
+        read = table.replace_schema_metadata(unnamed.pop(None))
+        for field in unnamed:
+            at = read.schema.get_field_index(field)
+            read = read.set_column(at, field, pa.nulls(len(table)))
     # integers with a null came from an object column (a nullable Int64 one is restored as
     # such from pandas' metadata): as Python ints, not floats that round above 2**53
-    frame = table.to_pandas(integer_object_nulls=True)
-    for field, name in unnamed.items():
-        frame[name] = pd.Series(pd.arrays.ArrowExtensionArray(table.column(field)),
-                                index=frame.index, name=name)
-    return frame
+    frame = read.to_pandas(integer_object_nulls=True)
+    return _as_arrow(frame, table, unnamed) if unnamed else frame
 
 
-def _unnamed_arrow_dtypes(metadata: dict[bytes, bytes] | None) -> dict[Any, Any]:
-    """The columns of an ``ArrowDtype`` whose name pandas cannot read back (``list<item:
-    int64>[pyarrow]``, a dictionary's): ``{field: column name}``, and at None the metadata
-    with those columns said to be objects. Empty for the other frames."""
-    from .arrowrefs import arrow_dtyped
-
-    metadata = metadata or {}
-    typed = arrow_dtyped(metadata)
-    if not typed:
-        return {}
+def _unnamed_arrow_dtypes(table: Any) -> dict[Any, Any]:
+    """The columns and index levels of an ``ArrowDtype`` pandas cannot read back by its
+    name (``list<item: int64>[pyarrow]``, a dictionary's, ``fixed_size_list<...>[2]``):
+    ``{field: its name in the frame, None for an index level}``, and at None the metadata
+    with those said to be objects. Empty for the other frames."""
     import pandas as pd
 
+    metadata = table.schema.metadata or {}
+    if b"[pyarrow]" not in metadata.get(b"pandas", b""):
+        return {}
     described = json.loads(metadata[b"pandas"])
+    index = {n for n in described.get("index_columns", []) if isinstance(n, str)}
     found: dict[Any, Any] = {}
     for column in described.get("columns", []):
-        if column.get("field_name", column.get("name")) not in typed:
+        field = column.get("field_name", column.get("name"))
+        named = str(column.get("numpy_type", ""))
+        if not named.endswith("[pyarrow]") or table.schema.get_field_index(field) < 0:
             continue
         try:
-            pd.api.types.pandas_dtype(column["numpy_type"])
-        except TypeError:
-            found[column.get("field_name", column.get("name"))] = column.get("name")
+            readable = pd.api.types.pandas_dtype(named) == pd.ArrowDtype(
+                table.schema.field(field).type)
+        except Exception:  # pandas says not understood, or not implemented, in its words
+            readable = False
+        if not readable:
+            found[field] = None if field in index else column.get("name")
             column["numpy_type"] = column["pandas_type"] = "object"
     if found:
         found[None] = {**metadata, b"pandas": json.dumps(described).encode()}
     return found
+
+
+def _as_arrow(frame: Any, table: Any, unnamed: dict[str, Any]) -> Any:
+    """``frame`` with the columns and index levels ``unnamed`` (read as placeholders) set
+    to their Arrow columns of ``table``."""
+    import pandas as pd
+
+    def arrow(field: str) -> Any:
+        return pd.arrays.ArrowExtensionArray(table.column(field))
+
+    for field, name in unnamed.items():
+        if name is not None:
+            frame[name] = pd.Series(arrow(field), index=frame.index, name=name)
+    levels = json.loads(table.schema.metadata[b"pandas"]).get("index_columns", [])
+    if any(isinstance(f, str) and f in unnamed for f in levels):
+        names = list(frame.index.names)
+        arrays = [arrow(f) if isinstance(f, str) and f in unnamed
+                  else frame.index.get_level_values(i) for i, f in enumerate(levels)]
+        frame.index = (pd.Index(arrays[0], name=names[0]) if len(arrays) == 1
+                       else pd.MultiIndex.from_arrays(arrays, names=names))
+    return frame
 
 
 def note_loaded(path: Path, tables: list[Any], frame: Any) -> None:

@@ -128,13 +128,38 @@ def _own_columns(table: Any, part: Any, arrow_typed: set[str]) -> Any:
     start, end = part.address, part.address + part.size
     columns, copied = [], False
     for name, column in zip(table.column_names, table.columns):  # noqa: B905 (3.9)
-        if ((_stringlike(column.type) or name in arrow_typed) and column.num_chunks
-                and any(start <= b.address < end for chunk in column.chunks
-                        for b in chunk.buffers() if b is not None)):
+        if not (_stringlike(column.type) or name in arrow_typed) or not column.num_chunks:
+            pass
+        elif _has_dictionary(column.type):  # its values are no buffer of the chunks': copied
+            column, copied = _deep_copy(column), True
+        elif any(start <= b.address < end for chunk in column.chunks
+                 for b in chunk.buffers() if b is not None):
             column = pa.chunked_array([pa.concat_arrays(column.chunks)], type=column.type)
             copied = True
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=table.schema) if copied else table
+
+
+def _has_dictionary(kind: Any) -> bool:
+    """Whether an Arrow type is, or holds, a dictionary (whose values ``concat_arrays``
+    leaves where they are)."""
+    import pyarrow as pa
+
+    return pa.types.is_dictionary(kind) or any(
+        _has_dictionary(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _deep_copy(column: Any) -> Any:
+    """``column`` with every buffer its own, dictionaries' included: written as an Arrow
+    stream into memory and read back from there."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    sink = pa.BufferOutputStream()
+    alone = pa.table({"c": column})
+    with ipc.new_stream(sink, alone.schema) as writer:
+        writer.write_table(alone)
+    return ipc.open_stream(sink.getvalue()).read_all().column(0)
 
 
 def arrow_dtyped(metadata: dict[bytes, bytes] | None) -> set[str]:
