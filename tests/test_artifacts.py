@@ -104,7 +104,9 @@ FRAMES = {
         index=[5, 7]),
     "arrow dtype index": lambda: pd.DataFrame({"b": [1, 2]}, index=pd.MultiIndex.from_arrays(
         [pd.array(["x", "y"], dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
-         [3, 4]], names=["city", "n"])),
+         pd.array([0.5, None], dtype="double[pyarrow]"), [3, 4]], names=["city", "w", "n"])),
+    "arrow dtype index, one level": lambda: pd.DataFrame(
+        {"b": [1, 2]}, index=pd.Index(pd.array([0.5, 1.5], dtype="double[pyarrow]"))),
     "arrow list, int labels": lambda: pd.DataFrame(
         {0: pd.array([[1], []], dtype=pd.ArrowDtype(pa.list_(pa.int64()))), 1: [2, 3]}),
 }

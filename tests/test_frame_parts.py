@@ -768,6 +768,29 @@ def test_an_arrow_dtype_column_does_not_keep_its_whole_part_in_memory(tmp_path, 
     assert back["x"].dtype == frame["x"].dtype and back["x"].iloc[:3].tolist() == expected
 
 
+def test_an_arrow_dtype_index_does_not_keep_its_whole_part_in_memory(tmp_path, monkeypatch):
+    """An index level of an ``ArrowDtype`` comes back as one, copied out of its part as a
+    column of one is: the index alone, kept, holds its own size."""
+    import pyarrow as pa
+
+    monkeypatch.setattr(arrowfile, "SPLIT_FROM", 0)
+    monkeypatch.setattr(arrowfile, "_saving", lambda table, name: 0.0)  # all plain
+    rows = 1_000_000
+    rng = np.random.default_rng(6)
+    index = pd.Index(pd.array([f"k{i % 5000}" for i in range(rows)],
+                              dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))))
+    frame = pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows)}, index=index)
+    manifest = artifacts.save(frame, "df", tmp_path)
+    del frame
+    gc.collect()
+    before = pa.total_allocated_bytes()
+    kept = artifacts.load("df", tmp_path, sha256=manifest["sha256"]).index
+    gc.collect()
+    held = pa.total_allocated_bytes() - before
+    assert kept.dtype == index.dtype and kept[:2].tolist() == ["k0", "k1"]
+    assert held < 1.2 * kept.memory_usage() + 1_000_000, held  # not the 20 MB part
+
+
 def test_a_column_made_an_arrow_dtype_and_referenced_does_not_keep_the_siblings_part(
         tmp_path, monkeypatch):
     """A step turns a plain float column into ``double[pyarrow]`` with the same values: its

@@ -366,6 +366,11 @@ def test_yaml_aliases_and_oversized_specs_are_refused(tmp_path: Path) -> None:
     (folder / SPEC_FILE).write_text(text + "#" * (9 << 20), encoding="utf-8")
     with pytest.raises(SpecError, match="more than a pipeline spec holds"):
         PipelineSpec.read(folder)
+    # one that grew past its size check is read no further than one byte over, and refused
+    read = spec_module.read_spec_bytes(folder / SPEC_FILE)
+    assert len(read) == spec_module.MAX_SPEC_BYTES + 1
+    with pytest.raises(SpecError, match="more than a pipeline spec holds"):
+        PipelineSpec.from_bytes(read, folder / SPEC_FILE)
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:

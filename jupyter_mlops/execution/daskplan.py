@@ -30,16 +30,14 @@ KEPT = 8
 def spec_of(notebook: str) -> tuple[Any, Path] | None:
     """The pipeline spec of a step notebook, and its folder; parsed again only when its
     file's bytes changed."""
-    from ..pipeline.spec import MAX_SPEC_BYTES, SPEC_FILE, PipelineSpec
+    from ..pipeline.spec import SPEC_FILE, PipelineSpec, read_spec_bytes
 
     for folder in Path(notebook).parents:
         path = folder / SPEC_FILE
         if not path.is_file():
             continue
         try:
-            if path.stat().st_size > MAX_SPEC_BYTES:
-                return None  # not a spec: reading it says why, to the step
-            content = path.read_bytes()
+            content = read_spec_bytes(path)  # one byte too many: refused below
             with _SPECS_LOCK:  # the one asked for last is kept longest
                 known = _SPECS.pop(folder, None)
                 if known is not None and known[0] == content:

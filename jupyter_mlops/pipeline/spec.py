@@ -200,9 +200,9 @@ class PipelineSpec:
                 "`jupyter mlops export NOTEBOOK`"
             )
         size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:  # before reading it whole
+        if size > MAX_SPEC_BYTES:  # said before reading
             raise _too_big(path, size)
-        return cls.from_bytes(path.read_bytes(), path)
+        return cls.from_bytes(read_spec_bytes(path), path)
 
     @classmethod
     def from_bytes(cls, content: bytes, path: Path) -> PipelineSpec:
@@ -221,6 +221,13 @@ class PipelineSpec:
             raise SpecError(f"{path} is not valid YAML ({reason}); export the notebook again") \
                 from None
         return cls.from_dict(data, str(path))
+
+
+def read_spec_bytes(path: Path) -> bytes:
+    """The bytes of the spec file at ``path``, one more than a spec may hold at most (what
+    grew past that, or says it has no size, is not read whole)."""
+    with open(path, "rb") as handle:
+        return handle.read(MAX_SPEC_BYTES + 1)
 
 
 def _too_big(path: Path, size: int) -> SpecError:

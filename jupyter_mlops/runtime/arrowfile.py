@@ -202,10 +202,11 @@ def to_frame(table: Any) -> Any:
 
 
 def _unnamed_arrow_dtypes(table: Any) -> dict[Any, Any]:
-    """The columns and index levels of an ``ArrowDtype`` pandas cannot read back by its
-    name (``list<item: int64>[pyarrow]``, a dictionary's, ``fixed_size_list<...>[2]``):
-    ``{field: its name in the frame, None for an index level}``, and at None the metadata
-    with those said to be objects. Empty for the other frames."""
+    """The columns of an ``ArrowDtype`` pandas cannot read back by its name (``list<item:
+    int64>[pyarrow]``, a dictionary's, ``fixed_size_list<...>[2]``), and the index levels
+    of any (pandas makes ``double[pyarrow]`` float64 there): ``{field: its name in the
+    frame, None for an index level}``, and at None the metadata with those said to be
+    objects. Empty for the other frames."""
     import pandas as pd
 
     metadata = table.schema.metadata or {}
@@ -220,8 +221,8 @@ def _unnamed_arrow_dtypes(table: Any) -> dict[Any, Any]:
         if not named.endswith("[pyarrow]") or table.schema.get_field_index(field) < 0:
             continue
         try:
-            readable = pd.api.types.pandas_dtype(named) == pd.ArrowDtype(
-                table.schema.field(field).type)
+            readable = field not in index and pd.api.types.pandas_dtype(
+                named) == pd.ArrowDtype(table.schema.field(field).type)
         except Exception:  # pandas says not understood, or not implemented, in its words
             readable = False
         if not readable:

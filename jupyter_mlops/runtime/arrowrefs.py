@@ -163,18 +163,15 @@ def _deep_copy(column: Any) -> Any:
 
 
 def arrow_dtyped(metadata: dict[bytes, bytes] | None) -> set[str]:
-    """The columns (not index levels, which pandas makes NumPy) that pandas restores as an
-    ``ArrowDtype`` from an Arrow file's ``metadata``: those its pandas metadata names
-    ``...[pyarrow]``."""
+    """The columns and index levels a frame loaded from an Arrow file with ``metadata`` has
+    as an ``ArrowDtype``: those its pandas metadata names ``...[pyarrow]``."""
     described = (metadata or {}).get(b"pandas", b"")
     if b"[pyarrow]" not in described:  # most frames: the metadata is not parsed again
         return set()
     try:
         found = json.loads(described)
-        index = {n for n in found.get("index_columns", []) if isinstance(n, str)}
         return {c.get("field_name", c.get("name")) for c in found.get("columns", [])
-                if isinstance(c, dict) and str(c.get("numpy_type", "")).endswith("[pyarrow]")
-                } - index
+                if isinstance(c, dict) and str(c.get("numpy_type", "")).endswith("[pyarrow]")}
     except (ValueError, TypeError, AttributeError):  # metadata not pandas': no such column
         return set()
 
