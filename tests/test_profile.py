@@ -211,6 +211,31 @@ def test_fingerprint_sees_one_value_in_the_last_row() -> None:
         assert after["schema_fingerprint"] == before["schema_fingerprint"]
 
 
+@pytest.mark.parametrize("kind, first, changed", [
+    ("list", [list(range(3000)), [3], None], [[*range(1500), -1, *range(1501, 3000)], [3], None]),
+    ("struct", [{"t": 1}, {"t": 2}, None], [{"t": 1}, {"t": 3}, None]),
+])
+def test_lists_and_structs_of_an_arrow_dtype_are_profiled_and_fingerprinted(
+        kind: str, first: list, changed: list) -> None:
+    """Their cells are arrays and dicts, which pandas cannot hash: a frame holding them is
+    profiled, checked for drift, and a change inside one value (the middle of a long list,
+    which a NumPy repr would leave out) changes its fingerprint."""
+    import pyarrow as pa
+
+    from jupyter_mlops.runtime.drift import drift_report
+
+    arrow = pa.list_(pa.int64()) if kind == "list" else pa.struct([("t", pa.int64())])
+
+    def frame(values: list) -> pd.DataFrame:
+        return pd.DataFrame({"v": pd.array(values, dtype=pd.ArrowDtype(arrow)), "y": [1, 2, 3]})
+
+    before = profile_data(frame(first), "df")
+    assert column(before, "v")["nulls"] == 1
+    assert profile_data(frame(first), "df")["fingerprint"] == before["fingerprint"]
+    assert profile_data(frame(changed), "df")["fingerprint"] != before["fingerprint"]
+    drift_report(before, frame(changed))  # compares what it can, without an error
+
+
 def test_fingerprint_sees_dtype_names_and_row_order() -> None:
     frame = big_frame(1000)
     base = profile_data(frame, "df")

@@ -365,4 +365,18 @@ def _row_hashes(frame: Any) -> Any:
             column = fixed.iloc[:, i]
             if column.dtype == object:
                 fixed.isetitem(i, column.map(repr).astype(object))
+            elif _nested_arrow(column.dtype):  # a list or struct ArrowDtype: whole values
+                fixed.isetitem(i, pd.Series([repr(v) for v in column.array._pa_array.to_pylist()],
+                                            index=column.index, dtype=object))
         return pd.util.hash_pandas_object(fixed, index=True).to_numpy()
+
+
+def _nested_arrow(dtype: Any) -> bool:
+    """Whether ``dtype`` is an ``ArrowDtype`` of lists, structs or maps, whose cells pandas
+    gives as arrays and dicts (neither hashable)."""
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    if arrow is None:
+        return False
+    import pyarrow as pa
+
+    return bool(pa.types.is_nested(arrow))
