@@ -318,7 +318,6 @@ def _host(address: str) -> str | None:
         return None
 
 
-
 def _connect(address: str) -> Any:
     """A distributed ``Client`` connected to the scheduler at ``address``."""
     try:

@@ -224,13 +224,15 @@ class PipelineSpec:
 
 
 def read_spec_bytes(path: Path) -> bytes:
-    """The bytes of the spec file at ``path``, one more than a spec may hold at most (what
-    grew past that, or says it has no size, is not read whole)."""
+    """The bytes of the spec file at ``path``, at most one byte more than a spec may hold:
+    a file that grew past that (or says it has no size) is never read whole, and
+    :meth:`PipelineSpec.from_bytes` refuses what is too long."""
     with open(path, "rb") as handle:
         return handle.read(MAX_SPEC_BYTES + 1)
 
 
 def _too_big(path: Path, size: int) -> SpecError:
+    """The error of a spec file of ``size`` bytes, more than a spec holds."""
     return SpecError(f"{path} is {size:,} bytes, more than a pipeline spec holds "
                      f"({MAX_SPEC_BYTES:,} at most); export the notebook again")
 

@@ -188,66 +188,67 @@ def to_frame(table: Any) -> Any:
     """The pandas frame of an Arrow ``table`` read from an artifact file."""
     import pyarrow as pa
 
-    unnamed = _unnamed_arrow_dtypes(table)
+    unread = _unnamed_arrow_dtypes(table)
     read = table
-    if unnamed:  # read as empty objects (cheaply), then set to the Arrow columns they are
-        read = table.replace_schema_metadata(unnamed.pop(None))
-        for field in unnamed:
+    if unread is not None:  # read as empty objects (cheaply), then set to their Arrow columns
+        read = table.replace_schema_metadata(unread[1])
+        for field in unread[0]:
             at = read.schema.get_field_index(field)
             read = read.set_column(at, field, pa.nulls(len(table)))
     # integers with a null came from an object column (a nullable Int64 one is restored as
     # such from pandas' metadata): as Python ints, not floats that round above 2**53
     frame = read.to_pandas(integer_object_nulls=True)
-    return _as_arrow(frame, table, unnamed) if unnamed else frame
+    return frame if unread is None else _as_arrow(frame, table, unread[0], unread[2])
 
 
-def _unnamed_arrow_dtypes(table: Any) -> dict[Any, Any]:
+def _unnamed_arrow_dtypes(table: Any) -> tuple[dict[str, Any], dict[bytes, bytes], list[Any]
+                                                ] | None:
     """The columns of an ``ArrowDtype`` pandas cannot read back by its name (``list<item:
     int64>[pyarrow]``, a dictionary's, ``fixed_size_list<...>[2]``), and the index levels
-    of any (pandas makes ``double[pyarrow]`` float64 there): ``{field: its name in the
-    frame, None for an index level}``, and at None the metadata with those said to be
-    objects. Empty for the other frames."""
+    of any (pandas makes ``double[pyarrow]`` float64 there), as ``{field: its name in the
+    frame, None for an index level}``; the table's metadata with those said to be objects;
+    and the index levels' fields. None for the other frames."""
     import pandas as pd
 
     metadata = table.schema.metadata or {}
-    if b"[pyarrow]" not in metadata.get(b"pandas", b""):
-        return {}
+    typed = arrowrefs.arrow_dtyped(metadata)
+    if not typed:
+        return None
     described = json.loads(metadata[b"pandas"])
-    index = {n for n in described.get("index_columns", []) if isinstance(n, str)}
-    found: dict[Any, Any] = {}
+    levels = described.get("index_columns", [])
+    found: dict[str, Any] = {}
     for column in described.get("columns", []):
         field = column.get("field_name", column.get("name"))
-        named = str(column.get("numpy_type", ""))
-        if not named.endswith("[pyarrow]") or table.schema.get_field_index(field) < 0:
+        if field not in typed or table.schema.get_field_index(field) < 0:
             continue
+        index = field in levels
         try:
-            readable = field not in index and pd.api.types.pandas_dtype(
-                named) == pd.ArrowDtype(table.schema.field(field).type)
+            readable = not index and pd.api.types.pandas_dtype(
+                column["numpy_type"]) == pd.ArrowDtype(table.schema.field(field).type)
         except Exception:  # pandas says not understood, or not implemented, in its words
             readable = False
         if not readable:
-            found[field] = None if field in index else column.get("name")
+            found[field] = None if index else column.get("name")
             column["numpy_type"] = column["pandas_type"] = "object"
-    if found:
-        found[None] = {**metadata, b"pandas": json.dumps(described).encode()}
-    return found
+    if not found:
+        return None
+    return found, {**metadata, b"pandas": json.dumps(described).encode()}, levels
 
 
-def _as_arrow(frame: Any, table: Any, unnamed: dict[str, Any]) -> Any:
-    """``frame`` with the columns and index levels ``unnamed`` (read as placeholders) set
-    to their Arrow columns of ``table``."""
+def _as_arrow(frame: Any, table: Any, unread: dict[str, Any], levels: list[Any]) -> Any:
+    """``frame`` with the columns and index levels ``unread`` (read as placeholders) set
+    to their Arrow columns of ``table``; ``levels``: the fields of its index levels."""
     import pandas as pd
 
     def arrow(field: str) -> Any:
         return pd.arrays.ArrowExtensionArray(table.column(field))
 
-    for field, name in unnamed.items():
+    for field, name in unread.items():
         if name is not None:
             frame[name] = pd.Series(arrow(field), index=frame.index, name=name)
-    levels = json.loads(table.schema.metadata[b"pandas"]).get("index_columns", [])
-    if any(isinstance(f, str) and f in unnamed for f in levels):
+    if any(isinstance(f, str) and f in unread for f in levels):
         names = list(frame.index.names)
-        arrays = [arrow(f) if isinstance(f, str) and f in unnamed
+        arrays = [arrow(f) if isinstance(f, str) and f in unread
                   else frame.index.get_level_values(i) for i, f in enumerate(levels)]
         frame.index = (pd.Index(arrays[0], name=names[0]) if len(arrays) == 1
                        else pd.MultiIndex.from_arrays(arrays, names=names))

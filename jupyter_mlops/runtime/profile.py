@@ -366,8 +366,11 @@ def _row_hashes(frame: Any) -> Any:
             if column.dtype == object:
                 fixed.isetitem(i, column.map(repr).astype(object))
             elif _nested_arrow(column.dtype):  # a list or struct ArrowDtype: whole values
-                fixed.isetitem(i, pd.Series([repr(v) for v in column.array._pa_array.to_pylist()],
-                                            index=column.index, dtype=object))
+                import pyarrow as pa
+
+                values = pa.array(column.array).to_pylist()  # Python lists and dicts, whole
+                fixed.isetitem(i, pd.Series([repr(v) for v in values], index=column.index,
+                                            dtype=object))
         return pd.util.hash_pandas_object(fixed, index=True).to_numpy()
 
 
