@@ -281,3 +281,58 @@ def test_a_reused_output_gets_the_manifest_the_store_recorded(tmp_path: Path) ->
     placed = json.loads((Path(second["folder"]) / "artifacts" / "a" / "total.json").read_text())
     assert placed == _steps(first)["a"]["outputs"]["total"]
     assert placed["kind"] == "json"
+
+
+@pytest.mark.kernel
+def test_reusing_into_a_folder_that_already_holds_the_outputs_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    """A resumed run may place a cached step's files where they already are (hard links of
+    the same file): nothing changes, no temporary name is left, and placing again works."""
+    from jupyter_mlops.run.cache import reuse
+    from jupyter_mlops.run.store import RunStore
+
+    _write(tmp_path)
+    first = _run(tmp_path)
+    step = PipelineSpec.read(tmp_path / "pipe_pipeline").step("a")
+    target = tmp_path / "again" / "artifacts" / "a"
+    store = RunStore(tmp_path / "store.sqlite")
+    try:
+        for _ in range(3):
+            hit = reuse(store, _steps(first)["a"]["cache_key"], step, target)
+            assert hit is not None and hit[0] == first["run_id"]
+    finally:
+        store.close()
+    outputs = _steps(first)["a"]["outputs"]
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [f"{name}.json" for name in outputs] + [m["file"] for m in outputs.values()])
+    assert sha256_file(target / outputs["total"]["file"]) == outputs["total"]["sha256"]
+
+
+@pytest.mark.kernel
+def test_a_step_is_keyed_on_its_inputs_however_late_their_outputs_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner reads a finished step's outputs after its kernel ends; a step after it
+    waits for that, not for the status (which said done first): submitted in between, `b`
+    was keyed without `a`'s output hash and ran again in the next run of the same inputs.
+    Here reading `a`'s outputs takes longer than the runner's 0.1 s look at its steps."""
+    import time
+
+    from jupyter_mlops.run import runner
+
+    _write(tmp_path)
+    read = runner._read_outputs
+
+    def slowly(folder: Path, step: Any) -> dict[str, dict[str, Any]]:
+        found = read(folder, step)
+        if step.name == "a":
+            time.sleep(3 * runner.STOP_POLL)
+        return found
+
+    monkeypatch.setattr(runner, "_read_outputs", slowly)
+    settings = {"store": tmp_path / "store.sqlite", "runs_dir": tmp_path / "runs", "jobs": 2}
+    first = runner.run_pipeline(tmp_path / "pipe_pipeline", **settings)
+    assert first.status == "succeeded", first.error
+    monkeypatch.setattr(runner, "_read_outputs", read)
+    second = runner.run_pipeline(tmp_path / "pipe_pipeline", **settings)
+    assert [s.cached_from for s in second.steps] == [first.run_id] * 3
+    assert [s.cache_key for s in second.steps] == [s.cache_key for s in first.steps]

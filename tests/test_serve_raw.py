@@ -118,7 +118,8 @@ def test_each_run_records_its_skew_check_and_runs_show_says_it(churn: Path, run:
     assert checks[0]["code_sha256"] and checks[0]["inputs"]
     # a re-run from the cache reads the same code and artifacts: checked once, said again
     again = cli("run", churn / "pipe").stdout
-    assert f"as checked for run {run.run_id} (same code and artifacts)" in again
+    assert f"as checked for run {run.run_id} (same code and artifacts)" in again, \
+        again + _unlike(churn / "pipe", run)
     # a scheduled run is checked too, before its last line
     from jupyter_mlops.run.results import new_run_id
 
@@ -169,6 +170,26 @@ def test_the_check_ahead_answers_as_the_check_and_survives_its_process(
     process = closed.process
     closed.close()
     assert process.poll() is not None
+
+
+def _unlike(pipe: Path, first: RunRecord) -> str:
+    """For a failure's message: how the newest run's steps differ from ``first``'s (which
+    one ran again rather than coming from the cache, and what of its key changed)."""
+    store = RunStore(default_store(pipe))
+    try:
+        newest = store.runs()[0]
+        lines = [f"environment of {first.run_id}: {first.environment}",
+                 f"environment of {newest.run_id}: {newest.environment}"]
+        for step in newest.steps:
+            before = first.step(step.step)
+            assert before is not None
+            same = {what: getattr(step, what) == getattr(before, what)
+                    for what in ("cache_key", "files", "inputs", "code_sha256", "parameters")}
+            lines.append(f"{step.step}: {step.status}, from {step.cached_from}, same {same}, "
+                         f"{step.duration}")
+        return "\n".join(lines)
+    finally:
+        store.close()
 
 
 def test_a_preparation_that_gives_other_rows_each_time_fails_its_check_after_the_run(

@@ -4,6 +4,7 @@ is not run again; its outputs from the store are reused once their hashes verify
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -210,7 +211,14 @@ def step_key(step: Step, values: dict[str, Any], input_hashes: dict[str, str],
 
 def _place(source: Path, target: Path) -> None:
     """Hard-link (or copy) ``source`` to ``target`` through a temporary name."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(source, target):
+            # already placed (a resumed run): renaming a second link of the same file over
+            # it does nothing and would leave the temporary name behind
+            return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by a process of this pid that died between link and rename
     try:
         os.link(source, tmp)
     except OSError:

@@ -187,8 +187,8 @@ class _Run:
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
             self.failed(state, step, err, log)
         else:
-            state.status, state.source_cell = "done", None
             state.outputs = _read_outputs(artifacts / step.name, step)
+            state.status, state.source_cell = "done", None
         state.checks = _read_checks(artifacts / step.name)
         state.ended = time.time()
         self.record(state)
@@ -304,15 +304,21 @@ class _Run:
 
     def dispatch(self, threads: ThreadPoolExecutor, waiting: list[Step]) -> None:
         """Submit each waiting step once its upstream steps are done, ``jobs`` at a time;
-        between, look for a SIGTERM (:meth:`.Stop.check` raises :class:`Cancelled`)."""
+        between, look for a SIGTERM (:meth:`.Stop.check` raises :class:`Cancelled`).
+
+        An upstream step is done once its thread has returned, not when its status says so:
+        the status is set in that thread before its outputs are recorded, and a step
+        submitted in between would key its cache on inputs it cannot see yet."""
         running = self.running
         while waiting or running:
             self.stop.check()
             if not any(r.status == "failed" for r in self.result.steps):
+                busy = {s.name for s in running.values()}
                 for step in list(waiting):
                     if len(running) >= self.jobs:
                         break
-                    if all(self.by_name[a].status == "done" for a in step.after):
+                    if all(self.by_name[a].status == "done" and a not in busy
+                           for a in step.after):
                         waiting.remove(step)
                         running[threads.submit(self.execute, step)] = step
             if not running:
