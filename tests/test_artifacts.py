@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -109,6 +110,14 @@ FRAMES = {
         {"b": [1, 2]}, index=pd.Index(pd.array([0.5, 1.5], dtype="double[pyarrow]"))),
     "arrow list, int labels": lambda: pd.DataFrame(
         {0: pd.array([[1], []], dtype=pd.ArrowDtype(pa.list_(pa.int64()))), 1: [2, 3]}),
+    # pandas' metadata calls a decimal ArrowDtype an object column, as it does Decimals
+    "arrow decimals": lambda: pd.DataFrame({
+        "price": pd.array([Decimal("1.10"), None], dtype=pd.ArrowDtype(pa.decimal128(10, 2))),
+        "big": pd.array([Decimal("1.100"), Decimal("-2")],
+                        dtype=pd.ArrowDtype(pa.decimal256(40, 3))),
+        "objects": [Decimal("1.5"), None]},
+        index=pd.Index(pd.array([Decimal("7.0"), Decimal("8.5")],
+                                dtype=pd.ArrowDtype(pa.decimal128(5, 1))), name="k")),
 }
 
 

@@ -184,6 +184,33 @@ def read_frame(path: Path, parts: Any, source: str) -> tuple[Any, Any]:
         arrowrefs.verify(pending)
 
 
+def name_arrow_dtypes(table: Any, frame: Any) -> Any:
+    """``table`` (``frame`` as pyarrow made it) with each ``ArrowDtype`` column and index
+    level named ``...[pyarrow]`` in its pandas metadata: pandas calls a decimal one an
+    object column there, and it came back as Python Decimals."""
+    import pandas as pd
+
+    levels = [frame.index.get_level_values(i).dtype for i in range(frame.index.nlevels)]
+    if not any(isinstance(t, pd.ArrowDtype) for t in [*frame.dtypes, *levels]):
+        return table  # most frames: the metadata is not parsed
+    metadata = table.schema.metadata or {}
+    described = json.loads(metadata[b"pandas"])
+    columns = described.get("columns", [])
+    # pandas lists the frame's columns in order, then its index levels stored as columns
+    dtypes = {c.get("field_name"): t for c, t in zip(columns, frame.dtypes)}  # noqa: B905
+    dtypes.update({f: t for f, t in zip(described.get("index_columns", []), levels)  # noqa: B905
+                   if isinstance(f, str)})
+    changed = False
+    for column in columns:
+        dtype = dtypes.get(column.get("field_name"))
+        if isinstance(dtype, pd.ArrowDtype) and not str(column.get("numpy_type")).endswith(
+                "[pyarrow]"):
+            column["numpy_type"], changed = str(dtype), True
+    if not changed:
+        return table
+    return table.replace_schema_metadata({**metadata, b"pandas": json.dumps(described).encode()})
+
+
 def to_frame(table: Any) -> Any:
     """The pandas frame of an Arrow ``table`` read from an artifact file."""
     import pyarrow as pa

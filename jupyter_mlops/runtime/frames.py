@@ -134,6 +134,7 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
 
         # a RangeIndex is kept as metadata (and comes back one), any other index as columns
         table = pa.Table.from_pandas(frame, preserve_index=None)
+        table = arrowfile.name_arrow_dtypes(table, frame)
         folder = path.parent if refer and arrowrefs.may_refer(path.parent) else None
         extra["sha256"] = write_with(
             path, lambda handle: arrowfile.write_table(table, handle, folder, extra, record))
