@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -234,6 +235,31 @@ def test_lists_and_structs_of_an_arrow_dtype_are_profiled_and_fingerprinted(
     assert profile_data(frame(first), "df")["fingerprint"] == before["fingerprint"]
     assert profile_data(frame(changed), "df")["fingerprint"] != before["fingerprint"]
     drift_report(before, frame(changed))  # compares what it can, without an error
+
+
+@pytest.mark.parametrize("values", [["lo", "hi", None, "lo"], [3, 1, None, 3]],
+                         ids=["strings", "ints"])
+def test_a_dictionary_arrow_dtype_is_profiled_and_checked_as_categories(values: list) -> None:
+    """An Arrow dictionary column (pandas' categories as Arrow holds them) gets the profile
+    of the same values as a pandas categorical, and its drift is tested, not skipped."""
+    import pyarrow as pa
+
+    from jupyter_mlops.runtime.drift import drift_report
+
+    arrow = pa.dictionary(pa.int32(), pa.string() if isinstance(values[0], str) else pa.int64())
+
+    def frame(column: list, dtype: Any) -> pd.DataFrame:
+        return pd.DataFrame({"c": pd.array(column, dtype=dtype), "y": range(len(column))})
+
+    recorded = column(profile_data(frame(values * 50, pd.ArrowDtype(arrow)), "df"), "c")
+    as_pandas = column(profile_data(frame(values * 50, "category"), "df"), "c")
+    assert recorded["kind"] == "categorical"
+    assert {k: recorded[k] for k in ("nulls", "distinct", "top", "other")} == \
+        {k: as_pandas[k] for k in ("nulls", "distinct", "top", "other")}
+    profile = profile_data(frame(values * 50, pd.ArrowDtype(arrow)), "df")
+    shifted = [values[1]] * 150 + [values[0]] * 50
+    report = drift_report(profile, frame(shifted, pd.ArrowDtype(arrow)))
+    assert report["columns"]["c"]["drift"] is True and "c" not in report["skipped"], report
 
 
 def test_fingerprint_sees_dtype_names_and_row_order() -> None:

@@ -150,7 +150,20 @@ def column_kind(dtype: Any) -> str:
         return "numeric"
     if isinstance(dtype, _categorical_dtype()) or types.is_string_dtype(dtype):
         return "categorical"  # is_string_dtype covers object columns too
+    if _arrow_dictionary(dtype):
+        return "categorical"  # pandas' categories as Arrow holds them
     return "other"
+
+
+def _arrow_dictionary(dtype: Any) -> bool:
+    """Whether ``dtype`` is an ``ArrowDtype`` of a dictionary (codes and their values)."""
+    import pandas as pd
+
+    if not isinstance(dtype, pd.ArrowDtype):
+        return False
+    import pyarrow as pa
+
+    return bool(pa.types.is_dictionary(dtype.pyarrow_dtype))
 
 
 def label_counts(series: Any) -> tuple[list[str], Any]:
