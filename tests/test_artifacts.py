@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -110,6 +111,17 @@ FRAMES = {
         {"b": [1, 2]}, index=pd.Index(pd.array([0.5, 1.5], dtype="double[pyarrow]"))),
     "arrow list, int labels": lambda: pd.DataFrame(
         {0: pd.array([[1], []], dtype=pd.ArrowDtype(pa.list_(pa.int64()))), 1: [2, 3]}),
+    # Arrow types an object column of one kind of value: it comes back of dtype object
+    "object columns": lambda: pd.DataFrame({
+        "ints": pd.Series([1, 2], dtype=object), "floats": pd.Series([1.5, None], dtype=object),
+        "flags": pd.Series([True, None], dtype=object),
+        "when": pd.Series([datetime(2024, 1, 1), None], dtype=object),
+        "text": pd.Series(["a", None], dtype=object)}),
+    # a messy spreadsheet's column: numbers and strings, which Arrow cannot put in one
+    "columns of several types": lambda: pd.DataFrame({
+        "code": pd.Series([1, "a", None, 2.5, float("nan")], dtype=object),
+        "odd": pd.Series(["x", 3, pd.NA, True, (1, 2)], dtype=object),
+        7: pd.Series([[1], "b", pd.NaT, {"k": -1}, 2**70], dtype=object)}),
     # pandas' metadata calls a decimal ArrowDtype an object column, as it does Decimals
     "arrow decimals": lambda: pd.DataFrame({
         "price": pd.array([Decimal("1.10"), None], dtype=pd.ArrowDtype(pa.decimal128(10, 2))),
@@ -194,11 +206,24 @@ def test_dataframe_with_unrecordable_labels_is_refused_cleanly(tmp_path):
     assert files(tmp_path) == set()
 
 
-def test_dataframe_with_mixed_object_column_is_refused_cleanly(tmp_path):
-    frame = pd.DataFrame({"o": [1, "a", None]})
-    with pytest.raises(ArtifactError, match=r"variable `df` .*could not be saved as an Arrow file"):
-        artifacts.save(frame, "df", tmp_path)
-    assert files(tmp_path) == set()
+def test_the_values_of_a_column_of_several_types_come_back_as_they_were(tmp_path):
+    """Each cell of a column Arrow cannot type comes back of its own type (1 an int, not
+    1.0 or "1"; a tuple a tuple); a value the column cannot keep is refused in one line
+    that names the column and says what to do, and nothing is written."""
+    frame = FRAMES["columns of several types"]()
+    back, manifest = roundtrip(frame, tmp_path / "ok")
+    assert manifest["mixed_columns"] == ["__column_0__", "__column_1__", "__column_2__"]
+    for label in frame.columns:
+        assert [type(v) for v in back[label]] == [type(v) for v in frame[label]], label
+    assert back["odd"].tolist()[4] == (1, 2) and back[7].tolist()[4] == 2**70
+    bad = pd.DataFrame({"id": [1, 2], ("raw", 1): pd.Series([1, b"x"], dtype=object)})
+    with pytest.raises(ArtifactError) as refused:
+        artifacts.save(bad, "df", tmp_path / "bad")
+    assert "variable `df` (pandas.DataFrame) could not be saved as an Arrow file: its column " \
+        "('raw', 1) holds values of several types, among them a bytes" in \
+        str(refused.value) and "make it one type (for example with .astype(str))" in \
+        str(refused.value), refused.value
+    assert files(tmp_path / "bad") == set()
 
 
 @pytest.mark.parametrize(
@@ -209,8 +234,9 @@ def test_dataframe_with_mixed_object_column_is_refused_cleanly(tmp_path):
         pd.Series(["a", None], name=0, index=pd.Index(["p", "q"], name="k")),
         pd.Series(pd.Categorical(["a", "b"]), name=("t", 1)),
         pd.Series(pd.array([1, None], dtype="Int64"), name="__series__"),
+        pd.Series([3, "x", None], dtype=object, name="code"),
     ],
-    ids=["named", "unnamed", "int name", "tuple name", "reserved name"],
+    ids=["named", "unnamed", "int name", "tuple name", "reserved name", "several types"],
 )
 def test_series_round_trip(tmp_path, series):
     back, manifest = roundtrip(series, tmp_path)

@@ -225,7 +225,28 @@ def to_frame(table: Any) -> Any:
     # integers with a null came from an object column (a nullable Int64 one is restored as
     # such from pandas' metadata): as Python ints, not floats that round above 2**53
     frame = read.to_pandas(integer_object_nulls=True)
-    return frame if unread is None else _as_arrow(frame, table, unread[0], unread[2])
+    frame = frame if unread is None else _as_arrow(frame, table, unread[0], unread[2])
+    return _objects_back(frame, table)
+
+
+def _objects_back(frame: Any, table: Any) -> Any:
+    """``frame`` with each column pandas' metadata says had dtype object as one again:
+    Arrow types an object column of numbers, booleans, datetimes or (pandas 3) strings, and
+    the next step got int64 where the notebook had objects. Missing values come back as
+    None (Arrow kept a null for None and NaN alike)."""
+    described = (table.schema.metadata or {}).get(b"pandas", b"")
+    if b'"object"' not in described:  # most frames: the metadata is not parsed
+        return frame
+    found = json.loads(described)
+    levels = {f for f in found.get("index_columns", []) if isinstance(f, str)}
+    for column in found.get("columns", []):
+        field, name = column.get("field_name"), column.get("name")
+        if (column.get("numpy_type") != "object" or field in levels
+                or name not in frame.columns or frame[name].dtype == object):
+            continue
+        nulls = table.column(field).is_null().to_numpy(zero_copy_only=False)
+        frame[name] = frame[name].astype(object).mask(nulls, None)
+    return frame
 
 
 def _unnamed_arrow_dtypes(table: Any) -> tuple[dict[str, Any], dict[bytes, bytes], list[Any]

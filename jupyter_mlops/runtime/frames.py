@@ -15,7 +15,10 @@ without changing other versions) writes pandas' JSON table format instead
 as they were; narrower numbers (float32, int8) are widened by JSON and narrowed back from the
 dtypes recorded in the manifest. A frame a JSON table cannot hold (timedeltas, intervals,
 complex numbers, bytes) is refused as it is saved, not when the next step reads it. Which
-format an artifact has is in its manifest (``format``), so a reader never guesses.
+format an artifact has is in its manifest (``format``), so a reader never guesses. An object
+column Arrow types (numbers, booleans, datetimes) comes back of dtype object; one of several
+types (numbers and strings, as a messy spreadsheet gives), which an Arrow column cannot hold,
+is written as the JSON text of each cell and made the same values again.
 
 What restores a frame's labels and types (its original column and index labels, an index's
 frequency, a Series' name, JSON's dtypes, the categories of a frame with no rows, which
@@ -52,7 +55,7 @@ FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
            "json-table": "table.json"}
 #: What reading a frame back needs beyond its columns, kept inside its data file.
 RESTORE = ("column_labels", "column_range", "column_names", "index_names", "index_freq",
-           "series_name", "dtypes", "empty_categories")
+           "series_name", "dtypes", "empty_categories", "mixed_columns")
 #: The one column of a Series kept as a frame.
 SERIES_COLUMN = "__series__"
 #: How a JSON table written here begins: what restores it comes first, then pandas' table.
@@ -133,7 +136,14 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
         import pyarrow as pa
 
         # a RangeIndex is kept as metadata (and comes back one), any other index as columns
-        table = pa.Table.from_pandas(frame, preserve_index=None)
+        try:
+            table = pa.Table.from_pandas(frame, preserve_index=None)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            frame, mixed = _mixed_as_text(frame, list(value.columns))
+            if not mixed:
+                raise  # not an object column of several types: its own message says what
+            extra["mixed_columns"] = record["mixed_columns"] = mixed
+            table = pa.Table.from_pandas(frame, preserve_index=None)
         table = arrowfile.name_arrow_dtypes(table, frame)
         folder = path.parent if refer and arrowrefs.may_refer(path.parent) else None
         extra["sha256"] = write_with(
@@ -149,6 +159,68 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     extra["sha256"] = write_with(path, lambda handle: (handle.write(head.encode("utf-8")),
                                                        handle.write(text[1:].encode("utf-8"))))
     return extra
+
+
+#: How a cell of a column of several types (:func:`_mixed_as_text`) says pandas' NA and NaT.
+_MISSING = {json.dumps({"__jupyter_mlops__": "NA"}): "NA", json.dumps(
+    {"__jupyter_mlops__": "NaT"}): "NaT"}
+
+
+def _mixed_as_text(frame: Any, shown: list[Any]) -> tuple[Any, list[str]]:
+    """``frame`` with each object column Arrow cannot type (numbers and strings in one, as
+    a messy spreadsheet gives) as the JSON text of each cell, and those columns' names:
+    :func:`_unmixed` makes the same values of them again. ValueError naming a column (by
+    its label in ``shown``, the user's) that holds a value JSON cannot keep."""
+    import pandas as pd
+    import pyarrow as pa
+
+    mixed = []
+    for name, dtype in frame.dtypes.items():
+        if not pd.api.types.is_object_dtype(dtype):
+            continue
+        try:
+            pa.array(frame[name], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            mixed.append(name)
+    if not mixed:
+        return frame, []
+    frame = frame.copy(deep=False)
+    spelled = {v: k for k, v in _MISSING.items()}
+    for name in mixed:
+        label = shown[list(frame.columns).index(name)]
+        where = "it" if name == SERIES_COLUMN else f"its column {label!r}"
+        cells = []
+        for value in frame[name].tolist():
+            if value is None:
+                cells.append(None)
+            elif value is pd.NA or value is pd.NaT:
+                cells.append(spelled["NA" if value is pd.NA else "NaT"])
+            else:
+                try:
+                    cells.append(json.dumps(encode(value)))
+                except NotJSON as err:
+                    raise ValueError(
+                        f"{where} holds values of several types, among them {err}, which "
+                        "jupyter-mlops cannot keep together; make it one type (for example "
+                        "with .astype(str))") from None
+        frame[name] = pd.Series(cells, index=frame.index, dtype=object)
+    return frame, [str(n) for n in mixed]
+
+
+def _unmixed(frame: Any, restore: dict[str, Any]) -> Any:
+    """``frame`` with the columns :func:`_mixed_as_text` wrote as text made values again."""
+    import pandas as pd
+
+    mixed = restore.get("mixed_columns") or []
+    missing = {"NA": pd.NA, "NaT": pd.NaT}
+    for name in mixed:
+        if name not in frame.columns:
+            raise ValueError(f"its column {name!r} of several types is missing")
+        frame[name] = pd.Series(
+            [None if text is None else missing[_MISSING[text]] if text in _MISSING
+             else decode(json.loads(text)) for text in frame[name].tolist()],
+            index=frame.index, dtype=object)
+    return frame
 
 
 def _check_json(text: str, record: dict[str, Any], frame: Any) -> None:
@@ -260,7 +332,7 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
         text = Path(source).read_text(encoding="utf-8")
         restore = _restoring(_json_record(text), manifest)
         frame = _from_json(text, restore)
-    return _labelled(frame, restore, manifest.get("kind") == "series")
+    return _labelled(_unmixed(frame, restore), restore, manifest.get("kind") == "series")
 
 
 def _categorized(frame: Any, restore: dict[str, Any]) -> Any:
