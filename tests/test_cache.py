@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +338,47 @@ def test_a_step_is_keyed_on_its_inputs_however_late_their_outputs_are_read(
     second = runner.run_pipeline(tmp_path / "pipe_pipeline", **settings)
     assert [s.cached_from for s in second.steps] == [first.run_id] * 3
     assert [s.cache_key for s in second.steps] == [s.cache_key for s in first.steps]
+
+
+_LATE_HIT = '''
+import os, signal, sys, time
+from jupyter_mlops.run import runner
+
+found = runner.reuse
+
+def late(store, key, step, target):
+    hit = found(store, key, step, target)
+    if step.name == "b":  # a stop while b's files are hashed, which outlasts the stop's wait
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(runner.HALT_WAIT + 2)
+    return hit
+
+runner.reuse = late
+result = runner.run_pipeline(sys.argv[1], store=sys.argv[2], runs_dir=sys.argv[3])
+print(result.run_id, result.status, *[s.status for s in result.steps])
+'''
+
+
+@pytest.mark.kernel
+def test_a_cache_hit_found_after_the_run_ended_changes_nothing(tmp_path: Path) -> None:
+    """A SIGTERM while a step's cached files are still being hashed: the run is recorded
+    cancelled, with that step; the hit found after that does not make it done in the
+    store, in run.json or in what the run returned."""
+    from jupyter_mlops.run.store import RunStore
+
+    _write(tmp_path)
+    _run(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_HIT, str(tmp_path / "pipe_pipeline"),
+         str(tmp_path / "store.sqlite"), str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    run_id, status, *steps = done.stdout.split()
+    assert (status, steps) == ("cancelled", ["done", "cancelled", "cancelled"]), done.stdout
+    record = json.loads((tmp_path / "runs" / run_id / "run.json").read_text())
+    assert [s["status"] for s in record["steps"]] == steps and record["status"] == status
+    store = RunStore(tmp_path / "store.sqlite")
+    try:
+        assert [s.status for s in store.run(run_id).steps] == steps
+    finally:
+        store.close()

@@ -324,3 +324,23 @@ def test_ctrl_c_stops_the_run_and_every_kernel_at_once(tmp_path: Path, marker: P
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_a_step_taken_is_never_prepared_again(tmp_path: Path) -> None:
+    """A refill lists the steps still expected, then starts kernels for them on the pool's
+    own thread: a step leased or found in the cache meanwhile gets no kernel after, which
+    would have waited unused to the run's end, holding a place of the pool."""
+    import asyncio
+
+    from jupyter_mlops.execution.kernelpool import KernelPool
+    from jupyter_mlops.execution.stepexec import KernelCommand
+
+    pool = KernelPool(KernelCommand("python3", str(tmp_path), ()), 2, None, lambda key: [],
+                      fork=False)
+    try:
+        pool.discard("cached")
+        pool.prepare("cached")  # as the refill listed it, before it was discarded
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), pool._loop).result(10)
+        assert pool.kernels == []
+    finally:
+        pool.close()

@@ -112,6 +112,7 @@ class DaskExecutor(Executor):
             expected = None if self.plan is None else set(self.plan.upcoming())
             upcoming, waiting, after_it = upcoming_after(notebook, self.sent, expected)
         ahead: list[str] = []
+        address: str | None = None  # the worker that ran it, once it returned
         try:
             plans = {notebook: self._plans_of(notebook)}
             workers = self._listed()
@@ -127,18 +128,19 @@ class DaskExecutor(Executor):
             plans.update({n: self._plans_of(n) for n in upcoming})
             address = self._run_on(worker, call, ahead, plans, upcoming)
         finally:
-            with self._lock:  # one look: the worker is free and holds these kernels at once
+            # one look: the worker is free and holds these kernels at once (a step sent
+            # between two looks could take the worker, or start a second kernel elsewhere)
+            with self._lock:
                 if worker is not None:
                     self.busy[worker] -= 1
                     if self.busy[worker] <= 0:
                         del self.busy[worker]
                 self.preparing.difference_update(ahead)
-        with self._lock:
-            for later in ahead:
-                # a step sent or reused meanwhile: its kernel there is dropped with that
-                # worker's next step, or the run's end
-                if later not in self.sent and later not in self.skipped:
-                    self.prepared.setdefault(later, address)
+                for later in ahead if address is not None else ():
+                    # a step sent or reused meanwhile: its kernel there is dropped with that
+                    # worker's next step, or the run's end
+                    if later not in self.sent and later not in self.skipped:
+                        self.prepared.setdefault(later, address)
 
     def _idle(self, workers: list[str]) -> str | None:
         """A worker not busy, taken: one holding no kernel for another step first."""

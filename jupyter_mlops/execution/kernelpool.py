@@ -133,6 +133,9 @@ class KernelPool:
         self.startup_timeout = startup_timeout
         self.kernels: list[PooledKernel] = []
         self._idle: dict[str, PooledKernel] = {}
+        #: Steps leased or discarded: a refill that listed one before it was taken does not
+        #: start a kernel for it after.
+        self._taken: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
         #: Set by :meth:`kill`: a step waiting for its kernel is told to stop, not to start one.
@@ -188,6 +191,7 @@ class KernelPool:
         with self._lock:
             if self._closed:
                 return None
+            self._taken.add(key)
             kernel = self._idle.pop(key, None)
         self._leased = True  # a step waits: a follower stops waiting for long
         if self.share is not None:
@@ -204,6 +208,7 @@ class KernelPool:
     def discard(self, key: str) -> None:
         """Stop the kernel prepared for ``key`` (its step needs none: its result was reused)."""
         with self._lock:
+            self._taken.add(key)
             kernel = self._idle.pop(key, None)
         if kernel is not None:
             self._stop(kernel, now=True)
@@ -270,7 +275,8 @@ class KernelPool:
     def _prepare(self, key: str) -> None:
         modules = self.modules(key)
         with self._lock:
-            if self._closed or key in self._idle or len(self._idle) >= self.size:
+            if (self._closed or key in self._idle or key in self._taken
+                    or len(self._idle) >= self.size):
                 return
             self._idle[key] = self._start(key, modules)
 

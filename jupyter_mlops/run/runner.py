@@ -105,7 +105,12 @@ class _Run:
         self.result = result
         self.jobs = jobs
         self.listener = listener
-        self.lock = threading.Lock()
+        #: Held to change what a step ended with, record and tell it (reentrant: a
+        #: listener may look at the run), and to record the run's end.
+        self.lock = threading.RLock()
+        #: Set once the run's end is recorded: a step thread still busy then (hashing its
+        #: files when a stop came) changes nothing after it.
+        self.ended = False
         self.by_name = {s.name: r for s, r in zip(plan.spec.steps, result.steps, strict=True)}
         self.executing = self.stopping = False  # a step ran (no cache hit); Ctrl-C was hit
         #: Whether the stop is a cancel (SIGTERM): its unfinished steps say ``cancelled``.
@@ -156,24 +161,21 @@ class _Run:
             if self.modes[step.name] != FORCE:
                 hit = reuse(self.store, state.cache_key, step, artifacts / step.name)
                 if hit is not None:
-                    state.cached_from, state.outputs, state.checks = hit
                     self.executor.skip(step.name)
-                    state.status, state.ended = "done", time.time()
-                    self.record(state)
-                    self.emit("cached", state)
+                    self.end(state, "cached", status="done", cached_from=hit[0],
+                             outputs=hit[1], checks=hit[2], ended=time.time())
                     return
         if self.modes[step.name] == REUSE:
-            state.status, state.ended = "failed", time.time()
-            state.error = (f"step `{step.name}` has no recorded result for its current code, "
-                           "parameters and inputs; run the whole pipeline first (--only and "
-                           "--from reuse what earlier runs made)")
-            self.record(state)
-            self.emit("failed", state)
+            self.end(state, "failed", status="failed", ended=time.time(), error=(
+                f"step `{step.name}` has no recorded result for its current code, parameters "
+                "and inputs; run the whole pipeline first (--only and --from reuse what "
+                "earlier runs made)"))
             return
-        if self.stopping:
-            return
-        state.status = "running"
-        self.emit("started", state)
+        with self.lock:
+            if self.stopping or self.ended:
+                return
+            state.status = "running"
+            self.emit("started", state)
         self.executing = True
         log = kernel_log(self.result.folder, step.name)
         # absolute: a Dask worker works in a folder of its own
@@ -185,14 +187,25 @@ class _Run:
             self.executor.run(call, cell_tracker(state, self.pipeline_dir / step.notebook,
                                                  self.progress))
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
-            self.failed(state, step, err, log)
+            ended = self.failure(step, output, err, log)
         else:
-            state.outputs = _read_outputs(artifacts / step.name, step)
-            state.status, state.source_cell = "done", None
-        state.checks = _read_checks(artifacts / step.name)
-        state.ended = time.time()
-        self.record(state)
-        self.emit(state.status, state)
+            ended = {"status": "done", "source_cell": None,
+                     "outputs": _read_outputs(artifacts / step.name, step)}
+        self.end(state, ended["status"], checks=_read_checks(artifacts / step.name),
+                 ended=time.time(), **ended)
+
+    def end(self, state: StepResult, event: str, *, status: str, **fields: Any) -> None:
+        """Give the step what it ended with, its status last (a listener or ``run.json``
+        never sees it done without its outputs), then record and tell it, as one; nothing
+        once the run's end is recorded, which it must not undo."""
+        with self.lock:
+            if self.ended:
+                return
+            for name, value in fields.items():
+                setattr(state, name, value)
+            state.status = status
+            self.record(state)
+            self.emit(event, state)
 
     def upcoming(self) -> list[str]:
         """The steps expected to start next, for the pool; none until a step really ran,
@@ -202,32 +215,31 @@ class _Run:
         return [s.name for s in self.spec.steps if self.by_name[s.name].status == "pending"
                 and self.modes[s.name] in (RUN, FORCE)]
 
-    def failed(self, state: StepResult, step: Step, err: Exception, log: Path) -> None:
-        """Record in ``state`` why the step failed: its error and the source notebook's cell
-        it failed in; a step a stop ended is ``cancelled`` (a cancel), or interrupted."""
-        output = Path(state.notebook)
+    def failure(self, step: Step, output: Path, err: Exception, log: Path) -> dict[str, Any]:
+        """What a step that raised ``err`` ended with: its error and the source notebook's
+        cell it failed in; a step a stop ended is ``cancelled`` (a cancel), or interrupted."""
         if self.stopping:
-            state.status = "cancelled" if self.cancelled else "failed"
-            state.error = None if self.cancelled else (
-                f"step `{step.name}` was interrupted (see {output})")
-            return
+            return {"status": "cancelled" if self.cancelled else "failed",
+                    "error": None if self.cancelled else (
+                        f"step `{step.name}` was interrupted (see {output})")}
         if self.cell_timeout is not None:
             mark_timeout(output, self.cell_timeout)
-        state.error, state.error_cell = describe_failure(
-            err, step, output, self.cell_timeout, self.spec.source, log)
-        state.status, state.source_cell = "failed", state.error_cell
+        error, cell = describe_failure(err, step, output, self.cell_timeout, self.spec.source,
+                                       log)
+        return {"status": "failed", "error": error, "error_cell": cell, "source_cell": cell}
 
     def progress(self, state: StepResult | None = None) -> None:
         """Tell listeners of a step's progress (``state``) at most once a second: now, or at
         the main thread's next look (``state`` None), so that the cell a step then spends
         minutes in is told too, not only the quick cells before it."""
-        if state is not None:
-            self.unsaid = state
-        state, now = self.unsaid, time.monotonic()
-        if state is not None and now - self.said >= 1.0:
-            self.said, self.unsaid = now, None
-            if state.status == "running":  # once it has ended, its end was told
-                self.emit("cell", state)
+        with self.lock:  # step threads and the main thread both tell
+            if state is not None:
+                self.unsaid = state
+            state, now = self.unsaid, time.monotonic()
+            if state is not None and now - self.said >= 1.0:
+                self.said, self.unsaid = now, None
+                if state.status == "running":  # once it has ended, its end was told
+                    self.emit("cell", state)
 
     def record(self, state: StepResult) -> None:
         """Write a finished step to the store, in one transaction."""
@@ -450,6 +462,13 @@ def _record_end(runner: _Run, store: RunStore, stopped: BaseException | None) ->
     it runs: a stopped run's step still running (its kernel killed, its thread not yet
     back) ended with it, and a cancelled run's steps that had not finished are
     ``cancelled``, each in the store as in ``run.json``."""
+    with runner.lock:  # a step thread still busy ends nothing after this
+        runner.ended = True
+        _record_ending(runner, store, stopped)
+
+
+def _record_ending(runner: _Run, store: RunStore, stopped: BaseException | None) -> None:
+    """:func:`_record_end`'s work, under the run's lock."""
     result = runner.result
     cancelled, now = isinstance(stopped, Cancelled), time.time()
     for state in result.steps:
