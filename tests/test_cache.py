@@ -319,22 +319,22 @@ def test_a_step_is_keyed_on_its_inputs_however_late_their_outputs_are_read(
     Here reading `a`'s outputs takes longer than the runner's 0.1 s look at its steps."""
     import time
 
-    from jupyter_mlops.run import runner
+    from jupyter_mlops.run import inprogress, runner
 
     _write(tmp_path)
-    read = runner._read_outputs
+    read = inprogress._read_outputs
 
     def slowly(folder: Path, step: Any) -> dict[str, dict[str, Any]]:
         found = read(folder, step)
         if step.name == "a":
-            time.sleep(3 * runner.STOP_POLL)
+            time.sleep(3 * inprogress.STOP_POLL)
         return found
 
-    monkeypatch.setattr(runner, "_read_outputs", slowly)
+    monkeypatch.setattr(inprogress, "_read_outputs", slowly)
     settings = {"store": tmp_path / "store.sqlite", "runs_dir": tmp_path / "runs", "jobs": 2}
     first = runner.run_pipeline(tmp_path / "pipe_pipeline", **settings)
     assert first.status == "succeeded", first.error
-    monkeypatch.setattr(runner, "_read_outputs", read)
+    monkeypatch.setattr(inprogress, "_read_outputs", read)
     second = runner.run_pipeline(tmp_path / "pipe_pipeline", **settings)
     assert [s.cached_from for s in second.steps] == [first.run_id] * 3
     assert [s.cache_key for s in second.steps] == [s.cache_key for s in first.steps]
@@ -342,18 +342,18 @@ def test_a_step_is_keyed_on_its_inputs_however_late_their_outputs_are_read(
 
 _LATE_HIT = '''
 import os, signal, sys, time
-from jupyter_mlops.run import runner
+from jupyter_mlops.run import inprogress, runner
 
-found = runner.reuse
+found = inprogress.reuse
 
 def late(store, key, step, target):
     hit = found(store, key, step, target)
     if step.name == "b":  # a stop while b's files are hashed, which outlasts the stop's wait
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(runner.HALT_WAIT + 2)
+        time.sleep(inprogress.HALT_WAIT + 2)
     return hit
 
-runner.reuse = late
+inprogress.reuse = late
 result = runner.run_pipeline(sys.argv[1], store=sys.argv[2], runs_dir=sys.argv[3])
 print(result.run_id, result.status, *[s.status for s in result.steps])
 '''
