@@ -235,7 +235,7 @@ def _objects_back(frame: Any, table: Any) -> Any:
     the next step got int64 where the notebook had objects. Missing values come back as
     None (Arrow kept a null for None and NaN alike)."""
     described = (table.schema.metadata or {}).get(b"pandas", b"")
-    if b'"object"' not in described:  # most frames: the metadata is not parsed
+    if b'"numpy_type": "object"' not in described:  # most frames: no metadata parsed
         return frame
     found = json.loads(described)
     levels = {f for f in found.get("index_columns", []) if isinstance(f, str)}

@@ -43,7 +43,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import arrowfile, arrowrefs
+from . import arrowfile, arrowrefs, mixedcolumns
 from ._files import write_with
 from ._jsonvalues import NotJSON, decode, encode
 
@@ -133,17 +133,13 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
             extra["empty_categories"] = empty
     record.update({key: extra[key] for key in RESTORE if key in extra})
     if fmt == "arrow":
-        import pyarrow as pa
 
         # a RangeIndex is kept as metadata (and comes back one), any other index as columns
-        try:
-            table = pa.Table.from_pandas(frame, preserve_index=None)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            frame, mixed = _mixed_as_text(frame, list(value.columns))
-            if not mixed:
-                raise  # not an object column of several types: its own message says what
+        shown = ["it"] if record["kind"] == "series" else [
+            f"its column {label!r}" for label in value.columns]
+        table, frame, mixed = mixedcolumns.arrow_table(frame, shown)
+        if mixed:
             extra["mixed_columns"] = record["mixed_columns"] = mixed
-            table = pa.Table.from_pandas(frame, preserve_index=None)
         table = arrowfile.name_arrow_dtypes(table, frame)
         folder = path.parent if refer and arrowrefs.may_refer(path.parent) else None
         extra["sha256"] = write_with(
@@ -159,68 +155,6 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     extra["sha256"] = write_with(path, lambda handle: (handle.write(head.encode("utf-8")),
                                                        handle.write(text[1:].encode("utf-8"))))
     return extra
-
-
-#: How a cell of a column of several types (:func:`_mixed_as_text`) says pandas' NA and NaT.
-_MISSING = {json.dumps({"__jupyter_mlops__": "NA"}): "NA", json.dumps(
-    {"__jupyter_mlops__": "NaT"}): "NaT"}
-
-
-def _mixed_as_text(frame: Any, shown: list[Any]) -> tuple[Any, list[str]]:
-    """``frame`` with each object column Arrow cannot type (numbers and strings in one, as
-    a messy spreadsheet gives) as the JSON text of each cell, and those columns' names:
-    :func:`_unmixed` makes the same values of them again. ValueError naming a column (by
-    its label in ``shown``, the user's) that holds a value JSON cannot keep."""
-    import pandas as pd
-    import pyarrow as pa
-
-    mixed = []
-    for name, dtype in frame.dtypes.items():
-        if not pd.api.types.is_object_dtype(dtype):
-            continue
-        try:
-            pa.array(frame[name], from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            mixed.append(name)
-    if not mixed:
-        return frame, []
-    frame = frame.copy(deep=False)
-    spelled = {v: k for k, v in _MISSING.items()}
-    for name in mixed:
-        label = shown[list(frame.columns).index(name)]
-        where = "it" if name == SERIES_COLUMN else f"its column {label!r}"
-        cells = []
-        for value in frame[name].tolist():
-            if value is None:
-                cells.append(None)
-            elif value is pd.NA or value is pd.NaT:
-                cells.append(spelled["NA" if value is pd.NA else "NaT"])
-            else:
-                try:
-                    cells.append(json.dumps(encode(value)))
-                except NotJSON as err:
-                    raise ValueError(
-                        f"{where} holds values of several types, among them {err}, which "
-                        "jupyter-mlops cannot keep together; make it one type (for example "
-                        "with .astype(str))") from None
-        frame[name] = pd.Series(cells, index=frame.index, dtype=object)
-    return frame, [str(n) for n in mixed]
-
-
-def _unmixed(frame: Any, restore: dict[str, Any]) -> Any:
-    """``frame`` with the columns :func:`_mixed_as_text` wrote as text made values again."""
-    import pandas as pd
-
-    mixed = restore.get("mixed_columns") or []
-    missing = {"NA": pd.NA, "NaT": pd.NaT}
-    for name in mixed:
-        if name not in frame.columns:
-            raise ValueError(f"its column {name!r} of several types is missing")
-        frame[name] = pd.Series(
-            [None if text is None else missing[_MISSING[text]] if text in _MISSING
-             else decode(json.loads(text)) for text in frame[name].tolist()],
-            index=frame.index, dtype=object)
-    return frame
 
 
 def _check_json(text: str, record: dict[str, Any], frame: Any) -> None:
@@ -292,8 +226,9 @@ def _from_json(text: str, restore: dict[str, Any]) -> Any:
 def _restoring(record: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     """What restores the frame: the ``record`` its file holds, checked to be the kind its
     manifest says; the manifest's own fields for a file that holds none (written before)."""
-    if record is None:
-        return {key: manifest[key] for key in RESTORE if key in manifest}
+    if record is None:  # no file of that age holds a column of several types
+        return {key: manifest[key] for key in RESTORE
+                if key in manifest and key != "mixed_columns"}
     kind = "series" if manifest.get("kind") == "series" else "frame"
     if not isinstance(record, dict) or record.get("kind") not in ("frame", "series"):
         raise ValueError("what restores its labels is not an object of a frame or a series")
@@ -332,7 +267,8 @@ def read_frame(path: Path, manifest: dict[str, Any], source: str | None = None) 
         text = Path(source).read_text(encoding="utf-8")
         restore = _restoring(_json_record(text), manifest)
         frame = _from_json(text, restore)
-    return _labelled(_unmixed(frame, restore), restore, manifest.get("kind") == "series")
+    frame = mixedcolumns.unmixed(frame, restore)
+    return _labelled(frame, restore, manifest.get("kind") == "series")
 
 
 def _categorized(frame: Any, restore: dict[str, Any]) -> Any:

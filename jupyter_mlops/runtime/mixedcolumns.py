@@ -1,0 +1,125 @@
+"""Object columns of several types in a frame file: numbers and strings in one column (as a
+messy spreadsheet gives), which an Arrow column cannot hold, or ints and floats, which Arrow
+would make all floats, are written as the JSON text of each cell (:mod:`._jsonvalues`'
+tagged values) and made the same values again when read. Which columns those are is kept
+in the frame file's own record, which its hash covers, never taken from a manifest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._jsonvalues import NotJSON, decode, encode, type_name
+
+__all__ = ["arrow_table", "unmixed"]
+
+
+#: How a cell of a column of several types (:func:`arrow_table`) says pandas' NA and NaT.
+_MISSING = {json.dumps({"__jupyter_mlops__": "NA"}): "NA", json.dumps(
+    {"__jupyter_mlops__": "NaT"}): "NaT"}
+
+
+def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
+    """The Arrow table of ``frame`` (its plain labels; ``shown``: each column as a message
+    names it, "its column 'price'"),
+    the frame it was made of, and its columns of several types: those Arrow cannot type
+    (numbers and strings in one, as a messy spreadsheet gives) or would change (ints and
+    floats in one: the ints came back floats) are written as the JSON text of each cell,
+    which :func:`unmixed` makes the same values again. ValueError naming a column or an
+    index level that cannot be kept."""
+    import pandas as pd
+    import pyarrow as pa
+
+    refused = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+    except refused:
+        table = None
+    objects = [n for n, t in frame.dtypes.items() if pd.api.types.is_object_dtype(t)]
+    if table is not None:  # the usual case: only an object column typed as floats is looked at
+        objects = [n for n in objects if pa.types.is_floating(table.schema.field(n).type)]
+    mixed = []
+    for name in objects:
+        try:
+            typed = pa.array(frame[name], from_pandas=True).type if table is None else None
+        except refused:
+            mixed.append(name)
+            continue
+        if (typed is None or pa.types.is_floating(typed)) and pd.api.types.infer_dtype(
+                frame[name], skipna=True) == "mixed-integer-float":
+            mixed.append(name)
+    if not mixed:
+        if table is None:
+            _refuse_index(frame)
+            return pa.Table.from_pandas(frame, preserve_index=None), frame, []
+        return table, frame, []
+    frame = frame.copy(deep=False)
+    for name in mixed:
+        where = shown[list(frame.columns).index(name)]
+        frame[name] = pd.Series(_as_text(frame[name], where), index=frame.index, dtype=object)
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+    except refused:
+        _refuse_index(frame)
+        raise
+    return table, frame, [str(n) for n in mixed]
+
+
+def _as_text(column: Any, where: str) -> list[str | None]:
+    """The JSON text of each cell of an object ``column`` of several types (None for None);
+    ValueError, saying ``where`` it is, for a value JSON cannot keep."""
+    import pandas as pd
+
+    spelled = {v: k for k, v in _MISSING.items()}
+    values, cells = column.tolist(), []
+    for value in values:
+        if value is None:
+            cells.append(None)
+        elif value is pd.NA or value is pd.NaT:
+            cells.append(spelled["NA" if value is pd.NA else "NaT"])
+        else:
+            try:
+                cells.append(json.dumps(encode(value)))
+            except NotJSON:
+                kinds = sorted({type_name(v) for v in values if v is not None})
+                holds = (f"values of several types ({', '.join(kinds[:5])})" if len(kinds) > 1
+                         else f"{type_name(value)} values")
+                raise ValueError(f"{where} holds {holds}, which a frame file cannot keep as "
+                                 "they are; make it one plain type (for example with "
+                                 ".astype(str))") from None
+    return cells
+
+
+def _refuse_index(frame: Any) -> None:
+    """ValueError naming an index level Arrow cannot type, and what to do; nothing if none."""
+    import pyarrow as pa
+
+    for i in range(frame.index.nlevels):
+        level = frame.index.get_level_values(i)
+        if level.dtype != object:
+            continue
+        try:
+            pa.array(level, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+                OverflowError):
+            raise ValueError(
+                f"its index{'' if frame.index.nlevels == 1 else f' level {i}'} holds values "
+                "of several types, which a frame file cannot keep; make it one type (for "
+                "example with .astype(str)) or make it a column with .reset_index()") from None
+
+
+def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
+    """``frame`` with the columns :func:`arrow_table` wrote as text made values again."""
+    import pandas as pd
+
+    mixed = restore.get("mixed_columns") or []
+    missing = {"NA": pd.NA, "NaT": pd.NaT}
+    for name in mixed:
+        if name not in frame.columns:
+            raise ValueError(f"its column {name!r} of several types is missing")
+        frame[name] = pd.Series(
+            [None if not isinstance(text, str) else missing[_MISSING[text]]
+             if text in _MISSING else decode(json.loads(text))
+             for text in frame[name].tolist()],
+            index=frame.index, dtype=object)
+    return frame
