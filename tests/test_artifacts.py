@@ -117,6 +117,10 @@ FRAMES = {
         "flags": pd.Series([True, None], dtype=object),
         "when": pd.Series([datetime(2024, 1, 1), None], dtype=object),
         "text": pd.Series(["a", None], dtype=object)}),
+    "object index": lambda: pd.DataFrame(
+        {"v": [1, 2]}, index=pd.Index([3, None], dtype=object, name="id")),
+    "object index level": lambda: pd.DataFrame({"v": [1, 2]}, index=pd.MultiIndex.from_arrays(
+        [pd.Index([True, False], dtype=object), ["a", "b"]], names=["flag", "k"])),
     # a messy spreadsheet's column: numbers and strings, which Arrow cannot put in one
     "columns of several types": lambda: pd.DataFrame({
         "code": pd.Series([1, "a", None, 2.5, float("nan")], dtype=object),

@@ -230,22 +230,40 @@ def to_frame(table: Any) -> Any:
 
 
 def _objects_back(frame: Any, table: Any) -> Any:
-    """``frame`` with each column pandas' metadata says had dtype object as one again:
-    Arrow types an object column of numbers, booleans, datetimes or (pandas 3) strings, and
-    the next step got int64 where the notebook had objects. Missing values come back as
-    None (Arrow kept a null for None and NaN alike)."""
+    """``frame`` with each column and index level pandas' metadata says had dtype object as
+    one again: Arrow types an object column of numbers, booleans, datetimes or (pandas 3)
+    strings, and the next step got int64 where the notebook had objects. Missing values
+    come back as None (Arrow kept a null for None and NaN alike)."""
+    import pandas as pd
+
     described = (table.schema.metadata or {}).get(b"pandas", b"")
     if b'"numpy_type": "object"' not in described:  # most frames: no metadata parsed
         return frame
     found = json.loads(described)
-    levels = {f for f in found.get("index_columns", []) if isinstance(f, str)}
+    fields = found.get("index_columns", [])
+    objects = {c.get("field_name") for c in found.get("columns", [])
+               if c.get("numpy_type") == "object"}
+
+    def restored(values: Any, field: str) -> Any:
+        nulls = table.column(field).is_null().to_numpy(zero_copy_only=False)
+        return pd.Series(values).astype(object).mask(nulls, None).to_numpy()
+
     for column in found.get("columns", []):
         field, name = column.get("field_name"), column.get("name")
-        if (column.get("numpy_type") != "object" or field in levels
-                or name not in frame.columns or frame[name].dtype == object):
-            continue
-        nulls = table.column(field).is_null().to_numpy(zero_copy_only=False)
-        frame[name] = frame[name].astype(object).mask(nulls, None)
+        if (field in objects and field not in fields and name in frame.columns
+                and frame[name].dtype != object):
+            frame[name] = pd.Series(restored(frame[name], field), index=frame.index,
+                                    dtype=object)
+    typed = [i for i, f in enumerate(fields) if isinstance(f, str) and f in objects
+             and frame.index.get_level_values(i).dtype != object]
+    if typed and len(fields) == frame.index.nlevels:
+        # the level's own values: pandas made an integer level with a null floats
+        arrays = [pd.Index(table.column(f).to_pylist(), dtype=object)
+                  if i in typed else frame.index.get_level_values(i)
+                  for i, f in enumerate(fields)]
+        names = list(frame.index.names)
+        frame.index = (pd.Index(arrays[0], name=names[0], dtype=object) if len(arrays) == 1
+                       else pd.MultiIndex.from_arrays(arrays, names=names))
     return frame
 
 
