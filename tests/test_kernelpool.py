@@ -342,5 +342,10 @@ def test_a_step_taken_is_never_prepared_again(tmp_path: Path) -> None:
         pool.prepare("cached")  # as the refill listed it, before it was discarded
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0), pool._loop).result(10)
         assert pool.kernels == []
+        # a Dask worker's kernel no longer expected there may be asked for again later
+        pool.discard("stale", taken=False)
+        pool.prepare("stale")
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), pool._loop).result(10)
+        assert [k.key for k in pool.kernels] == ["stale"]
     finally:
         pool.close()

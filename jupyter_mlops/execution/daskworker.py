@@ -66,7 +66,7 @@ def run_step(token: str, call: StepCall, upcoming: list[str], plans: dict[str, P
     if pool is None or pool.killed:  # sent as the run was stopped: start no kernel
         raise ExecutorStopped(f"step `{call.step}` did not start: the run was stopped")
     for notebook in stale:
-        pool.discard(notebook)
+        pool.discard(notebook, taken=False)
     # the pool on a worker knows steps by their notebooks
     lease = pool.lease(call.notebook)
     started: list[int] = []
@@ -147,7 +147,7 @@ def prepare(key: PoolKey, notebook: str, plans: Plans) -> None:
             return
         stale = _asked(key, notebook, {notebook})
     for other in stale:
-        pool.discard(other)
+        pool.discard(other, taken=False)
     pool.prepare(notebook)
 
 

@@ -205,10 +205,13 @@ class KernelPool:
         self._loop.call_soon_threadsafe(self._refill_when_ready, kernel)
         return kernel
 
-    def discard(self, key: str) -> None:
-        """Stop the kernel prepared for ``key`` (its step needs none: its result was reused)."""
+    def discard(self, key: str, *, taken: bool = True) -> None:
+        """Stop the kernel prepared for ``key``: its step needs none (its result was reused),
+        or, not ``taken``, it is no longer expected here (a Dask worker's stale kernel, which
+        a later plan may ask for again)."""
         with self._lock:
-            self._taken.add(key)
+            if taken:
+                self._taken.add(key)
             kernel = self._idle.pop(key, None)
         if kernel is not None:
             self._stop(kernel, now=True)

@@ -214,6 +214,8 @@ class RunInProgress:
         """Tell listeners of a step's progress (``state``) at most once a second: now, or at
         the main thread's next look (``state`` None), so that the cell a step then spends
         minutes in is told too, not only the quick cells before it."""
+        if state is None and (self.unsaid is None or time.monotonic() - self.said < 1.0):
+            return  # the main thread's look, with nothing to tell: no wait for a step's end
         with self.lock:  # step threads and the main thread both tell
             if state is not None:
                 self.unsaid = state
@@ -339,7 +341,6 @@ def _read_outputs(folder: Path, step: Step) -> dict[str, dict[str, Any]]:
         if manifest.is_file():
             found[output.name] = json.loads(manifest.read_text(encoding="utf-8"))
     return found
-
 
 
 def record_end(runner: RunInProgress, store: RunStore, stopped: BaseException | None) -> None:

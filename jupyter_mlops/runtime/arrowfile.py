@@ -255,8 +255,9 @@ def _objects_back(frame: Any, table: Any) -> Any:
             frame[name] = pd.Series(restored(frame[name], field), index=frame.index,
                                     dtype=object)
     typed = [i for i, f in enumerate(fields) if isinstance(f, str) and f in objects
+             and len(fields) == frame.index.nlevels
              and frame.index.get_level_values(i).dtype != object]
-    if typed and len(fields) == frame.index.nlevels:
+    if typed:
         # the level's own values: pandas made an integer level with a null floats
         arrays = [pd.Index(table.column(f).to_pylist(), dtype=object)
                   if i in typed else frame.index.get_level_values(i)
