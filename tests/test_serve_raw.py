@@ -182,7 +182,9 @@ def _unlike(pipe: Path, first: RunRecord) -> str:
                  f"environment of {newest.run_id}: {newest.environment}"]
         for step in newest.steps:
             before = first.step(step.step)
-            assert before is not None
+            if before is None:
+                lines.append(f"{step.step}: not in run {first.run_id}")
+                continue
             same = {what: getattr(step, what) == getattr(before, what)
                     for what in ("cache_key", "files", "inputs", "code_sha256", "parameters")}
             lines.append(f"{step.step}: {step.status}, from {step.cached_from}, same {same}, "

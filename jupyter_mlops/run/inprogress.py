@@ -169,12 +169,12 @@ class RunInProgress:
             self.executor.run(call, cell_tracker(state, self.pipeline_dir / step.notebook,
                                                  self.progress))
         except Exception as err:  # a failed cell, a dead kernel, a timeout: the step failed
-            ended = self.failure(step, output, err, log)
+            outcome = self.failure(step, output, err, log)
         else:
-            ended = {"status": "done", "source_cell": None,
-                     "outputs": _read_outputs(artifacts / step.name, step)}
-        self.end(state, ended["status"], checks=_read_checks(artifacts / step.name),
-                 ended=time.time(), **ended)
+            outcome = {"status": "done", "source_cell": None,
+                       "outputs": _read_outputs(artifacts / step.name, step)}
+        self.end(state, outcome["status"], checks=_read_checks(artifacts / step.name),
+                 ended=time.time(), **outcome)
 
     def end(self, state: StepResult, event: str, *, status: str, **fields: Any) -> None:
         """Give the step what it ended with, its status last (a listener or ``run.json``
@@ -350,30 +350,25 @@ def record_end(runner: RunInProgress, store: RunStore, stopped: BaseException | 
     ``cancelled``, each in the store as in ``run.json``."""
     with runner.lock:  # a step thread still busy ends nothing after this
         runner.ended = True
-        _record_ending(runner, store, stopped)
-
-
-def _record_ending(runner: RunInProgress, store: RunStore, stopped: BaseException | None) -> None:
-    """:func:`record_end`'s work, under the run's lock."""
-    result = runner.result
-    cancelled, now = isinstance(stopped, Cancelled), time.time()
-    for state in result.steps:
-        if stopped is not None and (state.status == "running"
-                                    or (cancelled and state.status == "pending")):
-            state.status = "cancelled" if cancelled else "failed"
-            state.error = None if cancelled else f"step `{state.name}` was interrupted"
-            state.ended = now if state.started is not None else None
-            runner.record(state)
-    failed = [s for s in result.steps if s.status == "failed"]
-    unfinished = bool(failed) or any(s.status not in ("done", "skipped") for s in result.steps)
-    result.status = "failed" if unfinished else "succeeded"
-    # a run stopped by something other than a step (the store, an interrupt) says why
-    result.error = failed[0].error if failed else (
-        f"{type(stopped).__name__}: {stopped}".rstrip(": ") if stopped else None)
-    if cancelled and unfinished:  # not one that had just finished
-        result.status = "cancelled"
-        result.error = (f"{stopped}; resume it with "
-                        f"`{store.resume_command(result.run_id, runner.pipeline_dir)}`")
-    result.ended = time.time()
-    store.finish_run(result.run_id, result.status, result.error)
-    runner.emit("finished", result.steps[-1])
+        result = runner.result
+        cancelled, now = isinstance(stopped, Cancelled), time.time()
+        for state in result.steps:
+            if stopped is not None and (state.status == "running"
+                                        or (cancelled and state.status == "pending")):
+                state.status = "cancelled" if cancelled else "failed"
+                state.error = None if cancelled else f"step `{state.name}` was interrupted"
+                state.ended = now if state.started is not None else None
+                runner.record(state)
+        failed = [s for s in result.steps if s.status == "failed"]
+        unfinished = bool(failed) or any(s.status not in ("done", "skipped") for s in result.steps)
+        result.status = "failed" if unfinished else "succeeded"
+        # a run stopped by something other than a step (the store, an interrupt) says why
+        result.error = failed[0].error if failed else (
+            f"{type(stopped).__name__}: {stopped}".rstrip(": ") if stopped else None)
+        if cancelled and unfinished:  # not one that had just finished
+            result.status = "cancelled"
+            result.error = (f"{stopped}; resume it with "
+                            f"`{store.resume_command(result.run_id, runner.pipeline_dir)}`")
+        result.ended = time.time()
+        store.finish_run(result.run_id, result.status, result.error)
+        runner.emit("finished", result.steps[-1])

@@ -133,8 +133,6 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
             extra["empty_categories"] = empty
     record.update({key: extra[key] for key in RESTORE if key in extra})
     if fmt == "arrow":
-
-        # a RangeIndex is kept as metadata (and comes back one), any other index as columns
         shown = ["it"] if record["kind"] == "series" else [
             f"its column {label!r}" for label in value.columns]
         table, frame, mixed = mixedcolumns.arrow_table(frame, shown)

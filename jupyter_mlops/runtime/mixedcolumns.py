@@ -9,28 +9,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._jsonvalues import NotJSON, decode, encode, type_name
+from ._jsonvalues import _TAG, NotJSON, decode, encode, type_name
 
 __all__ = ["arrow_table", "unmixed"]
 
 
 #: How a cell of a column of several types (:func:`arrow_table`) says pandas' NA and NaT.
-_MISSING = {json.dumps({"__jupyter_mlops__": "NA"}): "NA", json.dumps(
-    {"__jupyter_mlops__": "NaT"}): "NaT"}
+_MISSING = {json.dumps({_TAG: "NA"}): "NA", json.dumps({_TAG: "NaT"}): "NaT"}
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """What pyarrow raises for Python values it cannot put in an Arrow column."""
+    import pyarrow as pa
+
+    return (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
 
 
 def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
-    """The Arrow table of ``frame`` (its plain labels; ``shown``: each column as a message
-    names it, "its column 'price'"),
-    the frame it was made of, and its columns of several types: those Arrow cannot type
-    (numbers and strings in one, as a messy spreadsheet gives) or would change (ints and
-    floats in one: the ints came back floats) are written as the JSON text of each cell,
-    which :func:`unmixed` makes the same values again. ValueError naming a column or an
-    index level that cannot be kept."""
+    """The Arrow table of ``frame`` (its plain labels), the frame it was made of, and its
+    columns of several types: those Arrow cannot type (numbers and strings in one, as a
+    messy spreadsheet gives) or would change (ints and floats in one: the ints came back
+    floats) are written as the JSON text of each cell, which :func:`unmixed` makes the same
+    values again. ``shown``: each column as a message names it ("its column 'price'").
+    ValueError naming a column or an index level that cannot be kept."""
     import pandas as pd
     import pyarrow as pa
 
-    refused = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+    refused = _refusals()
+    # a RangeIndex is kept as metadata (and comes back one), any other index as columns
     try:
         table = pa.Table.from_pandas(frame, preserve_index=None)
     except refused:
@@ -100,8 +106,7 @@ def _refuse_index(frame: Any) -> None:
             continue
         try:
             pa.array(level, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
-                OverflowError):
+        except _refusals():
             raise ValueError(
                 f"its index{'' if frame.index.nlevels == 1 else f' level {i}'} holds values "
                 "of several types, which a frame file cannot keep; make it one type (for "

@@ -157,13 +157,18 @@ def column_kind(dtype: Any) -> str:
 
 def _arrow_dictionary(dtype: Any) -> bool:
     """Whether ``dtype`` is an ``ArrowDtype`` of a dictionary (codes and their values)."""
-    import pandas as pd
+    return _arrow_is(dtype, "is_dictionary")
 
-    if not isinstance(dtype, pd.ArrowDtype):
+
+def _arrow_is(dtype: Any, test: str) -> bool:
+    """Whether ``dtype`` is an ``ArrowDtype`` whose Arrow type passes ``pyarrow.types``'
+    ``test`` (pyarrow is imported only for one)."""
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    if arrow is None:
         return False
     import pyarrow as pa
 
-    return bool(pa.types.is_dictionary(dtype.pyarrow_dtype))
+    return bool(getattr(pa.types, test)(arrow))
 
 
 def label_counts(series: Any) -> tuple[list[str], Any]:
@@ -390,9 +395,4 @@ def _row_hashes(frame: Any) -> Any:
 def _nested_arrow(dtype: Any) -> bool:
     """Whether ``dtype`` is an ``ArrowDtype`` of lists, structs or maps, whose cells pandas
     gives as arrays and dicts (neither hashable)."""
-    arrow = getattr(dtype, "pyarrow_dtype", None)
-    if arrow is None:
-        return False
-    import pyarrow as pa
-
-    return bool(pa.types.is_nested(arrow))
+    return _arrow_is(dtype, "is_nested")
