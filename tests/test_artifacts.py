@@ -129,6 +129,13 @@ FRAMES = {
         # Arrow would type these, changing them: the ints as floats, or refusing 2**70
         "numbers": pd.Series([1, 2.5, None, 3, 4.0], dtype=object),
         "big": pd.Series([1, 2**70, -1, None, 2**64 - 1], dtype=object)}),
+    # Arrow would give these back as numpy arrays (a tuple too), and the dicts with every
+    # key any of them had
+    "object columns of containers": lambda: pd.DataFrame({
+        "tags": pd.Series([["a", "b"], [], None, ["c", None]], dtype=object),
+        "nested": pd.Series([[[1], [2, 3]], [], [[4]], None], dtype=object),
+        "pairs": pd.Series([(1, 2), (3, 4), None, (5, float("nan"))], dtype=object),
+        "attrs": pd.Series([{"k": 1, "l": [1, 2]}, {"j": "x"}, None, {}], dtype=object)}),
     # pandas' metadata calls a decimal ArrowDtype an object column, as it does Decimals
     "arrow decimals": lambda: pd.DataFrame({
         "price": pd.array([Decimal("1.10"), None], dtype=pd.ArrowDtype(pa.decimal128(10, 2))),
@@ -237,6 +244,27 @@ def test_the_values_of_a_column_of_several_types_come_back_as_they_were(tmp_path
                        r"column with \.reset_index\(\)$"):
         artifacts.save(mixed_index, "df", tmp_path / "bad")
     assert files(tmp_path / "bad") == set()
+
+
+def test_cells_of_lists_tuples_and_dicts_come_back_as_they_were(tmp_path):
+    """Lists come back lists (not numpy arrays), tuples tuples, and each dict with its own
+    keys only; a column of numpy arrays stays one, of the arrays' own dtype."""
+    frame = FRAMES["object columns of containers"]()
+    back, manifest = roundtrip(frame, tmp_path / "ok")
+    assert len(manifest["mixed_columns"]) == 4
+    for label in frame.columns:
+        assert [type(v) for v in back[label]] == [type(v) for v in frame[label]], label
+    assert back["attrs"].tolist()[:2] == [{"k": 1, "l": [1, 2]}, {"j": "x"}]
+    assert back["tags"].tolist()[3] == ["c", None] and back["pairs"].tolist()[0] == (1, 2)
+    arrays = pd.DataFrame({"v": pd.Series([np.array([1, 2]), np.array([3])], dtype=object)})
+    back, manifest = roundtrip(arrays, tmp_path / "arrays")
+    assert "mixed_columns" not in manifest
+    assert [(type(v), v.dtype, v.tolist()) for v in back["v"]] == [
+        (np.ndarray, np.dtype("int64"), [1, 2]), (np.ndarray, np.dtype("int64"), [3])]
+    kept = pd.DataFrame({"raw": pd.Series([[b"x"], [b"y", b"z"]], dtype=object)})
+    back, manifest = roundtrip(kept, tmp_path / "bytes")  # not JSON: Arrow's lists, as before
+    assert "mixed_columns" not in manifest
+    assert [list(v) for v in back["raw"]] == [[b"x"], [b"y", b"z"]]
 
 
 def test_only_the_frame_file_says_which_columns_hold_several_types(tmp_path):

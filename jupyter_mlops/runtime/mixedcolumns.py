@@ -1,8 +1,11 @@
 """Object columns of several types in a frame file: numbers and strings in one column (as a
 messy spreadsheet gives), which an Arrow column cannot hold, or ints and floats, which Arrow
 would make all floats, are written as the JSON text of each cell (:mod:`._jsonvalues`'
-tagged values) and made the same values again when read. Which columns those are is kept
-in the frame file's own record, which its hash covers, never taken from a manifest."""
+tagged values) and made the same values again when read. So are object columns of lists,
+tuples or dicts, which Arrow would give back as numpy arrays (a tuple too) and as dicts
+with every key any of them had; a column of numpy arrays stays an Arrow list, which reads
+back as arrays. Which columns those are is kept in the frame file's own record, which its
+hash covers, never taken from a manifest."""
 
 from __future__ import annotations
 
@@ -42,33 +45,60 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
     except refused:
         table = None
     objects = [n for n, t in frame.dtypes.items() if pd.api.types.is_object_dtype(t)]
-    if table is not None:  # the usual case: only an object column typed as floats is looked at
-        objects = [n for n in objects if pa.types.is_floating(table.schema.field(n).type)]
-    mixed = []
+    if table is not None:  # the usual case: only object columns typed as floats or nested
+        objects = [n for n in objects if _changed_by_arrow(table.schema.field(n).type)]
+    mixed: dict[Any, list[str | None] | None] = {}  # the cells' text, where made already
     for name in objects:
         try:
-            typed = pa.array(frame[name], from_pandas=True).type if table is None else None
+            typed = (pa.array(frame[name], from_pandas=True).type if table is None
+                     else table.schema.field(name).type)
         except refused:
-            mixed.append(name)
+            mixed[name] = None
             continue
-        if (typed is None or pa.types.is_floating(typed)) and pd.api.types.infer_dtype(
+        if pa.types.is_floating(typed) and pd.api.types.infer_dtype(
                 frame[name], skipna=True) == "mixed-integer-float":
-            mixed.append(name)
+            mixed[name] = None
+        elif pa.types.is_nested(typed) and (cells := _containers_as_text(frame[name])):
+            mixed[name] = cells
     if not mixed:
         if table is None:
             _refuse_index(frame)
             return pa.Table.from_pandas(frame, preserve_index=None), frame, []
         return table, frame, []
     frame = frame.copy(deep=False)
-    for name in mixed:
-        where = shown[list(frame.columns).index(name)]
-        frame[name] = pd.Series(_as_text(frame[name], where), index=frame.index, dtype=object)
+    for name, cells in mixed.items():
+        if cells is None:
+            cells = _as_text(frame[name], shown[list(frame.columns).index(name)])
+        frame[name] = pd.Series(cells, index=frame.index, dtype=object)
     try:
         table = pa.Table.from_pandas(frame, preserve_index=None)
     except refused:
         _refuse_index(frame)
         raise
     return table, frame, [str(n) for n in mixed]
+
+
+def _changed_by_arrow(typed: Any) -> bool:
+    """Whether an object column Arrow typed ``typed`` may not read back as it was: floats
+    (ints among them), or lists, structs and maps."""
+    import pyarrow as pa
+
+    return pa.types.is_floating(typed) or pa.types.is_nested(typed)
+
+
+def _containers_as_text(column: Any) -> list[str | None] | None:
+    """The JSON text of each cell of an object ``column`` Arrow typed as lists or structs,
+    or None where it reads back as it was (numpy arrays alone) or JSON cannot keep a value
+    (bytes in a list): Arrow's own column then, as before."""
+    import numpy as np
+
+    values = column.tolist()
+    if all(v is None or isinstance(v, np.ndarray) for v in values):
+        return None
+    try:
+        return [None if v is None else json.dumps(encode(v)) for v in values]
+    except (NotJSON, RecursionError, ValueError):
+        return None
 
 
 def _as_text(column: Any, where: str) -> list[str | None]:
@@ -121,7 +151,7 @@ def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
     missing = {"NA": pd.NA, "NaT": pd.NaT}
     for name in mixed:
         if name not in frame.columns:
-            raise ValueError(f"its column {name!r} of several types is missing")
+            raise ValueError(f"its column {name!r} written as text is missing")
         frame[name] = pd.Series(
             [None if not isinstance(text, str) else missing[_MISSING[text]]
              if text in _MISSING else decode(json.loads(text))
