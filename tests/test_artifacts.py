@@ -6,7 +6,7 @@ import json
 import math
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -136,6 +136,17 @@ FRAMES = {
         "nested": pd.Series([[[1], [2, 3]], [], [[4]], None], dtype=object),
         "pairs": pd.Series([(1, 2), (3, 4), None, (5, float("nan"))], dtype=object),
         "attrs": pd.Series([{"k": 1, "l": [1, 2]}, {"j": "x"}, None, {}], dtype=object)}),
+    # Arrow would give the times back all in the first zone, and make the ints times
+    "object columns of times": lambda: pd.DataFrame({
+        "zones": pd.Series([pd.Timestamp("2024-01-01", tz="UTC"), None,
+                            pd.Timestamp("2024-10-27 02:30").tz_localize(
+                                "Europe/Paris", ambiguous=True),
+                            pd.Timestamp("2024-06-01 12:00:00.123456789",
+                                         tz="America/New_York")], dtype=object),
+        "sheet": pd.Series([pd.Timestamp("2024-01-02"), "TBD", None, date(2024, 3, 4)],
+                           dtype=object),
+        "offsets": pd.Series([datetime(2024, 1, 1, 5, tzinfo=timezone(timedelta(hours=2))),
+                              3, None, datetime(2020, 1, 1)], dtype=object)}),
     # pandas' metadata calls a decimal ArrowDtype an object column, as it does Decimals
     "arrow decimals": lambda: pd.DataFrame({
         "price": pd.array([Decimal("1.10"), None], dtype=pd.ArrowDtype(pa.decimal128(10, 2))),
@@ -265,6 +276,23 @@ def test_cells_of_lists_tuples_and_dicts_come_back_as_they_were(tmp_path):
     back, manifest = roundtrip(kept, tmp_path / "bytes")  # not JSON: Arrow's lists, as before
     assert "mixed_columns" not in manifest
     assert [list(v) for v in back["raw"]] == [[b"x"], [b"y", b"z"]]
+
+
+def test_times_in_object_columns_come_back_in_their_own_zones_and_types(tmp_path):
+    """Each time comes back in its own zone, with its own unit (an ambiguous local time
+    too), dates as dates, and an int among times as an int (Arrow made it a time)."""
+    frame = FRAMES["object columns of times"]()
+    back, manifest = roundtrip(frame, tmp_path)
+    assert len(manifest["mixed_columns"]) == 3
+    for label in frame.columns:
+        assert [(type(v), str(v)) for v in back[label]] == [
+            (type(v), str(v)) for v in frame[label]], label
+    assert [getattr(v, "unit", None) for v in back["zones"]] == [
+        getattr(v, "unit", None) for v in frame["zones"]]
+    one_zone = pd.DataFrame({"t": pd.Series([pd.Timestamp("2024-01-01", tz="UTC"), None],
+                                            dtype=object)})
+    back, manifest = roundtrip(one_zone, tmp_path / "one")  # Arrow's own times: as they were
+    assert "mixed_columns" not in manifest and back["t"].tolist() == one_zone["t"].tolist()
 
 
 def test_only_the_frame_file_says_which_columns_hold_several_types(tmp_path):

@@ -5,7 +5,13 @@ tagged values) and made the same values again when read. So are object columns o
 tuples or dicts, which Arrow would give back as numpy arrays (a tuple too) and as dicts
 with every key any of them had; a column of numpy arrays stays an Arrow list, which reads
 back as arrays. Which columns those are is kept in the frame file's own record, which its
-hash covers, never taken from a manifest."""
+hash covers, never taken from a manifest.
+
+A cell's text is its :mod:`._jsonvalues` value, or a tagged date or time of day: a pandas
+Timestamp keeps its unit and its time zone's name, a ``datetime.datetime`` its offset, and
+a ``datetime.date`` is a date again. An object column Arrow would type as times is written
+so too where it would change: times of several zones (Arrow gives them back all in the
+first), or ints among the times (Arrow makes them times)."""
 
 from __future__ import annotations
 
@@ -60,6 +66,8 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
             mixed[name] = None
         elif pa.types.is_nested(typed) and (cells := _containers_as_text(frame[name])):
             mixed[name] = cells
+        elif _is_time(typed) and _times_changed(frame[name]):
+            mixed[name] = None
     if not mixed:
         if table is None:
             _refuse_index(frame)
@@ -83,7 +91,28 @@ def _changed_by_arrow(typed: Any) -> bool:
     (ints among them), or lists, structs and maps."""
     import pyarrow as pa
 
-    return pa.types.is_floating(typed) or pa.types.is_nested(typed)
+    return pa.types.is_floating(typed) or pa.types.is_nested(typed) or _is_time(typed)
+
+
+def _is_time(typed: Any) -> bool:
+    """Whether ``typed`` is an Arrow type of timestamps or dates."""
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(typed) or pa.types.is_date(typed)
+
+
+def _times_changed(column: Any) -> bool:
+    """Whether Arrow changes an object ``column`` it typed as timestamps or dates: values
+    not all dates and times (Arrow makes an int among them a time), or times of several
+    zones (all given back in the first one)."""
+    import datetime
+
+    import pandas as pd
+
+    if pd.api.types.infer_dtype(column, skipna=True) not in ("datetime", "date"):
+        return True
+    return len({str(v.tzinfo) for v in column
+                if isinstance(v, datetime.datetime) and v is not pd.NaT}) > 1
 
 
 def _containers_as_text(column: Any) -> list[str | None] | None:
@@ -96,9 +125,56 @@ def _containers_as_text(column: Any) -> list[str | None] | None:
     if all(v is None or isinstance(v, np.ndarray) for v in values):
         return None
     try:
-        return [None if v is None else json.dumps(encode(v)) for v in values]
+        return [None if v is None else _cell(v) for v in values]
     except (NotJSON, RecursionError, ValueError):
         return None
+
+
+def _cell(value: Any) -> str:
+    """The JSON text of one cell (not None, NA or NaT): :mod:`._jsonvalues`' value, or a
+    tagged date or time of day that :func:`_value` makes the same again; NotJSON where
+    neither keeps it (a time zone without a name pandas reads, say)."""
+    import datetime
+
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp):
+        # an aware one as its UTC time: a local time of a zone can be ambiguous
+        zone = None if value.tz is None else str(value.tz)
+        wall = value if zone is None else value.tz_convert("UTC").tz_localize(None)
+        text = json.dumps({_TAG: "Timestamp", "iso": wall.isoformat(), "unit": value.unit,
+                           "tz": zone})
+    elif isinstance(value, (datetime.datetime, datetime.date)):
+        text = json.dumps({_TAG: type(value).__name__, "iso": value.isoformat()})
+    else:
+        return json.dumps(encode(value))
+    try:
+        back = _value(text)
+    except (ValueError, TypeError, KeyError) as err:
+        raise NotJSON(f"a {type_name(value)}") from err
+    if (type(back) is not type(value) or back != value
+            or str(getattr(back, "tzinfo", None)) != str(getattr(value, "tzinfo", None))
+            or getattr(back, "unit", None) != getattr(value, "unit", None)):
+        raise NotJSON(f"a {type_name(value)}")
+    return text
+
+
+def _value(text: str) -> Any:
+    """The value of a cell's text (:func:`_cell`)."""
+    import datetime
+
+    import pandas as pd
+
+    found = json.loads(text)
+    tag = found.get(_TAG) if type(found) is dict else None
+    if tag == "Timestamp":
+        stamp = pd.Timestamp(found["iso"]).as_unit(found["unit"])
+        zone = found["tz"]
+        return stamp if zone is None else stamp.tz_localize("UTC").tz_convert(zone)
+    if tag in ("datetime", "date"):
+        kind = datetime.datetime if tag == "datetime" else datetime.date
+        return kind.fromisoformat(found["iso"])
+    return decode(found)
 
 
 def _as_text(column: Any, where: str) -> list[str | None]:
@@ -115,7 +191,7 @@ def _as_text(column: Any, where: str) -> list[str | None]:
             cells.append(spelled["NA" if value is pd.NA else "NaT"])
         else:
             try:
-                cells.append(json.dumps(encode(value)))
+                cells.append(_cell(value))
             except NotJSON:
                 kinds = sorted({type_name(v) for v in values if v is not None})
                 holds = (f"values of several types ({', '.join(kinds[:5])})" if len(kinds) > 1
@@ -154,7 +230,7 @@ def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
             raise ValueError(f"its column {name!r} written as text is missing")
         frame[name] = pd.Series(
             [None if not isinstance(text, str) else missing[_MISSING[text]]
-             if text in _MISSING else decode(json.loads(text))
+             if text in _MISSING else _value(text)
              for text in frame[name].tolist()],
             index=frame.index, dtype=object)
     return frame
