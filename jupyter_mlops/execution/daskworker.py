@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from .executors import ExecutorStopped
-from .kernelpool import kill_kernel
+from .pooledkernel import kill_kernel
 from .stepexec import KernelCommand, Module, StepCall, close_thread_loop, execute_step
 
 #: How many kernels a worker starts ahead, for the steps expected after the one it runs: a

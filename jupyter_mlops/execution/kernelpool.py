@@ -22,7 +22,8 @@ that imported what the steps import once, or from its successor, which imports t
 later steps need meanwhile; forks happen one at a time, in the order their kernels were
 asked for, so a later step's imports never hold up an earlier step's kernel.
 
-Given the run's folder (``logs``), each kernel's own stdout and stderr, forked or started, go
+Each kernel's start, warm-up and shutdown are :mod:`.pooledkernel`'s. Given the run's
+folder (``logs``), each kernel's own stdout and stderr, forked or started, go
 to its step's log there, the zygote's to its own (:mod:`.kernellog`), not to the terminal.
 """
 
@@ -31,17 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .executors import ExecutorStopped
-from .localcheck import LOCAL_CHECK
+from .pooledkernel import PooledKernel, kill_kernel, resolve, settle, shut_down, warmed
 from .stepexec import KernelCommand, Module, kernel_environ
 
 #: How kernels were got: ``run --verbose`` shows its INFO lines.
@@ -53,55 +50,6 @@ if TYPE_CHECKING:
 
 #: The steps expected to start next, in that order.
 Planner = Callable[[], list[str]]
-
-WARMUP_TIMEOUT = 120.0
-"""Seconds a kernel may take to start and import ahead before the step gives up on it."""
-
-# Runs in the kernel, in a dict of its own: the user's namespace is never touched.
-_WARM_SOURCE = LOCAL_CHECK + '''
-for name, names, optional in MODULES:
-    try:
-        if not _local(name.partition(".")[0]):
-            __import__(name, fromlist=list(names))
-    except Exception:
-        if not optional:
-            raise
-'''
-
-
-class PooledKernel:
-    """A kernel of the pool: its manager, its process, and whether it is ready for a step."""
-
-    def __init__(self, key: str, pool: KernelPool) -> None:
-        self.key = key
-        self.pool = pool
-        #: The jupyter_client ``AsyncKernelManager``, once created.
-        self.manager: Any = None
-        #: Resolves to True once the kernel is started and warmed, False if it cannot be used.
-        self.ready: Future[bool] = Future()
-        self.task: asyncio.Task[bool] | None = None
-        self.stopped: Future[None] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The kernel's process id, once it runs."""
-        process = getattr(getattr(self.manager, "provisioner", None), "process", None)
-        return None if process is None else process.pid
-
-    def release(self) -> None:
-        """The step is done with this kernel: it is shut down in the background."""
-        self.pool.release(self)
-
-    def wait(self, timeout: float = WARMUP_TIMEOUT) -> Any:
-        """The started kernel manager, or None when the step should start a fresh kernel;
-        :class:`.executors.ExecutorStopped` once the pool was killed (no fresh kernel then)."""
-        try:
-            ready = self.ready.result(timeout)
-        except Exception:  # a start that failed or was cancelled: papermill starts one
-            ready = False
-        if self.pool.killed:
-            raise ExecutorStopped(f"step `{self.key}` did not start: the run was stopped")
-        return self.manager if ready else None
 
 
 class KernelPool:
@@ -231,7 +179,7 @@ class KernelPool:
         if self.share is not None:
             self.share.close()
         for kernel in kernels:
-            _resolve(kernel.ready, False)
+            resolve(kernel.ready, False)
             pid = kernel.pid
             if pid is None or (kernel.stopped is not None and kernel.stopped.done()):
                 continue  # not started, or shut down and reaped: its pid may be another's
@@ -270,7 +218,7 @@ class KernelPool:
 
         def begin() -> None:
             kernel.task = self._loop.create_task(self._warm(kernel, modules))
-            kernel.task.add_done_callback(lambda task: _settle(kernel.ready, task))
+            kernel.task.add_done_callback(lambda task: settle(kernel.ready, task))
 
         self._loop.call_soon_threadsafe(begin)
         return kernel
@@ -309,7 +257,6 @@ class KernelPool:
 
         AsyncKernelManager = kernel_manager_class()
         from .kernellog import kernel_log, output_to
-        from .kernelready import wait_ready
 
         manager = AsyncKernelManager(kernel_name=self.kernel_name,
                                      kernel_spec_manager=self._specs())
@@ -341,13 +288,7 @@ class KernelPool:
                 await self._spawn(kernel.key)
                 if self.share is not None and self.zygote is not None:
                     self.share.after_first_fork(self.zygote)
-        client = manager.client()
-        client.start_channels()
-        try:
-            await wait_ready(client, self.startup_timeout)
-            return await asyncio.wait_for(_import_ahead(client, modules), WARMUP_TIMEOUT)
-        finally:
-            client.stop_channels()
+        return await warmed(manager, modules, self.startup_timeout)
 
     async def _warm_zygote(self, key: str) -> None:
         """The zygote started and its imports for step ``key`` done (:meth:`warm_up`)."""
@@ -453,84 +394,5 @@ class KernelPool:
         with self._lock:
             if kernel.stopped is not None:
                 return
-            kernel.stopped = asyncio.run_coroutine_threadsafe(self._shutdown(kernel, now),
+            kernel.stopped = asyncio.run_coroutine_threadsafe(shut_down(kernel, now),
                                                               self._loop)
-
-    async def _shutdown(self, kernel: PooledKernel, now: bool) -> None:
-        """Shut the kernel down as nbclient does with its own; a start under way is cut."""
-        task = kernel.task
-        while task is None:  # its start is scheduled but has not begun
-            await asyncio.sleep(0)
-            task = kernel.task
-        if not task.done():
-            task.cancel()
-        await asyncio.wait([task])
-        manager = kernel.manager
-        if manager is None or not manager.has_kernel:
-            return
-        try:
-            if await manager.is_alive():
-                # shutdown_kernel's own steps, its end watched every 10 ms instead of 100:
-                # a run's last kernels end while the user waits for the run to end
-                manager.shutting_down = True
-                if now:
-                    await manager.signal_kernel(signal.SIGKILL)
-                else:
-                    await manager.request_shutdown()
-                await manager.finish_shutdown(pollinterval=0.01)
-        except RuntimeError:  # it died meanwhile
-            pass
-        finally:
-            await manager.cleanup_resources()
-
-
-def kill_kernel(pid: int) -> None:
-    """SIGKILL kernel ``pid`` now, with its children when it has a session of its own (as
-    jupyter_client starts it); one that is gone already is no error."""
-    with contextlib.suppress(OSError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-
-
-def _settle(ready: Future[bool], task: asyncio.Task[bool]) -> None:
-    """Tell waiters how a start ended (its exception is read here, so never logged as lost)."""
-    _resolve(ready, not task.cancelled() and task.exception() is None and bool(task.result()))
-
-
-def _resolve(ready: Future[bool], usable: bool) -> None:
-    """Resolve ``ready`` unless it is already (a kill answers waiters before the start ends)."""
-    with contextlib.suppress(InvalidStateError):
-        ready.set_result(usable)
-
-
-async def _import_ahead(client: Any, modules: list[Module]) -> bool:
-    """Import ``modules`` silently in the kernel; True if that went through without a word."""
-    from queue import Empty
-
-    if not modules:
-        return True
-    code = (f"exec(compile({_WARM_SOURCE!r}, '<jupyter-mlops warm-up>', 'exec'), "
-            f"{{'__name__': '__main__', 'MODULES': {modules!r}}})")
-    msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
-    while True:
-        try:
-            reply = await client.get_shell_msg(timeout=1)
-        except Empty:
-            if not await client.is_alive():  # an import crashed it
-                return False
-            continue
-        if reply["parent_header"].get("msg_id") == msg_id:
-            break
-    if reply["content"]["status"] != "ok":
-        return False
-    # a warning or a print on import would be missing from the step's own output
-    while True:
-        msg = await client.get_iopub_msg(timeout=10)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return True
-        if msg["msg_type"] not in ("status", "execute_input"):
-            return False
