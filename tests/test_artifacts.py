@@ -6,7 +6,7 @@ import json
 import math
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -132,7 +132,7 @@ FRAMES = {
     # Arrow would give these back as numpy arrays (a tuple too), and the dicts with every
     # key any of them had
     "object columns of containers": lambda: pd.DataFrame({
-        "tags": pd.Series([["a", "b"], [], None, ["c", None]], dtype=object),
+        "tags": pd.Series([["a", "b"], [], pd.NA, ["c", None]], dtype=object),
         "nested": pd.Series([[[1], [2, 3]], [], [[4]], None], dtype=object),
         "pairs": pd.Series([(1, 2), (3, 4), None, (5, float("nan"))], dtype=object),
         "attrs": pd.Series([{"k": 1, "l": [1, 2]}, {"j": "x"}, None, {}], dtype=object)}),
@@ -146,7 +146,12 @@ FRAMES = {
         "sheet": pd.Series([pd.Timestamp("2024-01-02"), "TBD", None, date(2024, 3, 4)],
                            dtype=object),
         "offsets": pd.Series([datetime(2024, 1, 1, 5, tzinfo=timezone(timedelta(hours=2))),
-                              3, None, datetime(2020, 1, 1)], dtype=object)}),
+                              3, None, datetime(2020, 1, 1)], dtype=object),
+        # Arrow would give every one in the finest unit, cut the datetime to a date
+        "units": pd.Series([pd.Timestamp("2020-01-01").as_unit("s"), None, pd.NaT,
+                            pd.Timestamp("2020-01-01 00:00:00.000000001")], dtype=object),
+        "days": pd.Series([date(2020, 1, 1), datetime(2020, 1, 2, 13, 45), None,
+                           date(2020, 1, 3)], dtype=object)}),
     # pandas' metadata calls a decimal ArrowDtype an object column, as it does Decimals
     "arrow decimals": lambda: pd.DataFrame({
         "price": pd.array([Decimal("1.10"), None], dtype=pd.ArrowDtype(pa.decimal128(10, 2))),
@@ -283,7 +288,7 @@ def test_times_in_object_columns_come_back_in_their_own_zones_and_types(tmp_path
     too), dates as dates, and an int among times as an int (Arrow made it a time)."""
     frame = FRAMES["object columns of times"]()
     back, manifest = roundtrip(frame, tmp_path)
-    assert len(manifest["mixed_columns"]) == 3
+    assert len(manifest["mixed_columns"]) == 5
     for label in frame.columns:
         assert [(type(v), str(v)) for v in back[label]] == [
             (type(v), str(v)) for v in frame[label]], label
@@ -293,6 +298,35 @@ def test_times_in_object_columns_come_back_in_their_own_zones_and_types(tmp_path
                                             dtype=object)})
     back, manifest = roundtrip(one_zone, tmp_path / "one")  # Arrow's own times: as they were
     assert "mixed_columns" not in manifest and back["t"].tolist() == one_zone["t"].tolist()
+    numpy_times = pd.DataFrame({"t": pd.Series([np.datetime64("2020-01-01T00:00", "ns")],
+                                               dtype=object)})
+    back, manifest = roundtrip(numpy_times, tmp_path / "numpy")  # never their ints
+    assert "mixed_columns" not in manifest
+    assert back["t"].tolist() == [pd.Timestamp("2020-01-01")]
+    unnamed = pd.DataFrame({"t": pd.Series([pd.Timestamp("2020-01-01", tz="UTC"),
+                                            datetime(2020, 1, 1, tzinfo=_Unnamed())],
+                                           dtype=object)})
+    with pytest.raises(ArtifactError, match=r"its column 't' holds times of several time "
+                       r"zones, one of which \(unnamed\) a frame file cannot name; put them in "
+                       r"one zone \(for example with pd.to_datetime\(\.\.\., utc=True\)\)$"):
+        artifacts.save(unnamed, "df", tmp_path / "bad")
+    assert files(tmp_path / "bad") == set()
+
+
+class _Unnamed(tzinfo):
+    """A time zone of a user's own, which no name given back to pandas makes again."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(hours=3)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "unnamed"
+
+    def __repr__(self) -> str:
+        return "unnamed"
 
 
 def test_only_the_frame_file_says_which_columns_hold_several_types(tmp_path):

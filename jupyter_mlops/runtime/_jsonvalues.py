@@ -41,7 +41,10 @@ def encode(x: Any) -> Any:
         items = {k: encode(v) for k, v in x.items()}
         return {_TAG: "dict", "items": items} if _TAG in x else items
     np = sys.modules.get("numpy")  # a numpy scalar implies numpy is imported already
-    if np is not None and isinstance(x, np.generic) and type(x.item()) in (bool, int, float, str):
+    # numbers, booleans and strings only: a datetime64's or timedelta64's item() is an int
+    if (np is not None and isinstance(x, (np.bool_, np.number, np.str_))
+            and not isinstance(x, (np.datetime64, np.timedelta64))
+            and type(x.item()) in (bool, int, float, str)):
         return encode(x.item())
     raise NotJSON(f"a {type_name(x)}")
 

@@ -7,9 +7,10 @@ with every key any of them had; a column of numpy arrays stays an Arrow list, wh
 back as arrays. Which columns those are is kept in the frame file's own record, which its
 hash covers, never taken from a manifest.
 
-A cell's text is its :mod:`._jsonvalues` value, or a tagged date or time of day: a pandas
-Timestamp keeps its unit and its time zone's name, a ``datetime.datetime`` its offset, and
-a ``datetime.date`` is a date again. An object column Arrow would type as times is written
+A cell's text is its :mod:`._jsonvalues` value, or a tagged date or time: a pandas
+Timestamp keeps its unit and its time zone's name, a ``datetime.datetime`` its zoneinfo
+zone's name (else its offset), a ``datetime.date`` is a date again and a numpy datetime64
+keeps its unit. An object column Arrow would type as times is written
 so too where it would change: times of several zones (Arrow gives them back all in the
 first), or ints among the times (Arrow makes them times)."""
 
@@ -31,7 +32,9 @@ def _refusals() -> tuple[type[Exception], ...]:
     """What pyarrow raises for Python values it cannot put in an Arrow column."""
     import pyarrow as pa
 
-    return (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+    # TypeError: a numpy datetime64 of days among other values (int() of a date)
+    return (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError,
+            TypeError)
 
 
 def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
@@ -103,16 +106,35 @@ def _is_time(typed: Any) -> bool:
 
 def _times_changed(column: Any) -> bool:
     """Whether Arrow changes an object ``column`` it typed as timestamps or dates: values
-    not all dates and times (Arrow makes an int among them a time), or times of several
-    zones (all given back in the first one)."""
+    of several types (Arrow makes an int among them a time, a datetime among dates a date,
+    a datetime a Timestamp), or Timestamps of several zones (all given back in the first)
+    or units (all in the finest). Dates alone, or numpy datetime64 values, come back as
+    before."""
     import datetime
+    from operator import attrgetter
 
     import pandas as pd
 
-    if pd.api.types.infer_dtype(column, skipna=True) not in ("datetime", "date"):
-        return True
-    return len({str(v.tzinfo) for v in column
-                if isinstance(v, datetime.datetime) and v is not pd.NaT}) > 1
+    values = column.dropna().tolist()  # set(map(...)): no Python loop of ours per cell
+    kinds = set(map(type, values))
+    if len(kinds) != 1:
+        return bool(kinds)
+    if pd.Timestamp in kinds:
+        return _several(map(attrgetter("tz"), values)) or _several(
+            map(attrgetter("unit"), values))
+    if datetime.datetime in kinds:
+        return _several(map(attrgetter("tzinfo"), values))
+    return False
+
+
+def _several(found: Any) -> bool:
+    """Whether ``found`` holds more than one value (zones told apart by their names where
+    they cannot be hashed, as dateutil's)."""
+    found = list(found)
+    try:
+        return len(set(found)) > 1
+    except TypeError:
+        return len(set(map(str, found))) > 1
 
 
 def _containers_as_text(column: Any) -> list[str | None] | None:
@@ -125,9 +147,19 @@ def _containers_as_text(column: Any) -> list[str | None] | None:
     if all(v is None or isinstance(v, np.ndarray) for v in values):
         return None
     try:
-        return [None if v is None else _cell(v) for v in values]
+        return _texts(values)
     except (NotJSON, RecursionError, ValueError):
         return None
+
+
+def _texts(values: list[Any]) -> list[str | None]:
+    """The JSON text of each of ``values`` (:func:`_cell`; None for None, pandas' NA and
+    NaT spelled by tags); NotJSON for one JSON cannot keep."""
+    import pandas as pd
+
+    spelled = {v: k for k, v in _MISSING.items()}
+    return [None if value is None else spelled["NA"] if value is pd.NA
+            else spelled["NaT"] if value is pd.NaT else _cell(value) for value in values]
 
 
 def _cell(value: Any) -> str:
@@ -136,6 +168,7 @@ def _cell(value: Any) -> str:
     neither keeps it (a time zone without a name pandas reads, say)."""
     import datetime
 
+    import numpy as np
     import pandas as pd
 
     if isinstance(value, pd.Timestamp):
@@ -144,18 +177,30 @@ def _cell(value: Any) -> str:
         wall = value if zone is None else value.tz_convert("UTC").tz_localize(None)
         text = json.dumps({_TAG: "Timestamp", "iso": wall.isoformat(), "unit": value.unit,
                            "tz": zone})
+    elif isinstance(value, datetime.datetime) and hasattr(value.tzinfo, "key"):
+        # a zoneinfo zone, by its name (an offset alone is another zone)
+        utc = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        text = json.dumps({_TAG: "datetime", "iso": utc.isoformat(), "tz": value.tzinfo.key,
+                           "fold": value.fold})
     elif isinstance(value, (datetime.datetime, datetime.date)):
         text = json.dumps({_TAG: type(value).__name__, "iso": value.isoformat()})
+    elif isinstance(value, np.datetime64):
+        text = json.dumps({_TAG: "datetime64", "text": str(value), "dtype": str(value.dtype)})
     else:
-        return json.dumps(encode(value))
+        try:
+            return json.dumps(encode(value))
+        except NotJSON as err:
+            raise NotJSON(*err.args, value) from None
     try:
         back = _value(text)
     except (ValueError, TypeError, KeyError) as err:
-        raise NotJSON(f"a {type_name(value)}") from err
-    if (type(back) is not type(value) or back != value
+        raise NotJSON(f"a {type_name(value)}", value) from err
+    if (type(back) is not type(value) or str(back) != str(value)
+            or (back != value and str(value) != "NaT")  # NaT is no NaT's equal
             or str(getattr(back, "tzinfo", None)) != str(getattr(value, "tzinfo", None))
-            or getattr(back, "unit", None) != getattr(value, "unit", None)):
-        raise NotJSON(f"a {type_name(value)}")
+            or getattr(back, "unit", None) != getattr(value, "unit", None)
+            or getattr(back, "dtype", None) != getattr(value, "dtype", None)):
+        raise NotJSON(f"a {type_name(value)}", value)
     return text
 
 
@@ -166,40 +211,49 @@ def _value(text: str) -> Any:
     import pandas as pd
 
     found = json.loads(text)
+    if _TAG not in text:  # plain JSON: lists, dicts, strings and numbers as they are
+        return found
     tag = found.get(_TAG) if type(found) is dict else None
     if tag == "Timestamp":
         stamp = pd.Timestamp(found["iso"]).as_unit(found["unit"])
         zone = found["tz"]
         return stamp if zone is None else stamp.tz_localize("UTC").tz_convert(zone)
+    if tag == "datetime" and "tz" in found:
+        from zoneinfo import ZoneInfo
+
+        utc = datetime.datetime.fromisoformat(found["iso"]).replace(tzinfo=datetime.timezone.utc)
+        return utc.astimezone(ZoneInfo(found["tz"])).replace(fold=found["fold"])
     if tag in ("datetime", "date"):
         kind = datetime.datetime if tag == "datetime" else datetime.date
         return kind.fromisoformat(found["iso"])
+    if tag == "datetime64":
+        import numpy as np
+
+        return np.datetime64(found["text"]).astype(found["dtype"])
     return decode(found)
 
 
 def _as_text(column: Any, where: str) -> list[str | None]:
     """The JSON text of each cell of an object ``column`` of several types (None for None);
     ValueError, saying ``where`` it is, for a value JSON cannot keep."""
-    import pandas as pd
+    import datetime
 
-    spelled = {v: k for k, v in _MISSING.items()}
-    values, cells = column.tolist(), []
-    for value in values:
-        if value is None:
-            cells.append(None)
-        elif value is pd.NA or value is pd.NaT:
-            cells.append(spelled["NA" if value is pd.NA else "NaT"])
-        else:
-            try:
-                cells.append(_cell(value))
-            except NotJSON:
-                kinds = sorted({type_name(v) for v in values if v is not None})
-                holds = (f"values of several types ({', '.join(kinds[:5])})" if len(kinds) > 1
-                         else f"{type_name(value)} values")
-                raise ValueError(f"{where} holds {holds}, which a frame file cannot keep as "
-                                 "they are; make it one plain type (for example with "
-                                 ".astype(str))") from None
-    return cells
+    values = column.tolist()
+    try:
+        return _texts(values)
+    except NotJSON as err:
+        kept = err.args[1] if len(err.args) > 1 else None
+        if isinstance(kept, datetime.datetime) and kept.tzinfo is not None:
+            raise ValueError(f"{where} holds times of several time zones, one of which "
+                             f"({kept.tzinfo}) a frame file cannot name; put them in one "
+                             "zone (for example with pd.to_datetime(..., utc=True))"
+                             ) from None
+        kinds = sorted({type_name(v) for v in values if v is not None})
+        holds = (f"values of several types ({', '.join(kinds[:5])})" if len(kinds) > 1
+                 else f"{type_name(values[0] if kept is None else kept)} values")
+        raise ValueError(f"{where} holds {holds}, which a frame file cannot keep as they "
+                         "are; make it one plain type (for example with .astype(str))"
+                         ) from None
 
 
 def _refuse_index(frame: Any) -> None:
