@@ -135,7 +135,9 @@ FRAMES = {
         "tags": pd.Series([["a", "b"], [], pd.NA, ["c", None]], dtype=object),
         "nested": pd.Series([[[1], [2, 3]], [], [[4]], None], dtype=object),
         "pairs": pd.Series([(1, 2), (3, 4), None, (5, float("nan"))], dtype=object),
-        "attrs": pd.Series([{"k": 1, "l": [1, 2]}, {"j": "x"}, None, {}], dtype=object)}),
+        "attrs": pd.Series([{"k": 1, "l": [1, 2]}, {"j": "x"}, None, {}], dtype=object),
+        "when": pd.Series([[pd.Timestamp("2020-01-01 12:00", tz="Europe/Paris")], [], None,
+                           [date(2020, 1, 2), datetime(2020, 1, 3, 4)]], dtype=object)}),
     # Arrow would give the times back all in the first zone, and make the ints times
     "object columns of times": lambda: pd.DataFrame({
         "zones": pd.Series([pd.Timestamp("2024-01-01", tz="UTC"), None,
@@ -264,12 +266,16 @@ def test_the_values_of_a_column_of_several_types_come_back_as_they_were(tmp_path
 
 def test_cells_of_lists_tuples_and_dicts_come_back_as_they_were(tmp_path):
     """Lists come back lists (not numpy arrays), tuples tuples, and each dict with its own
-    keys only; a column of numpy arrays stays one, of the arrays' own dtype."""
+    keys only, with the times in them; a column of numpy arrays stays one, of the arrays'
+    own dtype."""
     frame = FRAMES["object columns of containers"]()
     back, manifest = roundtrip(frame, tmp_path / "ok")
-    assert len(manifest["mixed_columns"]) == 4
+    assert len(manifest["mixed_columns"]) == 5
     for label in frame.columns:
         assert [type(v) for v in back[label]] == [type(v) for v in frame[label]], label
+    # times in a list too: each of its own type and zone (Arrow made them datetime64 arrays)
+    assert [[(type(t), str(t)) for t in v] for v in back["when"] if v is not None] == [
+        [(type(t), str(t)) for t in v] for v in frame["when"] if v is not None]
     assert back["attrs"].tolist()[:2] == [{"k": 1, "l": [1, 2]}, {"j": "x"}]
     assert back["tags"].tolist()[3] == ["c", None] and back["pairs"].tolist()[0] == (1, 2)
     arrays = pd.DataFrame({"v": pd.Series([np.array([1, 2]), np.array([3])], dtype=object)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 _TAG = "__jupyter_mlops__"  # marks values plain JSON has no spelling for (tuple, nan, ...)
@@ -23,22 +24,24 @@ def type_name(value: Any) -> str:
     return name
 
 
-def encode(x: Any) -> Any:
-    """``x`` as strict JSON data, with tags for what JSON cannot say; NotJSON otherwise."""
+def encode(x: Any, other: Callable[[Any], Any] | None = None) -> Any:
+    """``x`` as strict JSON data, with tags for what JSON cannot say; NotJSON otherwise.
+    ``other``: how a value of another type is said (tagged), at any depth; it raises
+    NotJSON for one it cannot say."""
     kind = type(x)
     if x is None or kind in (bool, int, str):
         return x
     if kind is float:  # strict JSON has no nan/inf: keep them as tagged strings
         return x if math.isfinite(x) else {_TAG: "float", "value": repr(x)}
     if kind is list:
-        return [encode(v) for v in x]
+        return [encode(v, other) for v in x]
     if kind is tuple:
-        return {_TAG: "tuple", "items": [encode(v) for v in x]}
+        return {_TAG: "tuple", "items": [encode(v, other) for v in x]}
     if kind is dict:
         for key in x:
             if type(key) is not str:
                 raise NotJSON(f"a key of type {type_name(key)}")
-        items = {k: encode(v) for k, v in x.items()}
+        items = {k: encode(v, other) for k, v in x.items()}
         return {_TAG: "dict", "items": items} if _TAG in x else items
     np = sys.modules.get("numpy")  # a numpy scalar implies numpy is imported already
     # numbers, booleans and strings only: a datetime64's or timedelta64's item() is an int
@@ -46,24 +49,29 @@ def encode(x: Any) -> Any:
             and not isinstance(x, (np.datetime64, np.timedelta64))
             and type(x.item()) in (bool, int, float, str)):
         return encode(x.item())
+    if other is not None:
+        return other(x)
     raise NotJSON(f"a {type_name(x)}")
 
 
-def decode(x: Any) -> Any:
-    """The inverse of :func:`encode`."""
+def decode(x: Any, other: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """The inverse of :func:`encode`; ``other`` makes the values of the tags it does not
+    know (those :func:`encode`'s ``other`` gave)."""
     if type(x) is list:
-        return [decode(v) for v in x]
+        return [decode(v, other) for v in x]
     if type(x) is not dict:
         return x
     if _TAG not in x:
-        return {k: decode(v) for k, v in x.items()}
+        return {k: decode(v, other) for k, v in x.items()}
     tag = x[_TAG]
     if tag == "tuple":
-        return tuple(decode(v) for v in x["items"])
+        return tuple(decode(v, other) for v in x["items"])
     if tag == "float":
         return float(x["value"])
     if tag == "dict":
-        return {k: decode(v) for k, v in x["items"].items()}
+        return {k: decode(v, other) for k, v in x["items"].items()}
+    if other is not None:
+        return other(x)
     raise ValueError(f"unknown tag {tag!r}")
 
 

@@ -7,12 +7,13 @@ with every key any of them had; a column of numpy arrays stays an Arrow list, wh
 back as arrays. Which columns those are is kept in the frame file's own record, which its
 hash covers, never taken from a manifest.
 
-A cell's text is its :mod:`._jsonvalues` value, or a tagged date or time: a pandas
-Timestamp keeps its unit and its time zone's name, a ``datetime.datetime`` its zoneinfo
-zone's name (else its offset), a ``datetime.date`` is a date again and a numpy datetime64
-keeps its unit. An object column Arrow would type as times is written
-so too where it would change: times of several zones (Arrow gives them back all in the
-first), or ints among the times (Arrow makes them times)."""
+A cell's text is its :mod:`._jsonvalues` value with its dates and times tagged, at any
+depth (in a list too): a pandas Timestamp keeps its unit and its time zone's name, a
+``datetime.datetime`` its zoneinfo zone's name (else its offset), a ``datetime.date`` is a
+date again, a numpy datetime64 keeps its unit, and pandas' NA and NaT are themselves. An
+object column Arrow would type as times is written so too where it would change: times of
+several zones (Arrow gives them back all in the first) or units, or another value among
+them (Arrow makes an int a time, a datetime among dates a date)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,6 @@ from typing import Any
 from ._jsonvalues import _TAG, NotJSON, decode, encode, type_name
 
 __all__ = ["arrow_table", "unmixed"]
-
-
-#: How a cell of a column of several types (:func:`arrow_table`) says pandas' NA and NaT.
-_MISSING = {json.dumps({_TAG: "NA"}): "NA", json.dumps({_TAG: "NaT"}): "NaT"}
 
 
 def _refusals() -> tuple[type[Exception], ...]:
@@ -153,46 +150,50 @@ def _containers_as_text(column: Any) -> list[str | None] | None:
 
 
 def _texts(values: list[Any]) -> list[str | None]:
-    """The JSON text of each of ``values`` (:func:`_cell`; None for None, pandas' NA and
-    NaT spelled by tags); NotJSON for one JSON cannot keep."""
-    import pandas as pd
-
-    spelled = {v: k for k, v in _MISSING.items()}
-    return [None if value is None else spelled["NA"] if value is pd.NA
-            else spelled["NaT"] if value is pd.NaT else _cell(value) for value in values]
+    """The JSON text of each of ``values`` (:func:`_cell`; None for None); NotJSON for one
+    JSON cannot keep."""
+    return [None if value is None else _cell(value) for value in values]
 
 
 def _cell(value: Any) -> str:
-    """The JSON text of one cell (not None, NA or NaT): :mod:`._jsonvalues`' value, or a
-    tagged date or time of day that :func:`_value` makes the same again; NotJSON where
-    neither keeps it (a time zone without a name pandas reads, say)."""
+    """The JSON text of one cell (not None): its :mod:`._jsonvalues` value, its dates,
+    times and pandas' NA at any depth tagged (:func:`_time`), which :func:`_value` makes the
+    same again; NotJSON, with the value it cannot keep, where it cannot."""
+    try:
+        return json.dumps(encode(value, _time))
+    except NotJSON as err:
+        raise NotJSON(err.args[0], err.args[1] if len(err.args) > 1 else value) from None
+
+
+def _time(value: Any) -> dict[str, Any]:
+    """A date, a time, pandas' NA or NaT as tagged JSON data, proved to come back equal, of
+    its type, zone and unit (:func:`_untime`); NotJSON, with the value, for another value or
+    one it would change (a zone without a name pandas reads)."""
     import datetime
 
     import numpy as np
     import pandas as pd
 
+    if value is pd.NA or value is pd.NaT:
+        return {_TAG: "NA" if value is pd.NA else "NaT"}
     if isinstance(value, pd.Timestamp):
         # an aware one as its UTC time: a local time of a zone can be ambiguous
         zone = None if value.tz is None else str(value.tz)
         wall = value if zone is None else value.tz_convert("UTC").tz_localize(None)
-        text = json.dumps({_TAG: "Timestamp", "iso": wall.isoformat(), "unit": value.unit,
-                           "tz": zone})
+        found = {_TAG: "Timestamp", "iso": wall.isoformat(), "unit": value.unit, "tz": zone}
     elif isinstance(value, datetime.datetime) and hasattr(value.tzinfo, "key"):
         # a zoneinfo zone, by its name (an offset alone is another zone)
         utc = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        text = json.dumps({_TAG: "datetime", "iso": utc.isoformat(), "tz": value.tzinfo.key,
-                           "fold": value.fold})
+        found = {_TAG: "datetime", "iso": utc.isoformat(), "tz": value.tzinfo.key,
+                 "fold": value.fold}
     elif isinstance(value, (datetime.datetime, datetime.date)):
-        text = json.dumps({_TAG: type(value).__name__, "iso": value.isoformat()})
+        found = {_TAG: type(value).__name__, "iso": value.isoformat()}
     elif isinstance(value, np.datetime64):
-        text = json.dumps({_TAG: "datetime64", "text": str(value), "dtype": str(value.dtype)})
+        found = {_TAG: "datetime64", "text": str(value), "dtype": str(value.dtype)}
     else:
-        try:
-            return json.dumps(encode(value))
-        except NotJSON as err:
-            raise NotJSON(*err.args, value) from None
+        raise NotJSON(f"a {type_name(value)}", value)
     try:
-        back = _value(text)
+        back = _untime(found)
     except (ValueError, TypeError, KeyError) as err:
         raise NotJSON(f"a {type_name(value)}", value) from err
     if (type(back) is not type(value) or str(back) != str(value)
@@ -201,19 +202,18 @@ def _cell(value: Any) -> str:
             or getattr(back, "unit", None) != getattr(value, "unit", None)
             or getattr(back, "dtype", None) != getattr(value, "dtype", None)):
         raise NotJSON(f"a {type_name(value)}", value)
-    return text
+    return found
 
 
-def _value(text: str) -> Any:
-    """The value of a cell's text (:func:`_cell`)."""
+def _untime(found: dict[str, Any]) -> Any:
+    """The value of a tag :func:`_time` gave; ValueError for another tag."""
     import datetime
 
     import pandas as pd
 
-    found = json.loads(text)
-    if _TAG not in text:  # plain JSON: lists, dicts, strings and numbers as they are
-        return found
-    tag = found.get(_TAG) if type(found) is dict else None
+    tag = found[_TAG]
+    if tag in ("NA", "NaT"):
+        return pd.NA if tag == "NA" else pd.NaT
     if tag == "Timestamp":
         stamp = pd.Timestamp(found["iso"]).as_unit(found["unit"])
         zone = found["tz"]
@@ -230,7 +230,15 @@ def _value(text: str) -> Any:
         import numpy as np
 
         return np.datetime64(found["text"]).astype(found["dtype"])
-    return decode(found)
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _value(text: str) -> Any:
+    """The value of a cell's text (:func:`_cell`)."""
+    found = json.loads(text)
+    if _TAG not in text:  # plain JSON: lists, dicts, strings and numbers as they are
+        return found
+    return decode(found, _untime)
 
 
 def _as_text(column: Any, where: str) -> list[str | None]:
@@ -278,13 +286,10 @@ def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
     import pandas as pd
 
     mixed = restore.get("mixed_columns") or []
-    missing = {"NA": pd.NA, "NaT": pd.NaT}
     for name in mixed:
         if name not in frame.columns:
             raise ValueError(f"its column {name!r} written as text is missing")
-        frame[name] = pd.Series(
-            [None if not isinstance(text, str) else missing[_MISSING[text]]
-             if text in _MISSING else _value(text)
-             for text in frame[name].tolist()],
-            index=frame.index, dtype=object)
+        frame[name] = pd.Series([_value(text) if isinstance(text, str) else None
+                                 for text in frame[name].tolist()],
+                                index=frame.index, dtype=object)
     return frame
