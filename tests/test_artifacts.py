@@ -312,11 +312,42 @@ def test_times_in_object_columns_come_back_in_their_own_zones_and_types(tmp_path
     unnamed = pd.DataFrame({"t": pd.Series([pd.Timestamp("2020-01-01", tz="UTC"),
                                             datetime(2020, 1, 1, tzinfo=_Unnamed())],
                                            dtype=object)})
-    with pytest.raises(ArtifactError, match=r"its column 't' holds times of several time "
-                       r"zones, one of which \(unnamed\) a frame file cannot name; put them in "
-                       r"one zone \(for example with pd.to_datetime\(\.\.\., utc=True\)\)$"):
+    with pytest.raises(ArtifactError, match=r"its column 't' holds a time, 2020-01-01 "
+                       r"00:00:00\+03:00, which a frame file cannot keep in its zone \(unnamed\); "
+                       r"put the times in one zone whose name pandas reads \(for example with "
+                       r"pd.to_datetime\(\.\.\., utc=True\)\)$"):
         artifacts.save(unnamed, "df", tmp_path / "bad")
     assert files(tmp_path / "bad") == set()
+
+
+def test_a_time_in_a_list_that_cannot_be_kept_refuses_the_column(tmp_path):
+    """A list column holding a time no zone name brings back is refused, not handed to
+    Arrow, which gave every time of the column back in UTC (those it could keep too); a
+    naive datetime keeps its fold."""
+    zoneless = pd.DataFrame({"t": pd.Series([[pd.Timestamp("2020-01-01", tz="Asia/Tokyo")],
+                                             [datetime(2020, 1, 1, tzinfo=_Unnamed())]],
+                                            dtype=object)})
+    with pytest.raises(ArtifactError, match=r"its column 't' holds a time, 2020-01-01 "
+                       r"00:00:00\+03:00, which a frame file cannot keep in its zone "
+                       r"\(unnamed\); put the times in one zone whose name pandas reads"):
+        artifacts.save(zoneless, "df", tmp_path / "bad")
+    assert files(tmp_path / "bad") == set()
+    folded = pd.DataFrame({"t": pd.Series([[datetime(2020, 11, 1, 1, 30, fold=1)], []],
+                                          dtype=object)})
+    back, _ = roundtrip(folded, tmp_path / "fold")
+    assert back["t"].tolist()[0][0].fold == 1
+
+
+def test_a_numpy_time_is_no_metric():
+    """A datetime64's or timedelta64's item() is an int: never taken as a measure."""
+    from jupyter_mlops.errors import MlopsError
+    from jupyter_mlops.runtime.capture import capture_metrics
+
+    for value in (np.datetime64("2020-01-01", "ns"), np.timedelta64(5, "ns")):
+        with pytest.raises(MlopsError, match=r"^metric `m` is .*; a metric must be one "
+                           r"finite number"):
+            capture_metrics(["m"], {"m": value})
+    assert capture_metrics(["m"], {"m": np.array(0.25)})["m"]["value"] == 0.25
 
 
 class _Unnamed(tzinfo):

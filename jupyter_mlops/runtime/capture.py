@@ -47,8 +47,11 @@ def capture_metrics(names: Iterable[str], namespace: Mapping[str, Any],
             raise MlopsError(f"metric `{name}` does not exist after this cell ran; check the "
                              "spelling or assign it in the cell")
         value = namespace[name]
-        if hasattr(value, "item") and getattr(value, "shape", None) == ():
-            value = value.item()  # a numpy scalar
+        # a numpy scalar, or a 0-d array; not a datetime64 or timedelta64, whose item() is
+        # an int (or a date) and no measure
+        if (hasattr(value, "item") and getattr(value, "shape", None) == ()
+                and getattr(getattr(value, "dtype", None), "kind", "") not in ("m", "M")):
+            value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not math.isfinite(value):
             raise MlopsError(f"metric `{name}` is {type(value).__name__} {value!r:.60}; a metric "

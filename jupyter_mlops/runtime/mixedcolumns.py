@@ -64,7 +64,8 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
         if pa.types.is_floating(typed) and pd.api.types.infer_dtype(
                 frame[name], skipna=True) == "mixed-integer-float":
             mixed[name] = None
-        elif pa.types.is_nested(typed) and (cells := _containers_as_text(frame[name])):
+        elif pa.types.is_nested(typed) and (cells := _containers_as_text(
+                frame[name], shown[list(frame.columns).index(name)])):
             mixed[name] = cells
         elif _is_time(typed) and _times_changed(frame[name]):
             mixed[name] = None
@@ -117,27 +118,32 @@ def _times_changed(column: Any) -> bool:
     if len(kinds) != 1:
         return bool(kinds)
     if pd.Timestamp in kinds:
-        return _several(map(attrgetter("tz"), values)) or _several(
-            map(attrgetter("unit"), values))
+        return _several(map(attrgetter("tz"), values)) or len(
+            set(map(attrgetter("unit"), values))) > 1
     if datetime.datetime in kinds:
         return _several(map(attrgetter("tzinfo"), values))
     return False
 
 
-def _several(found: Any) -> bool:
-    """Whether ``found`` holds more than one value (zones told apart by their names where
-    they cannot be hashed, as dateutil's)."""
-    found = list(found)
+def _several(zones: Any) -> bool:
+    """Whether ``zones`` holds more than one time zone, told apart by name (pytz gives one
+    zone's summer and winter times two objects; dateutil's cannot be hashed)."""
+    zones = list(zones)
     try:
-        return len(set(found)) > 1
-    except TypeError:
-        return len(set(map(str, found))) > 1
+        found: Any = set(zones)  # most columns: one object, or a few
+    except TypeError:  # dateutil's
+        found = zones
+    if len(found) < 2:
+        return False
+    return len({getattr(z, "key", None) or getattr(z, "zone", None) or str(z)
+                for z in found}) > 1
 
 
-def _containers_as_text(column: Any) -> list[str | None] | None:
+def _containers_as_text(column: Any, where: str) -> list[str | None] | None:
     """The JSON text of each cell of an object ``column`` Arrow typed as lists or structs,
     or None where it reads back as it was (numpy arrays alone) or JSON cannot keep a value
-    (bytes in a list): Arrow's own column then, as before."""
+    (bytes in a list): Arrow's own column then, as before. A time it cannot keep is refused
+    (:func:`_refuse_time`): Arrow would give every time of the column back in UTC."""
     import numpy as np
 
     values = column.tolist()
@@ -145,8 +151,25 @@ def _containers_as_text(column: Any) -> list[str | None] | None:
         return None
     try:
         return _texts(values)
-    except (NotJSON, RecursionError, ValueError):
+    except NotJSON as err:
+        _refuse_time(err, where)
         return None
+    except (RecursionError, ValueError):
+        return None
+
+
+def _refuse_time(err: NotJSON, where: str) -> None:
+    """ValueError, saying ``where`` it is, if what ``err`` could not keep is an aware time
+    (its zone has no name pandas reads, or the time is not one of its zone's); else
+    nothing."""
+    import datetime
+
+    kept = err.args[1] if len(err.args) > 1 else None
+    if isinstance(kept, datetime.datetime) and kept.tzinfo is not None:
+        raise ValueError(f"{where} holds a time, {kept}, which a frame file cannot keep in "
+                         f"its zone ({kept.tzinfo}); put the times in one zone whose name "
+                         "pandas reads (for example with pd.to_datetime(..., utc=True))"
+                         ) from None
 
 
 def _texts(values: list[Any]) -> list[str | None]:
@@ -183,20 +206,26 @@ def _time(value: Any) -> dict[str, Any]:
         found = {_TAG: "Timestamp", "iso": wall.isoformat(), "unit": value.unit, "tz": zone}
     elif isinstance(value, datetime.datetime) and hasattr(value.tzinfo, "key"):
         # a zoneinfo zone, by its name (an offset alone is another zone)
-        utc = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        try:
+            utc = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        except (OverflowError, ValueError):  # a time its zone cannot say in UTC
+            raise NotJSON(f"a {type_name(value)}", value) from None
         found = {_TAG: "datetime", "iso": utc.isoformat(), "tz": value.tzinfo.key,
                  "fold": value.fold}
-    elif isinstance(value, (datetime.datetime, datetime.date)):
-        found = {_TAG: type(value).__name__, "iso": value.isoformat()}
+    elif isinstance(value, datetime.datetime):
+        found = {_TAG: "datetime", "iso": value.isoformat(), "fold": value.fold}
+    elif isinstance(value, datetime.date):
+        found = {_TAG: "date", "iso": value.isoformat()}
     elif isinstance(value, np.datetime64):
         found = {_TAG: "datetime64", "text": str(value), "dtype": str(value.dtype)}
     else:
         raise NotJSON(f"a {type_name(value)}", value)
     try:
         back = _untime(found)
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, OverflowError) as err:
         raise NotJSON(f"a {type_name(value)}", value) from err
     if (type(back) is not type(value) or str(back) != str(value)
+            or getattr(back, "fold", 0) != getattr(value, "fold", 0)
             or (back != value and str(value) != "NaT")  # NaT is no NaT's equal
             or str(getattr(back, "tzinfo", None)) != str(getattr(value, "tzinfo", None))
             or getattr(back, "unit", None) != getattr(value, "unit", None)
@@ -223,9 +252,10 @@ def _untime(found: dict[str, Any]) -> Any:
 
         utc = datetime.datetime.fromisoformat(found["iso"]).replace(tzinfo=datetime.timezone.utc)
         return utc.astimezone(ZoneInfo(found["tz"])).replace(fold=found["fold"])
-    if tag in ("datetime", "date"):
-        kind = datetime.datetime if tag == "datetime" else datetime.date
-        return kind.fromisoformat(found["iso"])
+    if tag == "datetime":
+        return datetime.datetime.fromisoformat(found["iso"]).replace(fold=found.get("fold", 0))
+    if tag == "date":
+        return datetime.date.fromisoformat(found["iso"])
     if tag == "datetime64":
         import numpy as np
 
@@ -244,18 +274,12 @@ def _value(text: str) -> Any:
 def _as_text(column: Any, where: str) -> list[str | None]:
     """The JSON text of each cell of an object ``column`` of several types (None for None);
     ValueError, saying ``where`` it is, for a value JSON cannot keep."""
-    import datetime
-
     values = column.tolist()
     try:
         return _texts(values)
     except NotJSON as err:
+        _refuse_time(err, where)
         kept = err.args[1] if len(err.args) > 1 else None
-        if isinstance(kept, datetime.datetime) and kept.tzinfo is not None:
-            raise ValueError(f"{where} holds times of several time zones, one of which "
-                             f"({kept.tzinfo}) a frame file cannot name; put them in one "
-                             "zone (for example with pd.to_datetime(..., utc=True))"
-                             ) from None
         kinds = sorted({type_name(v) for v in values if v is not None})
         holds = (f"values of several types ({', '.join(kinds[:5])})" if len(kinds) > 1
                  else f"{type_name(values[0] if kept is None else kept)} values")
