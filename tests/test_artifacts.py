@@ -338,6 +338,28 @@ def test_a_time_in_a_list_that_cannot_be_kept_refuses_the_column(tmp_path):
     assert back["t"].tolist()[0][0].fold == 1
 
 
+def test_missing_values_of_an_object_column_come_back_nan_where_they_were_nan(tmp_path):
+    """pandas before 3 marks a missing string NaN: an object column whose missing values are
+    all NaN gets them back NaN (Arrow kept nulls, which read back as None), one of None keeps
+    None; only the frame file's record says which, as for columns of several types."""
+    frame = pd.DataFrame({"city": pd.Series(["Oslo", np.nan, "Lima"], dtype=object),
+                          "none": pd.Series(["a", None, "b"], dtype=object),
+                          "empty": pd.Series([np.nan] * 3, dtype=object)})
+    back, manifest = roundtrip(frame, tmp_path)
+    assert manifest["nan_columns"] == ["city", "empty"]
+    for label in frame.columns:
+        assert [repr(v) for v in back[label]] == [repr(v) for v in frame[label]], label
+        assert back[label].dtype == object
+    series = pd.Series(["x", np.nan], dtype=object, name="s")
+    back = artifacts.load("s", tmp_path, sha256=artifacts.save(series, "s", tmp_path)["sha256"])
+    assert [repr(v) for v in back] == ["'x'", "nan"]
+    record = json.loads((tmp_path / "x.json").read_text())
+    record.pop("nan_columns")
+    (tmp_path / "x.json").write_text(json.dumps(record))  # the manifest: never what decides
+    back = artifacts.load("x", tmp_path)
+    assert [repr(v) for v in back["city"]] == ["'Oslo'", "nan", "'Lima'"]
+
+
 def test_a_numpy_time_is_no_metric():
     """A datetime64's or timedelta64's item() is an int: never taken as a measure."""
     from jupyter_mlops.errors import MlopsError

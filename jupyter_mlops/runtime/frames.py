@@ -55,7 +55,9 @@ FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
            "json-table": "table.json"}
 #: What reading a frame back needs beyond its columns, kept inside its data file.
 RESTORE = ("column_labels", "column_range", "column_names", "index_names", "index_freq",
-           "series_name", "dtypes", "empty_categories", "mixed_columns")
+           "series_name", "dtypes", "empty_categories", "mixed_columns", "nan_columns")
+#: What only a frame file's own record says (its hash covers it), never its manifest.
+_FILE_ONLY = ("mixed_columns", "nan_columns")
 #: The one column of a Series kept as a frame.
 SERIES_COLUMN = "__series__"
 #: How a JSON table written here begins: what restores it comes first, then pandas' table.
@@ -138,6 +140,9 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
         table, frame, mixed = mixedcolumns.arrow_table(frame, shown)
         if mixed:
             extra["mixed_columns"] = record["mixed_columns"] = mixed
+        nan = mixedcolumns.nan_columns(frame, mixed)
+        if nan:
+            extra["nan_columns"] = record["nan_columns"] = nan
         table = arrowfile.name_arrow_dtypes(table, frame)
         folder = path.parent if refer and arrowrefs.may_refer(path.parent) else None
         extra["sha256"] = write_with(
@@ -226,7 +231,7 @@ def _restoring(record: Any, manifest: dict[str, Any]) -> dict[str, Any]:
     manifest says; the manifest's own fields for a file that holds none (written before)."""
     if record is None:  # no file of that age holds a column of several types
         return {key: manifest[key] for key in RESTORE
-                if key in manifest and key != "mixed_columns"}
+                if key in manifest and key not in _FILE_ONLY}
     kind = "series" if manifest.get("kind") == "series" else "frame"
     if not isinstance(record, dict) or record.get("kind") not in ("frame", "series"):
         raise ValueError("what restores its labels is not an object of a frame or a series")

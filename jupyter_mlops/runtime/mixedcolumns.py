@@ -22,7 +22,7 @@ from typing import Any
 
 from ._jsonvalues import _TAG, NotJSON, decode, encode, type_name
 
-__all__ = ["arrow_table", "unmixed"]
+__all__ = ["arrow_table", "nan_columns", "unmixed"]
 
 
 def _refusals() -> tuple[type[Exception], ...]:
@@ -305,10 +305,35 @@ def _refuse_index(frame: Any) -> None:
                 "example with .astype(str)) or make it a column with .reset_index()") from None
 
 
-def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
-    """``frame`` with the columns :func:`arrow_table` wrote as text made values again."""
+def nan_columns(frame: Any, mixed: list[str]) -> list[str]:
+    """The object columns of ``frame`` (its plain labels) other than ``mixed`` whose missing
+    values are all NaN (pandas before 3 marks a missing string so): Arrow keeps a null, which
+    reads back as None, and :func:`unmixed` makes them NaN again."""
+    import math
+
     import pandas as pd
 
+    found = []
+    for name, dtype in frame.dtypes.items():
+        if not pd.api.types.is_object_dtype(dtype) or str(name) in mixed:
+            continue
+        missing = frame[name][frame[name].isna()].tolist()
+        if missing and all(type(v) is float and math.isnan(v) for v in missing):
+            found.append(str(name))
+    return found
+
+
+def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
+    """``frame`` with the columns :func:`arrow_table` wrote as text made values again, and
+    the missing values of the :func:`nan_columns` NaN again."""
+    import numpy as np
+    import pandas as pd
+
+    for name in restore.get("nan_columns") or []:
+        if name not in frame.columns:
+            raise ValueError(f"its column {name!r} of missing NaN values is missing")
+        column = frame[name]
+        frame[name] = column.where(column.notna(), np.nan).astype(object)
     mixed = restore.get("mixed_columns") or []
     for name in mixed:
         if name not in frame.columns:
