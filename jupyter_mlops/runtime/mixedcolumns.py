@@ -318,7 +318,8 @@ def nan_columns(frame: Any, mixed: list[str]) -> list[str]:
         if not pd.api.types.is_object_dtype(dtype) or str(name) in mixed:
             continue
         missing = frame[name][frame[name].isna()].tolist()
-        if missing and all(type(v) is float and math.isnan(v) for v in missing):
+        # a numpy float's NaN too (one taken out of a Series is np.float64)
+        if missing and all(isinstance(v, float) and math.isnan(v) for v in missing):
             found.append(str(name))
     return found
 
