@@ -13,7 +13,11 @@ depth (in a list too): a pandas Timestamp keeps its unit and its time zone's nam
 date again, a numpy datetime64 keeps its unit, and pandas' NA and NaT are themselves. An
 object column Arrow would type as times is written so too where it would change: times of
 several zones (Arrow gives them back all in the first) or units, or another value among
-them (Arrow makes an int a time, a datetime among dates a date)."""
+them (Arrow makes an int a time, a datetime among dates a date).
+
+An object column whose missing values are all NaN (pandas before 3 marks a missing string
+so) is named in the same record too (:func:`nan_columns`): Arrow keeps a null, read back as
+None, which :func:`unmixed` makes NaN again."""
 
 from __future__ import annotations
 
@@ -35,12 +39,13 @@ def _refusals() -> tuple[type[Exception], ...]:
 
 
 def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
-    """The Arrow table of ``frame`` (its plain labels), the frame it was made of, and its
-    columns of several types: those Arrow cannot type (numbers and strings in one, as a
-    messy spreadsheet gives) or would change (ints and floats in one: the ints came back
-    floats) are written as the JSON text of each cell, which :func:`unmixed` makes the same
-    values again. ``shown``: each column as a message names it ("its column 'price'").
-    ValueError naming a column or an index level that cannot be kept."""
+    """The Arrow table of ``frame`` (its plain labels), the frame it was made of, and the
+    columns written as the JSON text of each cell, which :func:`unmixed` makes the same
+    values again: those Arrow cannot type (numbers and strings in one, as a messy
+    spreadsheet gives) or would change (ints among floats, lists, tuples and dicts, times
+    of several zones, units or types; see the module's text). ``shown``: each column as a
+    message names it ("its column 'price'"). ValueError naming a column or an index level
+    that cannot be kept."""
     import pandas as pd
     import pyarrow as pa
 
@@ -54,6 +59,10 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
     if table is not None:  # the usual case: only object columns typed as floats or nested
         objects = [n for n in objects if _changed_by_arrow(table.schema.field(n).type)]
     mixed: dict[Any, list[str | None] | None] = {}  # the cells' text, where made already
+
+    def where(name: Any) -> str:
+        return shown[list(frame.columns).index(name)]
+
     for name in objects:
         try:
             typed = (pa.array(frame[name], from_pandas=True).type if table is None
@@ -64,8 +73,8 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
         if pa.types.is_floating(typed) and pd.api.types.infer_dtype(
                 frame[name], skipna=True) == "mixed-integer-float":
             mixed[name] = None
-        elif pa.types.is_nested(typed) and (cells := _containers_as_text(
-                frame[name], shown[list(frame.columns).index(name)])):
+        elif pa.types.is_nested(typed) and (cells := _containers_as_text(frame[name],
+                                                                         where(name))):
             mixed[name] = cells
         elif _is_time(typed) and _times_changed(frame[name]):
             mixed[name] = None
@@ -77,7 +86,7 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
     frame = frame.copy(deep=False)
     for name, cells in mixed.items():
         if cells is None:
-            cells = _as_text(frame[name], shown[list(frame.columns).index(name)])
+            cells = _as_text(frame[name], where(name))
         frame[name] = pd.Series(cells, index=frame.index, dtype=object)
     try:
         table = pa.Table.from_pandas(frame, preserve_index=None)
