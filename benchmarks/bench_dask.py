@@ -1,8 +1,10 @@
 """Dask with 2 process workers against the local executor (`-j 1` and `-j 2`), whole
-processes, forced runs, on two pipelines: the churn example (two independent training
-branches after three shared steps) and a wide one (8 independent steps of about 2 s of
-Python each, generated). The cluster's start is not counted: it serves every run, as a real
-cluster would, and stays up (idle) while the local runs are timed.
+processes, forced runs, on three pipelines: the churn example (two independent training
+branches after three shared steps, one light, one heavy), one of two heavy branches
+(generated: a data step, then two forests of about 3 s each fitted side by side, then a step
+comparing them) and a wide one (8 independent steps of about 2 s of Python each,
+generated). The cluster's start is not counted: it serves every run, as a real cluster
+would, and stays up (idle) while the local runs are timed.
 
 The sides run alternately, round by round (dask, -j 1, -j 2, then again), so that a change
 in the machine's load falls on all alike. Printed: each one's median wall time, and the
@@ -14,7 +16,7 @@ runs and the cluster alike), unless ``--warm``: then every side keeps its zygote
 between runs, as a user's re-runs do by default (the workers keep theirs too), after one
 untimed run of each.
 
-    python benchmarks/bench_dask.py [--repeat 3] [--only churn|wide] [--warm]
+    python benchmarks/bench_dask.py [--repeat 3] [--only churn|branches|wide] [--warm]
 """
 
 from __future__ import annotations
@@ -48,16 +50,43 @@ WIDE_STEP = ("%%mlops step s{n}\n"
 
 def _wide(folder: Path, loops: int) -> Path:
     """A notebook of 8 independent steps, each ``loops`` turns of a Python loop."""
-    import nbformat
-
     cells = ["%load_ext jupyter_mlops"] + [WIDE_STEP.format(n=n, loops=loops)
                                           for n in range(8)]
+    return _notebook(folder, "wide", cells)
+
+
+BRANCHES = [
+    "%load_ext jupyter_mlops",
+    "%%mlops setup\nfrom sklearn.datasets import make_classification\n"
+    "from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier",
+    "%%mlops params\nn_samples = 20000\nrandom_state = 0",
+    "%%mlops step data\n"
+    "X, y = make_classification(n_samples=n_samples, n_features=20, random_state=random_state)\n"
+    "X_train, y_train, X_test, y_test = X[:15000], y[:15000], X[15000:], y[15000:]",
+    "%%mlops step forest\n"
+    "forest = RandomForestClassifier(n_estimators=50, n_jobs=1, random_state=random_state)",
+    "%%mlops model forest\nforest.fit(X_train, y_train)",
+    "%%mlops step extra\n"
+    "extra = ExtraTreesClassifier(n_estimators=150, n_jobs=1, random_state=random_state)",
+    "%%mlops model extra\nextra.fit(X_train, y_train)",
+    "%%mlops step compare\n"
+    "forest_accuracy = float(forest.score(X_test, y_test))\n"
+    "extra_accuracy = float(extra.score(X_test, y_test))",
+    "%%mlops metrics forest_accuracy extra_accuracy\n"
+    "{'forest_accuracy': forest_accuracy, 'extra_accuracy': extra_accuracy}",
+]
+
+
+def _notebook(folder: Path, name: str, cells: list[str]) -> Path:
+    """Write ``cells`` as the notebook ``folder/name.ipynb``; return its path."""
+    import nbformat
+
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
     folder.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, str(folder / "wide.ipynb"))
-    return folder / "wide.ipynb"
+    nbformat.write(notebook, str(folder / f"{name}.ipynb"))
+    return folder / f"{name}.ipynb"
 
 
 def _loops_for(seconds: float) -> int:
@@ -94,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     """Time dask and the local executor alternately ``--repeat`` rounds; print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=rounds, default=3, help="rounds (default 3)")
-    parser.add_argument("--only", choices=["churn", "wide"], help="one pipeline only")
+    parser.add_argument("--only", choices=["churn", "branches", "wide"], help="one pipeline only")
     parser.add_argument("--warm", action="store_true",
                         help="keep zygotes warm between runs, as by default (not first runs)")
     args = parser.parse_args(argv)
@@ -110,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("*_pipeline"))
             timed([*cli, "export", str(work / "churn.ipynb")])
             pipelines["churn, two branches"] = str(work / "churn_pipeline")
+        if args.only in (None, "branches"):
+            notebook = _notebook(Path(tmp) / "branches", "branches", BRANCHES)
+            timed([*cli, "export", str(notebook)])
+            pipelines["two heavy branches of ~3 s"] = str(notebook.parent /
+                                                          "branches_pipeline")
         if args.only in (None, "wide"):
             notebook = _wide(Path(tmp) / "wide", _loops_for(2.0))
             timed([*cli, "export", str(notebook)])

@@ -947,6 +947,50 @@ def test_cli_processes_skip_jsonschemas_grammar_compiling_but_still_validate_not
     assert out == ["invalid", "[]"]
 
 
+def test_a_library_process_defers_the_iri_grammars_and_keeps_jsonschemas_iri_checker():
+    # a Dask worker imports papermill through jupyter-mlops as a library: rfc3987_syntax
+    # (installed with JupyterLab) is deferred, not left out, so jsonschema still checks
+    # `iri` strings, compiling the grammars only then
+    pytest.importorskip("rfc3987_syntax")  # installed with the test extras (JupyterLab)
+    code = (
+        "import sys\n"
+        "from jupyter_mlops.execution.imports import papermill_and_engine\n"
+        "papermill_and_engine()\n"
+        "print('jsonschema' in sys.modules, 'rfc3987_syntax.syntax_helpers' in sys.modules)\n"
+        "from jsonschema import Draft7Validator\n"
+        "check = Draft7Validator.FORMAT_CHECKER\n"
+        "print(check.conforms('https://example.org/caf\u00e9', 'iri'),\n"
+        "      check.conforms('no scheme here', 'iri'),\n"
+        "      check.conforms('a b', 'iri-reference'))\n"
+        "print('rfc3987_syntax.syntax_helpers' in sys.modules)\n"
+        "import rfc3987_syntax\n"
+        "print(type(rfc3987_syntax).__name__, callable(rfc3987_syntax.is_valid_syntax))"
+    )
+    assert _printed_by(code) == ["True", "False", "True", "False", "False", "True",
+                                 "module", "True"]
+
+
+def test_deferring_the_iri_grammars_leaves_a_process_that_has_them_alone() -> None:
+    """Where jsonschema is already imported (a server), or the CLI left rfc3987_syntax out,
+    nothing is deferred."""
+    code = (
+        "import sys\n"
+        "import jsonschema\n"
+        "from jupyter_mlops.execution.imports import defer_iri_grammars\n"
+        "before = sys.modules.get('rfc3987_syntax')\n"
+        "defer_iri_grammars()\n"
+        "print(sys.modules.get('rfc3987_syntax') is before)\n"
+    )
+    assert _printed_by(code) == ["True"]
+    left_out = ("import sys\n"
+                "from jupyter_mlops.run.startup import skip_slow_optional_imports\n"
+                "skip_slow_optional_imports()\n"
+                "from jupyter_mlops.execution.imports import defer_iri_grammars\n"
+                "defer_iri_grammars()\n"
+                "print(sys.modules['rfc3987_syntax'])")
+    assert _printed_by(left_out) == ["None"]
+
+
 def test_only_the_thread_importing_papermill_is_told_pyarrow_is_missing() -> None:
     """Another thread of the process may import pyarrow meanwhile (a frame's Parquet file):
     the finder that leaves pyarrow out refuses it to the importing thread only."""

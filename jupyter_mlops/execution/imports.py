@@ -17,11 +17,15 @@ imported: 0.2-0.3 s later).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 import threading
+import types
 from typing import Any
 
-__all__ = ["papermill_and_engine", "kernel_manager_class", "papermill_without_hdfs"]
+__all__ = ["papermill_and_engine", "kernel_manager_class", "papermill_without_hdfs",
+           "defer_iri_grammars"]
 
 _IMPORTING = threading.Lock()
 #: ``AsyncKernelManager`` once it and the modules that start kernels are wholly imported (a
@@ -57,10 +61,62 @@ class _NoPyarrowInThisThread:
                                       "imported without its HDFS handler)", name=name)
 
 
+#: jsonschema's checker of the ``iri`` string format, whose import compiles its grammars.
+_IRI = "rfc3987_syntax"
+
+
+class _Deferred(types.ModuleType):
+    """``rfc3987_syntax`` until something calls it or asks for a name it does not hold: then
+    the real module, imported at that moment, serves that and every later call."""
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(_IRI)
+        self.__spec__ = spec
+        if spec.submodule_search_locations is not None:  # its modules stay importable
+            self.__path__ = list(spec.submodule_search_locations)
+        self._lock = threading.Lock()
+        self._real: types.ModuleType | None = None
+
+    def _load(self) -> types.ModuleType:
+        with self._lock:
+            if self._real is None:
+                if sys.modules.get(_IRI) is self:
+                    del sys.modules[_IRI]
+                self._real = importlib.import_module(_IRI)
+        return self._real
+
+    def is_valid_syntax(self, term: str, value: str) -> bool:
+        """The real ``is_valid_syntax`` (the one name jsonschema imports), loaded now."""
+        return self._load().is_valid_syntax(term, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # the import system's questions load nothing
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+
+def defer_iri_grammars() -> None:
+    """Have jsonschema, when this process imports it (nbformat does, with papermill), find
+    ``rfc3987_syntax`` deferred: its grammars compile when an ``iri`` string is first checked,
+    not at import. Installed with JupyterLab, it compiled them at import: 1.0 s of the 1.3 s
+    papermill took to import here (2.6 s of CPU with two processes importing at once), on
+    every Dask worker; nothing a run validates checks that format. Unlike the command line's
+    :func:`~jupyter_mlops.run.startup.skip_slow_optional_imports`, the checker is kept, so
+    this suits a process others share (a Dask worker). Nothing is done where jsonschema or
+    ``rfc3987_syntax`` is already imported, or left out, or not installed."""
+    if "jsonschema" in sys.modules or _IRI in sys.modules:
+        return
+    spec = importlib.util.find_spec(_IRI)
+    if spec is not None:
+        sys.modules[_IRI] = _Deferred(spec)
+
+
 def papermill_and_engine() -> Any:
-    """papermill, with the modules its ``mlops`` engine needs already imported."""
+    """papermill, with the modules its ``mlops`` engine needs already imported (and
+    ``rfc3987_syntax`` deferred: :func:`defer_iri_grammars`)."""
     kernel_manager_class()
     with _IMPORTING:
+        defer_iri_grammars()
         hide = None
         if _without_hdfs and "pyarrow" not in sys.modules and "papermill" not in sys.modules:
             # papermill imports it inside a `try`, and says "install pyarrow" if it is used
