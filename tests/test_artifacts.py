@@ -365,6 +365,31 @@ def test_missing_values_of_an_object_column_come_back_nan_where_they_were_nan(tm
     assert [repr(v) for v in back["city"]] == ["'Oslo'", "nan", "'Lima'"]
 
 
+def test_missing_values_na_nat_or_of_several_kinds_come_back_as_they_were(tmp_path):
+    """An object column holding pandas' NA (pandas 2 makes ``pd.Series(["x", pd.NA])`` one), NaT, or
+    None beside NaN, got None for each; now each missing value comes back itself, the
+    other cells as they were. Bytes, which JSON cannot keep, stay Arrow's (None), as
+    before."""
+    frame = pd.DataFrame({
+        "na": pd.Series(["x", pd.NA, "y"], dtype=object),
+        "both": pd.Series(["a", None, np.nan], dtype=object),
+        "times": pd.Series([pd.Timestamp("2020-01-01", tz="Europe/Oslo"), pd.NaT, None],
+                           dtype=object),
+        "ints": pd.Series([1, pd.NA, 3], dtype=object),
+        "bytes": pd.Series([b"x", pd.NA, None], dtype=object),
+        "none": pd.Series(["a", None, "b"], dtype=object),
+    })
+    back, manifest = roundtrip(frame, tmp_path)
+    assert manifest["mixed_columns"] == ["na", "both", "times", "ints"]
+    for label in ["na", "both", "times", "ints", "none"]:
+        assert [type(v) for v in back[label]] == [type(v) for v in frame[label]], label
+        assert [str(v) for v in back[label]] == [str(v) for v in frame[label]], label
+        assert back[label].dtype == object
+    assert back["na"][1] is pd.NA and back["times"][1] is pd.NaT
+    assert back["times"][0] == frame["times"][0] and str(back["times"][0].tz) == "Europe/Oslo"
+    assert back["bytes"].tolist() == [b"x", None, None]
+
+
 def test_a_numpy_time_is_no_metric():
     """A datetime64's or timedelta64's item() is an int: never taken as a measure."""
     from jupyter_mlops.errors import MlopsError

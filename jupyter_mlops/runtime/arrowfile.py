@@ -233,8 +233,9 @@ def _objects_back(frame: Any, table: Any) -> Any:
     """``frame`` with each column and index level pandas' metadata says had dtype object as
     one again: Arrow types an object column of numbers, booleans, datetimes or (pandas 3)
     strings, and the next step got int64 where the notebook had objects. Missing values
-    come back as None (Arrow kept a null for None and NaN alike; those of a column that
-    had NaN alone are made NaN again, :func:`.mixedcolumns.unmixed`)."""
+    come back as None (Arrow kept a null for each; those of a column that had NaN alone
+    are made NaN again, :func:`.mixedcolumns.unmixed`, and a column with NA or NaT was
+    written as text)."""
     import pandas as pd
 
     described = (table.schema.metadata or {}).get(b"pandas", b"")

@@ -137,10 +137,9 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     if fmt == "arrow":
         shown = ["it"] if record["kind"] == "series" else [
             f"its column {label!r}" for label in value.columns]
-        table, frame, mixed = mixedcolumns.arrow_table(frame, shown)
+        table, frame, mixed, nan = mixedcolumns.arrow_table(frame, shown)
         if mixed:
             extra["mixed_columns"] = record["mixed_columns"] = mixed
-        nan = mixedcolumns.nan_columns(frame, mixed)
         if nan:
             extra["nan_columns"] = record["nan_columns"] = nan
         table = arrowfile.name_arrow_dtypes(table, frame)

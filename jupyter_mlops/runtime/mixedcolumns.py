@@ -15,9 +15,11 @@ object column Arrow would type as times is written so too where it would change:
 several zones (Arrow gives them back all in the first) or units, or another value among
 them (Arrow makes an int a time, a datetime among dates a date).
 
-An object column whose missing values are all NaN (pandas before 3 marks a missing string
-so) is named in the same record too (:func:`nan_columns`): Arrow keeps a null, read back as
-None, which :func:`unmixed` makes NaN again."""
+An object column's missing values come back as they were: Arrow keeps a null, read back as
+None. Where they are all NaN (pandas before 3 marks a missing string so) the column is named
+in the same record too, and :func:`unmixed` makes them NaN again; where they are pandas' NA
+or NaT, or of several kinds (None and NaN), the column is written as text, as above (as
+before, Arrow's None where JSON cannot keep its values)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any
 
 from ._jsonvalues import _TAG, NotJSON, decode, encode, type_name
 
-__all__ = ["arrow_table", "nan_columns", "unmixed"]
+__all__ = ["arrow_table", "unmixed"]
 
 
 def _refusals() -> tuple[type[Exception], ...]:
@@ -38,14 +40,15 @@ def _refusals() -> tuple[type[Exception], ...]:
             TypeError)
 
 
-def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
-    """The Arrow table of ``frame`` (its plain labels), the frame it was made of, and the
-    columns written as the JSON text of each cell, which :func:`unmixed` makes the same
-    values again: those Arrow cannot type (numbers and strings in one, as a messy
+def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str], list[str]]:
+    """The Arrow table of ``frame`` (its plain labels), the frame it was made of, the
+    columns written as the JSON text of each cell, and the object columns whose missing
+    values are all NaN, both of which :func:`unmixed` makes the same values again. Written
+    as text: the columns Arrow cannot type (numbers and strings in one, as a messy
     spreadsheet gives) or would change (ints among floats, lists, tuples and dicts, times
-    of several zones, units or types; see the module's text). ``shown``: each column as a
-    message names it ("its column 'price'"). ValueError naming a column or an index level
-    that cannot be kept."""
+    of several zones, units or types, missing values NA, NaT or of several kinds; see the
+    module's text). ``shown``: each column as a message names it ("its column 'price'").
+    ValueError naming a column or an index level that cannot be kept."""
     import pandas as pd
     import pyarrow as pa
 
@@ -78,11 +81,17 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
             mixed[name] = cells
         elif _is_time(typed) and _times_changed(frame[name]):
             mixed[name] = None
+    missing = _missing_kinds(frame)
+    for name in [n for n, kind in missing.items() if kind == "other" and n not in mixed]:
+        cells = _missing_as_text(frame[name])
+        if cells is not None:
+            mixed[name] = cells
+    nan = [str(n) for n, kind in missing.items() if kind == "nan" and n not in mixed]
     if not mixed:
         if table is None:
             _refuse_index(frame)
-            return pa.Table.from_pandas(frame, preserve_index=None), frame, []
-        return table, frame, []
+            return pa.Table.from_pandas(frame, preserve_index=None), frame, [], nan
+        return table, frame, [], nan
     frame = frame.copy(deep=False)
     for name, cells in mixed.items():
         if cells is None:
@@ -93,7 +102,7 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, list[str]]:
     except refused:
         _refuse_index(frame)
         raise
-    return table, frame, [str(n) for n in mixed]
+    return table, frame, [str(n) for n in mixed], nan
 
 
 def _changed_by_arrow(typed: Any) -> bool:
@@ -314,28 +323,40 @@ def _refuse_index(frame: Any) -> None:
                 "example with .astype(str)) or make it a column with .reset_index()") from None
 
 
-def nan_columns(frame: Any, mixed: list[str]) -> list[str]:
-    """The object columns of ``frame`` (its plain labels) other than ``mixed`` whose missing
-    values are all NaN (pandas before 3 marks a missing string so): Arrow keeps a null, which
-    reads back as None, and :func:`unmixed` makes them NaN again."""
+def _missing_kinds(frame: Any) -> dict[Any, str]:
+    """The object columns of ``frame`` with missing values other than None alone, by what
+    those are: "nan" (all NaN, a numpy float's too: one taken out of a Series is
+    np.float64), or "other" (pandas' NA or NaT, or several kinds, as None and NaN)."""
     import math
 
     import pandas as pd
 
-    found = []
+    found = {}
     for name, dtype in frame.dtypes.items():
-        if not pd.api.types.is_object_dtype(dtype) or str(name) in mixed:
+        if not pd.api.types.is_object_dtype(dtype):
             continue
-        missing = frame[name][frame[name].isna()].tolist()
-        # a numpy float's NaN too (one taken out of a Series is np.float64)
-        if missing and all(isinstance(v, float) and math.isnan(v) for v in missing):
-            found.append(str(name))
+        column = frame[name]
+        missing = column[column.isna()].tolist()
+        if all(v is None for v in missing):
+            continue
+        nan = all(isinstance(v, float) and math.isnan(v) for v in missing)
+        found[name] = "nan" if nan else "other"
     return found
+
+
+def _missing_as_text(column: Any) -> list[str | None] | None:
+    """The JSON text of each cell of an object ``column`` whose missing values Arrow would
+    make None (:func:`_missing_kinds`), or None where JSON cannot keep a value: Arrow's
+    column then, as before."""
+    try:
+        return _texts(column.tolist())
+    except (NotJSON, RecursionError, ValueError):
+        return None
 
 
 def unmixed(frame: Any, restore: dict[str, Any]) -> Any:
     """``frame`` with the columns :func:`arrow_table` wrote as text made values again, and
-    the missing values of the :func:`nan_columns` NaN again."""
+    the missing values of the columns it named as NaN alone NaN again."""
     import numpy as np
     import pandas as pd
 
