@@ -55,9 +55,10 @@ FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
            "json-table": "table.json"}
 #: What reading a frame back needs beyond its columns, kept inside its data file.
 RESTORE = ("column_labels", "column_range", "column_names", "index_names", "index_freq",
-           "series_name", "dtypes", "empty_categories", "mixed_columns", "nan_columns")
+           "series_name", "dtypes", "empty_categories", "mixed_columns", "nan_columns",
+           "list_columns")
 #: What only a frame file's own record says (its hash covers it), never its manifest.
-_FILE_ONLY = ("mixed_columns", "nan_columns")
+_FILE_ONLY = ("mixed_columns", "nan_columns", "list_columns")
 #: The one column of a Series kept as a frame.
 SERIES_COLUMN = "__series__"
 #: How a JSON table written here begins: what restores it comes first, then pandas' table.
@@ -137,11 +138,9 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     if fmt == "arrow":
         shown = ["it"] if record["kind"] == "series" else [
             f"its column {label!r}" for label in value.columns]
-        table, frame, mixed, nan = mixedcolumns.arrow_table(frame, shown)
-        if mixed:
-            extra["mixed_columns"] = record["mixed_columns"] = mixed
-        if nan:
-            extra["nan_columns"] = record["nan_columns"] = nan
+        table, frame, restore = mixedcolumns.arrow_table(frame, shown)
+        extra.update(restore)
+        record.update(restore)
         table = arrowfile.name_arrow_dtypes(table, frame)
         folder = path.parent if refer and arrowrefs.may_refer(path.parent) else None
         extra["sha256"] = write_with(
