@@ -183,6 +183,42 @@ def test_parameter_and_data_changes_rerun_only_what_depends_on_them(tmp_path: Pa
     assert {_steps(shuffled)[s]["cached_from"] for s in ("b", "c")} == {more["run_id"]}
 
 
+@pytest.mark.kernel
+def test_an_edited_helper_module_beside_the_notebook_reruns_the_steps_importing_it(
+        tmp_path: Path) -> None:
+    """A step importing the user's own ``helpers.py`` (which imports ``consts.py``) had its
+    results reused after either file changed: the numbers of the old code. Now the key
+    covers both texts; a comment edited re-runs that step only (its output is the same)."""
+    (tmp_path / "helpers.py").write_text("from consts import FACTOR\n\n\n"
+                                         "def scale(x):\n    return x * FACTOR\n")
+    (tmp_path / "consts.py").write_text("FACTOR = 2\n")
+    _write(tmp_path, export_it=False)
+    write_notebook(tmp_path / "pipe.ipynb", SETUP, PARAMS,
+                   STEP_A + "\nimport helpers\ntotal = float(helpers.scale(total))",
+                   STEP_B, STEP_C, METRICS_C)
+    assert run_cli("export", str(tmp_path / "pipe.ipynb")).returncode == 0
+    first = _run(tmp_path)
+    assert _steps(first)["c"]["outputs"]["score"]["value"] == 2 * 36.0 + 2
+    assert set(_steps(first)["a"]["files"]) >= {"import helpers", "import consts"}
+    assert "import helpers" not in _steps(first)["b"]["files"]
+
+    (tmp_path / "consts.py").write_text("FACTOR = 3\n")  # imported by helpers only
+    tripled = _run(tmp_path)
+    assert _ran(tripled) == set(STEPS)
+    assert _steps(tripled)["c"]["outputs"]["score"]["value"] == 2 * 54.0 + 2
+
+    (tmp_path / "helpers.py").write_text("from consts import FACTOR  # the factor\n\n\n"
+                                         "def scale(x):\n    return x * FACTOR\n")
+    commented = _run(tmp_path)
+    assert _ran(commented) == {"a"}
+    assert _shas(commented) == _shas(tripled)
+
+    (tmp_path / "consts.py").write_text("FACTOR = 2\n")  # as in the first run: its a again
+    back = _run(tmp_path)
+    assert _ran(back) == {"a"}
+    assert _steps(back)["c"]["cached_from"] == first["run_id"]
+
+
 def test_step_key_depends_on_the_environment(tmp_path: Path) -> None:
     pipeline = _write(tmp_path, export_it=False)
     export(tmp_path / "pipe.ipynb")  # in-process: no kernel is needed for keys

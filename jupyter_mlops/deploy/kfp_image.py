@@ -27,6 +27,7 @@ from ..pipeline.quoting import (
 )
 from ..pipeline.spec import PipelineSpec
 from ..run.cache import step_imports, step_strings
+from ..run.localmodules import local_modules
 from ..run.versions import package_versions
 from .pythonenv import canonical
 from .runtime_wheel import wheel_name
@@ -67,18 +68,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _local_modules(workdir: Path, modules: list[str]) -> list[Path]:
-    """The modules of ``modules`` that are files or packages in ``workdir``."""
-    found = []
-    for module in modules:
-        single, package = workdir / f"{module}.py", workdir / module
-        if single.is_file():
-            found.append(single)
-        elif package.is_dir() and any(package.glob("*.py")):
-            found.append(package)
-    return found
-
-
 def _read_paths(pipeline_dir: Path, spec: PipelineSpec, workdir: Path
                 ) -> tuple[list[Path], list[str]]:
     """(existing files and folders the steps name or import from ``workdir``, absolute
@@ -99,7 +88,7 @@ def _read_paths(pipeline_dir: Path, spec: PipelineSpec, workdir: Path
             if (full.exists() and not _inside(workdir, full) and not _inside(full, pipeline_dir)
                     and not _inside(pipeline_dir, full)):
                 found.add(full)
-        found.update(_local_modules(workdir, step_imports(notebook)))
+        found.update(local_modules(workdir, step_imports(notebook)))
     # a file inside a folder that is copied anyway needs no line of its own
     kept = sorted(p for p in found if not any(q != p and _inside(p, q) for q in found))
     return kept, sorted(absolute)

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from ..runtime._files import atomic_write
 from ..runtime.checks import CHECKS_FILE
 from .cache import file_fingerprints, reuse, step_key, step_strings
 from .failure import describe_failure, mark_timeout
+from .localmodules import module_fingerprints
 from .options import RunOptions
 from .records import StepRecord
 from .results import RUN_FILE, Listener, RunResult, StepResult, cell_tracker
@@ -66,6 +67,8 @@ class PlannedRun:
     environments: dict[str, dict[str, Any]]
     kernel: KernelCommand
     fail_on_drift: bool
+    #: The top-level modules each step imports (:func:`.cache.step_imports`).
+    imports: dict[str, list[str]] = field(default_factory=dict)
 
 
 class RunInProgress:
@@ -137,6 +140,8 @@ class RunInProgress:
                 v for n, v in self.result.parameters.items()
                 if n in step.parameters and isinstance(v, str)]
             state.files = file_fingerprints(candidates, self.workdir())
+            state.files.update(module_fingerprints(self.workdir(),
+                                                   self.plan.imports.get(step.name, ())))
             state.cache_key = step_key(step, self.result.parameters, self.hashes(step),
                                        self.environments[step.name], self.spec.allow_pickle,
                                        self.fail_on_drift, state.files)

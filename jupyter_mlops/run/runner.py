@@ -91,11 +91,12 @@ def _plan(folder: Path, options: RunOptions) -> PlannedRun:
     fail_on_drift = options.fail_on_drift
     if fail_on_drift is None:
         fail_on_drift = bool(spec.checks.get("fail_on_drift", False))
-    environments = environments_of(kernel_name, {
-        s.name: step_imports(folder / s.notebook) for s in spec.steps}, folder.resolve())
+    imports = {s.name: step_imports(folder / s.notebook) for s in spec.steps}
+    environments = environments_of(kernel_name, imports, folder.resolve())
     kernel = KernelCommand(kernel_name, str((folder / spec.workdir).resolve()),
                            tuple(arguments))
-    return PlannedRun(spec, folder, options, values, modes, environments, kernel, fail_on_drift)
+    return PlannedRun(spec, folder, options, values, modes, environments, kernel, fail_on_drift,
+                      imports)
 
 
 def _execute(plan: PlannedRun, executor: Executor, listener: Listener | None,
