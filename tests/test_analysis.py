@@ -169,6 +169,22 @@ def test_fit_in_a_later_step_makes_it_the_producer_of_the_model():
     assert graph(a)["use"] == ([3], {"model": "fit", "X": "make"}, [], ["fit", "make"])
 
 
+def test_models_fitted_through_a_loops_name_come_from_the_step_that_fitted_them():
+    """``for name, m in models.items(): m.fit(X, y)`` fits the models of ``models``: the
+    next step had taken ``models`` from the step that built them, unfitted."""
+    a = analyze_cells(
+        "%%mlops step make\nfrom sklearn.linear_model import LinearRegression, Ridge\n"
+        "models = {'lr': LinearRegression(), 'ridge': Ridge()}\nlr, rf = Ridge(), Ridge()\n"
+        "X = [[1], [2]]\ny = [1, 2]",
+        "%%mlops step fit\nfor name, m in models.items():\n    m.fit(X, y)\n"
+        "for m in (lr, rf):\n    m.fit(X, y)\nfor i in range(2):\n    i.bit_length()",
+        "%%mlops step use\np = [m.predict(X) for m in models.values()] + [lr.predict(X)]",
+    )
+    assert a.problems == []
+    assert graph(a)["fit"][2] == ["models", "lr"]  # rf: no later step uses it
+    assert graph(a)["use"][1] == {"models": "fit", "X": "make", "lr": "fit"}
+
+
 def test_head_in_a_later_step_does_not_change_the_producer():
     a = analyze_cells(
         "%%mlops step a\ndf = {'a': 1}",
@@ -540,6 +556,15 @@ def test_time_cell_body_is_analysed():
     a = analyze_cells("%%mlops step a\nx = 1", "%%mlops step b\n%%time\ny = x + missing")
     assert graph(a)["b"] == ([2], {"x": "a"}, [], ["a"])
     assert [(p.cell, "`missing`" in p.message) for p in a.problems] == [(2, True)]
+
+
+def test_a_time_line_magics_statement_is_analysed():
+    """``%time X = ...`` defines X in the user's namespace, ``%time m.fit(X)`` uses X and
+    changes m; ``%timeit`` keeps its names to itself."""
+    a = analyze_cells("%%mlops step a\nimport numpy as np\n%time X = np.arange(3)",
+                      "%%mlops step b\nif True:\n    %time total = X.sum()\n%timeit y = X * 2")
+    assert a.problems == []
+    assert graph(a)["b"] == ([2], {"X": "a"}, [], ["a"])
 
 
 def test_role_problems_from_reading_are_kept():

@@ -594,6 +594,27 @@ def test_unfitted_estimator_round_trip(tmp_path):
     assert back.get_params() == LogisticRegression(C=0.5).get_params()
 
 
+def test_dicts_and_lists_of_estimators_go_as_one_skops_file(tmp_path, training_data):
+    """A notebook's ``models = {"lr": ..., "search": ...}`` (or a list of them) could not pass
+    between steps; it goes as one skops file and comes back with its keys, order and
+    fitted models. A container holding anything else is still refused."""
+    frame, target = training_data
+    models = {"lr": LogisticRegression().fit(frame[["size"]], target),
+              "search": fitted_search(training_data), "note": {"rows": 3, "tags": ["a", None]}}
+    back, manifest = roundtrip(models, tmp_path, name="models")
+    assert manifest["kind"] == "skops" and manifest["python_type"] == "dict"
+    assert list(back) == ["lr", "search", "note"] and back["note"] == models["note"]
+    for name in ("lr", "search"):
+        np.testing.assert_array_equal(back[name].predict(frame[["size"]]),
+                                      models[name].predict(frame[["size"]]))
+    pairs = [("lr", LogisticRegression(C=0.5)), ("unfitted", LogisticRegression())]
+    back, manifest = roundtrip(pairs, tmp_path, name="pairs")
+    assert [(n, type(m), m.C) for n, m in back] == [(n, type(m), m.C) for n, m in pairs]
+    assert artifacts.kind_of([1, 2]) == "json"
+    assert artifacts.kind_of({"lr": LogisticRegression(), "open": open}) is None
+    assert artifacts.kind_of({1: LogisticRegression()}) is None
+
+
 # --- JSON -------------------------------------------------------------------------------
 
 

@@ -67,6 +67,24 @@ def _changed_object(node: ast.expr) -> str | None:
     return None if isinstance(node, ast.Call) else _base_name(node)
 
 
+#: Builtins whose result iterates over the items of their arguments.
+_ITERATING = frozenset({"enumerate", "zip", "reversed", "sorted", "list", "tuple", "iter"})
+
+
+def _iterated(node: ast.expr) -> set[str | None]:
+    """The names whose values' items a ``for`` over ``node`` binds: ``models`` for
+    ``models``, ``models.values()`` or ``enumerate(models)``; ``lr`` and ``rf`` for
+    ``(lr, rf)``; none for another call's result (``range(3)``)."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return {_base_name(e) for e in node.elts}
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in _ITERATING):
+        return set().union(*(_iterated(a) for a in node.args))
+    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
+        return set()
+    return {_changed_object(node.func.value) if isinstance(node, ast.Call) else _base_name(node)}
+
+
 class _Walker(ast.NodeVisitor):
     """Walks module-level statements in evaluation order."""
 
@@ -75,6 +93,10 @@ class _Walker(ast.NodeVisitor):
         self.out = CellNames()
         self.bound: set[str] = set()
         self.comprehension_locals: list[set[str]] = []
+        #: A loop's names bound to the items of a name's value (``for m in models.values()``):
+        #: changing one in place changes that value (``m.fit(X, y)`` fits a model of
+        #: ``models``), until the name is bound again.
+        self.aliases: dict[str, set[str]] = {}
         #: ``from __future__ import annotations`` makes annotations strings, never run.
         self.lazy_annotations = False
 
@@ -90,6 +112,7 @@ class _Walker(ast.NodeVisitor):
             self.comprehension_locals[-1].add(name)
             return
         self.bound.add(name)
+        self.aliases.pop(name, None)
         self.out.defines.pop(name, None)  # keep the order of the last binding
         self.out.defines[name] = kind
         if name in self.out.deletes:
@@ -98,6 +121,8 @@ class _Walker(ast.NodeVisitor):
     def mutate(self, name: str | None) -> None:
         if name is None or any(name in s for s in self.comprehension_locals):
             return
+        for source in self.aliases.get(name, ()):
+            self.mutate(source)
         self.use(name)
         if name not in self.bound and name not in self.out.mutates:
             self.out.mutates.append(name)
@@ -170,6 +195,11 @@ class _Walker(ast.NodeVisitor):
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         self._store_target(node.target)
+        sources = _iterated(node.iter) - {None}
+        if sources and not self.comprehension_locals:
+            for target in ast.walk(node.target):
+                if isinstance(target, ast.Name):
+                    self.aliases[target.id] = {str(s) for s in sources}
         for stmt in node.body + node.orelse:
             self.visit(stmt)
 

@@ -28,6 +28,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MLOPS_LINE = re.compile(r"^%%?mlops(?:[ \t]+(?P<args>.*))?$")
 #: Cell magics whose body runs in the user's namespace as ordinary Python.
 _PASS_THROUGH_MAGICS = re.compile(r"^%%(time|capture|prun)\b[^\n]*\n?")
+#: The line magic ``%time STATEMENT``, which runs the statement in the user's namespace
+#: (``%timeit`` runs it in a namespace of its own: its names stay there).
+_TIME_LINE = re.compile(r"^([ \t]*)%time[ \t]+(?=\S)", re.MULTILINE)
 _BLANK_LINES = re.compile(r"^(?:[ \t]*\r?\n)+")
 _HEADING2 = re.compile(r"^##[ \t]+(?P<title>\S.*?)[ \t#]*$", re.MULTILINE)
 
@@ -364,10 +367,11 @@ def to_python(code: str) -> str:
     """Turn IPython syntax (magics, ``!`` lines, ``?`` help) into plain Python.
 
     The body of a pass-through cell magic (``%%time``, ``%%capture``) is kept as code, since
-    it runs in the user's namespace. Plain Python skips IPython entirely, which keeps
-    analysing a large notebook fast.
+    it runs in the user's namespace, and so is the statement of a ``%time`` line (``%time
+    model.fit(X, y)`` uses ``X``; ``%time X = load()`` defines it). Plain Python skips
+    IPython entirely, which keeps analysing a large notebook fast.
     """
-    code = _unwrap_pass_through(code)
+    code = _TIME_LINE.sub(r"\1", _unwrap_pass_through(code))
     if not any(ch in code for ch in "%!?"):
         return code
     from IPython.core.inputtransformer2 import TransformerManager

@@ -29,7 +29,8 @@ from ._jsonvalues import NotJSON, decode, display, encode, json_text, type_name
 __all__ = ["kind_of", "load", "load_inputs", "read_manifest", "save", "save_outputs"]
 
 SUPPORTED = (
-    "pandas DataFrame and Series, numpy arrays, scikit-learn estimators, "
+    "pandas DataFrame and Series, numpy arrays, scikit-learn estimators (alone, or in "
+    "lists and dicts), "
     "JSON values: numbers, strings, lists, dicts"
 )
 # The data file's extension per kind; JSON data gets "data.json" so it never collides with
@@ -67,12 +68,34 @@ def _classify(value: Any, allow_pickle: bool) -> tuple[str | None, str | None]:
         return ("parquet" if type(value) is pd.DataFrame else "series"), None
     if np is not None and type(value) is np.ndarray and not value.dtype.hasobject:
         return "npy", None
-    if base is not None and isinstance(value, base.BaseEstimator):
+    if base is not None and (isinstance(value, base.BaseEstimator)
+                             or _holds_estimators(value, base.BaseEstimator)):
         return "skops", None
     text = json_text(value)
     if text is not None:
         return "json", text
     return ("pickle" if allow_pickle else None), None
+
+
+def _holds_estimators(value: Any, estimator: type) -> bool:
+    """Whether ``value`` is a dict (string keys), list or tuple of scikit-learn estimators
+    (a notebook's ``models = {"lr": ..., "forest": ...}``), at any depth, beside numbers,
+    strings, booleans and None, with one estimator at least: skops writes those as they
+    are, and reads them back so."""
+    found, todo = False, [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, estimator):
+            found = True
+        elif type(item) is dict and all(type(k) is str for k in item):
+            todo.extend(item.values())
+        elif type(item) in (list, tuple):
+            todo.extend(item)
+        elif not (item is None or type(item) in (bool, int, float, str)):
+            return False
+        if len(todo) > 100_000:  # not a handful of models
+            return False
+    return found
 
 
 def _extension(kind: str, fmt: str) -> str:
