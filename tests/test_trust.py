@@ -272,6 +272,52 @@ def test_export_names_the_types_to_trust_and_the_run_uses_them(tmp_path: Path) -
         "xgboost.XGBClassifier"]
 
 
+@pytest.mark.kernel
+def test_a_model_of_the_notebooks_own_type_runs_and_its_generated_tests_say_why_they_skip(
+        tmp_path: Path) -> None:
+    """Trusted by its author, a model whose class the notebook defines runs in the steps
+    (their setup defines it); the generated tests, outside the steps, cannot load it: they
+    skip it saying why, where they failed on "module '__main__' has no attribute"."""
+    notebook = write_notebook(
+        tmp_path / "own.ipynb",
+        "%load_ext jupyter_mlops",
+        "%%mlops setup\nimport pandas as pd\n" + HELPER,
+        "%%mlops step train\nX = pd.DataFrame({'a': [0.0, 1.0, 2.0]})\ny = [1.0, 2.0, 6.0]",
+        "%%mlops model model\nmodel = MeanModel().fit(X, y)",
+        "%%mlops step evaluate\nscore = float(model.predict(X)[0])",
+    )
+    run_capturing(notebook, tmp_path)
+    refused = run_cli("export", str(notebook))
+    assert refused.returncode == 2 and "loads only inside its steps" in refused.stderr
+    done = run_cli("export", str(notebook), "--trust", "__main__.MeanModel")
+    assert done.returncode == 0, done.stderr
+    tested = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "test",
+                             str(tmp_path / "own_pipeline"), "-rs"],
+                            capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed, 4 skipped" in tested.stdout, tested.stdout
+    assert "needs types defined in the notebook itself (__main__.MeanModel)" in tested.stdout
+    assert ("the notebook captured no metrics: mark its cells %%mlops metrics and run it "
+            "before exporting") in tested.stdout
+    assert "got empty parameter set" not in tested.stdout
+
+
+def test_export_says_what_to_do_with_a_lambda_or_a_notebooks_own_type() -> None:
+    """A lambda's name is no type name: the advice ``--trust __main__.<lambda>`` was refused
+    by --trust itself. A notebook's own type loads only in its steps' kernels: the
+    generated tests and serving could not load it."""
+    from jupyter_mlops.pipeline.export import _what_to_trust
+
+    lam = _what_to_trust(["__main__.<lambda>", "__main__.ClipOutliers"])
+    assert "a lambda, or a function defined inside another, cannot be saved" in lam
+    assert "<lambda>" not in lam and "--trust helpers.NAME" in lam
+    own = _what_to_trust(["__main__.ClipOutliers"])
+    assert "loads only inside its steps" in own
+    assert own.endswith("export with --trust __main__.ClipOutliers")
+    assert _what_to_trust(["helpers.MeanModel"]) == (
+        "if you trust the code that defines them, export with --trust helpers.MeanModel")
+
+
 def test_capture_saves_any_model_the_author_fitted(tmp_path: Path) -> None:
     from jupyter_mlops.runtime.capture import capture_model
 

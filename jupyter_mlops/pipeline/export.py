@@ -148,13 +148,29 @@ def untrusted_models(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:
             untrusted = refused(needed, spec.trust)
             if untrusted:
                 cell = next((c.number for c in plan_step.cells if c.role == "model"), None)
-                flags = " ".join(f"--trust {t}" for t in untrusted)
                 problems.append(Problem(
                     f"{analysis.notebook.name}: model `{name}` of step `{plan_step.name}` needs "
-                    f"types jupyter-mlops does not trust by default ({', '.join(untrusted)}); if "
-                    f"you trust the code that defines them, export with {flags}",
-                    cell, "error", name))
+                    f"types jupyter-mlops does not trust by default ({', '.join(untrusted)}); "
+                    + _what_to_trust(untrusted), cell, "error", name))
     return problems
+
+
+def _what_to_trust(untrusted: list[str]) -> str:
+    """What to do about a model's ``untrusted`` types: a lambda or a function made inside
+    another cannot be named, so no flag trusts it; one defined in the notebook loads only in
+    its steps' kernels (not in generated tests, serving or another process)."""
+    unnamed = [t for t in untrusted if "<" in t]
+    if unnamed:
+        return ("a lambda, or a function defined inside another, cannot be saved with a model "
+                "and loaded again: define it with def in a module beside the notebook (say "
+                "helpers.py), import it from there, and export with --trust helpers.NAME")
+    flags = " ".join(f"--trust {t}" for t in untrusted)
+    if any(t.startswith("__main__.") for t in untrusted):
+        return ("a type defined in the notebook itself loads only inside its steps, not in "
+                "the generated tests, serving or another process: move it to a module beside "
+                "the notebook (say helpers.py), import it from there and trust it there "
+                f"(--trust helpers.NAME); or, if you trust it, export with {flags}")
+    return f"if you trust the code that defines them, export with {flags}"
 
 
 def hidden_state_hints(problems: list[Problem], notebook: Path) -> list[Problem]:

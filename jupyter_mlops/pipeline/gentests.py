@@ -38,6 +38,14 @@ DATA = json.loads({data})
 TRUST = {trust}
 
 
+def _each(found, role):
+    """One test per captured item, or one skipped saying that none was captured (pytest
+    would say "got empty parameter set")."""
+    return sorted(found) or [pytest.param(None, marks=pytest.mark.skip(
+        reason=f"the notebook captured no {{role}}: mark its cells %%mlops {{role}} and "
+               "run it before exporting"))]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One run of the pipeline on its defaults; drift fails it, as a test should. It goes
@@ -59,11 +67,21 @@ def _load(run, step, name):
                 trusted=TRUST)
 
 
+def _testable(name):
+    """Skip, saying why, a model whose types the notebook itself defines: they load only
+    inside the pipeline's steps, which run the notebook's setup."""
+    own = [t for t in MODELS[name].get("trusted") or [] if t.startswith("__main__.")]
+    if own:
+        pytest.skip(f"`{{name}}` needs types defined in the notebook itself "
+                    f"({{', '.join(own)}}), which load only inside its steps; move them to a "
+                    "module beside the notebook to test the model here")
+
+
 def test_the_pipeline_runs_on_its_defaults(run):
     assert run.status == "succeeded", run.error
 
 
-@pytest.mark.parametrize("key", sorted(DATA))
+@pytest.mark.parametrize("key", _each(DATA, "data"))
 def test_data_keeps_its_contract(run, key):
     entry = DATA[key]
     step = _step(run, entry["step"])
@@ -78,11 +96,12 @@ def test_data_keeps_its_contract(run, key):
                                  + ", ".join(check["drifted"]))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", _each(MODELS, "model"))
 def test_model_is_what_the_notebook_fitted(run, name):
     expected = MODELS[name]
     step = _step(run, expected["step"])
     assert step.status == "done", step.error
+    _testable(name)
     model = _load(run, step.name, name)
     kind = f"{{type(model).__module__}}.{{type(model).__qualname__}}"
     assert kind == expected["class"], (
@@ -96,12 +115,13 @@ def test_model_is_what_the_notebook_fitted(run, name):
                 f"the notebook had {{value!r}}")
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", _each(MODELS, "model"))
 def test_model_predicts_on_the_runs_data(run, name):
     expected = MODELS[name]
     features = expected.get("features_in")
     if not features:
         pytest.skip(f"`{{name}}` records no feature names to build a sample from")
+    _testable(name)
     model = _load(run, expected["step"], name)
     sample = None
     for step in run.steps:
@@ -120,7 +140,7 @@ def test_model_predicts_on_the_runs_data(run, name):
         assert {{str(p) for p in predictions}} <= {{str(c) for c in expected["classes"]}}
 
 
-@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("name", _each(METRICS, "metrics"))
 def test_metric_keeps_its_threshold(run, name):
     rule = METRICS[name]
     found = [c for s in run.steps for c in s.checks if c.get("name") == name]
