@@ -283,6 +283,13 @@ def test_cells_of_lists_tuples_and_dicts_come_back_as_they_were(tmp_path):
     assert "mixed_columns" not in manifest
     assert [(type(v), v.dtype, v.tolist()) for v in back["v"]] == [
         (np.ndarray, np.dtype("int64"), [1, 2]), (np.ndarray, np.dtype("int64"), [3])]
+    for cells, held in (([{1, 2}, {3}], "set"),
+                        ([np.array([1, 2]), [3]], "list and numpy.ndarray")):
+        changed = pd.DataFrame({"v": pd.Series(cells, dtype=object)})  # Arrow made arrays
+        with pytest.raises(ArtifactError, match=rf"its column 'v' holds {held} values, which a "
+                           r"frame file would give back as numpy arrays; make them all lists"):
+            artifacts.save(changed, "changed", tmp_path / "changed")
+        assert files(tmp_path / "changed") == set()
     kept = pd.DataFrame({"raw": pd.Series([[b"x"], [b"y", b"z"]], dtype=object)})
     back, manifest = roundtrip(kept, tmp_path / "bytes")  # not JSON: Arrow's lists, as before
     assert "mixed_columns" not in manifest
@@ -900,7 +907,8 @@ def test_figure_message_matches_the_documented_line(tmp_path):
         "step `train`: variable `fig` is a matplotlib.figure.Figure, which jupyter-mlops cannot "
         "pass between steps safely; create it in the step that uses it, or export with "
         "--allow-pickle (supported: pandas DataFrame and Series, numpy arrays, scikit-learn "
-        "estimators, JSON values: numbers, strings, lists, dicts)"
+        "estimators (alone, or in lists and dicts), JSON values: numbers, strings, lists, "
+        "dicts)"
     )
 
 

@@ -204,9 +204,24 @@ def _containers_as_text(column: Any, where: str) -> list[str | None] | None:
         return _texts(values)
     except NotJSON as err:
         _refuse_time(err, where)
+        _refuse_arrays(values, where)
         return None
     except (RecursionError, ValueError):
         return None
+
+
+def _refuse_arrays(values: list[Any], where: str) -> None:
+    """ValueError, saying ``where`` it is, if Arrow would give cells of ``values`` back as
+    numpy arrays that were not (sets, or lists beside arrays); else nothing."""
+    import numpy as np
+
+    kinds = {type(v) for v in values if isinstance(v, (set, frozenset, list, tuple, np.ndarray))}
+    if kinds & {set, frozenset} or (np.ndarray in kinds and len(kinds) > 1):
+        names = " and ".join(sorted(type_name(k()) if k is not np.ndarray else "numpy.ndarray"
+                                    for k in kinds))
+        raise ValueError(f"{where} holds {names} values, which a frame file would give back "
+                         "as numpy arrays; make them all lists (for example with "
+                         ".map(list), or .map(sorted) for sets)")
 
 
 def _refuse_time(err: NotJSON, where: str) -> None:
