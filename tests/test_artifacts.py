@@ -296,6 +296,25 @@ def test_cells_of_lists_tuples_and_dicts_come_back_as_they_were(tmp_path):
     assert [list(v) for v in back["raw"]] == [[b"x"], [b"y", b"z"]]
 
 
+@pytest.mark.parametrize("index", [
+    pd.Index([1, None], dtype="Int64", name="id"), pd.Index([1, 2], dtype="UInt32"),
+    pd.Index([True, None], dtype="boolean"), pd.Index(["a", None], dtype="string"),
+    pd.Index([1.5, None], dtype="Float64"),
+    pd.MultiIndex.from_arrays([pd.array([1, None], dtype="Int64"), ["x", "y"]],
+                              names=["week", 3]),
+], ids=["Int64", "UInt32", "boolean", "string", "Float64", "MultiIndex"])
+def test_an_index_of_nullable_dtype_comes_back_of_it(tmp_path, index):
+    """Arrow gave an index its numpy dtype (an Int64 index with a missing value came back
+    float64, [1.0, nan]): the next step's joins and lookups saw another index."""
+    frame = pd.DataFrame({"v": [1.0, 2.0]}, index=index)
+    for value in (frame, frame["v"]):
+        back, _ = roundtrip(value, tmp_path)
+        assert back.index.equals(value.index)
+        assert [str(back.index.get_level_values(i).dtype) for i in range(index.nlevels)] == [
+            str(index.get_level_values(i).dtype) for i in range(index.nlevels)]
+        assert list(back.index.names) == list(index.names)
+
+
 def test_plain_lists_go_as_arrows_lists_and_come_back_lists(tmp_path):
     """Lists of strings, booleans or ints (tokens, tags, ids) are written as Arrow's lists,
     at its speed, and read back as lists with the same items (not numpy arrays); what

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,10 +59,12 @@ def module_fingerprints(workdir: Path, modules: Iterable[str]) -> dict[str, str]
 def _imported(source: bytes) -> list[str]:
     """The top-level names of the modules ``source`` imports (not relative imports: those
     are inside its own package, which is hashed whole)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
+    with warnings.catch_warnings():  # an old helper's "\s" is its author's to hear of
+        warnings.simplefilter("ignore")
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            return []
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -56,9 +56,13 @@ FORMATS = {"arrow": "arrow", "arrow-parts": "arrow", "parquet": "parquet",
 #: What reading a frame back needs beyond its columns, kept inside its data file.
 RESTORE = ("column_labels", "column_range", "column_names", "index_names", "index_freq",
            "series_name", "dtypes", "empty_categories", "mixed_columns", "nan_columns",
-           "list_columns")
+           "list_columns", "index_dtypes")
 #: What only a frame file's own record says (its hash covers it), never its manifest.
 _FILE_ONLY = ("mixed_columns", "nan_columns", "list_columns")
+#: pandas' nullable dtypes, which Arrow gives back to an index as numpy's (an Int64 index
+#: with a missing value as float64): its levels of these get them back.
+_INDEX_DTYPES = frozenset({"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32",
+                           "UInt64", "Float32", "Float64", "boolean", "string"})
 #: The one column of a Series kept as a frame.
 SERIES_COLUMN = "__series__"
 #: How a JSON table written here begins: what restores it comes first, then pandas' table.
@@ -105,6 +109,9 @@ def _plain_labels(frame: Any, extra: dict[str, Any]) -> Any:
         frame = frame.rename_axis([f"__index_{i}__" for i in range(frame.index.nlevels)])
     if getattr(frame.index, "freq", None) is not None:  # neither format keeps an index freq
         extra["index_freq"] = frame.index.freqstr
+    kept = [str(frame.index.get_level_values(i).dtype) for i in range(frame.index.nlevels)]
+    if any(dtype in _INDEX_DTYPES for dtype in kept):
+        extra["index_dtypes"] = [dtype if dtype in _INDEX_DTYPES else None for dtype in kept]
     return frame
 
 
@@ -284,6 +291,21 @@ def _categorized(frame: Any, restore: dict[str, Any]) -> Any:
     return frame
 
 
+def _index_typed(index: Any, dtypes: Any) -> Any:
+    """``index`` with its levels of pandas' nullable dtypes of them again (``dtypes``, one
+    per level, None for one left as read); ValueError if they do not fit it."""
+    import pandas as pd
+
+    if (not isinstance(dtypes, list) or len(dtypes) != index.nlevels
+            or any(d is not None and d not in _INDEX_DTYPES for d in dtypes)):
+        raise ValueError("its record's index dtypes do not fit its index")
+    levels = [index.get_level_values(i) if d is None else index.get_level_values(i).astype(d)
+              for i, d in enumerate(dtypes)]
+    if index.nlevels == 1:
+        return levels[0].rename(index.name)
+    return pd.MultiIndex.from_arrays(levels, names=index.names)
+
+
 def _labelled(frame: Any, restore: dict[str, Any], series: bool) -> Any:
     """``frame`` with the labels ``restore`` records; its one column as a Series if
     ``series``."""
@@ -299,6 +321,8 @@ def _labelled(frame: Any, restore: dict[str, Any], series: bool) -> Any:
                          else pd.Index(recorded, name=names[0], tupleize_cols=False))
     if "index_freq" in restore:
         frame.index = type(frame.index)(frame.index, freq=restore["index_freq"])
+    if "index_dtypes" in restore:
+        frame.index = _index_typed(frame.index, restore["index_dtypes"])
     if "index_names" in restore:
         frame.index = frame.index.set_names(decode(restore["index_names"]))
     if not series:
