@@ -36,6 +36,7 @@ from .results import Listener, RunResult, StepResult, new_run_id
 from .selection import select
 from .stop import Cancelled, Stop, stop_on_sigterm
 from .store import RunStore, default_store
+from .threads import kernel_threads
 
 __all__ = ["Cancelled", "run_pipeline", "stop_on_sigterm"]
 
@@ -65,7 +66,10 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         executor = open_executor(options.executor,
                                  ExecutorSettings(options.address, options.kernel_pool))
         try:
-            result = _execute(plan, executor, listener, stop)
+            cluster = executor.parallelism()  # a cluster's kernels are not started here
+            jobs = options.jobs or cluster or os.cpu_count() or 1
+            with kernel_threads(plan.spec, 1 if cluster else jobs) as threads:
+                result = _execute(plan, executor, listener, stop, jobs, threads)
         finally:
             executor.close()
         if result.status != "cancelled":
@@ -100,7 +104,7 @@ def _plan(folder: Path, options: RunOptions) -> PlannedRun:
 
 
 def _execute(plan: PlannedRun, executor: Executor, listener: Listener | None,
-             stop: Stop) -> RunResult:
+             stop: Stop, jobs: int, threads: dict[str, Any] | None) -> RunResult:
     """Open the run in the store, run its steps, and record how it ended: a run cancelled
     (SIGTERM) is recorded ``cancelled`` and returned; any other interruption is recorded
     and raised again. The end is recorded before the kernels are shut down, so whatever
@@ -112,11 +116,10 @@ def _execute(plan: PlannedRun, executor: Executor, listener: Listener | None,
         if options.resume is not None:
             result = _reopen(store, options.resume, plan.spec)
         else:
-            result = _new_run(store, plan, options.runs_dir, options.run_id)
+            result = _new_run(store, plan, options.runs_dir, options.run_id, threads)
     except BaseException:
         store.close()
         raise
-    jobs = options.jobs or executor.parallelism() or os.cpu_count() or 1
     runner = RunInProgress(plan, result, store, executor, jobs, listener, stop)
     heartbeat = Heartbeat(store.path, result.run_id).start()
     stopped: BaseException | None = None
@@ -156,7 +159,7 @@ def _mirror(result: RunResult, mirrors: list[Mirror],
 
 
 def _new_run(store: RunStore, plan: PlannedRun, runs_dir: str | Path | None,
-             run_id: str | None) -> RunResult:
+             run_id: str | None, threads: dict[str, Any] | None = None) -> RunResult:
     run_id = run_id or new_run_id()
     spec, folder, environments = plan.spec, plan.folder, plan.environments
     base = Path(runs_dir) if runs_dir is not None else folder / "runs"
@@ -175,7 +178,9 @@ def _new_run(store: RunStore, plan: PlannedRun, runs_dir: str | Path | None,
          "steps": {n: e["packages"] for n, e in environments.items()},
          # what a model of this run may instantiate beyond the defaults, kept where the
          # steps cannot write, for serving
-         "trust": list(spec.trust)},
+         "trust": list(spec.trust),
+         # the threads each kernel was given, and the figures that chose them
+         **({"kernel_threads": threads} if threads else {})},
         plan.options.started_by, [s.name for s in spec.steps])
     if plan.options.trigger:
         store.set_trigger(run_id, dict(plan.options.trigger), None)
