@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,8 +86,12 @@ def test_marked_cells_run_as_unmarked_and_capture(tmp_path: Path) -> None:
 
 
 def test_a_failing_marked_cell_fails_as_it_would_unmarked(tmp_path: Path) -> None:
+    """Its traceback quotes the cell's own line, not jupyter-mlops' frames (it said "Could
+    not get source"), and a ``;`` at the end of a marked cell hides its value, as unmarked."""
     notebook = write_notebook(tmp_path / "fail.ipynb", "%load_ext jupyter_mlops",
-                              "%%mlops step a\nraise ValueError('boom')", "print('never')")
+                              "%%mlops skip\nsorted([3, 1, 2]);",
+                              "%%mlops skip\nsorted([3, 1, 2])  # shown",
+                              "%%mlops step a\nx = 1\nraise ValueError('boom')", "print('never')")
     proc = subprocess.run([sys.executable, "-m", "papermill", str(notebook),
                            str(tmp_path / "out.ipynb"), "--no-progress-bar"],
                           capture_output=True, text=True)
@@ -95,6 +100,13 @@ def test_a_failing_marked_cell_fails_as_it_would_unmarked(tmp_path: Path) -> Non
     errors = [o for c in executed.cells for o in c.get("outputs", [])
               if o.output_type == "error"]
     assert [(e.ename, e.evalue) for e in errors] == [("ValueError", "boom")]
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0].traceback))
+    assert "----> 2 raise ValueError('boom')" in shown and "Could not get source" not in shown
+    assert "magics.py" not in shown
+    results = {c.source: [o.data["text/plain"] for o in c.outputs
+                          if o.output_type == "execute_result"]
+               for c in executed.cells if c.source.startswith("%%mlops skip")}
+    assert list(results.values()) == [[], ["[1, 2, 3]"]]
 
 
 def test_line_form_marks_a_cell_and_captures_without_running(tmp_path: Path) -> None:

@@ -19,19 +19,39 @@ from .kernel import kernel_variables, locate_notebook
 
 def run_in_namespace(shell: Any, code: str) -> None:
     """Run ``code`` in the user's namespace as a cell would: the last expression is displayed
-    and an exception propagates unchanged, so the outer cell fails as it would unmarked."""
+    (unless a ``;`` ends it), an exception propagates unchanged, so the outer cell fails as
+    it would unmarked, and its traceback shows the cell's own lines, not this module's."""
+    __tracebackhide__ = True  # IPython leaves this frame out of tracebacks
     python = shell.transform_cell(code)
-    tree = ast.parse(python, "<mlops cell>")
+    # registered as IPython registers a cell, so a traceback quotes the user's lines
+    # (the count has moved on to the next cell while this one runs)
+    filename = shell.compile.cache(python, max(shell.execution_count - 1, 0), raw_code=code)
+    tree = ast.parse(python, filename)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
     namespace = shell.user_ns
     if tree.body:
-        exec(compile(tree, "<mlops cell>", "exec"), namespace)
+        exec(compile(tree, filename, "exec"), namespace)
     if last is not None:
-        value = eval(compile(last, "<mlops cell>", "eval"), namespace)
-        if value is not None:
+        value = eval(compile(last, filename, "eval"), namespace)
+        if value is not None and not _quiet(python):
             shell.displayhook(value)
+
+
+def _quiet(python: str) -> bool:
+    """Whether ``python`` ends with a ``;``, which keeps IPython from showing its value (its
+    own check looks at the whole cell, the ``%%mlops`` line's call)."""
+    import io
+    import tokenize
+
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(python).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    ignored = (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT)
+    last = next((t for t in reversed(tokens) if t.type not in ignored), None)
+    return last is not None and last.type == tokenize.OP and last.string == ";"
 
 
 def _assigned(code: str) -> list[str]:
@@ -138,6 +158,7 @@ def mlops(line: str, cell: str | None = None) -> None:
     """
     from IPython import get_ipython
 
+    __tracebackhide__ = True  # the cell's traceback starts at its own code
     shell = get_ipython()
     command = line.split()[0] if line.split() else ""
     if cell is None and command in _COMMANDS:
