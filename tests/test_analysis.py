@@ -185,6 +185,22 @@ def test_models_fitted_through_a_loops_name_come_from_the_step_that_fitted_them(
     assert graph(a)["use"][1] == {"models": "fit", "X": "make", "lr": "fit"}
 
 
+def test_a_recorded_model_bound_again_later_in_its_step_is_a_warning():
+    a = analyze_cells(
+        "%%mlops step blobs\nfrom sklearn.tree import DecisionTreeClassifier\nX, y = [[1]], [1]",
+        "%%mlops model tree\ntree = DecisionTreeClassifier().fit(X, y)",
+        "tree = DecisionTreeClassifier()  # for the bagging demo",
+        "%%mlops step other\ntree2 = tree",
+        "%%mlops data df\nimport pandas as pd\ndf = pd.DataFrame({'a': [1]})",
+        "%%mlops data df\ndf = df.dropna()",  # marked again: recorded again, no warning
+    )
+    assert [(p.cell, p.severity, p.variable) for p in a.problems] == [(3, "warning", "tree")]
+    assert a.problems[0].message == (
+        "t.ipynb, cell 3 binds `tree` again after cell 2 recorded it as step `blobs`'s model; "
+        "the pipeline passes on the value the step ends with, this one: give one of them "
+        "another name, or start a step before this cell")
+
+
 def test_head_in_a_later_step_does_not_change_the_producer():
     a = analyze_cells(
         "%%mlops step a\ndf = {'a': 1}",

@@ -401,6 +401,30 @@ class _Analyzer:
                 f"({' -> '.join([*cycle, cycle[0]])}); remove an `--after` or move the cells "
                 "so each step only uses what earlier steps made", first))
 
+    def rebound_captures(self) -> None:
+        """Warn where a step binds a name again after a cell of it recorded that name as
+        its data or model: the pipeline passes on the value the step ends with, not the
+        one recorded (a bagging demo's ``tree = DecisionTreeClassifier()`` after the fitted
+        tree was marked, and the pipeline shipped it unfitted)."""
+        for plan in self.steps:
+            marked: dict[str, tuple[int, str]] = {}  # name -> (cell number, role)
+            for cell in plan.cells:
+                names = self.names.get(cell.index) or CellNames()
+                mark = cell.mark
+                recorded = (mark is not None and mark.role in ("data", "model"))
+                for name in names.defines:
+                    if name in marked and not (recorded and name in mark.variables):
+                        number, role = marked.pop(name)
+                        self.problem(cell, f" binds `{name}` again after cell {number} "
+                                           f"recorded it as step `{plan.name}`'s {role}; the "
+                                           "pipeline passes on the value the step ends with, "
+                                           "this one: give one of them another name, or start "
+                                           "a step before this cell", "warning", name)
+                if recorded:
+                    chosen = list(mark.variables) or [
+                        n for n, k in names.defines.items() if k not in _CODE_KINDS]
+                    marked.update({n: (cell.number, mark.role) for n in chosen})
+
     def empty_magics(self) -> None:
         for cell in self.nb.cells:
             if (cell.mark is not None and cell.mark.spelling == "magic"
@@ -458,6 +482,7 @@ def analyze(notebook: SourceNotebook, split: str | None = None) -> Analysis:
     analyzer.flow(parameters)
     analyzer.edges()
     analyzer.out_of_order()
+    analyzer.rebound_captures()
     analyzer.empty_magics()
     inference, refused = plan_inference(
         notebook.name, analyzer.setup, {p.name: p.cells for p in analyzer.steps},
