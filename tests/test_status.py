@@ -216,3 +216,22 @@ def test_status_in_a_real_kernel_finds_what_only_the_kernel_has(tmp_path: Path) 
     # cell 1 ran as saved: the kernel's `In` matches it (magics included)
     assert "cell 1 was edited" not in text
     assert not any(o.output_type == "error" for c in executed.cells for o in c.outputs)
+
+
+def test_the_summary_says_why_each_failed_step_failed(tmp_path) -> None:
+    """Two steps failed: the run's error (the first) is printed after the table, the other
+    had no reason anywhere but run.json."""
+    from jupyter_mlops.run.report import summary
+    from jupyter_mlops.run.results import RunResult, StepResult
+
+    first = "step `cv_iris` failed at cell 12 of mev.ipynb: ValueError: bad\nmore"
+    result = RunResult(run_id="r1", folder=tmp_path, pipeline="p", parameters={}, steps=[
+        StepResult("cv_iris", status="failed", started=1.0, ended=3.0, error=first),
+        StepResult("digits9", status="failed", started=1.0, ended=3.3,
+                   error="step `digits9` failed at cell 20 of mev.ipynb: KeyError: 'x'\n..."),
+        StepResult("late", status="not run")],
+        status="failed", started=0.0, ended=4.0, error=first)
+    lines = summary(result).splitlines()
+    assert lines[1].split() == ["cv_iris", "failed", "2.0", "s"]
+    assert lines[2].endswith("step `digits9` failed at cell 20 of mev.ipynb: KeyError: 'x'")
+    assert lines[3].split() == ["late", "not", "run", "-"]

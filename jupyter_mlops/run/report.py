@@ -161,6 +161,9 @@ def summary(result: RunResult) -> str:
     for step in result.steps:
         duration = f"{step.duration:.1f} s" if step.duration is not None else "-"
         outputs = ", ".join(describe_output(m) for m in step.outputs.values())
+        if step.status == "failed" and step.error and step.error != result.error:
+            # the run's own error (its first failure) is said below it; another is said here
+            outputs = step.error.strip().splitlines()[0][:300]
         status = "cached" if step.cached_from else step.status
         lines.append(f"  {step.name:<{width}}  {status:<7}  {duration:>7}  {outputs}")
     notes = [note for step in result.steps for note in check_notes(step)]
