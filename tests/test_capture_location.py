@@ -105,6 +105,14 @@ def test_nbconvert_execute_captures_beside_the_notebook(tmp_path: Path) -> None:
     assert _records(tmp_path) == ["project/m.mlops.json"]
     said = _outputs(notebook.parent / "m.nbconvert.ipynb")[1][0]
     assert said.startswith(f"jupyter-mlops: capturing into m.mlops.json beside {notebook}:")
+    # nor does the copy `--output` names on the command line, in either spelling
+    for output in (["--output", "m_out.ipynb"], ["--output=m_out.ipynb"]):
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
+                        "--execute", "m.ipynb", *output], cwd=notebook.parent, check=True,
+                       capture_output=True, env=_env())
+        said = _outputs(notebook.parent / "m_out.ipynb")[1][0]
+        assert said.startswith(f"jupyter-mlops: capturing into m.mlops.json beside "
+                               f"{notebook}:"), said
 
 
 @pytest.mark.kernel

@@ -9,6 +9,7 @@ says so once, instead of writing a record where no export will look for it.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,7 +140,9 @@ def _runner_name(command: list[str]) -> str:
 
 
 def _parent_notebooks(parent: Any) -> list[Path]:
-    """Existing notebooks named on the parent's command line, in order.
+    """Existing notebooks named on the parent's command line, in order, but for the copy
+    ``nbconvert --execute --output X.ipynb`` writes (a second run found it beside the
+    notebook, with the same marked cells, and captured nothing, unable to tell them apart).
 
     A relative path is relative to the folder the parent started in, which it may have left
     (``papermill --cwd``): its folder now, the shell's ``PWD`` and ours are tried.
@@ -154,8 +157,10 @@ def _parent_notebooks(parent: Any) -> list[Path]:
         bases.append(Path(pwd))
     bases.append(Path.cwd())
     found: list[Path] = []
-    for word in command[1:]:
-        if not word.endswith(".ipynb"):
+    for before, word in itertools.pairwise(command):
+        if word.startswith("--output="):  # nbconvert's copy it writes: not what runs
+            continue
+        if not word.endswith(".ipynb") or before == "--output":
             continue
         paths = [Path(word)] if Path(word).is_absolute() else [b / word for b in bases]
         for path in paths:
