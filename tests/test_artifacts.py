@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -313,6 +314,21 @@ def test_an_index_of_nullable_dtype_comes_back_of_it(tmp_path, index):
         assert [str(back.index.get_level_values(i).dtype) for i in range(index.nlevels)] == [
             str(index.get_level_values(i).dtype) for i in range(index.nlevels)]
         assert list(back.index.names) == list(index.names)
+
+
+def test_complex_and_sparse_columns_are_refused_saying_what_to_do(tmp_path):
+    """pyarrow said "Unsupported numpy type 15" of complex numbers, and of a sparse column
+    only that it is not supported; nothing is written."""
+    for value, said in (
+            (pd.DataFrame({"a": [1], "cplx": np.array([1 + 2j])}),
+             "its column 'cplx' holds complex numbers, which a frame file cannot keep; keep "
+             "their real and imaginary parts as two columns (.real, .imag)"),
+            (pd.DataFrame({"sp": pd.arrays.SparseArray([0, 1.0])}),
+             "its column 'sp' is sparse, which a frame file cannot keep; make it dense first"),
+            (pd.Series(np.array([1j, 2]), name="z"), "it holds complex numbers")):
+        with pytest.raises(ArtifactError, match=re.escape(said)):
+            artifacts.save(value, "v", tmp_path / "bad")
+        assert files(tmp_path / "bad") == set()
 
 
 def test_plain_lists_go_as_arrows_lists_and_come_back_lists(tmp_path):

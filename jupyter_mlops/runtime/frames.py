@@ -145,6 +145,7 @@ def write_frame(value: Any, path: Path, fmt: str, extra: dict[str, Any], *,
     if fmt == "arrow":
         shown = ["it"] if record["kind"] == "series" else [
             f"its column {label!r}" for label in value.columns]
+        _refuse_unkept(frame, shown)
         table, frame, restore = mixedcolumns.arrow_table(frame, shown)
         extra.update(restore)
         record.update(restore)
@@ -289,6 +290,22 @@ def _categorized(frame: Any, restore: dict[str, Any]) -> Any:
             frame[column] = frame[column].astype(
                 pd.CategoricalDtype(decode(categories), ordered=bool(ordered)))
     return frame
+
+
+def _refuse_unkept(frame: Any, shown: list[str]) -> None:
+    """ValueError naming the first column of a dtype no frame file keeps, and what to do
+    (pyarrow said "Unsupported numpy type 15" of complex numbers)."""
+    import pandas as pd
+
+    for where, dtype in zip(shown, frame.dtypes, strict=True):
+        if isinstance(dtype, pd.SparseDtype):
+            raise ValueError(f"{where} is sparse, which a frame file cannot keep; make it "
+                             "dense first (df.sparse.to_dense(), or .sparse.to_dense() on "
+                             "the column)")
+        if pd.api.types.is_complex_dtype(dtype):
+            raise ValueError(f"{where} holds complex numbers, which a frame file cannot keep; "
+                             "keep their real and imaginary parts as two columns (.real, "
+                             ".imag), or pass the values as a numpy array")
 
 
 def _index_typed(index: Any, dtypes: Any) -> Any:
