@@ -382,6 +382,12 @@ def test_params_literal_types_and_help():
         ("s = {1, 2}", "`s = {1, 2}` has a type that a parameter cannot have"),
         ("d = {1: 2}", "`d = {1: 2}` has a type that a parameter cannot have"),
         ("c = 1j", "`c = 1j` has a type that a parameter cannot have"),
+        # what to write instead, where it can be told
+        ('labels = {0: "neg"}', "a dict's keys must be strings (papermill passes parameters "
+                                'as JSON): write {"0": ...} and convert where it is used'),
+        ('path = Path("data/x.csv")', "compute it in a step instead, or make it the string "
+                                      "'data/x.csv' and call Path() on it where it is used"),
+        ("n = 2**10", "compute it in a step instead, or write its value, 1024"),
         ("x = = 1", "has a syntax error on line 1"),
     ],
 )

@@ -146,7 +146,8 @@ def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Paramete
             default = ast.literal_eval(value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             problem(node, "is not a literal; parameters must be plain values (numbers, strings, "
-                          "True/False, None, lists, dicts); compute it in a step instead")
+                          "True/False, None, lists, dicts); compute it in a step instead"
+                    + _literal_hint(value))
             continue
         inferred = _type_of(default)
         if not _finite(default):
@@ -155,7 +156,7 @@ def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Paramete
             continue
         if inferred is None:
             problem(node, "has a type that a parameter cannot have; use int, float, str, bool, "
-                          "None, or a list/dict of those")
+                          "None, or a list/dict of those" + _keys_hint(default))
             continue
         type_name = inferred
         if annotation in _ANNOTATIONS:
@@ -170,6 +171,46 @@ def parse_params_cell(source: str, where: str, cell: int) -> tuple[list[Paramete
             parameters.append(Parameter(target.id, type_name, default,
                                         comments.get(node.lineno, ""), cell))
     return parameters, problems
+
+
+def _literal_hint(value: ast.expr) -> str:
+    """For a path written as ``Path("x.csv")``: the string to write instead; for arithmetic
+    of numbers (``2**10``): its value."""
+    arithmetic = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator,
+                  ast.unaryop)
+    if all(isinstance(n, arithmetic) for n in ast.walk(value)) and all(
+            type(n.value) in (int, float) for n in ast.walk(value) if isinstance(n, ast.Constant)
+    ) and all(not (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow)
+                   and not (isinstance(n.right, ast.Constant) and abs(n.right.value) <= 64))
+              for n in ast.walk(value)):
+        if sum(isinstance(n, ast.Pow) for n in ast.walk(value)) > 2:
+            return ""
+        try:  # numbers and operators only, powers kept small: nothing else can run
+            number = eval(compile(ast.Expression(value), "<param>", "eval"), {"__builtins__": {}})
+            return f", or write its value, {number!r}"
+        except (ArithmeticError, ValueError, TypeError):  # 1/0; too many digits to show
+            return ""
+    if (isinstance(value, ast.Call) and isinstance(value.func, (ast.Name, ast.Attribute))
+            and (value.func.id if isinstance(value.func, ast.Name) else value.func.attr)
+            in ("Path", "PurePath", "PosixPath") and len(value.args) == 1
+            and isinstance(value.args[0], ast.Constant) and isinstance(value.args[0].value, str)
+            and not value.keywords):
+        return (f", or make it the string {value.args[0].value!r} and call Path() on it "
+                "where it is used")
+    return ""
+
+
+def _keys_hint(default: Any) -> str:
+    """For a dict with keys other than strings (``{0: "neg"}``): that JSON keys are strings."""
+    def keys(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(not isinstance(k, str) for k in value) or any(map(keys, value.values()))
+        return isinstance(value, (list, tuple)) and any(map(keys, value))
+
+    if keys(default):
+        return ("; a dict's keys must be strings (papermill passes parameters as JSON): "
+                "write {\"0\": ...} and convert where it is used")
+    return ""
 
 
 def capture_params(code: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
