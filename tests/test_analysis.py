@@ -324,6 +324,16 @@ def test_non_literal_parameter_is_a_problem_naming_the_cell():
     assert a.parameters == []
 
 
+def test_a_refused_parameter_is_said_once_not_at_every_use():
+    """Each later use of `data_path = Path(...)` had an error of its own, saying the name came
+    from a deleted cell or from outside the notebook."""
+    a = analyze_cells("%%mlops params\ndata_path = Path('x.csv')\nn = 3",
+                      "%%mlops step a\ntext = str(data_path) * n",
+                      "%%mlops step b\nsize = len(str(data_path))")
+    assert [(p.cell, "data_path" in p.message) for p in a.problems] == [(1, True)]
+    assert "is not a literal" in a.problems[0].message
+
+
 def test_params_cell_syntax_error_is_reported_once():
     a = analyze_cells("%%mlops params\nn = = 3")
     assert messages(a) == [(1, "t.ipynb, cell 1 has a syntax error on line 1: invalid syntax")]

@@ -131,6 +131,8 @@ class _Analyzer:
         self.skipped: list[Cell] = []
         #: Per step, the definitions whose needs are already resolved.
         self.resolved: dict[str, set[str]] = {}
+        #: Names a params cell assigns but could not take as parameters (said there).
+        self.refused_params: set[str] = set()
 
     def where(self, cell: Cell) -> str:
         return f"{self.nb.name}, cell {cell.number}"
@@ -236,6 +238,9 @@ class _Analyzer:
             for parameter in parameters:
                 found.pop(parameter.name, None)
                 found[parameter.name] = parameter
+            if problems:  # said once there, not again at every cell using them
+                defined = (self.names.get(cell.index) or CellNames()).defines
+                self.refused_params.update(n for n in defined if n not in found)
         return found
 
     # -- 4. data flow ------------------------------------------------------------------------
@@ -299,6 +304,8 @@ class _Analyzer:
                     self.problem(cell, f" uses `{name}`, which only skipped cell "
                                        f"{skipped_defs[name]} defines; unmark that cell or "
                                        f"define `{name}` in a step")
+                elif name in self.refused_params:
+                    continue  # its params cell's problem says what to do
                 elif not star_seen:  # after `import *`, that import is the problem to fix
                     self.problem(cell, f" uses `{name}`, which no earlier step or setup cell "
                                        "defines; define it in an earlier cell or mark the cell "
