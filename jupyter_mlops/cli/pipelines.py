@@ -103,7 +103,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         say(f"warning: {warning.message}")
     steps = ", ".join(s.name for s in result.spec.steps)
     print(f"Exported {Path(args.notebook).name} to {result.folder}/ "
-          f"({len(result.spec.steps)} steps: {steps})")
+          f"({len(result.spec.steps)} step{'' if len(result.spec.steps) == 1 else 's'}: "
+          f"{steps})")
     print(f"Run it with: jupyter mlops run {result.folder}")
     return 0
 

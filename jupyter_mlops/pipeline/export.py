@@ -121,8 +121,8 @@ def stray_capture(analysis: Analysis) -> list[Problem]:
     found = stray_record(notebook.path, keys, (Path.cwd(),))
     if found is None:
         return []
-    stray, matches = found
     own = record_path(notebook.path).name
+    stray, matches = found
     whose = {True: " (its data captures come from cells of this notebook)",
              False: " (its data captures come from cells of another notebook)",
              None: ""}[matches]
@@ -321,6 +321,27 @@ def write_folder(folder: Path, files: dict[str, bytes], old: PipelineSpec | None
         atomic_write(folder / name, files[name])
 
 
+def unrun_captures(analysis: Analysis) -> list[Problem]:
+    """At export, a warning when the notebook marks captures (data, model, metrics) but has
+    no capture record and no stray one (:func:`stray_capture` says of that): its marked
+    cells have not run, so the pipeline checks nothing and its tests skip. Not part of the
+    analysis a panel shows while the cells are being marked."""
+    notebook = analysis.notebook
+    marked = [c for c in notebook.cells if c.cell_type == "code" and c.mark is not None
+              and c.role in _CAPTURING[:3]]
+    if not marked or record_path(notebook.path).exists() or any(
+            "no capture record" in p.message for p in analysis.problems):
+        return []
+    tags = all(c.mark is not None and c.mark.spelling != "magic" for c in marked)
+    return [Problem(
+        f"{notebook.name} has no capture record ({record_path(notebook.path).name}) yet, so "
+        "the pipeline checks no captured data, model or metrics and its generated tests skip "
+        "them: run its marked cells first, then export again"
+        + (" (cells marked by tags capture when run in JupyterLab with the jupyter-mlops "
+           "panel; in a papermill or nbconvert run, mark them with %%mlops)" if tags else ""),
+        None, "warning")]
+
+
 def export(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
            allow_pickle: bool = False, trust: Iterable[str] = (),
            kernel: str | None = None) -> ExportResult:
@@ -336,4 +357,4 @@ def export(notebook: str | Path, folder: str | Path | None = None, split: str | 
     old = _check_target(target)
     write_folder(target, render(analysis, spec), old)
     warnings = [p for p in analysis.problems if p.severity != "error"]
-    return ExportResult(folder=target, spec=spec, warnings=warnings)
+    return ExportResult(folder=target, spec=spec, warnings=warnings + unrun_captures(analysis))
