@@ -181,3 +181,20 @@ def test_a_parameter_that_is_not_finite_stops_the_export(tmp_path: Path, value: 
     with pytest.raises(AnalysisError) as info:
         export(notebook)
     assert "cell 1" in str(info.value) or info.value.cell == 1
+
+
+def test_export_warns_of_a_kernel_not_installed_here(tmp_path: Path) -> None:
+    """A notebook saved elsewhere names its kernel (conda-root-py): export said nothing, and
+    the run refused to start."""
+    path = write_notebook(tmp_path / "away.ipynb", "%%mlops step a\nx = 1")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["kernelspec"] = {"name": "conda-root-py", "display_name": "Python [Root]",
+                                 "language": "python"}
+    nbformat.write(nb, str(path))
+    said = [w.message for w in export(path).warnings if "not installed" in w.message]
+    assert len(said) == 1
+    assert said[0].startswith("away.ipynb: its kernel `conda-root-py` is not installed here "
+                              "(the kernels are: ")
+    assert said[0].endswith("export with --kernel NAME to make another its kernel")
+    assert not [w for w in export(path, kernel="python3").warnings
+                if "not installed" in w.message]

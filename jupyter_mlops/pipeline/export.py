@@ -342,6 +342,23 @@ def unrun_captures(analysis: Analysis) -> list[Problem]:
         None, "warning")]
 
 
+def missing_kernel(analysis: Analysis, spec: PipelineSpec) -> list[Problem]:
+    """At export, a warning when the pipeline's kernel is not installed here: its run would
+    refuse to start (a notebook saved on another machine names its kernel, such as
+    ``conda-root-py``)."""
+    from .kernels import installed_kernels, kernel_spec
+
+    name = spec.kernel.get("name", "")
+    if not isinstance(name, str) or not KERNEL_NAME.fullmatch(name) or kernel_spec(name):
+        return []
+    known = ", ".join(installed_kernels()) or "none"
+    return [Problem(
+        f"{analysis.notebook.name}: its kernel `{name}` is not installed here (the kernels "
+        f"are: {known}); the pipeline runs where it is, or here with `jupyter mlops run "
+        "PIPELINE_DIR --kernel NAME`; export with --kernel NAME to make another its kernel",
+        None, "warning")]
+
+
 def export(notebook: str | Path, folder: str | Path | None = None, split: str | None = None,
            allow_pickle: bool = False, trust: Iterable[str] = (),
            kernel: str | None = None) -> ExportResult:
@@ -357,4 +374,5 @@ def export(notebook: str | Path, folder: str | Path | None = None, split: str | 
     old = _check_target(target)
     write_folder(target, render(analysis, spec), old)
     warnings = [p for p in analysis.problems if p.severity != "error"]
-    return ExportResult(folder=target, spec=spec, warnings=warnings + unrun_captures(analysis))
+    return ExportResult(folder=target, spec=spec, warnings=warnings + unrun_captures(analysis)
+                        + missing_kernel(analysis, spec))
