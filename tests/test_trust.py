@@ -300,6 +300,9 @@ def test_a_model_of_the_notebooks_own_type_runs_and_its_generated_tests_say_why_
     assert ("the notebook captured no metrics: mark its cells %%mlops metrics and run it "
             "before exporting") in tested.stdout
     assert "got empty parameter set" not in tested.stdout
+    quiet = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "test",
+                            str(tmp_path / "own_pipeline"), "-q"], capture_output=True, text=True)
+    assert "1 passed, 4 skipped" in quiet.stdout, quiet.stdout  # the summary, with the user's -q
 
 
 def test_export_says_what_to_do_with_a_lambda_or_a_notebooks_own_type() -> None:
