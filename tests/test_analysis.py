@@ -185,6 +185,24 @@ def test_models_fitted_through_a_loops_name_come_from_the_step_that_fitted_them(
     assert graph(a)["use"][1] == {"models": "fit", "X": "make", "lr": "fit"}
 
 
+def test_a_loops_names_change_only_what_they_are_items_of():
+    """zip pairs each name with its own sequence (``ax.set_xlim`` changes ``axes``, not the
+    ``features`` parameter beside it); an index, a row of iterrows() or a key change
+    nothing; a name that is its own items (``for m in m.values()``) does not loop forever."""
+    from jupyter_mlops.notebook.names import cell_names
+
+    for source, changed in [
+        ("for ax, col in zip(axes, features):\n    ax.set_xlim(0, 1)", ["axes"]),
+        ("for i, (a, b) in enumerate(zip(models, y)):\n    a.fit(X, b)", ["models"]),
+        ("for idx, row in df.iterrows():\n    row.fillna(0, inplace=True)", []),
+        ("for k in d.keys():\n    k.upper()", []),
+        ("for m in m.values():\n    m.fit(X, y)", []),
+        ("for a in b:\n    for b in a:\n        b.fit()", []),
+        ("for m in (lr, rf):\n    m.fit(X)", ["lr", "rf"]),
+    ]:
+        assert cell_names(source).mutates == changed, source
+
+
 def test_a_recorded_model_bound_again_later_in_its_step_is_a_warning():
     a = analyze_cells(
         "%%mlops step blobs\nfrom sklearn.tree import DecisionTreeClassifier\nX, y = [[1]], [1]",
@@ -193,6 +211,8 @@ def test_a_recorded_model_bound_again_later_in_its_step_is_a_warning():
         "%%mlops step other\ntree2 = tree",
         "%%mlops data df\nimport pandas as pd\ndf = pd.DataFrame({'a': [1]})",
         "%%mlops data df\ndf = df.dropna()",  # marked again: recorded again, no warning
+        "%%mlops model\nC = 1.0\nfor col in ['a']:\n    pass\nclf = tree",
+        "C = 10.0\nfor col in ['b']:\n    pass",  # not passed on: nothing to say
     )
     assert [(p.cell, p.severity, p.variable) for p in a.problems] == [(3, "warning", "tree")]
     assert a.problems[0].message == (

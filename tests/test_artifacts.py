@@ -1115,6 +1115,15 @@ def test_deferring_the_iri_grammars_leaves_a_process_that_has_them_alone() -> No
                 "defer_iri_grammars()\n"
                 "print(sys.modules['rfc3987_syntax'])")
     assert _printed_by(left_out) == ["None"]
+    # a checker that cannot be imported when first called passes every value, as jsonschema
+    # does where none is installed, rather than failing the validation
+    broken = ("import sys\n"
+              "from jupyter_mlops.execution.imports import defer_iri_grammars\n"
+              "defer_iri_grammars()\n"
+              "from jsonschema import Draft7Validator\n"
+              "sys.modules['lark'] = None\n"
+              "print(Draft7Validator.FORMAT_CHECKER.conforms('a b', 'iri'))")
+    assert _printed_by(broken) == ["True"]
 
 
 def test_only_the_thread_importing_papermill_is_told_pyarrow_is_missing() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, write_notebook
 
+from jupyter_mlops.execution.stepexec import kernel_environ
 from jupyter_mlops.pipeline.spec import PipelineSpec, Step
 from jupyter_mlops.run.threads import THREAD_VARIABLES, kernel_threads, side_by_side
 
@@ -32,21 +33,29 @@ def test_how_many_steps_may_run_at_once() -> None:
 
 
 def test_kernels_get_the_cores_divided_and_the_users_setting_wins(monkeypatch) -> None:
+    """In the kernels' environment only: this process's (a user's kernel running a
+    pipeline from its panel) is left as it is."""
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     wide = _spec(**{f"s{i}": [] for i in range(3)})
     with kernel_threads(wide, jobs=2, cores=8) as figures:
         assert figures == {"per_kernel": 4, "steps_at_once": 2, "cores": 8,
                            "variables": list(THREAD_VARIABLES)}
-        assert {os.environ[n] for n in THREAD_VARIABLES} == {"4"}
-    assert not any(n in os.environ for n in THREAD_VARIABLES)  # as it was, after the run
+        assert {kernel_environ()[n] for n in THREAD_VARIABLES} == {"4"}
+        assert not any(n in os.environ for n in THREAD_VARIABLES)
+        with kernel_threads(wide, jobs=3, cores=6) as inner:  # a second run meanwhile
+            assert inner["per_kernel"] == 2 and kernel_environ()["OMP_NUM_THREADS"] == "2"
+        assert kernel_environ()["OMP_NUM_THREADS"] == "4"  # the first run's again
+    assert not any(n in kernel_environ() for n in THREAD_VARIABLES)  # as it was, after
     with kernel_threads(wide, jobs=4, cores=2) as figures:
         assert figures["per_kernel"] == 1
     with kernel_threads(_spec(a=[], b=["a"]), jobs=2, cores=8) as figures:
-        assert figures is None and "OMP_NUM_THREADS" not in os.environ  # a chain: every core
+        assert figures is None and "OMP_NUM_THREADS" not in kernel_environ()  # a chain
+    with kernel_threads(wide, jobs=2, cores=8, running={"s0"}) as figures:
+        assert figures is None  # one step to run: every core
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     with kernel_threads(wide, jobs=2, cores=8) as figures:
-        assert figures is None and os.environ["OMP_NUM_THREADS"] == "3"
+        assert figures is None and kernel_environ()["OMP_NUM_THREADS"] == "3"
 
 
 @pytest.mark.kernel

@@ -86,13 +86,22 @@ class _Deferred(types.ModuleType):
         return self._real
 
     def is_valid_syntax(self, term: str, value: str) -> bool:
-        """The real ``is_valid_syntax`` (the one name jsonschema imports), loaded now."""
-        return self._load().is_valid_syntax(term, value)
+        """The real ``is_valid_syntax`` (the one name jsonschema imports), loaded now; True
+        where it cannot be imported (a broken ``lark``), as jsonschema, finding no checker
+        of the format at its own import, would have passed every value."""
+        try:
+            real = self._load()
+        except ImportError:
+            return True
+        return bool(real.is_valid_syntax(term, value))
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # the import system's questions load nothing
-            raise AttributeError(name)
+        # any other name (``__all__`` of a star import, ``__file__``) is the real module's:
+        # the import system's own questions (``__path__``, ``__spec__``) are answered above
         return getattr(self._load(), name)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._load())
 
 
 def defer_iri_grammars() -> None:

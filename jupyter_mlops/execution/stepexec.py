@@ -54,9 +54,16 @@ _MAGIC = "__mlops_magic__"
 QUIET_DEBUGGER = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
+#: Thread counts for the numerical libraries of the kernels started now (set by a run whose
+#: steps may run side by side: :mod:`jupyter_mlops.run.threads`); the process's own
+#: environment, the user's, wins over them.
+KERNEL_THREADS: dict[str, str] = {}
+
+
 def kernel_environ() -> dict[str, str]:
-    """The environment a step's kernel starts from: this process's, the debugger quiet."""
-    return {**QUIET_DEBUGGER, **os.environ}
+    """The environment a step's kernel starts from: this process's, the debugger quiet, the
+    run's thread counts where the user set none."""
+    return {**QUIET_DEBUGGER, **KERNEL_THREADS, **os.environ}
 
 
 def execute_step(call: StepCall, on_cell: Callable[[int, int, Any], None] | None = None,

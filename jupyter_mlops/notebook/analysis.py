@@ -414,13 +414,19 @@ class _Analyzer:
         one recorded (a bagging demo's ``tree = DecisionTreeClassifier()`` after the fitted
         tree was marked, and the pipeline shipped it unfitted)."""
         for plan in self.steps:
+            passed = {n for other in self.steps for n, source in other.inputs.items()
+                      if source == plan.name}
             marked: dict[str, tuple[int, str]] = {}  # name -> (cell number, role)
+            named: set[str] = set()
             for cell in plan.cells:
                 names = self.names.get(cell.index) or CellNames()
                 mark = cell.mark
                 recorded = (mark is not None and mark.role in ("data", "model"))
                 for name in names.defines:
-                    if name in marked and not (recorded and name in mark.variables):
+                    # only what a mark names, or what the step passes on (not a loop's
+                    # `col` or a constant that an unnamed mark's cell also assigned)
+                    if name in marked and (name in named or name in passed) and not (
+                            recorded and name in mark.variables):
                         number, role = marked.pop(name)
                         self.problem(cell, f" binds `{name}` again after cell {number} "
                                            f"recorded it as step `{plan.name}`'s {role}; the "
@@ -431,6 +437,7 @@ class _Analyzer:
                     chosen = list(mark.variables) or [
                         n for n, k in names.defines.items() if k not in _CODE_KINDS]
                     marked.update({n: (cell.number, mark.role) for n in chosen})
+                    named.update(mark.variables)
 
     def empty_magics(self) -> None:
         for cell in self.nb.cells:

@@ -67,22 +67,52 @@ def _changed_object(node: ast.expr) -> str | None:
     return None if isinstance(node, ast.Call) else _base_name(node)
 
 
-#: Builtins whose result iterates over the items of their arguments.
-_ITERATING = frozenset({"enumerate", "zip", "reversed", "sorted", "list", "tuple", "iter"})
+#: Builtins whose result iterates over the items of their one argument.
+_SAME_ITEMS = frozenset({"reversed", "sorted", "list", "tuple", "iter"})
 
 
-def _iterated(node: ast.expr) -> set[str | None]:
-    """The names whose values' items a ``for`` over ``node`` binds: ``models`` for
-    ``models``, ``models.values()`` or ``enumerate(models)``; ``lr`` and ``rf`` for
-    ``(lr, rf)``; none for another call's result (``range(3)``)."""
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return {_base_name(e) for e in node.elts}
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in _ITERATING):
-        return set().union(*(_iterated(a) for a in node.args))
-    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
-        return set()
-    return {_changed_object(node.func.value) if isinstance(node, ast.Call) else _base_name(node)}
+def _item_sources(target: ast.expr, items: ast.expr, found: dict[str, list[str]]) -> None:
+    """Add to ``found`` which names' values ``target`` is bound to items of, when a ``for``
+    binds it to the items of ``items``: ``m`` to ``models`` for ``models``,
+    ``models.values()`` or ``enumerate(models)`` (its index to none), ``ax`` to ``axes``
+    and ``col`` to ``features`` for ``zip(axes, features)``; ``m`` to ``lr`` and ``rf`` for
+    ``(lr, rf)``; nothing for another call's result (``range(3)``, ``df.iterrows()``)."""
+    if isinstance(items, ast.Call) and isinstance(items.func, ast.Name):
+        args = items.args
+        if items.func.id == "enumerate" and args and isinstance(target, ast.Tuple) \
+                and len(target.elts) == 2:
+            _item_sources(target.elts[1], args[0], found)
+        elif items.func.id == "zip" and isinstance(target, ast.Tuple) \
+                and len(target.elts) == len(args):
+            for part, arg in zip(target.elts, args, strict=True):
+                _item_sources(part, arg, found)
+        elif items.func.id in _SAME_ITEMS and len(args) == 1:
+            _item_sources(target, args[0], found)
+        return
+    if isinstance(items, ast.Call):
+        base = (_changed_object(items.func.value) if isinstance(items.func, ast.Attribute)
+                else None)
+        method = items.func.attr if isinstance(items.func, ast.Attribute) else ""
+        if base is not None and method == "values":
+            _bind(target, [base], found)
+        elif base is not None and method == "items" and isinstance(target, ast.Tuple) \
+                and len(target.elts) == 2:
+            _bind(target.elts[1], [base], found)
+        return
+    if isinstance(items, (ast.Tuple, ast.List, ast.Set)):
+        _bind(target, [b for b in map(_base_name, items.elts) if b is not None], found)
+        return
+    base = _base_name(items)
+    if base is not None:
+        _bind(target, [base], found)
+
+
+def _bind(target: ast.expr, sources: list[str], found: dict[str, list[str]]) -> None:
+    """Each name of ``target`` bound to items of ``sources`` (not to itself), in order."""
+    for node in ast.walk(target):
+        if isinstance(node, ast.Name):
+            mine = found.setdefault(node.id, [])
+            mine.extend(s for s in sources if s != node.id and s not in mine)
 
 
 class _Walker(ast.NodeVisitor):
@@ -96,7 +126,7 @@ class _Walker(ast.NodeVisitor):
         #: A loop's names bound to the items of a name's value (``for m in models.values()``):
         #: changing one in place changes that value (``m.fit(X, y)`` fits a model of
         #: ``models``), until the name is bound again.
-        self.aliases: dict[str, set[str]] = {}
+        self.aliases: dict[str, list[str]] = {}
         #: ``from __future__ import annotations`` makes annotations strings, never run.
         self.lazy_annotations = False
 
@@ -118,11 +148,12 @@ class _Walker(ast.NodeVisitor):
         if name in self.out.deletes:
             self.out.deletes.remove(name)
 
-    def mutate(self, name: str | None) -> None:
+    def mutate(self, name: str | None, seen: frozenset[str] = frozenset()) -> None:
         if name is None or any(name in s for s in self.comprehension_locals):
             return
         for source in self.aliases.get(name, ()):
-            self.mutate(source)
+            if source not in seen and source != name:
+                self.mutate(source, seen | {name})
         self.use(name)
         if name not in self.bound and name not in self.out.mutates:
             self.out.mutates.append(name)
@@ -195,11 +226,10 @@ class _Walker(ast.NodeVisitor):
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         self._store_target(node.target)
-        sources = _iterated(node.iter) - {None}
-        if sources and not self.comprehension_locals:
-            for target in ast.walk(node.target):
-                if isinstance(target, ast.Name):
-                    self.aliases[target.id] = {str(s) for s in sources}
+        if not self.comprehension_locals:
+            found: dict[str, list[str]] = {}
+            _item_sources(node.target, node.iter, found)
+            self.aliases.update({name: sources for name, sources in found.items() if sources})
         for stmt in node.body + node.orelse:
             self.visit(stmt)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,10 +23,15 @@ def local_modules(workdir: Path, modules: Iterable[str]) -> list[Path]:
     ``workdir``, where a step's kernel runs: there they come before installed ones."""
     found = []
     for module in modules:
+        if module in sys.builtin_module_names:  # built in: no file of the folder shadows it
+            continue
         single, package = workdir / f"{module}.py", workdir / module
         if single.is_file():
             found.append(single)
-        elif package.is_dir() and any(package.glob("*.py")):
+        elif (package / "__init__.py").is_file() or (
+                module not in sys.stdlib_module_names and any(package.glob("*.py"))):
+            # a folder without one is a namespace package, which a module of that name of
+            # the standard library comes before (a `json/` folder of data and scripts)
             found.append(package)
     return found
 

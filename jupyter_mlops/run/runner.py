@@ -33,7 +33,7 @@ from .inprogress import PlannedRun, RunInProgress, record_end
 from .mirrors import Mirror, open_mirror
 from .options import RunOptions
 from .results import Listener, RunResult, StepResult, new_run_id
-from .selection import select
+from .selection import SKIP, select
 from .stop import Cancelled, Stop, stop_on_sigterm
 from .store import RunStore, default_store
 from .threads import kernel_threads
@@ -68,7 +68,8 @@ def run_pipeline(pipeline_dir: str | Path, parameters: dict[str, Any] | None = N
         try:
             cluster = executor.parallelism()  # a cluster's kernels are not started here
             jobs = options.jobs or cluster or os.cpu_count() or 1
-            with kernel_threads(plan.spec, 1 if cluster else jobs) as threads:
+            running = {name for name, mode in plan.modes.items() if mode != SKIP}
+            with kernel_threads(plan.spec, 1 if cluster else jobs, running=running) as threads:
                 result = _execute(plan, executor, listener, stop, jobs, threads)
         finally:
             executor.close()

@@ -5,16 +5,19 @@ kernel: two steps at once on 2 cores ran 4 busy threads, and a cross-validation 
 logistic regression took 6.8-16 s in a step where it took 1.75 s alone (threads that wait
 by spinning keep the cores from the work). As joblib does for its workers, each kernel of
 a run whose steps may run side by side gets the cores divided among them, through the
-variables those libraries read when they load; a variable the user set is left as it is,
-and a chain of steps, which never runs two at once, keeps every core."""
+variables those libraries read when they load, in the kernels' environment only; a
+variable the user set is left as it is, and a chain of steps, which never runs two at
+once, keeps every core."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
+from ..execution.stepexec import KERNEL_THREADS
 from ..pipeline.spec import PipelineSpec
 
 __all__ = ["THREAD_VARIABLES", "kernel_threads", "side_by_side"]
@@ -39,22 +42,27 @@ def side_by_side(spec: PipelineSpec) -> int:
 
 
 @contextlib.contextmanager
-def kernel_threads(spec: PipelineSpec, jobs: int, cores: int | None = None
-                   ) -> Iterator[dict[str, Any] | None]:
+def kernel_threads(spec: PipelineSpec, jobs: int, cores: int | None = None,
+                   running: set[str] | None = None) -> Iterator[dict[str, Any] | None]:
     """While the run's kernels start: each kernel's threads set to the cores divided among
-    the steps that may run at once (``jobs`` at most), where more than one may; yields the
-    figures it chose by, for the run's record (None where it set nothing)."""
+    the steps that may run at once (``jobs`` at most; of the steps ``running``, by default
+    all), where more than one may; yields the figures it chose by, for the run's record
+    (None where it set nothing). The kernels get them in their environment
+    (:data:`~jupyter_mlops.execution.stepexec.KERNEL_THREADS`): this process's own is left
+    alone, as a user's kernel running a pipeline from its panel needs."""
     cores = cores or os.cpu_count() or 1
-    at_once = min(jobs, side_by_side(spec))
+    if running is not None:
+        spec = replace(spec, steps=[s for s in spec.steps if s.name in running])
+    at_once = min(jobs, side_by_side(spec)) if spec.steps else 1
     if at_once <= 1 or any(name in os.environ for name in THREAD_VARIABLES):
         yield None
         return
     threads = max(1, cores // at_once)
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
+    before = dict(KERNEL_THREADS)
+    KERNEL_THREADS.update({name: str(threads) for name in THREAD_VARIABLES})
     try:
         yield {"per_kernel": threads, "steps_at_once": at_once, "cores": cores,
                "variables": list(THREAD_VARIABLES)}
     finally:
-        for name in THREAD_VARIABLES:
-            os.environ.pop(name, None)
+        KERNEL_THREADS.clear()
+        KERNEL_THREADS.update(before)

@@ -110,6 +110,15 @@ def _plain_labels(frame: Any, extra: dict[str, Any]) -> Any:
     if getattr(frame.index, "freq", None) is not None:  # neither format keeps an index freq
         extra["index_freq"] = frame.index.freqstr
     kept = [str(frame.index.get_level_values(i).dtype) for i in range(frame.index.nlevels)]
+    for i, dtype in enumerate(kept):
+        level = frame.index.get_level_values(i)
+        if dtype[:1] in "IU" and dtype in _INDEX_DTYPES and level.hasnans and len(level) > \
+                level.isna().sum() and max(abs(int(level.min())), abs(int(level.max()))) > 2**53:
+            # read back through floats: such a value would come back another number
+            raise ValueError(f"its index{'' if frame.index.nlevels == 1 else f' level {i}'} "
+                             "holds integers beyond 2**53 beside a missing value, which a "
+                             "frame file would give back rounded; fill the missing value, or "
+                             "make the index a column with .reset_index()")
     if any(dtype in _INDEX_DTYPES for dtype in kept):
         extra["index_dtypes"] = [dtype if dtype in _INDEX_DTYPES else None for dtype in kept]
     return frame

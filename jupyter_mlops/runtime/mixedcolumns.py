@@ -118,11 +118,12 @@ def arrow_table(frame: Any, shown: list[str]) -> tuple[Any, Any, dict[str, list[
 
 def _plain_lists(column: Any, data: Any) -> bool:
     """Whether an object ``column`` Arrow typed as lists (``data``, its Arrow column) holds
-    Python lists alone (missing ones None or NaN) of items Arrow keeps as they are: strings,
-    booleans, ints (none missing: Arrow reads a list of ints with a None as floats), or none
-    (empty lists). Arrow writes them at its own speed (a column of 1,000,000 short lists took
-    2.8 s as text), and :func:`unmixed` makes its arrays lists again. A tuple, a dict, a list
-    in a list, floats (ints among them would come back floats) go as text."""
+    Python lists alone (missing ones None or NaN) of items Arrow keeps as they are, none of
+    them missing: strings, booleans, ints, or none (empty lists). Arrow writes them at its
+    own speed (a column of 1,000,000 short lists took 2.8 s as text), and :func:`unmixed`
+    makes its arrays lists again. A tuple, a dict, a list in a list, floats (ints among them
+    would come back floats), a missing item (Arrow makes NaN, NA and NaT all None) go as
+    text."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -135,7 +136,8 @@ def _plain_lists(column: Any, data: Any) -> bool:
     # a float among lists is NaN here: another float would have kept Arrow from typing it
     if not set(map(type, column.tolist())) <= {list, type(None), float}:
         return False
-    return not (pa.types.is_int64(item) and pc.list_flatten(data).null_count)
+    # a missing item (None, NaN, NA, NaT) is a null to Arrow: only text keeps which it was
+    return not pc.list_flatten(data).null_count
 
 
 def _changed_by_arrow(typed: Any) -> bool:
