@@ -249,7 +249,9 @@ def cmd_test(args: argparse.Namespace) -> int:
                          "this jupyter-mlops")
     extra = [a for a in args.pytest_args if a != "--"]
     # quiet unless the user chose how verbose (a second -q drops pytest's summary line)
-    chosen = any(a.startswith(("-q", "-v", "--quiet", "--verbose")) for a in extra)
+    chosen = any(a.startswith(("--quiet", "--verbose", "--verbosity")) or (
+        a.startswith("-") and not a.startswith("--") and ("q" in a or "v" in a))
+        for a in extra)
     code = subprocess.call([sys.executable, "-m", "pytest", str(tests), "-p",
                             "no:cacheprovider", *([] if chosen else ["-q"]), *extra])
     return 0 if code == 0 else 1 if code == 1 else 2

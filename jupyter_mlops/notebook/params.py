@@ -183,7 +183,10 @@ def _literal_hint(value: ast.expr) -> str:
     ) and all(not (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow)
                    and not (isinstance(n.right, ast.Constant) and abs(n.right.value) <= 64))
               for n in ast.walk(value)):
-        if sum(isinstance(n, ast.Pow) for n in ast.walk(value)) > 2:
+        if sum(isinstance(n, (ast.Pow, ast.LShift)) for n in ast.walk(value)) > 2 or any(
+                isinstance(n, ast.BinOp) and isinstance(n.op, ast.LShift)
+                and not (isinstance(n.right, ast.Constant) and abs(n.right.value) <= 64)
+                for n in ast.walk(value)):
             return ""
         try:  # numbers and operators only, powers kept small: nothing else can run
             number = eval(compile(ast.Expression(value), "<param>", "eval"), {"__builtins__": {}})

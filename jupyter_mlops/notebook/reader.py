@@ -360,7 +360,9 @@ def normalised_python(python: str) -> str:
 def code_key(code: str) -> str:
     """A short key for a cell's code, the same in the notebook and in a step notebook: ties
     a captured data profile to the cell that made it."""
-    return hashlib.sha256(normalised_python(to_python(code)).encode("utf-8")).hexdigest()[:12]
+    # as before %time lines were analysed: records captured by earlier versions still match
+    python = _ipython(_unwrap_pass_through(code))
+    return hashlib.sha256(normalised_python(python).encode("utf-8")).hexdigest()[:12]
 
 
 def to_python(code: str) -> str:
@@ -371,7 +373,11 @@ def to_python(code: str) -> str:
     model.fit(X, y)`` uses ``X``; ``%time X = load()`` defines it). Plain Python skips
     IPython entirely, which keeps analysing a large notebook fast.
     """
-    code = _TIME_LINE.sub(r"\1", _unwrap_pass_through(code))
+    return _ipython(_TIME_LINE.sub(r"\1", _unwrap_pass_through(code)))
+
+
+def _ipython(code: str) -> str:
+    """``code`` with IPython's syntax made Python by IPython's own transformer."""
     if not any(ch in code for ch in "%!?"):
         return code
     from IPython.core.inputtransformer2 import TransformerManager
