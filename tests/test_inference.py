@@ -71,7 +71,9 @@ def test_fitted_values_parameters_and_helpers_are_classified(tmp_path: Path) -> 
       "model = LinearRegression()", "%%mlops model model\nmodel.fit(df[['a']], df['b'])",
       "%%mlops step score --prepare\ndf['p'] = model.predict(df[['a']])"),
      "reads the model `model`"),
-    ((LOAD, "%%mlops step clean --prepare\n%time df = df.dropna()"), "uses IPython syntax"),
+    # (a `%time` line's statement is plain Python, and prepared as such)
+    ((LOAD, "%%mlops step clean --prepare\n%env LIMIT=3\ndf = df.dropna()"),
+     "uses IPython syntax"),
     ((LOAD, "%%mlops step clean\nlimit = 3", "%%mlops prepare\ndf = df.head(limit)"),
      "reads `limit`, which cell 2 of the same step makes without preparing"),
 ])
