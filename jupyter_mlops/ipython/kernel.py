@@ -9,7 +9,6 @@ says so once, instead of writing a record where no export will look for it.
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -157,7 +156,8 @@ def _parent_notebooks(parent: Any) -> list[Path]:
         bases.append(Path(pwd))
     bases.append(Path.cwd())
     found: list[Path] = []
-    for before, word in itertools.pairwise(command):
+    for index, word in enumerate(command[1:], start=1):  # (3.9 kernels: no pairwise)
+        before = command[index - 1]
         if word.startswith("--output="):  # nbconvert's copy it writes: not what runs
             continue
         if not word.endswith(".ipynb") or before == "--output":

@@ -84,8 +84,8 @@ def _item_sources(target: ast.expr, items: ast.expr, found: dict[str, list[str]]
             _item_sources(target.elts[1], args[0], found)
         elif items.func.id == "zip" and isinstance(target, ast.Tuple) \
                 and len(target.elts) == len(args):
-            for part, arg in zip(target.elts, args, strict=True):
-                _item_sources(part, arg, found)
+            for index, part in enumerate(target.elts):  # as many as args (3.9: no strict)
+                _item_sources(part, args[index], found)
         elif items.func.id in _SAME_ITEMS and len(args) == 1:
             _item_sources(target, args[0], found)
         return

@@ -306,7 +306,8 @@ def _refuse_unkept(frame: Any, shown: list[str]) -> None:
     (pyarrow said "Unsupported numpy type 15" of complex numbers)."""
     import pandas as pd
 
-    for where, dtype in zip(shown, frame.dtypes, strict=True):
+    for index, dtype in enumerate(frame.dtypes):  # one shown name a column (3.9: no strict)
+        where = shown[index]
         if isinstance(dtype, pd.SparseDtype):
             raise ValueError(f"{where} is sparse, which a frame file cannot keep; make it "
                              "dense first (df.sparse.to_dense(), or .sparse.to_dense() on "
