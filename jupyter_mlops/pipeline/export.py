@@ -102,8 +102,10 @@ def _kernel_format_problems(analysis: Analysis, spec: PipelineSpec) -> list[Prob
                     "skops (--kernel NAME)")]
 
 
+#: Roles whose cells record what the pipeline checks (data, a model, metrics).
+_RECORDED = ("data", "model", "metrics")
 #: Roles whose ``%%mlops`` cells write to the capture record when they run.
-_CAPTURING = ("data", "model", "metrics", "params")
+_CAPTURING = (*_RECORDED, "params")
 
 
 def stray_capture(analysis: Analysis) -> list[Problem]:
@@ -121,8 +123,8 @@ def stray_capture(analysis: Analysis) -> list[Problem]:
     found = stray_record(notebook.path, keys, (Path.cwd(),))
     if found is None:
         return []
-    own = record_path(notebook.path).name
     stray, matches = found
+    own = record_path(notebook.path).name
     whose = {True: " (its data captures come from cells of this notebook)",
              False: " (its data captures come from cells of another notebook)",
              None: ""}[matches]
@@ -328,7 +330,7 @@ def unrun_captures(analysis: Analysis) -> list[Problem]:
     analysis a panel shows while the cells are being marked."""
     notebook = analysis.notebook
     marked = [c for c in notebook.cells if c.cell_type == "code" and c.mark is not None
-              and c.role in _CAPTURING[:3]]
+              and c.role in _RECORDED]
     if not marked or record_path(notebook.path).exists() or any(
             "no capture record" in p.message for p in analysis.problems):
         return []

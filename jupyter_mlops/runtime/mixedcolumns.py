@@ -219,7 +219,7 @@ def _refuse_arrays(values: list[Any], where: str) -> None:
 
     kinds = {type(v) for v in values if isinstance(v, (set, frozenset, list, tuple, np.ndarray))}
     if kinds & {set, frozenset} or (np.ndarray in kinds and len(kinds) > 1):
-        names = " and ".join(sorted(type_name(k()) if k is not np.ndarray else "numpy.ndarray"
+        names = " and ".join(sorted("numpy.ndarray" if k is np.ndarray else k.__name__
                                     for k in kinds))
         raise ValueError(f"{where} holds {names} values, which a frame file would give back "
                          "as numpy arrays; make them all lists (for example with "
